@@ -1,0 +1,38 @@
+# coffer's tasks. `make demo` and `make test` are the README's two commands.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
+
+VERSITYGW_VERSION := v1.8.0
+STATICCHECK_VERSION := 2025.1.1
+
+.PHONY: build demo test tools lint bench clean
+
+build:
+	$(GO) build -o $(BIN)/coffer ./cmd/coffer
+
+# Runs the main job end to end on embedded defaults: keys and a local
+# repository under .coffer-demo/, the demo Airflow deployment from testdata.
+demo: build
+	$(BIN)/coffer demo --dir $(CURDIR)/.coffer-demo
+
+# Installs what the tests need that a fresh machine lacks, then runs them all.
+test: tools
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+tools: $(BIN)/versitygw
+	@./scripts/install-packages.sh
+
+$(BIN)/versitygw:
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+lint:
+	gofmt -l . | (! grep .)
+	$(GO) vet ./...
+
+bench: tools build
+	./scripts/bench.sh
+
+clean:
+	rm -rf $(BIN) .coffer-demo

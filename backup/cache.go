@@ -1,0 +1,156 @@
+package backup
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"filippo.io/age"
+
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/repo"
+)
+
+// The change cache lets a folder backup skip reading files whose size,
+// mtime, ctime and inode are unchanged since the last backup, reusing their
+// chunks. It lives on the backup host, age-encrypted to the repository's
+// index key (so it is no plaintext on disk, and only the signing-key holder
+// reads it), one file per repository: CacheDir/<repo id>/changes.age.
+
+type fileKey struct {
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime"`
+	CTime int64  `json:"ctime"`
+	Ino   uint64 `json:"ino"`
+	Dev   uint64 `json:"dev"`
+}
+
+type cacheRec struct {
+	Key    fileKey      `json:"key"`
+	SHA256 string       `json:"sha256"`
+	Chunks []cacheChunk `json:"chunks"`
+}
+
+type cacheChunk struct {
+	ID     repo.ChunkID `json:"id"`
+	Pack   string       `json:"p"`
+	Offset int64        `json:"o"`
+	Length int64        `json:"l"`
+	Raw    int64        `json:"r"`
+	Zstd   bool         `json:"z,omitempty"`
+}
+
+type pendingRec struct {
+	key fileKey
+	rec fileRec
+}
+
+type changeCache struct {
+	path     string
+	identity *age.X25519Identity
+	packs    map[string]*packSlot
+	old      map[string]map[string]cacheRec
+	pending  map[string]map[string]pendingRec
+}
+
+func loadCache(dir, repoID string, secrets *keys.Derived, packs map[string]*packSlot, log *slog.Logger) *changeCache {
+	if dir == "" {
+		return nil
+	}
+	c := &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
+		packs: packs, old: map[string]map[string]cacheRec{}, pending: map[string]map[string]pendingRec{}}
+	ct, err := os.ReadFile(c.path)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			log.Warn("change cache unreadable; reading every file", "err", err)
+		}
+		return c
+	}
+	if err := repo.Unseal(ct, &c.old, c.identity); err != nil {
+		log.Warn("change cache damaged; reading every file", "err", err)
+		c.old = map[string]map[string]cacheRec{}
+	}
+	return c
+}
+
+// lookup returns the chunks of an unchanged file whose packs all still exist.
+func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
+	if c == nil {
+		return fileRec{}, false
+	}
+	cr, ok := c.old[source][path]
+	if !ok || cr.Key != k {
+		return fileRec{}, false
+	}
+	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
+	for _, ch := range cr.Chunks {
+		slot, ok := c.packs[ch.Pack]
+		if !ok {
+			return fileRec{}, false
+		}
+		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: loc{pack: slot, offset: ch.Offset,
+			length: ch.Length, raw: ch.Raw, zstd: ch.Zstd}})
+	}
+	return rec, true
+}
+
+func (c *changeCache) remember(source, path string, k fileKey, rec fileRec) {
+	if c == nil {
+		return
+	}
+	if c.pending[source] == nil {
+		c.pending[source] = map[string]pendingRec{}
+	}
+	c.pending[source][path] = pendingRec{key: k, rec: rec}
+}
+
+// save writes the cache of this backup's files; called after the manifest
+// is written, when every pack has its name.
+func (c *changeCache) save(log *slog.Logger) {
+	if c == nil {
+		return
+	}
+	out := map[string]map[string]cacheRec{}
+	for src, files := range c.pending {
+		out[src] = map[string]cacheRec{}
+		for path, pr := range files {
+			cr := cacheRec{Key: pr.key, SHA256: pr.rec.entry.SHA256}
+			for _, l := range pr.rec.locs {
+				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.id, Pack: l.loc.pack.sha, Offset: l.loc.offset,
+					Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
+			}
+			out[src][path] = cr
+		}
+	}
+	ct, err := repo.Seal(out, c.identity.Recipient())
+	if err == nil {
+		err = writeFileAtomic(c.path, ct)
+	}
+	if err != nil {
+		log.Warn("could not save the change cache; the next backup reads every file", "err", err)
+	}
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := bytes.NewReader(data).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+	"github.com/urfave/cli/v2"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitIntegrity   = 3
+	exitInterrupted = 130
+)
+
+// globals are the options every command shares; flags and environment
+// variables win over the config file.
+type globals struct {
+	stdout, stderr io.Writer
+	cfg            *config.Config
+	configPath     string
+	repo           string
+	identity       string
+	signingKey     string
+	json           bool
+	log            *slog.Logger
+}
+
+// usageError marks errors that exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// hinted attaches a hint line to an error.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h *hinted) Error() string { return h.err.Error() }
+func (h *hinted) Unwrap() error { return h.err }
+
+func withHint(err error, format string, args ...any) error {
+	return &hinted{err: err, hint: fmt.Sprintf(format, args...)}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	g := &globals{stdout: stdout, stderr: stderr}
+	app := &cli.App{
+		Name:      "coffer",
+		Usage:     "encrypted, verifiable backups of an Airflow deployment",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "config", EnvVars: []string{"COFFER_CONFIG"}, Usage: "config file (YAML)"},
+			&cli.StringFlag{Name: "repo", EnvVars: []string{"COFFER_REPO"}, Usage: "repository: a path, file:// or s3://bucket/prefix"},
+			&cli.StringFlag{Name: "identity", EnvVars: []string{"COFFER_IDENTITY"}, Usage: "age identity file (restore, cat, verify --decrypt)"},
+			&cli.StringFlag{Name: "signing-key", EnvVars: []string{"COFFER_SIGNING_KEY"}, Usage: "signing.key (backup) or signing.pub (to pin the key when reading)"},
+			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log progress to stderr"},
+		},
+		Before: func(c *cli.Context) error {
+			return g.load(c)
+		},
+		Commands: []*cli.Command{
+			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), demoCommand(g),
+		},
+		ExitErrHandler:  func(*cli.Context, error) {},
+		HideHelpCommand: true,
+	}
+	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+	for _, cmd := range app.Commands {
+		cmd.OnUsageError = app.OnUsageError
+	}
+	return app
+}
+
+func (g *globals) load(c *cli.Context) error {
+	g.configPath = c.String("config")
+	g.cfg = &config.Config{Uploads: 2}
+	if g.configPath != "" {
+		f, err := os.Open(g.configPath)
+		if err != nil {
+			return withHint(fmt.Errorf("config: %w", err), "check --config or COFFER_CONFIG")
+		}
+		defer f.Close()
+		cfg, err := config.Parse(f)
+		if err != nil {
+			return &usageError{fmt.Sprintf("%s: %v", g.configPath, err)}
+		}
+		if err := cfg.Validate(); err != nil {
+			return &usageError{fmt.Sprintf("%s:\n%v", g.configPath, err)}
+		}
+		g.cfg = cfg
+	}
+	base := filepath.Dir(g.configPath)
+	rel := func(p string) string {
+		if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") || g.configPath == "" {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	pick := func(flag, fromCfg string) string {
+		if v := c.String(flag); v != "" {
+			return v
+		}
+		return rel(fromCfg)
+	}
+	g.repo = pick("repo", g.cfg.Repository)
+	g.identity = pick("identity", g.cfg.Identity)
+	g.signingKey = pick("signing-key", g.cfg.SigningKey)
+	g.cfg.CacheDir = rel(g.cfg.CacheDir)
+	g.json = c.Bool("json")
+	level := slog.LevelWarn
+	if c.Bool("verbose") {
+		level = slog.LevelInfo
+	}
+	g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// store opens the repository's storage.
+func (g *globals) store(ctx context.Context) (storage.Store, error) {
+	if g.repo == "" {
+		return nil, usagef("no repository: give --repo, COFFER_REPO or repository: in the config file")
+	}
+	s3 := storage.S3ConfigFromEnv()
+	c := g.cfg.S3
+	if c.Endpoint != "" {
+		s3.Endpoint = c.Endpoint
+		if strings.HasPrefix(c.Endpoint, "http://") {
+			s3.Insecure = true
+		}
+		s3.Endpoint = strings.TrimPrefix(strings.TrimPrefix(s3.Endpoint, "http://"), "https://")
+	}
+	if c.Region != "" {
+		s3.Region = c.Region
+	}
+	s3.PathStyle = s3.PathStyle || c.PathStyle
+	s3.Insecure = s3.Insecure || c.Insecure
+	s3.SkipVerify = c.SkipVerify
+	if c.CAFile != "" {
+		s3.CAFile = c.CAFile
+	}
+	if c.AccessKey != "" {
+		s3.AccessKey, s3.SecretKey = c.AccessKey, c.SecretKey
+	}
+	st, err := storage.Open(ctx, g.repo, s3)
+	if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrBucketNotFound):
+			return nil, withHint(err, "create the bucket first, or check the bucket name in --repo")
+		case errors.Is(err, storage.ErrUnreachable):
+			return nil, withHint(err, "check COFFER_S3_ENDPOINT or s3.endpoint and that the server is up")
+		}
+		return nil, err
+	}
+	return st, nil
+}
+
+// openOptions loads the keys this invocation holds.
+func (g *globals) openOptions(needSigning, needIdentity bool) (repo.OpenOptions, error) {
+	var o repo.OpenOptions
+	if g.signingKey != "" {
+		sk, pub, err := loadSigning(g.signingKey)
+		if err != nil {
+			return o, err
+		}
+		o.Signing, o.Pin = sk, pub
+	}
+	if needSigning && o.Signing == nil {
+		if g.signingKey != "" {
+			return o, withHint(errors.New("a backup needs the private signing key, not signing.pub"), "pass --signing-key KEYS/signing.key")
+		}
+		return o, withHint(errors.New("no signing key: a backup signs its snapshot"), "pass --signing-key KEYS/signing.key or set COFFER_SIGNING_KEY")
+	}
+	if g.identity != "" {
+		ids, err := keys.LoadIdentities(g.identity)
+		if err != nil {
+			return o, keyError(err)
+		}
+		o.Identities = ids
+	}
+	if needIdentity && len(o.Identities) == 0 {
+		return o, withHint(repo.ErrNoIdentity, "this host holds no identity; restore on a host that has identity.txt")
+	}
+	return o, nil
+}
+
+// loadSigning reads signing.key, or a signing.pub to pin.
+func loadSigning(path string) (*keys.SigningKey, keys.PublicKey, error) {
+	if pub, err := keys.LoadPublicKey(path); err == nil {
+		return nil, pub, nil
+	}
+	sk, err := keys.LoadSigningKey(path)
+	if err != nil {
+		return nil, nil, keyError(err)
+	}
+	return sk, sk.Public(), nil
+}
+
+func keyError(err error) error {
+	var pe *keys.PermissionError
+	if errors.As(err, &pe) {
+		return withHint(err, "%s", pe.Hint())
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return withHint(err, "check the path, or run coffer keygen --out DIR")
+	}
+	return err
+}
+
+// open opens the repository with the keys this invocation holds.
+func (g *globals) open(ctx context.Context, needSigning, needIdentity bool) (*repo.Repository, error) {
+	o, err := g.openOptions(needSigning, needIdentity)
+	if err != nil {
+		return nil, err
+	}
+	st, err := g.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := repo.Open(ctx, st, o)
+	if err != nil {
+		var km *repo.KeyMismatchError
+		switch {
+		case errors.Is(err, repo.ErrNotInitialized):
+			return nil, withHint(err, "run coffer init --repo %s first", g.repo)
+		case errors.As(err, &km):
+			return nil, withHint(err, "use the signing key this repository was initialised with; coffer never mixes keys")
+		}
+		return nil, err
+	}
+	if o.Pin == nil {
+		fmt.Fprintln(g.stderr, "coffer: warning: signatures checked against the key the repository names; pin it with --signing-key signing.pub")
+	}
+	return r, nil
+}
+
+// report prints err the way STYLE.md says and returns the exit code.
+func report(ctx context.Context, stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue *usageError
+	var ie *repo.IntegrityError
+	var fm *restore.FingerprintMismatchError
+	var ee *exitError
+	code := exitFailure
+	switch {
+	case errors.As(err, &ee):
+		return ee.code
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "coffer: error: interrupted; nothing was published")
+		return exitInterrupted
+	case errors.As(err, &ue):
+		code = exitUsage
+	case errors.As(err, &ie), errors.As(err, &fm):
+		code = exitIntegrity
+	}
+	msg := err.Error()
+	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)
+	if h := hintFor(err); h != "" {
+		fmt.Fprintf(stderr, "coffer: hint: %s\n", h)
+	}
+	return code
+}
+
+// exitError carries an exit code for a failure already reported.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func hintFor(err error) string {
+	var h *hinted
+	if errors.As(err, &h) {
+		return h.hint
+	}
+	var wi *repo.WrongIdentityError
+	var ue *usageError
+	switch {
+	case errors.As(err, &wi):
+		return "use the identity.txt that belongs to one of the repository's recipients"
+	case errors.Is(err, repo.ErrNoIdentity):
+		return "pass --identity identity.txt (backup hosts hold none by design)"
+	case errors.As(err, &ue):
+		return "run coffer --help or coffer COMMAND --help"
+	case errors.Is(err, backup.ErrStrict):
+		return "fix the source or run without --strict"
+	}
+	return ""
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+var _ age.Identity

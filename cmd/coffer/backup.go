@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/repo"
+)
+
+type backupOptions struct {
+	tags    cli.StringSlice
+	strict  bool
+	uploads int
+	sources []string
+}
+
+func backupCommand(g *globals) *cli.Command {
+	o := &backupOptions{}
+	return &cli.Command{
+		Name:      "backup",
+		Usage:     "back up sources into one snapshot",
+		ArgsUsage: "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
+			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read"},
+			&cli.IntFlag{Name: "uploads", Destination: &o.uploads, Usage: "packs uploaded in parallel (default from config, else 2)"},
+		},
+		Action: func(c *cli.Context) error {
+			o.sources = c.Args().Slice()
+			return runBackup(c.Context, g, o)
+		},
+	}
+}
+
+// sourcesFrom turns command-line arguments into sources. With no
+// arguments, every source of the config file is backed up.
+func sourcesFrom(g *globals, args []string) ([]backup.Source, error) {
+	if len(args) == 0 {
+		for name := range g.cfg.Sources {
+			args = append(args, name)
+		}
+		if len(args) == 0 {
+			return nil, usagef("nothing to back up: give SOURCE arguments (NAME=KIND:LOCATION) or sources: in the config file")
+		}
+		sortStrings(args)
+	}
+	var out []backup.Source
+	for _, a := range args {
+		name, spec, ok := strings.Cut(a, "=")
+		var sc config.Source
+		if ok {
+			kind, loc, err := config.SplitSpec(spec)
+			if err != nil {
+				return nil, usagef("%v", err)
+			}
+			sc = config.Source{Kind: kind, Location: loc}
+		} else {
+			c, found := g.cfg.Sources[a]
+			if !found {
+				return nil, usagef("source %q is neither NAME=KIND:LOCATION nor a name in the config file", a)
+			}
+			sc = c
+		}
+		s, err := backup.NewSource(name, sc)
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
+	sources, err := sourcesFrom(g, o.sources)
+	if err != nil {
+		return err
+	}
+	r, err := g.open(ctx, true, false)
+	if err != nil {
+		return err
+	}
+	opts, _ := g.openOptions(true, false)
+	uploads := o.uploads
+	if uploads == 0 {
+		uploads = g.cfg.Uploads
+	}
+	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: opts.Signing, Sources: sources,
+		Tags: o.tags.Value(), Strict: o.strict, Uploads: uploads, CacheDir: cacheDir(g), Logger: g.log})
+	if err != nil {
+		return err
+	}
+	m := res.Manifest
+	if g.json {
+		return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": m.Sources,
+			"stats": m.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": m.Duration.Seconds(), "warnings": res.Warnings})
+	}
+	for _, w := range res.Warnings {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
+	}
+	fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
+	fmt.Fprintf(g.stdout, "  sources:      %s\n", sourceNames(m))
+	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(m.Stats.BytesRead))
+	if res.BytesSkipped > 0 {
+		fmt.Fprintf(g.stdout, " (%s unchanged, not read)", humanBytes(res.BytesSkipped))
+	}
+	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(m.Stats.BytesNew))
+	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(m.Stats.BytesStored))
+	fmt.Fprintf(g.stdout, "  duration:     %s\n", m.Duration.Round(time.Millisecond))
+	return nil
+}
+
+func sourceNames(m *repo.Manifest) string {
+	var s []string
+	for _, src := range m.Sources {
+		s = append(s, src.Name+" ("+src.Kind+")")
+	}
+	return strings.Join(s, ", ")
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

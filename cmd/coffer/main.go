@@ -1,0 +1,27 @@
+// Command coffer makes encrypted, verifiable backups of an Apache Airflow
+// deployment: its metadata database, DAG repository and invoice stores.
+//
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure, 130
+// interrupted.
+package main
+
+import (
+	"context"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, so testscript can call it in-process.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, interleave(app, args))
+	return report(ctx, stderr, err)
+}

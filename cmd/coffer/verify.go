@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/cofferhq/coffer/restore"
+)
+
+type verifyOptions struct {
+	decrypt, quick bool
+}
+
+func verifyCommand(g *globals) *cli.Command {
+	o := &verifyOptions{}
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "check signatures, presence and hashes of every object (--decrypt: also contents)",
+		ArgsUsage: "[SNAPSHOT...]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "decrypt", Destination: &o.decrypt, Usage: "also decrypt every chunk and check plaintext hashes (needs the identity)"},
+			&cli.BoolFlag{Name: "quick", Destination: &o.quick, Usage: "check presence and size only"},
+		},
+		Action: func(c *cli.Context) error { return runVerify(c.Context, g, o, c.Args().Slice()) },
+	}
+}
+
+func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) error {
+	if o.decrypt && o.quick {
+		return usagef("--decrypt and --quick exclude each other")
+	}
+	depth := restore.Read
+	switch {
+	case o.quick:
+		depth = restore.Quick
+	case o.decrypt:
+		depth = restore.Decrypt
+	}
+	r, err := g.open(ctx, false, o.decrypt)
+	if err != nil {
+		return err
+	}
+	rep, err := restore.Verify(ctx, r, ids, depth)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		if err := printJSON(g.stdout, rep); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(g.stdout, "BAD %s: %s", p.Object, p.Error)
+			if len(p.Snapshots) > 0 {
+				fmt.Fprintf(g.stdout, " (breaks snapshots %s)", strings.Join(p.Snapshots, ", "))
+			}
+			fmt.Fprintln(g.stdout)
+		}
+		fmt.Fprintf(g.stdout, "verified %d snapshots, %d objects, %s (%s)", rep.Snapshots, rep.Objects, humanBytes(rep.Bytes), rep.Depth)
+		if rep.Files > 0 {
+			fmt.Fprintf(g.stdout, ", %d files decrypted", rep.Files)
+		}
+		fmt.Fprintf(g.stdout, ": %d problems\n", len(rep.Problems))
+	}
+	if !rep.OK() {
+		fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", len(rep.Problems))
+		fmt.Fprintln(g.stderr, "coffer: hint: the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
+		return &exitError{code: exitIntegrity}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+// Package config reads coffer's YAML configuration file. Parse reads it
+// over the defaults; Validate returns every problem at once, each naming the
+// key and its line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cofferhq/coffer/internal/fingerprint"
+)
+
+// Config is coffer's configuration file.
+type Config struct {
+	// Repository is a local path, a file:// URL or s3://bucket/prefix.
+	Repository string `yaml:"repository"`
+	S3         S3     `yaml:"s3"`
+	// Identity is the age identity file (restore operators only).
+	Identity string `yaml:"identity"`
+	// SigningKey is signing.key on a backup host, or signing.pub to pin
+	// the key for restores and audits.
+	SigningKey string `yaml:"signing_key"`
+	// CacheDir holds the change cache of folder sources.
+	CacheDir string            `yaml:"cache_dir"`
+	Uploads  int               `yaml:"uploads"`
+	Sources  map[string]Source `yaml:"sources"`
+
+	lines map[string]int
+}
+
+// S3 settings; credentials come from the environment when not set here.
+type S3 struct {
+	Endpoint   string `yaml:"endpoint"`
+	Region     string `yaml:"region"`
+	PathStyle  bool   `yaml:"path_style"`
+	Insecure   bool   `yaml:"insecure"`
+	CAFile     string `yaml:"ca_file"`
+	SkipVerify bool   `yaml:"skip_verify"`
+	AccessKey  string `yaml:"access_key_id"`
+	SecretKey  string `yaml:"secret_access_key"`
+}
+
+// Source is one configured source. In YAML it is either the short form
+// "KIND:LOCATION" or a mapping.
+type Source struct {
+	Kind     string              `yaml:"kind"`
+	Location string              `yaml:"location"`
+	Exclude  []string            `yaml:"exclude"`
+	Checks   []fingerprint.Check `yaml:"checks"`
+	Globals  bool                `yaml:"globals"`
+}
+
+// Kinds are the source kinds coffer knows.
+var Kinds = []string{"dir", "postgres", "mysql", "sqlite"}
+
+// UnmarshalYAML accepts the short form "KIND:LOCATION".
+func (s *Source) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		kind, loc, err := SplitSpec(n.Value)
+		if err != nil {
+			return err
+		}
+		s.Kind, s.Location = kind, loc
+		return nil
+	}
+	type plain Source
+	return n.Decode((*plain)(s))
+}
+
+// SplitSpec splits "KIND:LOCATION".
+func SplitSpec(spec string) (kind, location string, err error) {
+	kind, location, ok := strings.Cut(spec, ":")
+	if !ok || kind == "" || location == "" {
+		return "", "", fmt.Errorf("source %q is not KIND:LOCATION (kinds: %s)", spec, strings.Join(Kinds, ", "))
+	}
+	return kind, location, nil
+}
+
+// Parse reads a configuration. Unknown keys are errors, with their line.
+func Parse(r io.Reader) (*Config, error) {
+	c := &Config{Uploads: 2}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.lines = map[string]int{}
+	if len(root.Content) > 0 {
+		recordLines(root.Content[0], "", c.lines)
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
+	if n.Kind != yaml.MappingNode {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := prefix + n.Content[i].Value
+		lines[k] = n.Content[i].Line
+		recordLines(n.Content[i+1], k+".", lines)
+	}
+}
+
+// Line returns the line of a dotted key, or 0.
+func (c *Config) Line(key string) int { return c.lines[key] }
+
+// Validate returns every problem in the configuration, one per line of the
+// error, each naming the key and, where known, its line.
+func (c *Config) Validate() error {
+	var probs []string
+	add := func(key, format string, args ...any) {
+		msg := key + ": " + fmt.Sprintf(format, args...)
+		if l := c.lines[key]; l > 0 {
+			msg = fmt.Sprintf("line %d: %s", l, msg)
+		}
+		probs = append(probs, msg)
+	}
+	if c.Uploads < 1 || c.Uploads > 64 {
+		add("uploads", "must be between 1 and 64, not %d", c.Uploads)
+	}
+	if c.Repository != "" && strings.Contains(c.Repository, "://") &&
+		!strings.HasPrefix(c.Repository, "file://") && !strings.HasPrefix(c.Repository, "s3://") {
+		add("repository", "unsupported URL scheme (use a path, file:// or s3://)")
+	}
+	names := make([]string, 0, len(c.Sources))
+	for n := range c.Sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := c.Sources[n]
+		key := "sources." + n
+		if strings.ContainsAny(n, "=:/ ") || n == "" {
+			add(key, "source names may not contain '=', ':', '/' or spaces")
+		}
+		known := false
+		for _, k := range Kinds {
+			known = known || k == s.Kind
+		}
+		if !known {
+			add(key, "unknown kind %q (kinds: %s)", s.Kind, strings.Join(Kinds, ", "))
+		}
+		if s.Location == "" {
+			add(key, "no location")
+		}
+		for _, ch := range s.Checks {
+			if ch.Name == "" || ch.Query == "" {
+				add(key+".checks", "every check needs a name and a query")
+			}
+		}
+		if len(s.Checks) > 0 && s.Kind == "dir" {
+			add(key+".checks", "checks apply to database sources only")
+		}
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(probs, "\n"))
+}

@@ -1,0 +1,129 @@
+package keys
+
+import (
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+
+	"filippo.io/age"
+)
+
+const (
+	chunkIDInfo       = "coffer chunk-id v1"
+	polynomialInfo    = "coffer chunker-polynomial v1"
+	indexIdentityInfo = "coffer index-identity v1"
+
+	polySeedSize = 64
+	derivedMagic = "coffer-derived-v1\n"
+	identityHRP  = "AGE-SECRET-KEY-"
+)
+
+// Derived holds the per-repository secrets derived from a signing key.
+// They let a backup host that holds only recipients and the signing key
+// compute keyed chunk ids and read and extend the repository index.
+type Derived struct {
+	ChunkKey      [32]byte // key for chunk ids
+	PolySeed      []byte   // 64 bytes that seed the chunker polynomial
+	IndexIdentity *age.X25519Identity
+}
+
+// Derive derives the secrets of the repository with id repoID with
+// HKDF-SHA256 over k's seed, using repoID as salt (see the package
+// documentation). The same key and id always give the same secrets; repoID
+// should be the repository's random id.
+func (k *SigningKey) Derive(repoID []byte) *Derived {
+	seed := k.priv.Seed()
+	d := &Derived{}
+	copy(d.ChunkKey[:], mustHKDF(seed, repoID, chunkIDInfo, 32))
+	d.PolySeed = mustHKDF(seed, repoID, polynomialInfo, polySeedSize)
+	id, err := identityFromScalar(mustHKDF(seed, repoID, indexIdentityInfo, 32))
+	if err != nil {
+		panic("keys: internal error: " + err.Error())
+	}
+	d.IndexIdentity = id
+	return d
+}
+
+func mustHKDF(secret, salt []byte, info string, n int) []byte {
+	b, err := hkdf.Key(sha256.New, secret, salt, info, n)
+	if err != nil {
+		// Only possible for lengths above 255*32 bytes.
+		panic("keys: internal error: " + err.Error())
+	}
+	return b
+}
+
+// IndexRecipient returns the recipient of the index identity.
+func (d *Derived) IndexRecipient() *age.X25519Recipient {
+	return d.IndexIdentity.Recipient()
+}
+
+// MarshalBinary encodes d (see the package documentation for the format).
+// The result is secret.
+func (d *Derived) MarshalBinary() ([]byte, error) {
+	if len(d.PolySeed) != polySeedSize {
+		return nil, fmt.Errorf("marshal derived secrets: poly seed is %d bytes, want %d", len(d.PolySeed), polySeedSize)
+	}
+	if d.IndexIdentity == nil {
+		return nil, errors.New("marshal derived secrets: no index identity")
+	}
+	scalar, err := identityScalar(d.IndexIdentity)
+	if err != nil {
+		return nil, fmt.Errorf("marshal derived secrets: %w", err)
+	}
+	b := make([]byte, 0, len(derivedMagic)+32+polySeedSize+32)
+	b = append(b, derivedMagic...)
+	b = append(b, d.ChunkKey[:]...)
+	b = append(b, d.PolySeed...)
+	b = append(b, scalar...)
+	return b, nil
+}
+
+// UnmarshalDerived decodes secrets encoded by [Derived.MarshalBinary].
+func UnmarshalDerived(b []byte) (*Derived, error) {
+	rest, ok := bytes.CutPrefix(b, []byte(derivedMagic))
+	if !ok {
+		return nil, errors.New("unmarshal derived secrets: bad magic")
+	}
+	if len(rest) != 32+polySeedSize+32 {
+		return nil, fmt.Errorf("unmarshal derived secrets: %d bytes after magic, want %d", len(rest), 32+polySeedSize+32)
+	}
+	d := &Derived{}
+	copy(d.ChunkKey[:], rest[:32])
+	d.PolySeed = bytes.Clone(rest[32 : 32+polySeedSize])
+	id, err := identityFromScalar(rest[32+polySeedSize:])
+	if err != nil {
+		return nil, fmt.Errorf("unmarshal derived secrets: %w", err)
+	}
+	d.IndexIdentity = id
+	return d, nil
+}
+
+// identityFromScalar builds an age X25519 identity from a raw 32-byte
+// scalar via its Bech32 encoding, as age has no raw-bytes constructor.
+func identityFromScalar(scalar []byte) (*age.X25519Identity, error) {
+	if len(scalar) != 32 {
+		return nil, errors.New("x25519 scalar must be 32 bytes")
+	}
+	s, err := bech32Encode(identityHRP, scalar)
+	if err != nil {
+		return nil, err
+	}
+	id, err := age.ParseX25519Identity(s)
+	if err != nil {
+		return nil, errors.New("cannot build age identity from scalar")
+	}
+	return id, nil
+}
+
+// identityScalar returns the raw scalar of id.
+func identityScalar(id *age.X25519Identity) ([]byte, error) {
+	hrp, b, err := bech32Decode(id.String())
+	if err != nil || strings.ToUpper(hrp) != identityHRP || len(b) != 32 {
+		return nil, errors.New("cannot decode age identity")
+	}
+	return b, nil
+}

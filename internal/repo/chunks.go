@@ -1,0 +1,203 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+const ageChunk = 64 << 10 // age's STREAM chunk size
+const ageTag = 16         // Poly1305 tag per chunk
+
+// ChunkReader reads single chunks of a snapshot's packs with ranged reads
+// and age.DecryptReaderAt, and checks each chunk's keyed id. It is not safe
+// for concurrent use; make one per goroutine.
+type ChunkReader struct {
+	r     *Repository
+	sizes map[string]int64
+	id    func([]byte) ChunkID
+	open  map[string]*openPack
+	order []string
+	// Fetched counts ciphertext bytes read from storage.
+	Fetched int64
+}
+
+type openPack struct {
+	ra        io.ReaderAt
+	plainSize int64
+	encSize   int64
+	src       *windowReaderAt
+}
+
+// NewChunkReader returns a reader for the packs listed in m.
+func (r *Repository) NewChunkReader(ctx context.Context, m *Manifest) (*ChunkReader, error) {
+	if len(r.identities) == 0 {
+		return nil, ErrNoIdentity
+	}
+	id, err := r.ChunkIDFunc(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sizes := make(map[string]int64, len(m.Packs))
+	for _, p := range m.Packs {
+		sizes[p.SHA256] = p.Size
+	}
+	return &ChunkReader{r: r, sizes: sizes, id: id, open: map[string]*openPack{}}, nil
+}
+
+// Read returns the plaintext of chunk c stored in pack, verified against
+// its id.
+func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byte, error) {
+	name := PackName(pack)
+	p, err := cr.pack(ctx, pack)
+	if err != nil {
+		return nil, err
+	}
+	if c.Offset+c.Length > p.plainSize {
+		return nil, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
+	}
+	coff, clen := p.cipherRange(c.Offset, c.Length)
+	p.src.prefetch(ctx, coff, clen)
+	buf := make([]byte, c.Length)
+	if _, err := p.ra.ReadAt(buf, c.Offset); err != nil && !(errors.Is(err, io.EOF) && c.Offset+c.Length == p.plainSize) {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if errors.Is(err, storage.ErrNotExist) {
+			return nil, integrity(name, "missing")
+		}
+		return nil, integrity(name, "read chunk: %v", err)
+	}
+	data := buf
+	if c.Zstd {
+		data, err = Decompress(nil, buf, c.Raw)
+		if err != nil {
+			return nil, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
+		}
+	} else if int64(len(buf)) != c.Raw {
+		return nil, integrity(name, "chunk %s: length %d, want %d", ShortID(c.ID.String()), len(buf), c.Raw)
+	}
+	if cr.id(data) != c.ID {
+		return nil, integrity(name, "chunk %s does not match its id", ShortID(c.ID.String()))
+	}
+	return data, nil
+}
+
+func (cr *ChunkReader) pack(ctx context.Context, pack string) (*openPack, error) {
+	if p, ok := cr.open[pack]; ok {
+		return p, nil
+	}
+	name := PackName(pack)
+	size, ok := cr.sizes[pack]
+	if !ok {
+		return nil, integrity(name, "pack is not listed in the manifest")
+	}
+	st, err := cr.r.Store.Stat(ctx, name)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, integrity(name, "missing")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", name, err)
+	}
+	if st.Size != size {
+		return nil, integrity(name, "size %d, want %d", st.Size, size)
+	}
+	src := &windowReaderAt{ctx: ctx, st: cr.r.Store, name: name, size: size, fetched: &cr.Fetched}
+	ra, plain, err := age.DecryptReaderAt(src, size, cr.r.identities...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, decryptError(name, err)
+	}
+	p := &openPack{ra: ra, plainSize: plain, encSize: size, src: src}
+	if len(cr.order) >= 4 {
+		delete(cr.open, cr.order[0])
+		cr.order = cr.order[1:]
+	}
+	cr.open[pack] = p
+	cr.order = append(cr.order, pack)
+	return p, nil
+}
+
+// cipherRange maps a plaintext range of an age file to the ciphertext
+// range that holds it.
+func (p *openPack) cipherRange(off, n int64) (int64, int64) {
+	chunks := (p.plainSize + ageChunk - 1) / ageChunk
+	if chunks == 0 {
+		chunks = 1
+	}
+	payloadOff := p.encSize - (p.plainSize + chunks*ageTag)
+	first, last := off/ageChunk, (off+n-1)/ageChunk
+	start := payloadOff + first*(ageChunk+ageTag)
+	end := min(p.encSize, payloadOff+(last+1)*(ageChunk+ageTag))
+	return start, end - start
+}
+
+// windowReaderAt serves ReadAt from one prefetched window of an object, so
+// that decrypting a chunk that spans many 64 KiB age chunks costs one ranged
+// read rather than one per age chunk.
+type windowReaderAt struct {
+	ctx     context.Context
+	st      storage.Store
+	name    string
+	size    int64
+	win     []byte
+	winOff  int64
+	fetched *int64
+}
+
+func (w *windowReaderAt) prefetch(ctx context.Context, off, n int64) {
+	if off >= w.winOff && off+n <= w.winOff+int64(len(w.win)) {
+		return
+	}
+	w.ctx = ctx
+	b, err := w.read(off, n)
+	if err != nil {
+		w.win = nil // ReadAt will read again and report the error
+		return
+	}
+	w.win, w.winOff = b, off
+}
+
+func (w *windowReaderAt) read(off, n int64) ([]byte, error) {
+	rc, err := w.st.Open(w.ctx, w.name, off, n)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	m, err := io.ReadFull(rc, b)
+	*w.fetched += int64(m)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (w *windowReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off >= w.winOff && off+int64(len(p)) <= w.winOff+int64(len(w.win)) {
+		return copy(p, w.win[off-w.winOff:]), nil
+	}
+	n := int64(len(p))
+	if off+n > w.size {
+		n = w.size - off
+	}
+	if n <= 0 {
+		return 0, io.EOF
+	}
+	b, err := w.read(off, n)
+	if err != nil {
+		return 0, err
+	}
+	c := copy(p, b)
+	if c < len(p) {
+		return c, io.EOF
+	}
+	return c, nil
+}

@@ -1,0 +1,83 @@
+package repo
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
+)
+
+// maxDocument bounds a decrypted and decompressed catalog or index, so a
+// hostile object cannot exhaust memory.
+const maxDocument = 4 << 30
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDocument))
+)
+
+// Compress returns the zstd compression of src appended to dst.
+func Compress(dst, src []byte) []byte { return zenc.EncodeAll(src, dst) }
+
+// Decompress decodes a zstd frame whose decoded size must be raw bytes.
+func Decompress(dst, src []byte, raw int64) ([]byte, error) {
+	out, err := zdec.DecodeAll(src, dst)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(out)-len(dst)) != raw {
+		return nil, fmt.Errorf("decompressed %d bytes, want %d", len(out)-len(dst), raw)
+	}
+	return out, nil
+}
+
+// Encrypt returns plain encrypted to recipients as an age file.
+func Encrypt(plain []byte, recipients ...age.Recipient) ([]byte, error) {
+	var b bytes.Buffer
+	b.Grow(len(plain) + len(plain)/4096 + 1024)
+	w, err := age.Encrypt(&b, recipients...)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(plain); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Decrypt decrypts an age file.
+func Decrypt(ct []byte, identities ...age.Identity) ([]byte, error) {
+	r, err := age.Decrypt(bytes.NewReader(ct), identities...)
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(io.LimitReader(r, maxDocument))
+}
+
+// Seal encodes v as JSON, compresses it with zstd and encrypts it.
+func Seal(v any, recipients ...age.Recipient) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return Encrypt(Compress(nil, j), recipients...)
+}
+
+// Unseal reverses Seal into v.
+func Unseal(ct []byte, v any, identities ...age.Identity) error {
+	z, err := Decrypt(ct, identities...)
+	if err != nil {
+		return err
+	}
+	j, err := zdec.DecodeAll(z, nil)
+	if err != nil {
+		return fmt.Errorf("decompress: %w", err)
+	}
+	return json.Unmarshal(j, v)
+}

@@ -1,0 +1,408 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"github.com/restic/chunker"
+	"golang.org/x/crypto/hkdf"
+
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// ErrNotInitialized is returned when a repository has no config object.
+var ErrNotInitialized = errors.New("repository not initialised")
+
+// ErrNoIdentity is returned when an operation needs to decrypt but no
+// identity was given.
+var ErrNoIdentity = errors.New("no identity: this operation decrypts and needs the age identity (--identity or COFFER_IDENTITY)")
+
+// IntegrityError says that a stored object is missing, damaged or not what
+// the signed manifest says it is. The CLI maps it to exit code 3.
+type IntegrityError struct {
+	Object string
+	Err    error
+}
+
+func (e *IntegrityError) Error() string { return fmt.Sprintf("integrity: %s: %v", e.Object, e.Err) }
+func (e *IntegrityError) Unwrap() error { return e.Err }
+
+func integrity(object string, format string, args ...any) error {
+	return &IntegrityError{Object: object, Err: fmt.Errorf(format, args...)}
+}
+
+// Repository is an opened repository: its store and verified config.
+type Repository struct {
+	Store  storage.Store
+	Config Config
+	// Pinned is the signing public key signatures are checked against.
+	Pinned keys.PublicKey
+
+	identities []age.Identity
+	secretsMu  sync.Mutex
+	secrets    *keys.Derived
+	pol        chunker.Pol
+}
+
+// Init writes a new repository's config and secrets object. It refuses a
+// store that already holds a config.
+func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey) (*Config, error) {
+	if len(recipients) == 0 {
+		return nil, errors.New("no recipients: give --recipients-file or --recipient")
+	}
+	if _, err := st.Stat(ctx, ConfigName); err == nil {
+		return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
+	} else if !errors.Is(err, storage.ErrNotExist) {
+		return nil, err
+	}
+	cfg := Config{
+		Version:    Version,
+		ID:         NewID(),
+		Created:    time.Now().UTC().Truncate(time.Second),
+		SigningKey: sk.Public().String(),
+		ChunkID:    "hmac-sha256",
+		Chunker: ChunkerParams{Algorithm: "rabin-restic", MinSize: DefaultChunkMin,
+			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
+		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
+	}
+	var ageRecipients []age.Recipient
+	for _, r := range recipients {
+		cfg.Recipients = append(cfg.Recipients, r.Text)
+		ageRecipients = append(ageRecipients, r.Recipient)
+	}
+	id, _ := hex.DecodeString(cfg.ID)
+	secret, err := sk.Derive(id).MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	ct, err := Encrypt(secret, ageRecipients...)
+	if err != nil {
+		return nil, err
+	}
+	sum := HashHex(ct)
+	cfg.Secrets = ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
+	if err := st.Put(ctx, cfg.Secrets.Name, bytes.NewReader(ct), int64(len(ct)), storage.PutOptions{}); err != nil {
+		return nil, fmt.Errorf("write %s: %w", cfg.Secrets.Name, err)
+	}
+	doc, err := Sign(KindConfig, &cfg, sk)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Put(ctx, ConfigName, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
+		if errors.Is(err, storage.ErrExists) {
+			return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
+		}
+		return nil, fmt.Errorf("write config: %w", err)
+	}
+	return &cfg, nil
+}
+
+// OpenOptions say which keys an opened repository trusts and holds.
+type OpenOptions struct {
+	// Pin is the signing public key the config and manifests must be
+	// signed with. Nil trusts the key the config names (and says so).
+	Pin keys.PublicKey
+	// Signing, if set, is the backup host's signing key: its public half
+	// pins, and it derives the chunk-id and index secrets without an
+	// identity.
+	Signing *keys.SigningKey
+	// Identities decrypt catalogs, packs and the secrets object.
+	Identities []age.Identity
+}
+
+// Open reads and verifies a repository's config.
+func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository, error) {
+	doc, err := readAll(ctx, st, ConfigName, 1<<20)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s", ErrNotInitialized, st.Location())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var cfg Config
+	if err := Open0(doc, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Version != Version {
+		return nil, fmt.Errorf("repository format version %d is not supported by this coffer (version %d)", cfg.Version, Version)
+	}
+	repoKey, err := keys.ParsePublicKey(cfg.SigningKey)
+	if err != nil {
+		return nil, integrity(ConfigName, "bad signing key: %v", err)
+	}
+	pin := opts.Pin
+	if opts.Signing != nil {
+		if pin != nil && !pin.Equal(opts.Signing.Public()) {
+			return nil, errors.New("the signing key and the pinned signing public key differ")
+		}
+		pin = opts.Signing.Public()
+	}
+	if pin != nil && !pin.Equal(repoKey) {
+		return nil, &KeyMismatchError{Repo: repoKey.String(), Ours: pin.String()}
+	}
+	if pin == nil {
+		pin = repoKey
+	}
+	if err := OpenSigned(KindConfig, doc, pin, &cfg); err != nil {
+		return nil, integrity(ConfigName, "%v", err)
+	}
+	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
+	if opts.Signing != nil {
+		id, _ := hex.DecodeString(cfg.ID)
+		r.secrets = opts.Signing.Derive(id)
+	}
+	return r, nil
+}
+
+// Open0 decodes a config without checking its signature, to learn which key
+// signed it.
+func Open0(doc []byte, cfg *Config) error {
+	if err := OpenSigned(KindConfig, doc, nil, cfg); err != nil {
+		return integrity(ConfigName, "%v", err)
+	}
+	return nil
+}
+
+// OpenSigned is Open for signed documents; named apart from the
+// repository's Open.
+func OpenSigned(kind string, doc []byte, key Verifier, v any) error { return openSigned(kind, doc, key, v) }
+
+// KeyMismatchError is returned when the repository is signed by another
+// key than the one given.
+type KeyMismatchError struct{ Repo, Ours string }
+
+func (e *KeyMismatchError) Error() string {
+	return fmt.Sprintf("repository is signed by %s, not by the given signing key %s", e.Repo, e.Ours)
+}
+
+// HasIdentity reports whether the repository was opened with an identity.
+func (r *Repository) HasIdentity() bool { return len(r.identities) > 0 }
+
+// Identities returns the identities the repository was opened with.
+func (r *Repository) Identities() []age.Identity { return r.identities }
+
+// Recipients parses the config's recipients.
+func (r *Repository) Recipients() ([]age.Recipient, error) {
+	var out []age.Recipient
+	for _, s := range r.Config.Recipients {
+		rc, err := keys.ParseRecipient(s)
+		if err != nil {
+			return nil, integrity(ConfigName, "recipient: %v", err)
+		}
+		out = append(out, rc.Recipient)
+	}
+	return out, nil
+}
+
+// Secrets returns the derived repository secrets: from the signing key on a
+// backup host, else by decrypting the secrets object with the identity.
+func (r *Repository) Secrets(ctx context.Context) (*keys.Derived, error) {
+	r.secretsMu.Lock()
+	defer r.secretsMu.Unlock()
+	if r.secrets != nil {
+		return r.secrets, nil
+	}
+	if len(r.identities) == 0 {
+		return nil, ErrNoIdentity
+	}
+	ct, err := r.ReadObject(ctx, r.Config.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := Decrypt(ct, r.identities...)
+	if err != nil {
+		return nil, decryptError(r.Config.Secrets.Name, err)
+	}
+	d, err := keys.UnmarshalDerived(plain)
+	if err != nil {
+		return nil, integrity(r.Config.Secrets.Name, "%v", err)
+	}
+	r.secrets = d
+	return d, nil
+}
+
+// decryptError turns an age error into a clear one: a wrong identity is a
+// usage problem, anything else is damage.
+func decryptError(name string, err error) error {
+	var nm *age.NoIdentityMatchError
+	if errors.As(err, &nm) {
+		return &WrongIdentityError{Object: name}
+	}
+	return integrity(name, "decrypt: %v", err)
+}
+
+// WrongIdentityError says that none of the given identities can decrypt.
+type WrongIdentityError struct{ Object string }
+
+func (e *WrongIdentityError) Error() string {
+	return fmt.Sprintf("wrong identity: it cannot decrypt %s (the repository is encrypted to other recipients)", e.Object)
+}
+
+// Polynomial returns the chunker polynomial derived from the secrets.
+func (r *Repository) Polynomial(ctx context.Context) (chunker.Pol, error) {
+	if r.pol != 0 {
+		return r.pol, nil
+	}
+	s, err := r.Secrets(ctx)
+	if err != nil {
+		return 0, err
+	}
+	pol, err := chunker.DerivePolynomial(hkdf.New(sha256.New, s.PolySeed, nil, []byte("coffer chunker stream v1")))
+	if err != nil {
+		return 0, err
+	}
+	r.pol = pol
+	return pol, nil
+}
+
+// ChunkIDFunc returns the keyed hash that names chunks.
+func (r *Repository) ChunkIDFunc(ctx context.Context) (func([]byte) ChunkID, error) {
+	s, err := r.Secrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := s.ChunkKey
+	return func(b []byte) ChunkID {
+		m := hmac.New(sha256.New, key[:])
+		m.Write(b)
+		var id ChunkID
+		m.Sum(id[:0])
+		return id
+	}, nil
+}
+
+// ReadObject reads a whole object and checks its size and SHA-256 against
+// ref. A mismatch or missing object is an IntegrityError naming it.
+func (r *Repository) ReadObject(ctx context.Context, ref ObjectRef) ([]byte, error) {
+	b, err := readAll(ctx, r.Store, ref.Name, ref.Size+1)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, integrity(ref.Name, "missing")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", ref.Name, err)
+	}
+	if int64(len(b)) != ref.Size {
+		return nil, integrity(ref.Name, "size %d, want %d", len(b), ref.Size)
+	}
+	if HashHex(b) != ref.SHA256 {
+		return nil, integrity(ref.Name, "content hash does not match")
+	}
+	return b, nil
+}
+
+func readAll(ctx context.Context, st storage.Store, name string, limit int64) ([]byte, error) {
+	rc, err := st.Open(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit))
+}
+
+// ReadManifest reads and verifies snapshot id's manifest.
+func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, error) {
+	name := SnapshotName(id)
+	doc, err := readAll(ctx, r.Store, name, 64<<20)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, integrity(name, "missing")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	var m Manifest
+	if err := openSigned(KindManifest, doc, r.Pinned, &m); err != nil {
+		return nil, integrity(name, "%v", err)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, integrity(name, "%v", err)
+	}
+	if m.ID != id {
+		return nil, integrity(name, "manifest of snapshot %s stored under another name (replayed)", ShortID(m.ID))
+	}
+	if m.Repo != r.Config.ID {
+		return nil, integrity(name, "manifest belongs to repository %s", ShortID(m.Repo))
+	}
+	return &m, nil
+}
+
+// SnapshotIDs lists the ids of every manifest object.
+func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
+		ids = append(ids, strings.TrimPrefix(oi.Name, SnapshotsPrefix))
+		return nil
+	})
+	return ids, err
+}
+
+// Manifests reads every manifest, sorted by time. Damaged manifests are
+// returned as errors beside the good ones.
+func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error) {
+	ids, err := r.SnapshotIDs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ms []*Manifest
+	var bad []error
+	for _, id := range ids {
+		m, err := r.ReadManifest(ctx, id)
+		if err != nil {
+			var ie *IntegrityError
+			if errors.As(err, &ie) {
+				bad = append(bad, err)
+				continue
+			}
+			return nil, nil, err
+		}
+		ms = append(ms, m)
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Time.Before(ms[j].Time) })
+	return ms, bad, nil
+}
+
+// ReadCatalog reads, checks and decrypts a snapshot's catalog.
+func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, error) {
+	if len(r.identities) == 0 {
+		return nil, ErrNoIdentity
+	}
+	ct, err := r.ReadObject(ctx, m.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	var c Catalog
+	if err := Unseal(ct, &c, r.identities...); err != nil {
+		var wi *WrongIdentityError
+		if e := decryptError(m.Catalog.Name, err); errors.As(e, &wi) {
+			return nil, e
+		}
+		return nil, integrity(m.Catalog.Name, "%v", err)
+	}
+	if c.Snapshot != m.ID {
+		return nil, integrity(m.Catalog.Name, "catalog belongs to snapshot %s", ShortID(c.Snapshot))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, integrity(m.Catalog.Name, "%v", err)
+	}
+	packs := make(map[string]bool, len(m.Packs))
+	for _, p := range m.Packs {
+		packs[p.SHA256] = true
+	}
+	for _, p := range c.Packs {
+		if !packs[p] {
+			return nil, integrity(m.Catalog.Name, "references pack %s that the manifest does not list", ShortID(p))
+		}
+	}
+	return &c, nil
+}

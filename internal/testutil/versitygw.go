@@ -1,0 +1,205 @@
+package testutil
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+const (
+	s3AccessKey = "coffertest"
+	s3SecretKey = "coffertestsecret"
+)
+
+// ModuleRoot returns the folder holding go.mod, found by walking up from the
+// working directory, or "" if there is none.
+func ModuleRoot() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
+
+// FindBinary looks for name on PATH, then in <module root>/bin.
+func FindBinary(name string) (string, bool) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	if root := ModuleRoot(); root != "" {
+		p := filepath.Join(root, "bin", name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// StartS3 starts a versitygw S3 gateway (posix backend, with versioning) on
+// a free loopback port for this test, creates a fresh bucket in it and
+// returns the config to reach it. The gateway is killed when the test ends.
+// Without versitygw the test is skipped (or fails, see Missing).
+func StartS3(t testing.TB) storage.S3Config {
+	t.Helper()
+	bin, ok := FindBinary("versitygw")
+	if !ok {
+		Missing(t, "versitygw not installed: run make tools")
+	}
+	var lastErr error
+	for range 3 { // the free port may be taken between probe and start
+		cfg, err := startVersityGW(t, bin)
+		if err == nil {
+			return cfg
+		}
+		lastErr = err
+	}
+	t.Fatalf("start versitygw: %v", lastErr)
+	return storage.S3Config{}
+}
+
+// syncBuffer collects a process's output for error messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func startVersityGW(t testing.TB, bin string) (storage.S3Config, error) {
+	t.Helper()
+	port, err := freePort()
+	if err != nil {
+		return storage.S3Config{}, err
+	}
+	base := t.TempDir()
+	root, vdir := filepath.Join(base, "root"), filepath.Join(base, "versions")
+	for _, d := range []string{root, vdir} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			return storage.S3Config{}, err
+		}
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin,
+		"--access", s3AccessKey, "--secret", s3SecretKey, "--port", addr,
+		"posix", "--versioning-dir", vdir, root)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return storage.S3Config{}, err
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		cmd.Process.Kill()
+		<-exited
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		select {
+		case <-exited:
+			return storage.S3Config{}, fmt.Errorf("versitygw exited: %s", strings.TrimSpace(out.String()))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return storage.S3Config{}, fmt.Errorf("versitygw not listening on %s after 10s: %s", addr, out.String())
+		}
+	}
+	t.Cleanup(stop)
+
+	cfg := storage.S3Config{
+		Endpoint:  addr,
+		Region:    "us-east-1",
+		Bucket:    "coffer-test-" + randomHex(6),
+		AccessKey: s3AccessKey,
+		SecretKey: s3SecretKey,
+		PathStyle: true,
+		Insecure:  true,
+	}
+	if err := MakeBucket(cfg); err != nil {
+		return storage.S3Config{}, fmt.Errorf("%w: %s", err, out.String())
+	}
+	return cfg, nil
+}
+
+// MakeBucket creates cfg.Bucket on cfg's server.
+func MakeBucket(cfg storage.S3Config) error {
+	c, err := minio.New(cfg.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
+		Secure:       !cfg.Insecure,
+		Region:       cfg.Region,
+		BucketLookup: minio.BucketLookupPath,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region}); err != nil {
+		return fmt.Errorf("make bucket %s: %w", cfg.Bucket, err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, errors.New("not a tcp address")
+	}
+	return addr.Port, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

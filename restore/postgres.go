@@ -1,0 +1,397 @@
+package restore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/fingerprint"
+)
+
+// PostgresOptions control RestorePostgres.
+type PostgresOptions struct {
+	// Replace allows an existing target: the snapshot is restored into a
+	// fresh database that is swapped in only after it succeeded.
+	Replace bool
+	// Force allows restoring over the very database the snapshot came from.
+	Force bool
+	// Jobs is the number of parallel pg_restore jobs; <= 1 streams the dump
+	// into one pg_restore in a single transaction.
+	Jobs int
+	// MemoryBudget caps the memory-backed copy of the dump that a parallel
+	// restore needs (default 1 GiB); a larger dump is restored with one job.
+	MemoryBudget int64
+	// PgRestore is the pg_restore binary; found like pg_dump when empty.
+	PgRestore string
+}
+
+// PostgresResult describes a finished PostgreSQL restore.
+type PostgresResult struct {
+	Database     string // the restored database's name
+	Replaced     bool   // an existing database of that name was replaced
+	KeptOld      string // the replaced database, when it could not be dropped
+	Jobs         int    // pg_restore jobs used
+	DumpBytes    int64
+	Fingerprints fingerprint.Fingerprints
+	Globals      bool // the snapshot has roles and tablespaces (see PostgresGlobals); never applied
+}
+
+// ErrTargetExists is wrapped by the error for a restore target that exists.
+var ErrTargetExists = errors.New("target exists")
+
+// ErrRestoreOverSource is wrapped by the error for a restore, without Force,
+// into the database the snapshot came from.
+var ErrRestoreOverSource = errors.New("target is the snapshot's source database")
+
+const defaultMemoryBudget = 1 << 30
+
+// RestorePostgres restores a PostgreSQL snapshot source into the database
+// targetDSN names, which coffer creates on that server (connecting to its
+// "postgres" database to do so). It then recomputes the fingerprints on the
+// target; a difference is a *FingerprintMismatchError. On any failure the
+// database it created is dropped.
+func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, opts PostgresOptions) (*PostgresResult, error) {
+	var info backup.PostgresInfo
+	if err := src.Meta(backup.PostgresMetaKey, &info); err != nil {
+		return nil, fmt.Errorf("source %s is not a PostgreSQL snapshot: %w", src.Name(), err)
+	}
+	var want fingerprint.Fingerprints
+	if err := src.Meta(fingerprint.MetaKey, &want); err != nil {
+		return nil, fmt.Errorf("source %s: fingerprints: %w", src.Name(), err)
+	}
+	dump, ok := pgEntry(src, backup.PostgresDumpPath)
+	if !ok {
+		return nil, fmt.Errorf("source %s has no %s", src.Name(), backup.PostgresDumpPath)
+	}
+	cfg, err := pgx.ParseConfig(targetDSN)
+	if err != nil {
+		return nil, errors.New("postgres: invalid target DSN")
+	}
+	target := cfg.Database
+	if target == "" {
+		return nil, errors.New("postgres: the target DSN names no database")
+	}
+	adminCfg := cfg.Copy()
+	adminCfg.Database = "postgres"
+	admin, err := backup.ConnectPostgresConfig(ctx, adminCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	server, err := backup.PostgresServerInfo(ctx, admin)
+	if err != nil {
+		return nil, err
+	}
+	if !opts.Force && info.SystemIdentifier != "" && info.SystemIdentifier == server.SystemIdentifier && info.Database == target {
+		return nil, fmt.Errorf("database %q on this server is the one the snapshot was taken from; use --force to restore over it: %w", target, ErrRestoreOverSource)
+	}
+	exists, err := pgDatabaseExists(ctx, admin, target)
+	if err != nil {
+		return nil, err
+	}
+	if exists && !opts.Replace {
+		return nil, fmt.Errorf("database %q already exists; use --replace to swap it in after a successful restore: %w", target, ErrTargetExists)
+	}
+	need := info.PgDumpVersion // pg_restore must read this archive...
+	if backup.PostgresMajorLess(need, server.ServerVersion) {
+		need = server.ServerVersion // ...and talk to this server
+	}
+	pgRestore, _, err := backup.FindPostgresTool("pg_restore", opts.PgRestore, need)
+	if err != nil {
+		return nil, err
+	}
+
+	into := target
+	if exists {
+		into = pgTempName(target, "_coffer_")
+	}
+	if _, err := admin.Exec(ctx, "create database "+pgx.Identifier{into}.Sanitize()+" template template0"); err != nil {
+		return nil, fmt.Errorf("create database %q: %w", into, err)
+	}
+	res := &PostgresResult{Database: target, Replaced: exists, Globals: info.Globals}
+	done := false
+	defer func() {
+		if !done {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			admin.Exec(dctx, "drop database if exists "+pgx.Identifier{into}.Sanitize()+" with (force)")
+		}
+	}()
+
+	if err := runPgRestore(ctx, src, dump, targetDSN, into, pgRestore, opts, res); err != nil {
+		return nil, err
+	}
+	intoCfg := cfg.Copy()
+	intoCfg.Database = into
+	got, err := pgFingerprints(ctx, intoCfg, info.Checks)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprints of restored database %q: %w", into, err)
+	}
+	res.Fingerprints = got
+	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
+		return nil, &FingerprintMismatchError{Diffs: diffs}
+	}
+	if exists {
+		kept, err := pgSwap(ctx, admin, target, into)
+		if err != nil {
+			return nil, err
+		}
+		res.KeptOld = kept
+	}
+	done = true
+	return res, nil
+}
+
+// PostgresGlobals streams the roles and tablespaces (pg_dumpall
+// --globals-only) of a PostgreSQL snapshot source taken with globals. They
+// are never applied by RestorePostgres.
+func PostgresGlobals(ctx context.Context, src SourceReader) (io.ReadCloser, error) {
+	if _, ok := pgEntry(src, backup.PostgresGlobalsPath); !ok {
+		return nil, fmt.Errorf("source %s has no globals (back up with globals: true): %w", src.Name(), ErrNoMeta)
+	}
+	return src.Open(ctx, backup.PostgresGlobalsPath)
+}
+
+func pgEntry(src SourceReader, path string) (backup.Entry, bool) {
+	for _, e := range src.Entries() {
+		if e.Path == path {
+			return e, true
+		}
+	}
+	return backup.Entry{}, false
+}
+
+func pgDatabaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
+	var ok bool
+	if err := conn.QueryRow(ctx, "select exists (select 1 from pg_database where datname = $1)", name).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look up database %q: %w", name, err)
+	}
+	return ok, nil
+}
+
+// pgTempName returns name+infix+random, within PostgreSQL's 63-byte limit.
+func pgTempName(name, infix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	suffix := infix + hex.EncodeToString(b)
+	if len(name)+len(suffix) > 63 {
+		name = name[:63-len(suffix)]
+	}
+	return name + suffix
+}
+
+func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
+	conn, err := backup.ConnectPostgresConfig(ctx, cfg)
+	if err != nil {
+		return fingerprint.Fingerprints{}, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fingerprint.Fingerprints{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	return backup.PostgresFingerprints(ctx, tx, checks)
+}
+
+// runPgRestore restores the dump into database into. With one job it streams
+// the dump into pg_restore's stdin in a single transaction; with more it
+// gives pg_restore a memory-backed file, never a plaintext file on disk.
+func runPgRestore(ctx context.Context, src SourceReader, dump backup.Entry, dsn, into, pgRestore string, opts PostgresOptions, res *PostgresResult) error {
+	env, err := backup.PostgresCommandEnv(dsn, into)
+	if err != nil {
+		return err
+	}
+	budget := opts.MemoryBudget
+	if budget <= 0 {
+		budget = defaultMemoryBudget
+	}
+	args := []string{"--no-owner", "--exit-on-error", "--no-password", "--dbname=" + env.ConnString}
+	var (
+		stdin io.Reader
+		extra []*os.File
+	)
+	rc, err := src.Open(ctx, backup.PostgresDumpPath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", backup.PostgresDumpPath, err)
+	}
+	defer func() { rc.Close() }()
+	jobs := 1
+	if opts.Jobs > 1 && (dump.Size < 0 || dump.Size <= budget) {
+		mem, n, fits, err := pgMemfd(rc, budget)
+		if err != nil {
+			return err
+		}
+		if fits {
+			defer mem.Close()
+			jobs, extra, res.DumpBytes = opts.Jobs, []*os.File{mem}, n
+			args = append(args, "--jobs="+strconv.Itoa(jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
+		} else {
+			// Larger than the budget after all: start again with one job.
+			rc.Close()
+			if rc, err = src.Open(ctx, backup.PostgresDumpPath); err != nil {
+				return fmt.Errorf("open %s: %w", backup.PostgresDumpPath, err)
+			}
+		}
+	}
+	counter := &pgCountingReader{r: rc}
+	if jobs == 1 {
+		args = append(args, "--single-transaction")
+		stdin = counter
+	}
+	res.Jobs = jobs
+	cmd := pgCommand(ctx, pgRestore, env.Env, args...)
+	cmd.Stdin = stdin
+	cmd.ExtraFiles = extra
+	stderr := &pgTail{}
+	cmd.Stderr = stderr
+	err = cmd.Run()
+	if jobs == 1 {
+		res.DumpBytes = counter.n
+	}
+	if err != nil {
+		// A failed read of the snapshot (a damaged pack) is the cause;
+		// pg_restore then only saw a truncated archive.
+		if counter.err != nil && counter.err != io.EOF {
+			return fmt.Errorf("read %s: %w", backup.PostgresDumpPath, counter.err)
+		}
+		return fmt.Errorf("pg_restore into %q failed (%v): %s", into, err, stderr.last(5))
+	}
+	if jobs == 1 {
+		// Read to the end so that the reader verifies the whole-file hash.
+		if _, err := io.Copy(io.Discard, counter); err != nil {
+			return fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+		}
+	}
+	return nil
+}
+
+// pgMemfd copies r into a memory-backed file if it has at most budget bytes.
+func pgMemfd(r io.Reader, budget int64) (f *os.File, n int64, fits bool, err error) {
+	fd, err := unix.MemfdCreate("coffer-pgdump", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("memfd_create: %w", err)
+	}
+	f = os.NewFile(uintptr(fd), "memfd:coffer-pgdump")
+	n, err = io.Copy(f, io.LimitReader(r, budget+1))
+	if err != nil {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+	}
+	if n > budget {
+		f.Close()
+		return nil, 0, false, nil
+	}
+	// Reading past the end verifies the whole-file hash.
+	if _, err := r.Read(make([]byte, 1)); err != nil && err != io.EOF {
+		f.Close()
+		return nil, 0, false, fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, false, err
+	}
+	return f, n, true, nil
+}
+
+// pgSwap swaps database into in as target in one transaction: connections to
+// target are refused and ended first. It returns the old database's name
+// when the old database could not be dropped afterwards.
+func pgSwap(ctx context.Context, admin *pgx.Conn, target, into string) (kept string, err error) {
+	old := pgTempName(target, "_coffer_old_"+time.Now().UTC().Format("20060102150405")+"_")
+	t, i, o := pgx.Identifier{target}.Sanitize(), pgx.Identifier{into}.Sanitize(), pgx.Identifier{old}.Sanitize()
+	if _, err := admin.Exec(ctx, "alter database "+t+" allow_connections false"); err != nil {
+		return "", fmt.Errorf("swap in restored database: refuse connections to %q: %w", target, err)
+	}
+	swapped := false
+	defer func() {
+		if !swapped {
+			admin.Exec(context.WithoutCancel(ctx), "alter database "+t+" allow_connections true")
+		}
+	}()
+	if _, err := admin.Exec(ctx, "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()", target); err != nil {
+		return "", fmt.Errorf("swap in restored database: end connections to %q: %w", target, err)
+	}
+	// Ended backends leave asynchronously; retry the rename for a while.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		tx, err := admin.Begin(ctx)
+		if err != nil {
+			return "", fmt.Errorf("swap in restored database: %w", err)
+		}
+		_, err = tx.Exec(ctx, "alter database "+t+" rename to "+o)
+		if err == nil {
+			_, err = tx.Exec(ctx, "alter database "+i+" rename to "+t)
+		}
+		if err == nil {
+			err = tx.Commit(ctx)
+		} else {
+			tx.Rollback(ctx)
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("swap in restored database %q: %w", target, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	swapped = true
+	if _, err := admin.Exec(ctx, "drop database "+o+" with (force)"); err != nil {
+		return old, nil
+	}
+	return "", nil
+}
+
+type pgCountingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *pgCountingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
+	return n, err
+}
+
+// pgTail keeps the end of a child's standard error.
+type pgTail struct{ b []byte }
+
+func (t *pgTail) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 8<<10 {
+		t.b = append(t.b[:0], t.b[len(t.b)-8<<10:]...)
+	}
+	return len(p), nil
+}
+
+func (t *pgTail) last(n int) string {
+	lines := strings.Split(strings.TrimSpace(strings.ToValidUTF8(string(t.b), "")), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "; ")
+}
+
+func pgCommand(ctx context.Context, path string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = env
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}

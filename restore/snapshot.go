@@ -1,0 +1,265 @@
+// Package restore reads coffer snapshots back: it resolves and verifies
+// manifests, decrypts catalogs, streams verified file contents, restores
+// folders all-or-nothing and verifies repositories at three depths.
+package restore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/repo"
+)
+
+// ErrNoMeta is wrapped when a source has no metadata under a key.
+var ErrNoMeta = errors.New("no such metadata")
+
+// ErrNoSnapshot is wrapped when a snapshot spec matches nothing.
+var ErrNoSnapshot = errors.New("no such snapshot")
+
+// Resolve finds the manifest that spec names: a full id, a unique prefix,
+// or "latest" (the newest before before, if before is not zero).
+func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.Time) (*repo.Manifest, error) {
+	if spec == "" {
+		return nil, errors.New("no snapshot given")
+	}
+	if spec == "latest" {
+		ms, _, err := r.Manifests(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for i := len(ms) - 1; i >= 0; i-- {
+			if before.IsZero() || ms[i].Time.Before(before) {
+				return ms[i], nil
+			}
+		}
+		if before.IsZero() {
+			return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+		}
+		return nil, fmt.Errorf("%w before %s", ErrNoSnapshot, before.Format(time.RFC3339))
+	}
+	spec = strings.ToLower(spec)
+	ids, err := r.SnapshotIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var match []string
+	for _, id := range ids {
+		if strings.HasPrefix(id, spec) {
+			match = append(match, id)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
+	case 1:
+		return r.ReadManifest(ctx, match[0])
+	default:
+		return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
+	}
+}
+
+// Snapshot is a snapshot opened for reading: its verified manifest and
+// decrypted catalog.
+type Snapshot struct {
+	Repo     *repo.Repository
+	Manifest *repo.Manifest
+	Catalog  *repo.Catalog
+}
+
+// Load decrypts m's catalog. It needs the identity.
+func Load(ctx context.Context, r *repo.Repository, m *repo.Manifest) (*Snapshot, error) {
+	c, err := r.ReadCatalog(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{Repo: r, Manifest: m, Catalog: c}, nil
+}
+
+// Source returns a reader of the named source.
+func (s *Snapshot) Source(name string) (*Source, error) {
+	sc, ok := s.Catalog.Source(name)
+	if !ok {
+		var names []string
+		for _, x := range s.Catalog.Sources {
+			names = append(names, x.Name)
+		}
+		return nil, fmt.Errorf("snapshot %s has no source %q (it has: %s)", repo.ShortID(s.Manifest.ID), name, strings.Join(names, ", "))
+	}
+	byPath := make(map[string]*repo.Entry, len(sc.Entries))
+	for i := range sc.Entries {
+		byPath[sc.Entries[i].Path] = &sc.Entries[i]
+	}
+	return &Source{s: s, sc: sc, byPath: byPath}, nil
+}
+
+// Source reads one source of a snapshot. It implements SourceReader.
+type Source struct {
+	s      *Snapshot
+	sc     *repo.SourceCatalog
+	byPath map[string]*repo.Entry
+}
+
+var _ SourceReader = (*Source)(nil)
+
+func (s *Source) Name() string { return s.sc.Name }
+func (s *Source) Kind() string { return s.sc.Kind }
+
+// Catalog returns the source's catalog.
+func (s *Source) Catalog() *repo.SourceCatalog { return s.sc }
+
+func (s *Source) Meta(key string, v any) error {
+	b, ok := s.sc.Meta[key]
+	if !ok {
+		return fmt.Errorf("source %s: %w %q", s.sc.Name, ErrNoMeta, key)
+	}
+	return json.Unmarshal(b, v)
+}
+
+func (s *Source) Entries() []backup.Entry {
+	out := make([]backup.Entry, len(s.sc.Entries))
+	for i, e := range s.sc.Entries {
+		out[i] = backup.Entry{Path: e.Path, Type: backup.EntryType(e.Type), Mode: e.Mode, ModTime: e.ModTime,
+			UID: e.UID, GID: e.GID, User: e.User, Group: e.Group, Size: e.Size, Link: e.Link}
+	}
+	return out
+}
+
+// Entry returns the catalog entry at path.
+func (s *Source) Entry(path string) (*repo.Entry, bool) {
+	e, ok := s.byPath[path]
+	return e, ok
+}
+
+func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	e, ok := s.byPath[strings.TrimPrefix(path, "/")]
+	if !ok {
+		return nil, fmt.Errorf("source %s has no file %s", s.sc.Name, path)
+	}
+	if e.Type != string(backup.TypeFile) {
+		return nil, fmt.Errorf("%s is a %s, not a file", path, e.Type)
+	}
+	return newFileReader(ctx, s.s, e, 2)
+}
+
+// fileReader streams one file's verified contents, fetching and decrypting
+// up to ahead chunks in parallel while the caller consumes earlier ones.
+type fileReader struct {
+	cancel  context.CancelFunc
+	e       *repo.Entry
+	results []chan chunkResult
+	next    int
+	buf     []byte
+	h       hash.Hash
+	read    int64
+	err     error
+	sem     chan struct{}
+}
+
+type chunkResult struct {
+	data []byte
+	err  error
+}
+
+func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (*fileReader, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	fr := &fileReader{cancel: cancel, e: e, h: sha256.New(), results: make([]chan chunkResult, len(e.Chunks))}
+	for i := range fr.results {
+		fr.results[i] = make(chan chunkResult, 1)
+	}
+	if len(e.Chunks) == 0 {
+		return fr, nil
+	}
+	readers := make([]*repo.ChunkReader, ahead)
+	for i := range readers {
+		cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		readers[i] = cr
+	}
+	// A dispatcher hands out chunk indexes in order, holding one slot of
+	// sem per chunk until the reader consumes it: the chunks in flight are
+	// always the lowest unconsumed ones, so memory stays at about `ahead`
+	// chunks and the reader never waits on a chunk that was not handed out.
+	sem := make(chan struct{}, ahead)
+	jobs := make(chan int)
+	go func() {
+		defer close(jobs)
+		for i := range e.Chunks {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for _, cr := range readers {
+		go func(cr *repo.ChunkReader) {
+			for i := range jobs {
+				c := e.Chunks[i]
+				data, err := cr.Read(ctx, s.Catalog.Packs[c.Pack], c)
+				fr.results[i] <- chunkResult{data, err}
+			}
+		}(cr)
+	}
+	fr.sem = sem
+	return fr, nil
+}
+
+func (fr *fileReader) Read(p []byte) (int, error) {
+	for len(fr.buf) == 0 {
+		if fr.err != nil {
+			return 0, fr.err
+		}
+		if fr.next == len(fr.e.Chunks) {
+			fr.err = fr.finish()
+			if fr.err == nil {
+				fr.err = io.EOF
+			}
+			return 0, fr.err
+		}
+		res := <-fr.results[fr.next]
+		<-fr.sem
+		fr.next++
+		if res.err != nil {
+			fr.err = res.err
+			return 0, fr.err
+		}
+		fr.h.Write(res.data)
+		fr.read += int64(len(res.data))
+		fr.buf = res.data
+	}
+	n := copy(p, fr.buf)
+	fr.buf = fr.buf[n:]
+	return n, nil
+}
+
+func (fr *fileReader) finish() error {
+	if fr.read != fr.e.Size {
+		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: read %d bytes, catalog says %d", fr.e.Path, fr.read, fr.e.Size)}
+	}
+	if got := hex.EncodeToString(fr.h.Sum(nil)); got != fr.e.SHA256 {
+		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: content hash does not match", fr.e.Path)}
+	}
+	return nil
+}
+
+func (fr *fileReader) Close() error {
+	fr.cancel()
+	return nil
+}

@@ -1,0 +1,104 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/fingerprint"
+)
+
+// RestoreSQLite restores a SQLite snapshot source to the file targetPath. The
+// database is written to targetPath+".coffer-tmp" (mode 0600), must pass
+// PRAGMA integrity_check and match the backup's fingerprints (else a
+// *FingerprintMismatchError), and is then renamed into place. An existing
+// target is refused unless force; with force its stale -wal, -shm and
+// -journal files are removed too, as they belong to the old database.
+func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, force bool) error {
+	var info backup.SQLiteInfo
+	if err := src.Meta(backup.SQLiteMetaKey, &info); err != nil {
+		return fmt.Errorf("source %s is not a SQLite snapshot: %w", src.Name(), err)
+	}
+	var want fingerprint.Fingerprints
+	if err := src.Meta(fingerprint.MetaKey, &want); err != nil {
+		return fmt.Errorf("source %s: fingerprints: %w", src.Name(), err)
+	}
+	if _, err := os.Lstat(targetPath); err == nil && !force {
+		return fmt.Errorf("%s already exists; use --force to overwrite it: %w", targetPath, ErrTargetExists)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	tmp := targetPath + ".coffer-tmp"
+	os.Remove(tmp) // left by an interrupted restore
+	ok := false
+	defer func() {
+		if !ok {
+			os.Remove(tmp)
+		}
+	}()
+	if err := sqliteWriteTemp(ctx, src, tmp); err != nil {
+		return err
+	}
+	db, err := backup.OpenSQLite(tmp, true)
+	if err != nil {
+		return fmt.Errorf("open restored database: %w", err)
+	}
+	defer db.Close()
+	var integrity string
+	if err := db.QueryRowContext(ctx, "pragma integrity_check").Scan(&integrity); err != nil {
+		return fmt.Errorf("restored database: integrity_check: %w", err)
+	}
+	if integrity != "ok" {
+		return fmt.Errorf("restored database fails integrity_check: %s", integrity)
+	}
+	got, err := backup.SQLiteFingerprints(ctx, db, info.Checks)
+	if err != nil {
+		return fmt.Errorf("fingerprints of restored database: %w", err)
+	}
+	db.Close()
+	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
+		return &FingerprintMismatchError{Diffs: diffs}
+	}
+	if force {
+		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+			if err := os.Remove(targetPath + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove stale %s: %w", targetPath+suffix, err)
+			}
+		}
+	}
+	if err := os.Rename(tmp, targetPath); err != nil {
+		return err
+	}
+	ok = true
+	if d, err := os.Open(filepath.Dir(targetPath)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func sqliteWriteTemp(ctx context.Context, src SourceReader, tmp string) error {
+	rc, err := src.Open(ctx, backup.SQLiteDatabasePath)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", backup.SQLiteDatabasePath, err)
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return fmt.Errorf("read %s: %w", backup.SQLiteDatabasePath, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

@@ -1,0 +1,493 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// ErrBucketNotFound is returned (wrapped) when the configured bucket does
+// not exist.
+var ErrBucketNotFound = errors.New("bucket not found")
+
+// ErrUnreachable is returned (wrapped) by NewS3 when the endpoint cannot be
+// reached.
+var ErrUnreachable = errors.New("s3 endpoint unreachable")
+
+// DefaultPartSize is the multipart part size used when S3Config.PartSize is
+// zero. It is also the memory one upload of unknown size buffers.
+const DefaultPartSize = 16 << 20
+
+// S3Config says where an S3 store lives and how to reach it.
+type S3Config struct {
+	// Endpoint is host[:port], without a scheme (default s3.amazonaws.com).
+	Endpoint string
+	Region   string
+	Bucket   string
+	// Prefix is prepended (with a slash) to every object name.
+	Prefix string
+
+	AccessKey, SecretKey, SessionToken string
+
+	// PathStyle addresses the bucket in the path rather than the host name
+	// (needed by most self-hosted servers).
+	PathStyle bool
+	// Insecure uses plain http.
+	Insecure bool
+	// CAFile is a PEM bundle of certificates trusted on top of the system
+	// roots.
+	CAFile string
+	// SkipVerify turns TLS certificate verification off. Only when the user
+	// explicitly asks for it.
+	SkipVerify bool
+	// PartSize is the multipart part size (default DefaultPartSize).
+	PartSize uint64
+}
+
+// S3 is a Store in an S3 bucket, under an optional prefix.
+type S3 struct {
+	client   *minio.Client
+	bucket   string
+	prefix   string // "" or ends with "/"
+	endpoint string
+	partSize uint64
+}
+
+var _ Store = (*S3)(nil)
+
+const (
+	dialTimeout  = 5 * time.Second
+	checkTimeout = 10 * time.Second
+)
+
+// NewS3 connects to the bucket and checks that it exists. A missing bucket
+// gives an error wrapping ErrBucketNotFound; an endpoint that cannot be
+// reached within seconds, one wrapping ErrUnreachable.
+func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	endpoint := cfg.Endpoint
+	switch {
+	case strings.HasPrefix(endpoint, "http://"):
+		endpoint, cfg.Insecure = strings.TrimPrefix(endpoint, "http://"), true
+	case strings.HasPrefix(endpoint, "https://"):
+		endpoint = strings.TrimPrefix(endpoint, "https://")
+	}
+	endpoint = strings.TrimSuffix(endpoint, "/")
+	if endpoint == "" {
+		endpoint = "s3.amazonaws.com"
+	}
+	if cfg.Bucket == "" {
+		return nil, errors.New("s3: no bucket given")
+	}
+	if cfg.Region == "" {
+		cfg.Region = "us-east-1"
+	}
+	tr, err := s3Transport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Empty keys make minio-go send anonymous requests.
+	creds := credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
+	lookup := minio.BucketLookupAuto
+	if cfg.PathStyle {
+		lookup = minio.BucketLookupPath
+	}
+	newClient := func(retries int) (*minio.Client, error) {
+		c, err := minio.New(endpoint, &minio.Options{
+			Creds:        creds,
+			Secure:       !cfg.Insecure,
+			Transport:    tr,
+			Region:       cfg.Region,
+			BucketLookup: lookup,
+			MaxRetries:   retries,
+		})
+		if err != nil {
+			// minio's errors name the endpoint, never the keys.
+			return nil, fmt.Errorf("s3 %s: %w", endpoint, err)
+		}
+		return c, nil
+	}
+	// Whole operations are retried by WithRetry; the client retries a little
+	// itself so that one failed part does not fail a stream that cannot be
+	// rewound.
+	client, err := newClient(3)
+	if err != nil {
+		return nil, err
+	}
+	check, err := newClient(1) // 1: no retries
+	if err != nil {
+		return nil, err
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	ok, err := check.BucketExists(cctx, cfg.Bucket)
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("s3 %s: %w", endpoint, ctx.Err())
+		case isNoSuchBucket(err):
+			ok = false
+		case isNetError(err) || cctx.Err() != nil:
+			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, endpoint, err)
+		case isAccessDenied(err):
+			return nil, fmt.Errorf("s3 access to bucket %q at %s denied; check the access key and secret: %w", cfg.Bucket, endpoint, mapS3Error(err))
+		default:
+			return nil, fmt.Errorf("s3 check bucket %q at %s: %w", cfg.Bucket, endpoint, mapS3Error(err))
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("bucket %q does not exist at %s: %w", cfg.Bucket, endpoint, ErrBucketNotFound)
+	}
+
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3{client: client, bucket: cfg.Bucket, prefix: prefix, endpoint: endpoint, partSize: partSize}, nil
+}
+
+func s3Transport(cfg S3Config) (*http.Transport, error) {
+	tr, err := minio.DefaultTransport(!cfg.Insecure)
+	if err != nil {
+		return nil, fmt.Errorf("s3 transport: %w", err)
+	}
+	tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	if cfg.Insecure {
+		return tr, nil
+	}
+	if tr.TLSClientConfig == nil {
+		tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if cfg.CAFile != "" {
+		pool := tr.TLSClientConfig.RootCAs
+		if pool == nil {
+			if pool, err = x509.SystemCertPool(); err != nil {
+				pool = x509.NewCertPool()
+			}
+		}
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("s3 ca file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("s3 ca file %s: no PEM certificates found", cfg.CAFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	if cfg.SkipVerify {
+		tr.TLSClientConfig.InsecureSkipVerify = true
+	}
+	return tr, nil
+}
+
+// Location returns s3://bucket/prefix.
+func (s *S3) Location() string {
+	if s.prefix == "" {
+		return "s3://" + s.bucket
+	}
+	return "s3://" + s.bucket + "/" + strings.TrimSuffix(s.prefix, "/")
+}
+
+func (s *S3) key(name string) string { return s.prefix + name }
+
+func s3CheckName(name string) error {
+	if name == "" || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {
+		return permanent(fmt.Errorf("invalid object name %q", name))
+	}
+	return nil
+}
+
+// Put uploads the object: in one request when size is known and at most a
+// part, else as a multipart upload of PartSize parts. IfNotExists sends
+// If-None-Match: *.
+func (s *S3) Put(ctx context.Context, name string, r io.Reader, size int64, opts PutOptions) error {
+	if err := s3CheckName(name); err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	po := minio.PutObjectOptions{
+		ContentType: "application/octet-stream",
+		PartSize:    s.partSize,
+	}
+	if opts.IfNotExists {
+		po.SetMatchETagExcept("*")
+	}
+	if size < 0 {
+		size = -1
+	}
+	var info minio.UploadInfo
+	var err error
+	if opts.IfNotExists && (size < 0 || uint64(size) > s.partSize) {
+		// minio-go drops If-None-Match from CompleteMultipartUpload,
+		// where S3 checks it: upload the parts ourselves.
+		info, err = s.putMultipart(ctx, s.key(name), r, size, po)
+	} else {
+		info, err = s.client.PutObject(ctx, s.bucket, s.key(name), r, size, po)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("put %s: %w", name, ctx.Err())
+		}
+		return fmt.Errorf("put %s: %w", name, mapS3Error(err))
+	}
+	if size >= 0 && info.Size != size {
+		return fmt.Errorf("put %s: stored %d bytes, want %d", name, info.Size, size)
+	}
+	return nil
+}
+
+// maxParts is S3's limit on the parts of one upload.
+const maxParts = 10000
+
+// putMultipart uploads r in parts of s.partSize (more if size needs it),
+// sending po's headers (If-None-Match) with the completion.
+func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader, size int64, po minio.PutObjectOptions) (info minio.UploadInfo, err error) {
+	partSize := int64(s.partSize)
+	if size > 0 {
+		partSize = max(partSize, (size+maxParts-1)/maxParts)
+	}
+	core := minio.Core{Client: s.client}
+	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: po.ContentType})
+	if err != nil {
+		return info, err
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			core.AbortMultipartUpload(actx, s.bucket, key, uploadID)
+		}
+	}()
+	buf := make([]byte, partSize)
+	var parts []minio.CompletePart
+	var total int64
+	for num := 1; ; num++ {
+		n, rerr := io.ReadFull(r, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			return info, rerr
+		}
+		if n == 0 && num > 1 {
+			break
+		}
+		if num > maxParts {
+			return info, permanent(fmt.Errorf("object larger than %d parts of %d bytes", maxParts, partSize))
+		}
+		p, err := core.PutObjectPart(ctx, s.bucket, key, uploadID, num, bytes.NewReader(buf[:n]), int64(n), minio.PutObjectPartOptions{})
+		if err != nil {
+			return info, err
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: num, ETag: p.ETag})
+		total += int64(n)
+		if rerr != nil {
+			break
+		}
+	}
+	info, err = core.CompleteMultipartUpload(ctx, s.bucket, key, uploadID, parts, po)
+	info.Size = total
+	return info, err
+}
+
+// Open reads a range of the object. Reading past the end yields no bytes.
+func (s *S3) Open(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := s3CheckName(name); err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	if off < 0 {
+		return nil, permanent(fmt.Errorf("open %s: negative offset %d", name, off))
+	}
+	if length == 0 {
+		if _, err := s.stat(ctx, name); err != nil {
+			return nil, fmt.Errorf("open %s: %w", name, err)
+		}
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	var gopts minio.GetObjectOptions
+	switch {
+	case length > 0:
+		if err := gopts.SetRange(off, off+length-1); err != nil {
+			return nil, permanent(fmt.Errorf("open %s: %w", name, err))
+		}
+	case off > 0:
+		if err := gopts.SetRange(off, 0); err != nil {
+			return nil, permanent(fmt.Errorf("open %s: %w", name, err))
+		}
+	}
+	obj, err := s.client.GetObject(ctx, s.bucket, s.key(name), gopts)
+	if err == nil {
+		// GetObject is lazy: Stat sends the request and surfaces errors.
+		_, err = obj.Stat()
+		if err != nil {
+			obj.Close()
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("open %s: %w", name, ctx.Err())
+		}
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && (er.Code == "InvalidRange" || er.StatusCode == http.StatusRequestedRangeNotSatisfiable) {
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		return nil, fmt.Errorf("open %s: %w", name, mapS3Error(err))
+	}
+	return obj, nil
+}
+
+// Stat describes the object.
+func (s *S3) Stat(ctx context.Context, name string) (ObjectInfo, error) {
+	if err := s3CheckName(name); err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat: %w", err)
+	}
+	oi, err := s.stat(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
+	}
+	return ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
+}
+
+func (s *S3) stat(ctx context.Context, name string) (minio.ObjectInfo, error) {
+	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+	if err != nil {
+		if ctx.Err() != nil {
+			return oi, ctx.Err()
+		}
+		return oi, mapS3Error(err)
+	}
+	return oi, nil
+}
+
+// List lists the objects under the store's prefix whose names start with
+// prefix, in the lexical order S3 returns them.
+func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{
+		Prefix:    s.prefix + prefix,
+		Recursive: true,
+	})
+	stop := func() {
+		cancel()
+		for range ch { // let the lister goroutine finish
+		}
+	}
+	for oi := range ch {
+		if oi.Err != nil {
+			stop()
+			if ctx.Err() != nil {
+				return fmt.Errorf("list %s: %w", prefix, ctx.Err())
+			}
+			return fmt.Errorf("list %s: %w", prefix, mapS3Error(oi.Err))
+		}
+		name, ok := strings.CutPrefix(oi.Key, s.prefix)
+		if !ok || name == "" || strings.HasSuffix(name, "/") {
+			continue // folder markers
+		}
+		if err := fn(ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+			stop()
+			return err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("list %s: %w", prefix, err)
+	}
+	return nil
+}
+
+// Delete removes the object; S3 does not complain about missing ones.
+func (s *S3) Delete(ctx context.Context, name string) error {
+	if err := s3CheckName(name); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{})
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("delete %s: %w", name, ctx.Err())
+		}
+		err = mapS3Error(err)
+		if errors.Is(err, ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}
+
+// ParseS3URL splits "s3://bucket/prefix" into its bucket and prefix (without
+// leading or trailing slashes). Credentials in the URL are refused.
+func ParseS3URL(u string) (bucket, prefix string, err error) {
+	rest, ok := strings.CutPrefix(u, "s3://")
+	if !ok {
+		return "", "", fmt.Errorf("s3 url: want s3://bucket/prefix")
+	}
+	bucket, prefix, _ = strings.Cut(rest, "/")
+	if strings.Contains(bucket, "@") {
+		// Do not echo the URL: it holds credentials.
+		return "", "", errors.New("s3 url: credentials are not allowed in the url; use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if bucket == "" {
+		return "", "", fmt.Errorf("s3 url %q: no bucket", u)
+	}
+	if strings.ContainsAny(bucket, "?#:") || strings.ContainsAny(prefix, "?#") {
+		return "", "", fmt.Errorf("s3 url %q: want s3://bucket/prefix", u)
+	}
+	return bucket, strings.Trim(prefix, "/"), nil
+}
+
+// mapS3Error turns S3 error responses into the package's errors: missing
+// keys into ErrNotExist, failed preconditions into ErrExists, a missing
+// bucket into ErrBucketNotFound, and client errors into permanent ones.
+func mapS3Error(err error) error {
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) {
+		return err
+	}
+	switch {
+	case er.Code == "NoSuchBucket":
+		return fmt.Errorf("%w: %v", ErrBucketNotFound, err)
+	case er.Code == "NoSuchKey" || er.Code == "NotFound" || er.StatusCode == http.StatusNotFound:
+		return ErrNotExist
+	case er.Code == "PreconditionFailed" || er.StatusCode == http.StatusPreconditionFailed:
+		return ErrExists
+	case er.StatusCode == http.StatusRequestTimeout, er.StatusCode == http.StatusConflict,
+		er.StatusCode == http.StatusTooManyRequests, er.StatusCode >= 500:
+		return err
+	case er.StatusCode >= 400:
+		return permanent(err)
+	}
+	return err
+}
+
+func isAccessDenied(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && (er.StatusCode == http.StatusForbidden || er.Code == "AccessDenied")
+}
+
+func isNoSuchBucket(err error) bool {
+	var er minio.ErrorResponse
+	return errors.As(err, &er) && er.Code == "NoSuchBucket"
+}
+
+// isNetError reports whether err comes from the network rather than from an
+// S3 response.
+func isNetError(err error) bool {
+	var ne net.Error
+	var ue *url.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &ue) || errors.As(err, &oe)
+}
