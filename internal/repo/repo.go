@@ -177,7 +177,9 @@ func Open0(doc []byte, cfg *Config) error {
 
 // OpenSigned is Open for signed documents; named apart from the
 // repository's Open.
-func OpenSigned(kind string, doc []byte, key Verifier, v any) error { return openSigned(kind, doc, key, v) }
+func OpenSigned(kind string, doc []byte, key Verifier, v any) error {
+	return openSigned(kind, doc, key, v)
+}
 
 // KeyMismatchError is returned when the repository is signed by another
 // key than the one given.
