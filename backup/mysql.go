@@ -178,7 +178,9 @@ func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
 	}()
 	werr := w.WriteFile(ctx, Entry{Path: MySQLDumpFile, Type: TypeFile, Mode: 0o600, ModTime: start, Size: -1}, pr)
 	pr.CloseWithError(errors.New("backup writer stopped reading the dump"))
-	if derr := <-done; derr != nil {
+	derr := <-done
+	if derr != nil && (werr == nil || errors.Is(werr, derr)) {
+		// The writer's error is only the dump error passed through.
 		return fmt.Errorf("dump: %w", derr)
 	}
 	if werr != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,10 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // mysqlMem is an in-memory snapshot of one source: a backup.Writer and a
@@ -580,4 +584,63 @@ func TestMySQLRestoreReplace(t *testing.T) {
 		t.Fatalf("replace source with --force: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, target), mysqlTableSums(t, src))
+}
+
+// TestMySQLEndToEnd goes through the real pipeline: chunked, compressed and
+// encrypted into a local repository, then restored from it.
+func TestMySQLEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	src := mysqlInvoices(t, 300)
+	dir := t.TempDir()
+	g, err := keys.Generate(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keys.LoadIdentities(filepath.Join(g.Dir, keys.IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk, Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: sk, Sources: []backup.Source{
+		&backup.MySQLSource{SourceName: "invoices", DSN: src, Checks: mysqlChecks},
+	}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+
+	r, err = repo.Open(ctx, st, repo.OpenOptions{Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := restore.Load(ctx, r, res.Manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := snap.Source("invoices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, _ := mysqlTarget(t)
+	if err := restore.RestoreMySQL(ctx, s, target, restore.MySQLOptions{}); err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))
 }
