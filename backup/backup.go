@@ -215,11 +215,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	// The manifest is written last: from here on the snapshot exists.
 	if err := r.Store.Put(ctx, repo.SnapshotName(id), bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+		// A retried write whose first attempt landed finds its own
+		// manifest: that is success.
+		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, r.Store, repo.SnapshotName(id), doc) {
+			return nil, fmt.Errorf("write manifest: %w", err)
+		}
 	}
 	cache.save(log)
 	res.Manifest = m
 	return res, nil
+}
+
+func sameObject(ctx context.Context, st storage.Store, name string, want []byte) bool {
+	rc, err := st.Open(ctx, name, 0, -1)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
+	return err == nil && bytes.Equal(got, want)
 }
 
 // loadIndex reads every index object the backup host can decrypt, keeping

@@ -111,7 +111,14 @@ func (c *changeCache) save(log *slog.Logger) {
 	if c == nil {
 		return
 	}
+	// Sources not backed up this time keep their records, so separate
+	// jobs per source against one repository all benefit.
 	out := map[string]map[string]cacheRec{}
+	for src, files := range c.old {
+		if _, ok := c.pending[src]; !ok {
+			out[src] = files
+		}
+	}
 	for src, files := range c.pending {
 		out[src] = map[string]cacheRec{}
 		for path, pr := range files {

@@ -21,8 +21,8 @@ import (
 //	  -> uploaders: age encrypt, SHA-256, storage.Put (Options.Uploads)
 //
 // Memory is bounded by inflight chunk buffers (each ChunkMax), one open
-// pack, one sealed pack waiting, and per uploader one pack plaintext plus
-// its ciphertext.
+// pack, one sealed pack queued plus one held by each worker blocked on the
+// queue, and per uploader one pack plaintext plus its ciphertext.
 
 // loc is where a chunk lives: in a pack already stored, or in one that this
 // backup is still filling or uploading.
@@ -90,10 +90,10 @@ func newPipeline(ctx context.Context, st storage.Store, recipients []age.Recipie
 		ctx: ctx, cancel: cancel, store: st, recipients: recipients, idFunc: idFunc,
 		packSize: packSize, known: known,
 		jobs:   make(chan *chunkJob, workers),
-		sealed: make(chan sealedPack),
+		sealed: make(chan sealedPack, 1),
 	}
 	p.bufs.New = func() any { b := make([]byte, chunkMax); return &b }
-	p.builders.New = func() any { return repo.NewPackBuilder(packSize + chunkMax + 64<<10) }
+	p.builders.New = func() any { return repo.NewPackBuilder(packSize + chunkMax + 1<<20) } // + room for the trailer
 	for range workers {
 		p.workers.Add(1)
 		go p.work()

@@ -593,6 +593,9 @@ type tool struct {
 	redact string
 	// readFailed is set when Read returned the program's failure.
 	readFailed bool
+	// eof is set once stdout ended and the program exited cleanly: the
+	// pipe is closed then, and later Reads must keep saying io.EOF.
+	eof bool
 }
 
 func startTool(ctx context.Context, path string, env []string, args ...string) *tool {
@@ -618,12 +621,16 @@ func startTool(ctx context.Context, path string, env []string, args ...string) *
 }
 
 func (t *tool) Read(p []byte) (int, error) {
+	if t.eof {
+		return 0, io.EOF
+	}
 	n, err := t.stdout.Read(p)
 	if err == io.EOF {
 		if werr := t.wait(); werr != nil {
 			t.readFailed = true
 			return n, werr
 		}
+		t.eof = true
 	}
 	return n, err
 }

@@ -76,11 +76,24 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	if err != nil {
 		return nil, err
 	}
+	// Make the restored tree durable before it becomes the target.
+	if err := syncFS(staging); err != nil {
+		return nil, fmt.Errorf("sync restored files: %w", err)
+	}
 	if err := swapIn(staging, target, exists); err != nil {
 		return nil, err
 	}
 	ok = true
 	return res, nil
+}
+
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.Syncfs(int(f.Fd()))
 }
 
 func randomSuffix() string {

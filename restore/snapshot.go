@@ -32,9 +32,14 @@ func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.T
 		return nil, errors.New("no snapshot given")
 	}
 	if spec == "latest" {
-		ms, _, err := r.Manifests(ctx)
+		ms, bad, err := r.Manifests(ctx)
 		if err != nil {
 			return nil, err
+		}
+		if len(bad) > 0 {
+			// A damaged manifest may be the newest snapshot: "latest"
+			// would silently mean an older one.
+			return nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
 		}
 		for i := len(ms) - 1; i >= 0; i-- {
 			if before.IsZero() || ms[i].Time.Before(before) {

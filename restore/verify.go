@@ -90,6 +90,15 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 			refs[ref.Name] = ref
 		}
 	}
+	if len(ms) > 0 {
+		// The secrets object serves every snapshot: without it an
+		// identity holder cannot check chunk ids.
+		sec := r.Config.Secrets
+		refs[sec.Name] = sec
+		for _, m := range ms {
+			users[sec.Name] = append(users[sec.Name], m.ID)
+		}
+	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
 		names = append(names, n)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -15,16 +16,31 @@ import (
 const maxDocument = 4 << 30
 
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	// EncodeAll is called by every pipeline worker at once: the encoder
+	// needs one internal encoder per core or the workers take turns.
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDocument))
+	// chunkDec decodes chunks; a chunk is never larger than maxChunk, so a
+	// hostile frame cannot make a reader allocate more.
+	chunkDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxChunk))
 )
+
+// maxChunk bounds any chunk's plaintext, whatever a config says.
+const maxChunk = 64 << 20
 
 // Compress returns the zstd compression of src appended to dst.
 func Compress(dst, src []byte) []byte { return zenc.EncodeAll(src, dst) }
 
-// Decompress decodes a zstd frame whose decoded size must be raw bytes.
+// Decompress decodes a chunk's zstd frame whose decoded size must be raw
+// bytes.
 func Decompress(dst, src []byte, raw int64) ([]byte, error) {
-	out, err := zdec.DecodeAll(src, dst)
+	if raw > maxChunk {
+		return nil, fmt.Errorf("chunk of %d bytes exceeds the limit", raw)
+	}
+	if dst == nil {
+		dst = make([]byte, 0, raw)
+	}
+	out, err := chunkDec.DecodeAll(src, dst)
 	if err != nil {
 		return nil, err
 	}

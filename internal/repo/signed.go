@@ -8,7 +8,7 @@ import (
 	"fmt"
 )
 
-// A signed document is three lines of header followed by a JSON body:
+// A signed document is two header lines followed by a JSON body:
 //
 //	coffer-signed-v1 <kind>
 //	<base64 Ed25519 signature over "coffer-signed-v1 <kind>\n" || body>
