@@ -52,6 +52,27 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
+// oneLine joins the lines of a multi-line message (a config file's list of
+// problems, a YAML decoder's list of errors) with "; ", so that every error
+// is one "coffer: error:" line.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimSpace(l); l == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			if strings.HasSuffix(b.String(), ":") {
+				b.WriteString(" ")
+			} else {
+				b.WriteString("; ")
+			}
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
 // hinted attaches a hint line to an error.
 type hinted struct {
 	err  error
@@ -87,6 +108,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
 			restoreCommand(g), catCommand(g), verifyCommand(g), demoCommand(g),
 		},
+		// Without an action urfave/cli runs "help ARG" and reports an
+		// unknown command as "No help topic", exit 1.
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
 	}
@@ -107,11 +136,12 @@ func (g *globals) load(c *cli.Context) error {
 		}
 		defer f.Close()
 		cfg, err := config.Parse(f)
-		if err != nil {
-			return &usageError{fmt.Sprintf("%s: %v", g.configPath, err)}
+		if err == nil {
+			err = cfg.Validate()
 		}
-		if err := cfg.Validate(); err != nil {
-			return &usageError{fmt.Sprintf("%s:\n%v", g.configPath, err)}
+		if err != nil {
+			return withHint(&usageError{fmt.Sprintf("%s: %s", g.configPath, oneLine(err.Error()))},
+				"fix %s and run again", g.configPath)
 		}
 		g.cfg = cfg
 	}
@@ -132,6 +162,14 @@ func (g *globals) load(c *cli.Context) error {
 	g.identity = pick("identity", g.cfg.Identity)
 	g.signingKey = pick("signing-key", g.cfg.SigningKey)
 	g.cfg.CacheDir = rel(g.cfg.CacheDir)
+	// File paths of sources are relative to the config file too, like
+	// every other path in it (DSNs are left alone).
+	for name, src := range g.cfg.Sources {
+		if src.Kind == "dir" || src.Kind == "sqlite" {
+			src.Location = rel(src.Location)
+			g.cfg.Sources[name] = src
+		}
+	}
 	g.json = c.Bool("json")
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
@@ -305,6 +343,8 @@ func hintFor(err error) string {
 		return "use the identity.txt that belongs to one of the repository's recipients"
 	case errors.Is(err, repo.ErrNoIdentity):
 		return "pass --identity identity.txt (backup hosts hold none by design)"
+	case errors.Is(err, restore.ErrNoSnapshot):
+		return "run coffer snapshots to list them"
 	case errors.As(err, &ue):
 		return "run coffer --help or coffer COMMAND --help"
 	case errors.Is(err, backup.ErrStrict):

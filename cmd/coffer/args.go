@@ -8,7 +8,10 @@ import (
 
 // interleave moves a command's flags in front of its arguments, so that
 // "coffer restore latest --to DIR" works as well as "--to DIR latest"
-// (urfave/cli v2 stops parsing flags at the first argument).
+// (urfave/cli v2 stops parsing flags at the first argument), and moves
+// global flags given after the command in front of it, so that
+// "coffer init --repo URL" works as well as "coffer --repo URL init"
+// (urfave/cli v2 only knows global flags before the command).
 func interleave(app *cli.App, args []string) []string {
 	if len(args) < 2 {
 		return args
@@ -31,7 +34,7 @@ func interleave(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	var flags, pos []string
+	var globalFlags, flags, pos []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
@@ -40,18 +43,38 @@ func interleave(app *cli.App, args []string) []string {
 			break
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && takesValue(cmd.Flags, a) && j+1 < len(rest) {
+			fs, dst := cmd.Flags, &flags
+			if !defines(cmd.Flags, a) && defines(app.Flags, a) {
+				fs, dst = app.Flags, &globalFlags
+			}
+			*dst = append(*dst, a)
+			if !strings.Contains(a, "=") && takesValue(fs, a) && j+1 < len(rest) {
 				j++
-				flags = append(flags, rest[j])
+				*dst = append(*dst, rest[j])
 			}
 			continue
 		}
 		pos = append(pos, a)
 	}
-	out := append([]string{}, args[:i+1]...)
+	out := append([]string{}, args[:i]...)
+	out = append(out, globalFlags...)
+	out = append(out, args[i])
 	out = append(out, flags...)
 	return append(out, pos...)
+}
+
+// defines reports whether flags has the flag arg ("-name", "--name" or
+// "--name=value").
+func defines(flags []cli.Flag, arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range flags {
+		for _, n := range f.Names() {
+			if n == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func takesValue(flags []cli.Flag, arg string) bool {

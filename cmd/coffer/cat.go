@@ -27,7 +27,7 @@ func runCat(ctx context.Context, g *globals, spec string) error {
 	if t.source == "" || t.path == "" {
 		return usagef("cat needs SNAPSHOT:SOURCE:/path, not %q", spec)
 	}
-	src, err := openSource(ctx, g, t, time.Time{})
+	src, _, err := openSource(ctx, g, t, time.Time{})
 	if err != nil {
 		return err
 	}

@@ -19,9 +19,19 @@ func keygenCommand(g *globals) *cli.Command {
 		Name:  "keygen",
 		Usage: "create an age identity with its recipient and an Ed25519 signing key pair",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", Required: true, Destination: &o.out, Usage: "folder for identity.txt, recipients.txt, signing.key, signing.pub"},
+			&cli.StringFlag{Name: "out", Destination: &o.out, Usage: "folder for identity.txt, recipients.txt, signing.key, signing.pub"},
 		},
-		Action: func(c *cli.Context) error { return runKeygen(g, o) },
+		Action: func(c *cli.Context) error {
+			// Not Required: true, whose error urfave/cli gives no usage
+			// exit code and prints after a page of help.
+			if o.out == "" {
+				return usagef("keygen needs --out DIR")
+			}
+			if c.NArg() > 0 {
+				return usagef("keygen takes no arguments")
+			}
+			return runKeygen(g, o)
+		},
 	}
 }
 

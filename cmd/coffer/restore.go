@@ -80,15 +80,16 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, usagef("--before %q: use RFC 3339 (2006-01-02T15:04:05Z) or 2006-01-02", s)
 }
 
-// openSource resolves SNAPSHOT[:SOURCE] and opens the source for reading.
-func openSource(ctx context.Context, g *globals, t target, before time.Time) (*restore.Source, error) {
+// openSource resolves SNAPSHOT[:SOURCE] and opens the source for reading;
+// it also returns the snapshot's manifest.
+func openSource(ctx context.Context, g *globals, t target, before time.Time) (*restore.Source, *repo.Manifest, error) {
 	r, err := g.open(ctx, false, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := restore.Resolve(ctx, r, t.snapshot, before)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if t.source == "" {
 		if len(m.Sources) != 1 {
@@ -96,15 +97,16 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 			for _, s := range m.Sources {
 				names = append(names, s.Name)
 			}
-			return nil, usagef("snapshot %s has several sources; name one: %s:SOURCE (one of %s)", repo.ShortID(m.ID), t.snapshot, strings.Join(names, ", "))
+			return nil, nil, usagef("snapshot %s has several sources; name one: %s:SOURCE (one of %s)", repo.ShortID(m.ID), t.snapshot, strings.Join(names, ", "))
 		}
 		t.source = m.Sources[0].Name
 	}
 	snap, err := restore.Load(ctx, r, m)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return snap.Source(t.source)
+	src, err := snap.Source(t.source)
+	return src, m, err
 }
 
 func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
@@ -122,7 +124,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		return err
 	}
 	t := parseTarget(o.spec)
-	src, err := openSource(ctx, g, t, before)
+	src, m, err := openSource(ctx, g, t, before)
 	if err != nil {
 		return err
 	}
@@ -137,11 +139,11 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			return err
 		}
 		if g.json {
-			return printJSON(g.stdout, map[string]any{"target": o.to, "files": res.Files, "dirs": res.Dirs,
+			return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "source": src.Name(), "target": o.to, "files": res.Files, "dirs": res.Dirs,
 				"symlinks": res.Symlinks, "bytes": res.Bytes, "duration_seconds": time.Since(start).Seconds()})
 		}
 		fmt.Fprintf(g.stdout, "restored %s:%s to %s: %d files, %d folders, %d symlinks, %s in %s\n",
-			repo.ShortID(t.snapshot), src.Name(), o.to, res.Files, res.Dirs, res.Symlinks, humanBytes(res.Bytes),
+			repo.ShortID(m.ID), src.Name(), o.to, res.Files, res.Dirs, res.Symlinks, humanBytes(res.Bytes),
 			time.Since(start).Round(time.Millisecond))
 		return nil
 	case o.toPostgres != "":

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"filippo.io/age"
 	"github.com/restic/chunker"
@@ -242,7 +243,22 @@ func decryptError(name string, err error) error {
 	if errors.As(err, &nm) {
 		return &WrongIdentityError{Object: name}
 	}
-	return integrity(name, "decrypt: %v", err)
+	return integrity(name, "decrypt: %s", cleanMessage(err))
+}
+
+// cleanMessage keeps an error message short and printable: age's parse
+// errors can quote raw bytes of a damaged object.
+func cleanMessage(err error) string {
+	msg := err.Error()
+	for _, r := range msg {
+		if r == utf8.RuneError || (r < 0x20 && r != '\t') || r > 0x7e {
+			return "the age header or payload is damaged"
+		}
+	}
+	if len(msg) > 160 {
+		msg = msg[:160] + "..."
+	}
+	return msg
 }
 
 // WrongIdentityError says that none of the given identities can decrypt.
