@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -63,7 +64,7 @@ func (s *Source) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		kind, loc, err := SplitSpec(n.Value)
 		if err != nil {
-			return err
+			return fmt.Errorf("line %d: %w", n.Line, err)
 		}
 		s.Kind, s.Location = kind, loc
 		return nil
@@ -80,6 +81,10 @@ func SplitSpec(spec string) (kind, location string, err error) {
 	}
 	return kind, location, nil
 }
+
+// typeNames rewrites yaml's "field x not found in type config.S3", which
+// names Go types, into words about the file.
+var typeNames = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
 // Parse reads a configuration. Unknown keys are errors, with their line.
 func Parse(r io.Reader) (*Config, error) {
@@ -98,7 +103,7 @@ func Parse(r io.Reader) (*Config, error) {
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
 		if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config: %w", err)
+			return nil, fmt.Errorf("config: %s", typeNames.ReplaceAllString(err.Error(), "unknown key $1"))
 		}
 	}
 	return c, nil
