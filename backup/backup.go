@@ -67,6 +67,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if opts.Signing == nil {
 		return nil, errors.New("no signing key: a backup signs its manifest (--signing-key or COFFER_SIGNING_KEY)")
 	}
+	// Never publish a manifest that the repository's own key did not sign:
+	// readers would refuse it, and the secrets would come from another key.
+	if !opts.Signing.Public().Equal(r.Pinned) {
+		return nil, &repo.KeyMismatchError{Repo: r.Pinned.String(), Ours: opts.Signing.Public().String()}
+	}
 	if len(opts.Sources) == 0 {
 		return nil, errors.New("nothing to back up: name at least one source")
 	}

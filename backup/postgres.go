@@ -403,7 +403,7 @@ func FindPostgresTool(name, explicit, serverVersion string) (path, version strin
 		return "", "", &ToolVersionError{Tool: name, ToolVersion: old[0].version, ServerVersion: serverVersion}
 	}
 	if explicit != "" && firstErr != nil {
-		return "", "", firstErr
+		return "", "", fmt.Errorf("%s %w", name, firstErr)
 	}
 	return "", "", fmt.Errorf("%s %w on PATH or in %s; install postgresql-client-%s",
 		name, ErrToolNotFound, postgresBinDirs, majorString(serverVersion))

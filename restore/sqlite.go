@@ -2,12 +2,14 @@ package restore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
@@ -49,12 +51,8 @@ func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, for
 		return fmt.Errorf("open restored database: %w", err)
 	}
 	defer db.Close()
-	var integrity string
-	if err := db.QueryRowContext(ctx, "pragma integrity_check").Scan(&integrity); err != nil {
-		return fmt.Errorf("restored database: integrity_check: %w", err)
-	}
-	if integrity != "ok" {
-		return fmt.Errorf("restored database fails integrity_check: %s", integrity)
+	if err := sqliteIntegrity(ctx, db); err != nil {
+		return err
 	}
 	got, err := backup.SQLiteFingerprints(ctx, db, info.Checks)
 	if err != nil {
@@ -80,6 +78,24 @@ func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, for
 		d.Close()
 	}
 	return nil
+}
+
+// sqliteIntegrity runs PRAGMA integrity_check and reports its first
+// problems on one line.
+func sqliteIntegrity(ctx context.Context, db *sql.DB) error {
+	var res string
+	if err := db.QueryRowContext(ctx, "pragma integrity_check").Scan(&res); err != nil {
+		return fmt.Errorf("restored database: integrity_check: %w", err)
+	}
+	if res == "ok" {
+		return nil
+	}
+	lines := strings.Split(strings.TrimSpace(res), "\n")
+	msg := strings.Join(lines[:min(len(lines), 3)], "; ")
+	if len(lines) > 3 {
+		msg += fmt.Sprintf("; and %d more", len(lines)-3)
+	}
+	return fmt.Errorf("restored database fails integrity_check: %s", msg)
 }
 
 func sqliteWriteTemp(ctx context.Context, src SourceReader, tmp string) error {
