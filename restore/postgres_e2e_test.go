@@ -109,7 +109,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 // TestPostgresDedup backs up an invoice database, changes 1% of its invoices
 // with fixture.MutatePostgres and backs up again, reporting the second
 // backup's new bytes. COFFER_TEST_DEDUP_INVOICES sets the size. The default,
-// 8000 invoices (a 4 MB dump), keeps the suite fast and only checks that
+// 30000 invoices (a 14 MB dump), keeps the suite fast and only checks that
 // most of the second backup deduplicates: with content-defined chunks of
 // about 1 MiB a small dump cannot show the ratio of a large one. With
 // 200000 invoices (a 98 MB dump) the second backup stored 3.5% of the
@@ -118,7 +118,7 @@ func TestPostgresDedup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	n := 8000
+	n := 30000
 	if s := os.Getenv("COFFER_TEST_DEDUP_INVOICES"); s != "" {
 		n, _ = strconv.Atoi(s)
 	}
@@ -137,7 +137,9 @@ func TestPostgresDedup(t *testing.T) {
 	s1, s2 := m1.Stats, m2.Stats
 	t.Logf("%d invoices: first backup read %d, stored %d; after 1%% changed: read %d, new %d, stored %d (%.1f%% of the first's stored bytes)",
 		n, s1.BytesRead, s1.BytesStored, s2.BytesRead, s2.BytesNew, s2.BytesStored, 100*float64(s2.BytesStored)/float64(s1.BytesStored))
-	if s2.BytesNew >= s2.BytesRead*3/4 {
+	// A 14 MB dump has about 28 chunks; the changes touch the dump's
+	// header and the end of each changed table, so under a third is new.
+	if s2.BytesNew*100 >= s2.BytesRead*35 {
 		t.Errorf("second backup: %d new of %d bytes read: little deduplication", s2.BytesNew, s2.BytesRead)
 	}
 	if n >= 100000 && s2.BytesStored*10 >= s1.BytesStored {
