@@ -1,0 +1,208 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/restore"
+)
+
+// smallTree is enough for tests that look at every object.
+var smallTree = fixture.TreeSpec{Files: 300, BigFileSize: 3 << 20, Seed: 42}
+
+// ageDecrypt runs the reference age CLI: age -d -i identityFile, the
+// object on stdin.
+func ageDecrypt(t *testing.T, ageBin, identityFile string, ct []byte) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(ageBin, "-d", "-i", identityFile)
+	cmd.Stdin = bytes.NewReader(ct)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, errors.New(strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+var zstdMagic = []byte{0x28, 0xb5, 0x2f, 0xfd}
+
+// zstdCLI decompresses with the zstd CLI when it is installed, else returns
+// nil.
+func zstdCLI(t *testing.T, b []byte) []byte {
+	t.Helper()
+	bin, ok := testutil.FindBinary("zstd")
+	if !ok {
+		return nil
+	}
+	cmd := exec.Command(bin, "-d", "-c", "-q")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("zstd -d: %v", err)
+	}
+	return out
+}
+
+// TestE2EEncryptOnly: a backup host with no identity backs up; it cannot
+// restore (ErrNoIdentity) nor verify at decrypt depth, but verifies at read
+// depth. Every stored object but the signed config and manifests is an age
+// file that the reference age CLI decrypts with identity.txt; packs end in
+// the CPAK0001 magic, catalogs and the index are zstd frames (checked with
+// the zstd CLI when present), and the index also decrypts with the index
+// identity derived from the signing key, which opens nothing else.
+func TestE2EEncryptOnly(t *testing.T) {
+	t.Parallel()
+	ageBin, ok := testutil.FindBinary("age")
+	if !ok {
+		testutil.Missing(t, "the age CLI is not installed (apt-get install age)")
+	}
+	e := localEnv(t)
+	dir, _ := tree(t, smallTree)
+	res := e.backupDir(t, dir, true) // e.backupRepo has no identity
+	m := res.Manifest
+	ctx := ctxT(t)
+
+	if _, err := restore.Load(ctx, e.backupRepo, m); !errors.Is(err, repo.ErrNoIdentity) {
+		t.Errorf("restore.Load without identity: %v, want ErrNoIdentity", err)
+	}
+	if _, err := restore.Verify(ctx, e.backupRepo, nil, restore.Decrypt); !errors.Is(err, repo.ErrNoIdentity) {
+		t.Errorf("verify --decrypt without identity: %v, want ErrNoIdentity", err)
+	}
+	if _, err := e.backupRepo.NewChunkReader(ctx, m); !errors.Is(err, repo.ErrNoIdentity) {
+		t.Errorf("NewChunkReader without identity: %v, want ErrNoIdentity", err)
+	}
+	if rep, err := restore.Verify(ctx, e.backupRepo, nil, restore.Read); err != nil || !rep.OK() {
+		t.Errorf("verify (read) without identity: %v %+v", err, rep)
+	}
+
+	identity := filepath.Join(e.keyDir, "identity.txt")
+	id, _ := hex.DecodeString(e.backupRepo.Config.ID)
+	indexIdentity := filepath.Join(t.TempDir(), "index-identity.txt")
+	if err := os.WriteFile(indexIdentity, []byte(e.signing.Derive(id).IndexIdentity.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	kinds := map[string]int{}
+	for _, oi := range listObjects(t, e.store, "") {
+		b := readObject(t, e.store, oi.Name)
+		kind, _, _ := strings.Cut(oi.Name, "/")
+		kinds[kind]++
+		switch kind {
+		case "config", "snapshots":
+			want := "coffer-signed-v1 manifest\n"
+			if kind == "config" {
+				want = "coffer-signed-v1 config\n"
+			}
+			if !bytes.HasPrefix(b, []byte(want)) {
+				t.Errorf("%s is not a signed document: %.40q", oi.Name, b)
+			}
+			continue
+		}
+		if !bytes.HasPrefix(b, []byte("age-encryption.org/v1\n")) {
+			t.Errorf("%s is not an age file: %.40q", oi.Name, b)
+			continue
+		}
+		plain, err := ageDecrypt(t, ageBin, identity, b)
+		if err != nil {
+			t.Errorf("age -d -i identity.txt %s: %v", oi.Name, err)
+			continue
+		}
+		_, indexErr := ageDecrypt(t, ageBin, indexIdentity, b)
+		switch kind {
+		case "data":
+			if !bytes.HasSuffix(plain, []byte("CPAK0001")) {
+				t.Errorf("%s: plaintext does not end with CPAK0001", oi.Name)
+			}
+		case "catalogs", "index":
+			if !bytes.HasPrefix(plain, zstdMagic) {
+				t.Errorf("%s: plaintext is not a zstd frame: %.8x", oi.Name, plain)
+				continue
+			}
+			if j := zstdCLI(t, plain); j != nil {
+				if !json.Valid(j) {
+					t.Errorf("%s: zstd -d gives no JSON: %.60q", oi.Name, j)
+				}
+				if kind == "catalogs" && !bytes.Contains(j, []byte("Rechnung-Müller.pdf")) {
+					t.Errorf("%s: the catalog does not list Rechnung-Müller.pdf", oi.Name)
+				}
+			}
+		case "keys":
+		default:
+			t.Errorf("unexpected object %s", oi.Name)
+		}
+		if kind == "index" && indexErr != nil {
+			t.Errorf("%s does not decrypt with the derived index identity: %v", oi.Name, indexErr)
+		}
+		if kind != "index" && indexErr == nil {
+			t.Errorf("%s decrypts with the index identity the backup host can derive", oi.Name)
+		}
+	}
+	for _, k := range []string{"config", "keys", "data", "index", "catalogs", "snapshots"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s object in the repository (have %v)", k, kinds)
+		}
+	}
+	t.Logf("objects checked: %v", kinds)
+	if _, ok := testutil.FindBinary("zstd"); !ok {
+		t.Log("zstd CLI not installed: checked the zstd magic only")
+	}
+}
+
+// TestE2ENamesRevealNothing: object names are fixed words and hex digests,
+// and no stored byte (signed config and manifests included) holds a file
+// name or a distinctive word of the tree, in UTF-8 or JSON-escaped form.
+func TestE2ENamesRevealNothing(t *testing.T) {
+	t.Parallel()
+	e := localEnv(t)
+	dir, st := tree(t, smallTree)
+	e.backupDir(t, dir, true)
+	if _, err := fixture.AddFiles(dir, 0.01, 1); err != nil {
+		t.Fatal(err)
+	}
+	e.backupDir(t, dir, true)
+
+	words := append([]string{"Rechnung", "Müller", "請求書", "Kunden", "invoice", "receipt", "tief-1",
+		"archive-big", "backup-2025", "Zahlung", "added-1", "Kundenliste", "ACME GmbH"}, st.Names...)
+	valid := regexp.MustCompile(`^(config|(keys|index|catalogs|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
+	var manifest []byte
+	for _, oi := range listObjects(t, e.store, "") {
+		if !valid.MatchString(oi.Name) {
+			t.Errorf("object name %q is not a fixed word or digest", oi.Name)
+		}
+		if m := valid.FindStringSubmatch(oi.Name); m != nil && m[3] != "" && !strings.HasPrefix(oi.Name[8:], m[3]) {
+			t.Errorf("pack %s is not in the folder of its first two digits", oi.Name)
+		}
+		b := readObject(t, e.store, oi.Name)
+		if strings.HasPrefix(oi.Name, "snapshots/") {
+			manifest = b
+		}
+		for _, w := range words {
+			j, _ := json.Marshal(w)
+			for _, form := range [][]byte{[]byte(w), j[1 : len(j)-1]} {
+				if bytes.Contains(b, form) {
+					t.Errorf("%s contains %q", oi.Name, form)
+				}
+			}
+			if strings.Contains(oi.Name, w) {
+				t.Errorf("object name %s contains %q", oi.Name, w)
+			}
+		}
+	}
+	// The scan does find what is there: the public manifest names the host
+	// and the source.
+	if !bytes.Contains(manifest, []byte(`"e2e-host"`)) || !bytes.Contains(manifest, []byte(`"`+sourceName+`"`)) {
+		t.Errorf("manifest lacks its public host and source name:\n%s", manifest)
+	}
+}
