@@ -157,7 +157,7 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 		pin = repoKey
 	}
 	if err := OpenSigned(KindConfig, doc, pin, &cfg); err != nil {
-		return nil, integrity(ConfigName, "%v", err)
+		return nil, integrity(ConfigName, "%w", err)
 	}
 	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
 	if opts.Signing != nil {
@@ -171,7 +171,7 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 // signed it.
 func Open0(doc []byte, cfg *Config) error {
 	if err := OpenSigned(KindConfig, doc, nil, cfg); err != nil {
-		return integrity(ConfigName, "%v", err)
+		return integrity(ConfigName, "%w", err)
 	}
 	return nil
 }
@@ -341,10 +341,10 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	}
 	var m Manifest
 	if err := openSigned(KindManifest, doc, r.Pinned, &m); err != nil {
-		return nil, integrity(name, "%v", err)
+		return nil, integrity(name, "%w", err)
 	}
 	if err := m.Validate(); err != nil {
-		return nil, integrity(name, "%v", err)
+		return nil, integrity(name, "%w", err)
 	}
 	if m.ID != id {
 		return nil, integrity(name, "manifest of snapshot %s stored under another name (replayed)", ShortID(m.ID))
