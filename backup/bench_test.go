@@ -1,0 +1,262 @@
+package backup_test
+
+// Benchmarks of the backup pipeline into a local repository:
+//
+//	go test -bench . -run '^$' ./backup/
+//
+// BenchmarkBackupStream measures throughput (MB/s) of one 100 MB stream,
+// compressible (CSV-like invoice lines) and incompressible (ChaCha8).
+// BenchmarkBackupRSS runs a 100 MB and a 1 GB backup each in a child process
+// (this test binary, re-executed) and reports the child's peak RSS as
+// peakRSS-MiB: the pipeline's memory bound must not grow with the input.
+// BenchmarkBackupDir backs up the folder COFFER_BENCH_DIR (skipped when
+// unset), backs it up again unchanged, and restores it, for CPU profiles of
+// a real tree (samples are labelled phase=backup|second-cached|restore):
+//
+//	COFFER_BENCH_DIR=bench-out/data-1024mb go test -run '^$' -bench BackupDir -benchtime 1x -cpuprofile cpu.out ./backup/
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/benchutil"
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/storage"
+)
+
+const benchStreamSize = 100 << 20
+
+// benchRepo creates keys and an initialised local repository in dir.
+func benchRepo(tb testing.TB, dir string) (*repo.Repository, *keys.SigningKey, storage.Store) {
+	tb.Helper()
+	ctx := context.Background()
+	g, err := keys.Generate(filepath.Join(dir, "keys"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
+		tb.Fatal(err)
+	}
+	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r, sk, st
+}
+
+// streamSource is a source of one file read from r, like a database dump.
+type streamSource struct{ r io.Reader }
+
+func (s streamSource) Name() string { return "stream" }
+func (s streamSource) Kind() string { return "dir" }
+func (s streamSource) Backup(ctx context.Context, w backup.Writer) error {
+	return w.WriteFile(ctx, backup.Entry{Path: "stream.bin", Type: backup.TypeFile, Mode: 0o600,
+		ModTime: time.Unix(1_700_000_000, 0), Size: -1}, s.r)
+}
+
+func runBackup(tb testing.TB, dir string, src backup.Source) *backup.Result {
+	tb.Helper()
+	r, sk, _ := benchRepo(tb, dir)
+	res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk, Sources: []backup.Source{src}})
+	if err != nil {
+		tb.Fatalf("backup: %v", err)
+	}
+	return res
+}
+
+func BenchmarkBackupStream(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		compressible bool
+	}{{"compressible", true}, {"incompressible", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			data, err := io.ReadAll(benchutil.Stream(benchStreamSize, 1, tc.compressible))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(data)))
+			var stored int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := filepath.Join(b.TempDir(), strconv.Itoa(i))
+				r, sk, _ := benchRepo(b, dir)
+				b.StartTimer()
+				res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk,
+					Sources: []backup.Source{streamSource{bytes.NewReader(data)}}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				stored = res.Manifest.Stats.BytesStored
+				b.StopTimer()
+				os.RemoveAll(dir)
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(stored)/float64(len(data)), "stored/read")
+		})
+	}
+}
+
+// rssChildEnv tells a re-executed test binary to run one backup of that
+// many bytes and exit; see TestBackupRSSChild.
+const rssChildEnv = "COFFER_BENCH_RSS_CHILD"
+
+// TestBackupRSSChild is the child process of BenchmarkBackupRSS; it does
+// nothing in a normal test run.
+func TestBackupRSSChild(t *testing.T) {
+	n, err := strconv.ParseInt(os.Getenv(rssChildEnv), 10, 64)
+	if err != nil {
+		t.Skip("child process of BenchmarkBackupRSS only")
+	}
+	res := runBackup(t, t.TempDir(), streamSource{benchutil.Stream(n, 2, false)})
+	if got := res.Manifest.Stats.BytesRead; got != n {
+		t.Fatalf("read %d bytes, want %d", got, n)
+	}
+}
+
+func BenchmarkBackupRSS(b *testing.B) {
+	peak := map[string]float64{}
+	sizes := []struct {
+		name string
+		n    int64
+	}{{"100MB", 100 << 20}, {"1GB", 1 << 30}}
+	for _, s := range sizes {
+		b.Run(s.name, func(b *testing.B) {
+			b.SetBytes(s.n)
+			var maxrss int64
+			for i := 0; i < b.N; i++ {
+				cmd := exec.Command(os.Args[0], "-test.run=^TestBackupRSSChild$", "-test.count=1")
+				cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", rssChildEnv, s.n))
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("child: %v\n%s", err, out)
+				}
+				ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+				maxrss = max(maxrss, ru.Maxrss) // KiB on Linux
+			}
+			peak[s.name] = float64(maxrss) / 1024
+			b.ReportMetric(peak[s.name], "peakRSS-MiB")
+		})
+	}
+	if small, big := peak["100MB"], peak["1GB"]; small > 0 && big > 0 {
+		b.Logf("peak RSS: 100 MB input %.0f MiB, 1 GB input %.0f MiB (ratio %.2f)", small, big, big/small)
+		if big > 1.5*small {
+			b.Errorf("peak RSS grows with the input: %.0f MiB for 1 GB vs %.0f MiB for 100 MB", big, small)
+		}
+	}
+}
+
+// BenchmarkBackupDir backs up the folder COFFER_BENCH_DIR into a fresh
+// repository, backs it up again unchanged (with the change cache), and
+// restores it. CPU profile samples carry a pprof label phase=backup,
+// second-cached or restore: go tool pprof -tagfocus phase=restore ...
+func BenchmarkBackupDir(b *testing.B) {
+	dir := os.Getenv("COFFER_BENCH_DIR")
+	if dir == "" {
+		b.Skip("set COFFER_BENCH_DIR to a folder (for example bench-out/data-1024mb after make bench)")
+	}
+	var size int64
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				size += fi.Size()
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	tmp := b.TempDir()
+	var snap *repo.Manifest
+	var st storage.Store
+	var keyDir, lastWork string
+	var sk0 *keys.SigningKey
+	var r0 *repo.Repository
+	b.Run("backup", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			work := filepath.Join(tmp, "backup", strconv.Itoa(i))
+			r, sk, s := benchRepo(b, work)
+			b.StartTimer()
+			var res *backup.Result
+			var err error
+			pprof.Do(ctx, pprof.Labels("phase", "backup"), func(ctx context.Context) {
+				res, err = backup.Run(ctx, backup.Options{Repo: r, Signing: sk, CacheDir: filepath.Join(work, "cache"),
+					Sources: []backup.Source{&backup.DirSource{SourceName: "files", Path: dir}}})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			snap, st, keyDir, lastWork = res.Manifest, s, filepath.Join(work, "keys"), work
+			sk0, r0 = sk, r
+		}
+	})
+	if snap == nil {
+		return
+	}
+	// An unchanged second backup with the change cache.
+	b.Run("second-cached", func(b *testing.B) {
+		b.SetBytes(size)
+		for i := 0; i < b.N; i++ {
+			var err error
+			pprof.Do(ctx, pprof.Labels("phase", "second-cached"), func(ctx context.Context) {
+				_, err = backup.Run(ctx, backup.Options{Repo: r0, Signing: sk0, CacheDir: filepath.Join(lastWork, "cache"),
+					Sources: []backup.Source{&backup.DirSource{SourceName: "files", Path: dir}}})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("restore", func(b *testing.B) {
+		b.SetBytes(size)
+		ids, err := keys.LoadIdentities(filepath.Join(keyDir, keys.IdentityFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := repo.Open(ctx, st, repo.OpenOptions{Identities: ids})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < b.N; i++ {
+			s, err := restore.Load(ctx, r, snap)
+			if err != nil {
+				b.Fatal(err)
+			}
+			src, err := s.Source("files")
+			if err != nil {
+				b.Fatal(err)
+			}
+			pprof.Do(ctx, pprof.Labels("phase", "restore"), func(ctx context.Context) {
+				_, err = restore.RestoreDir(ctx, src, filepath.Join(tmp, "restore", strconv.Itoa(i)), restore.DirOptions{})
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

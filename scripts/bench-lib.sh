@@ -1,0 +1,98 @@
+# Shared helpers of scripts/bench.sh and scripts/bench-postgres.sh; sourced,
+# not run. Callers set W (the run's work folder) before calling bench_init.
+#
+# Each benchmarked command and its preparation are written to small scripts
+# under $W/cmd, so hyperfine runs them without quoting trouble and
+# /usr/bin/time can wrap them for peak RSS (GNU time reports the largest
+# single process of the command, for a pipeline its biggest stage).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${BENCH_OUT:-$ROOT/bench-out}"
+RUNS="${BENCH_RUNS:-3}"
+COFFER="${COFFER:-$ROOT/bin/coffer}"
+TOOLS="$OUT/tools"
+export PATH="/usr/lib/postgresql/15/bin:$PATH"
+
+bench_tools() {
+  for t in hyperfine restic age zstd; do
+    command -v "$t" >/dev/null || { echo "bench: $t is missing (make tools installs it)" >&2; exit 1; }
+  done
+  if [ ! -x "$COFFER" ]; then
+    (cd "$ROOT" && go build -o "$COFFER" ./cmd/coffer)
+  fi
+  mkdir -p "$TOOLS"
+  (cd "$ROOT" && go build -o "$TOOLS/" ./internal/benchutil/cmd/...)
+  TIMEBIN=""
+  if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
+    TIMEBIN=/usr/bin/time
+  else
+    echo "bench: GNU /usr/bin/time not found; peak RSS is not measured" >&2
+  fi
+}
+
+bench_init() {
+  rm -rf "$W"
+  mkdir -p "$W/cmd" "$W/rss" "$W/out" "$W/json"
+  : >"$W/rows.tsv"
+  export RESTIC_PASSWORD=coffer-bench RESTIC_CACHE_DIR="$W/restic-cache"
+  "$COFFER" keygen --out "$W/keys" >/dev/null
+  KEYS="$W/keys"
+}
+
+# defcmd NAME KIND OUT BODY: the command NAME runs BODY; KIND and OUT say how
+# benchreport finds its new and stored bytes (coffer JSON, restic JSON lines,
+# a file's size, or none).
+declare -A KIND OUTF PREP
+defcmd() {
+  local name=$1
+  KIND[$name]=$2 OUTF[$name]=$3
+  printf '#!/usr/bin/env bash\nset -euo pipefail\n%s\n' "$4" >"$W/cmd/$name.sh"
+  PREP[$name]=""
+}
+
+# defprep NAME BODY: run before every run of NAME, untimed. Every
+# preparation ends with sync, so no run pays for an earlier run's writeback.
+defprep() {
+  printf '#!/usr/bin/env bash\nset -euo pipefail\n%s\nsync\n' "$2" >"$W/cmd/$1.prep.sh"
+  PREP[$1]="$W/cmd/$1.prep.sh"
+}
+
+# section TITLE NAME...: runs hyperfine on the named commands side by side
+# and records their rows for the report. The first name is the reference.
+section() {
+  local title=$1 slug
+  shift
+  slug=$(echo "$title" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40)
+  local args=(--runs "$RUNS" --style basic --export-json "$W/json/$slug.json")
+  local n
+  for n in "$@"; do
+    local c="bash $W/cmd/$n.sh"
+    if [ -n "$TIMEBIN" ]; then
+      c="$TIMEBIN -f %M -a -o $W/rss/$n.txt $c"
+    fi
+    if [ -n "${PREP[$n]}" ]; then
+      args+=(--prepare "bash ${PREP[$n]}")
+    else
+      args+=(--prepare "sync")
+    fi
+    args+=(-n "$n" "$c")
+  done
+  echo "== $title" >&2
+  hyperfine "${args[@]}" >&2
+  for n in "$@"; do
+    local rss="-"
+    [ -n "$TIMEBIN" ] && rss="$W/rss/$n.txt"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$title" "$n" "$W/json/$slug.json" "$rss" "${KIND[$n]}" "${OUTF[$n]}" >>"$W/rows.tsv"
+  done
+}
+
+dirbytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
+
+machine() {
+  echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
+  echo "- file system of bench-out: $(df -T "$OUT" | awk 'NR==2{print $2}')"
+  echo "- coffer binary: $COFFER"
+  echo "- $(go version | cut -d' ' -f3-), source tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), $(restic version | cut -d' ' -f1-2), age $(age --version), zstd $(zstd --version | grep -o 'v[0-9.]*'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+  echo "- runs per command: $RUNS (medians; each run's preparation is untimed and ends with sync)"
+  echo "- peak RSS: GNU time %M of the command (for a pipeline: its largest process)"
+}
