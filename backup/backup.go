@@ -132,7 +132,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 			strict: opts.Strict, inflight: 2*workers + 2, meta: map[string]json.RawMessage{},
 			cache: cache, res: res, log: log}
 		log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
-		if err := src.Backup(p.ctx, sw); err != nil {
+		err := src.Backup(p.ctx, sw)
+		if ferr := sw.flush(); err == nil {
+			err = ferr
+		}
+		if err != nil {
 			if perr := p.err(); perr != nil && !errors.Is(perr, context.Canceled) {
 				err = perr
 			}
@@ -303,7 +307,8 @@ type sourceWriter struct {
 	strict   bool
 	inflight int
 	meta     map[string]json.RawMessage
-	files    []fileRec
+	files    []*fileRec
+	queue    []pendingChunk
 	paths    map[string]bool
 	cache    *changeCache
 	res      *Result
@@ -349,7 +354,7 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e Entry) error {
 	if err := w.add(e); err != nil {
 		return err
 	}
-	w.files = append(w.files, fileRec{entry: catalogEntry(e)})
+	w.files = append(w.files, &fileRec{entry: catalogEntry(e)})
 	return nil
 }
 
@@ -358,17 +363,19 @@ func (w *sourceWriter) WriteFile(ctx context.Context, e Entry, r io.Reader) erro
 		return err
 	}
 	e.Type = TypeFile
-	rec, err := w.chunk(ctx, r)
-	if err != nil {
+	rec := &fileRec{entry: catalogEntry(e)}
+	w.files = append(w.files, rec)
+	if err := w.chunk(ctx, r, rec); err != nil {
 		return fmt.Errorf("%s: %w", e.Path, err)
 	}
-	rec.entry = func(ce repo.Entry) repo.Entry { ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256; return ce }(catalogEntry(e))
-	w.files = append(w.files, rec)
 	return nil
 }
 
-// chunk reads r to the end through the chunker and the pipeline.
-func (w *sourceWriter) chunk(ctx context.Context, r io.Reader) (fileRec, error) {
+// chunk reads r to the end through the chunker and hands each chunk to the
+// pipeline. It returns once r is read, not once its chunks are stored:
+// chunks stay in flight across files (so many small files keep every
+// worker busy), bounded by w.inflight; flush waits for the rest.
+func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) error {
 	p := w.p
 	if w.ch == nil {
 		w.ch = chunker.NewWithBoundaries(r, w.pol, w.params.MinSize, w.params.MaxSize)
@@ -377,32 +384,11 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader) (fileRec, error) 
 	}
 	w.ch.SetAverageBits(w.params.AverageBits)
 	h := sha256.New()
-	var rec fileRec
-	var queue []*chunkJob
-	wait := func(j *chunkJob) error {
-		<-j.done
-		p.bufs.Put(j.buf)
-		if j.err != nil {
-			return j.err
-		}
-		rec.locs = append(rec.locs, idLoc{id: j.id, loc: j.loc})
-		return nil
-	}
-	drain := func() error {
-		var first error
-		for _, j := range queue {
-			if err := wait(j); err != nil && first == nil {
-				first = err
-			}
-		}
-		queue = nil
-		return first
-	}
 	var size int64
 	for {
 		if err := ctx.Err(); err != nil {
-			drain()
-			return rec, err
+			w.flush()
+			return err
 		}
 		buf := p.bufs.Get().(*[]byte)
 		c, err := w.ch.Next((*buf)[:0])
@@ -412,8 +398,8 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader) (fileRec, error) 
 		}
 		if err != nil {
 			p.bufs.Put(buf)
-			drain()
-			return rec, err
+			w.flush()
+			return err
 		}
 		h.Write(c.Data)
 		size += int64(c.Length)
@@ -421,25 +407,50 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader) (fileRec, error) 
 		j := &chunkJob{data: c.Data, buf: buf, done: make(chan struct{})}
 		if err := p.submit(j); err != nil {
 			p.bufs.Put(buf)
-			drain()
-			return rec, err
+			w.flush()
+			return err
 		}
-		queue = append(queue, j)
-		if len(queue) >= w.inflight {
-			if err := wait(queue[0]); err != nil {
-				queue = queue[1:]
-				drain()
-				return rec, err
+		w.queue = append(w.queue, pendingChunk{job: j, rec: rec})
+		if len(w.queue) >= w.inflight {
+			if err := w.waitOne(); err != nil {
+				w.flush()
+				return err
 			}
-			queue = queue[1:]
 		}
-	}
-	if err := drain(); err != nil {
-		return rec, err
 	}
 	rec.entry.Size = size
 	rec.entry.SHA256 = hex.EncodeToString(h.Sum(nil))
-	return rec, nil
+	return nil
+}
+
+type pendingChunk struct {
+	job *chunkJob
+	rec *fileRec
+}
+
+// waitOne waits for the oldest chunk in flight and appends its location
+// to its file. Chunks of one file complete into it in order.
+func (w *sourceWriter) waitOne() error {
+	pc := w.queue[0]
+	w.queue = w.queue[1:]
+	<-pc.job.done
+	w.p.bufs.Put(pc.job.buf)
+	if pc.job.err != nil {
+		return pc.job.err
+	}
+	pc.rec.locs = append(pc.rec.locs, idLoc{id: pc.job.id, loc: pc.job.loc})
+	return nil
+}
+
+// flush waits for every chunk in flight and returns the first error.
+func (w *sourceWriter) flush() error {
+	var first error
+	for len(w.queue) > 0 {
+		if err := w.waitOne(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (w *sourceWriter) SetMeta(key string, v any) error {

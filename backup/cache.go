@@ -43,7 +43,7 @@ type cacheChunk struct {
 
 type pendingRec struct {
 	key fileKey
-	rec fileRec
+	rec *fileRec
 }
 
 type changeCache struct {
@@ -95,7 +95,7 @@ func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	return rec, true
 }
 
-func (c *changeCache) remember(source, path string, k fileKey, rec fileRec) {
+func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec) {
 	if c == nil {
 		return
 	}

@@ -139,10 +139,10 @@ func (w *sourceWriter) reuse(e Entry, k fileKey, rec fileRec) error {
 	ce := catalogEntry(e)
 	ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256
 	rec.entry = ce
-	w.files = append(w.files, rec)
+	w.files = append(w.files, &rec)
 	w.res.BytesSkipped += ce.Size
 	w.p.chunks.Add(int64(len(rec.locs)))
-	w.cache.remember(w.name, e.Path, k, w.files[len(w.files)-1])
+	w.cache.remember(w.name, e.Path, k, &rec)
 	return nil
 }
 
