@@ -1,0 +1,122 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/pgcluster"
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// authRepo is a fresh local repository opened for backups.
+func authRepo(t *testing.T) (*repo.Repository, *keys.SigningKey) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	g, err := keys.Generate(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, sk
+}
+
+// TestPostgresAuth runs PostgresSource backups through the real pipeline
+// against a private cluster that, unlike the machine's server, checks
+// passwords (SCRAM over TCP).
+func TestPostgresAuth(t *testing.T) {
+	ctx := context.Background()
+	c := pgcluster.StartForTest(t)
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "create table invoice (id int primary key, total numeric); insert into invoice select g, g * 1.5 from generate_series(1, 100) g")
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, sk := authRepo(t)
+	run := func(dsn string) (*Result, error) {
+		return Run(ctx, Options{Repo: r, Signing: sk, Sources: []Source{&PostgresSource{SourceName: "db", DSN: dsn}}})
+	}
+	const wrong = "Wr0ng-Passw0rd-x7"
+	noPassword := c.DSNFor(c.Superuser, "", "postgres")
+
+	for _, tc := range []struct{ name, dsn, env string }{
+		{"in DSN URL", c.DSNFor(c.Superuser, wrong, "postgres"), ""},
+		{"in keyword DSN", "host=127.0.0.1 port=" + strconv.Itoa(c.Port) + " user=" + c.Superuser + " password=" + wrong + " dbname=postgres sslmode=disable", ""},
+		{"in PGPASSWORD", noPassword, wrong},
+	} {
+		t.Run("wrong password "+tc.name, func(t *testing.T) {
+			t.Setenv("PGPASSWORD", tc.env)
+			t.Setenv("PGPASSFILE", "/nonexistent")
+			_, err := run(tc.dsn)
+			if err == nil {
+				t.Fatal("backup with a wrong password succeeded")
+			}
+			msg := err.Error()
+			t.Log(msg)
+			if !strings.Contains(msg, "password authentication failed") || !strings.Contains(msg, `database "postgres"`) {
+				t.Errorf("error %q does not say that password authentication failed", msg)
+			}
+			if strings.Contains(msg, wrong) || strings.Contains(msg, c.Password) || strings.Contains(msg, "\n") {
+				t.Errorf("error %q shows a password or spans lines", msg)
+			}
+			var ce *PostgresConnectError
+			if !errors.As(err, &ce) || ce.SQLState() != "28P01" {
+				t.Errorf("error %v: want a PostgresConnectError with SQLSTATE 28P01", err)
+			}
+			if ids, err := r.SnapshotIDs(ctx); err != nil || len(ids) != 0 {
+				t.Errorf("after a failed backup: snapshots %v, %v", ids, err)
+			}
+		})
+	}
+
+	for _, tc := range []struct{ name, dsn, env string }{
+		{"in DSN", c.DSN("postgres"), ""},
+		{"in PGPASSWORD", noPassword, c.Password},
+	} {
+		t.Run("right password "+tc.name, func(t *testing.T) {
+			t.Setenv("PGPASSWORD", tc.env)
+			t.Setenv("PGPASSFILE", "/nonexistent")
+			res, err := run(tc.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := res.Manifest
+			if len(m.Sources) != 1 || m.Sources[0].Kind != "postgres" || m.Sources[0].Size == 0 {
+				t.Errorf("manifest sources = %+v", m.Sources)
+			}
+			if _, err := r.ReadManifest(ctx, m.ID); err != nil {
+				t.Errorf("published manifest: %v", err)
+			}
+		})
+	}
+}
