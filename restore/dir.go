@@ -201,7 +201,10 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	jobs := make(chan repo.Entry)
+	// Files go to workers in runs of neighbours (catalog order is pack
+	// order), so a worker's read-ahead window and age's cached 64 KiB
+	// chunk serve many small files with one read and one decryption.
+	jobs := make(chan []repo.Entry)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for range workers {
@@ -212,25 +215,37 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for e := range jobs {
-				if err := restoreFile(ctx, s, cr, e, root); err != nil {
-					cancel(err)
-					continue
+			for run := range jobs {
+				for _, e := range run {
+					if ctx.Err() != nil {
+						break
+					}
+					if err := restoreFile(ctx, s, cr, e, root); err != nil {
+						cancel(err)
+						break
+					}
+					mu.Lock()
+					res.Files++
+					res.Bytes += e.Size
+					mu.Unlock()
 				}
-				mu.Lock()
-				res.Files++
-				res.Bytes += e.Size
-				mu.Unlock()
 			}
 		}()
 	}
-	for _, f := range files {
-		select {
-		case jobs <- f:
-			continue
-		case <-ctx.Done():
+	const runBytes, runFiles = 4 << 20, 256
+send:
+	for i := 0; i < len(files); {
+		j, n := i, int64(0)
+		for j < len(files) && j-i < runFiles && (j == i || n+files[j].Size <= runBytes) {
+			n += files[j].Size
+			j++
 		}
-		break
+		select {
+		case jobs <- files[i:j]:
+		case <-ctx.Done():
+			break send
+		}
+		i = j
 	}
 	close(jobs)
 	wg.Wait()

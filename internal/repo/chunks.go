@@ -14,6 +14,9 @@ import (
 const ageChunk = 64 << 10 // age's STREAM chunk size
 const ageTag = 16         // Poly1305 tag per chunk
 
+// readAhead is how much plaintext a chunk read fetches at least.
+const readAhead = 4 << 20
+
 // ChunkReader reads single chunks of a snapshot's packs with ranged reads
 // and age.DecryptReaderAt, and checks each chunk's keyed id. It is not safe
 // for concurrent use; make one per goroutine.
@@ -61,8 +64,11 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 	if c.Offset+c.Length > p.plainSize {
 		return nil, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
 	}
+	// Read ahead: the next chunks a restore needs usually follow in the
+	// same pack, so one ranged read serves many small chunks.
 	coff, clen := p.cipherRange(c.Offset, c.Length)
-	p.src.prefetch(ctx, coff, clen)
+	_, aheadLen := p.cipherRange(c.Offset, max(c.Length, readAhead))
+	p.src.prefetch(ctx, coff, clen, aheadLen)
 	buf := make([]byte, c.Length)
 	if _, err := p.ra.ReadAt(buf, c.Offset); err != nil && !(errors.Is(err, io.EOF) && c.Offset+c.Length == p.plainSize) {
 		if ctx.Err() != nil {
@@ -133,6 +139,9 @@ func (p *openPack) cipherRange(off, n int64) (int64, int64) {
 		chunks = 1
 	}
 	payloadOff := p.encSize - (p.plainSize + chunks*ageTag)
+	if off+n > p.plainSize {
+		n = p.plainSize - off
+	}
 	first, last := off/ageChunk, (off+n-1)/ageChunk
 	start := payloadOff + first*(ageChunk+ageTag)
 	end := min(p.encSize, payloadOff+(last+1)*(ageChunk+ageTag))
@@ -152,12 +161,14 @@ type windowReaderAt struct {
 	fetched *int64
 }
 
-func (w *windowReaderAt) prefetch(ctx context.Context, off, n int64) {
+// prefetch makes sure [off, off+n) is in the window, fetching
+// [off, off+ahead) when it is not.
+func (w *windowReaderAt) prefetch(ctx context.Context, off, n, ahead int64) {
 	if off >= w.winOff && off+n <= w.winOff+int64(len(w.win)) {
 		return
 	}
 	w.ctx = ctx
-	b, err := w.read(off, n)
+	b, err := w.read(off, max(n, ahead), w.win[:0])
 	if err != nil {
 		w.win = nil // ReadAt will read again and report the error
 		return
@@ -165,13 +176,18 @@ func (w *windowReaderAt) prefetch(ctx context.Context, off, n int64) {
 	w.win, w.winOff = b, off
 }
 
-func (w *windowReaderAt) read(off, n int64) ([]byte, error) {
+// read reads [off, off+n), reusing buf's memory when it is large enough.
+func (w *windowReaderAt) read(off, n int64, buf []byte) ([]byte, error) {
 	rc, err := w.st.Open(w.ctx, w.name, off, n)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	b := make([]byte, n)
+	b := buf[:0]
+	if int64(cap(b)) < n {
+		b = make([]byte, n)
+	}
+	b = b[:n]
 	m, err := io.ReadFull(rc, b)
 	*w.fetched += int64(m)
 	if err != nil {
@@ -191,7 +207,7 @@ func (w *windowReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	if n <= 0 {
 		return 0, io.EOF
 	}
-	b, err := w.read(off, n)
+	b, err := w.read(off, n, nil)
 	if err != nil {
 		return 0, err
 	}
