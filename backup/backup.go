@@ -155,16 +155,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	// Everything is stored; describe it.
 	cat := repo.Catalog{Version: repo.Version, Snapshot: id}
-	packIndex := map[string]int{}
-	packRefs := []repo.PackRef{}
-	packOf := func(s *packSlot) int {
-		if i, ok := packIndex[s.sha]; ok {
-			return i
-		}
-		packIndex[s.sha] = len(cat.Packs)
-		cat.Packs = append(cat.Packs, s.sha)
-		packRefs = append(packRefs, repo.PackRef{SHA256: s.sha, Size: s.size})
-		return packIndex[s.sha]
+	used := map[string]int64{} // packs the snapshot references
+	packOf := func(s *packSlot) string {
+		used[s.sha] = s.size
+		return s.sha
 	}
 	m := &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: start.UTC(),
 		Host: opts.Host, Tags: opts.Tags}
@@ -185,8 +179,39 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		cat.Sources = append(cat.Sources, sc)
 		m.Sources = append(m.Sources, repo.ManifestSource{Name: sw.name, Kind: sw.kind, Size: sc.Size})
 	}
-	sort.Slice(packRefs, func(i, j int) bool { return packRefs[i].SHA256 < packRefs[j].SHA256 })
-	m.Packs = packRefs
+
+	// The catalog goes through the pipeline like a file, so that an
+	// unchanged tree's catalog deduplicates against yesterday's.
+	catJSON, err := json.Marshal(&cat)
+	if err != nil {
+		return nil, err
+	}
+	cat.Sources = nil
+	pc := newPipeline(ctx, r.Store, recipients, idFunc, p.known, int(r.Config.Packs.TargetSize), int(cp.MaxSize), workers, uploads)
+	cw := &sourceWriter{p: pc, name: "catalog", pol: pol, params: cp, inflight: 2*workers + 2, res: res, log: log}
+	crec := &fileRec{}
+	err = cw.chunk(ctx, bytes.NewReader(catJSON), crec)
+	if ferr := cw.flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		pc.abort(err)
+		return nil, fmt.Errorf("store catalog: %w", err)
+	}
+	if err := pc.finish(); err != nil {
+		return nil, fmt.Errorf("store catalog: %w", err)
+	}
+	root := repo.CatalogRoot{Version: repo.Version, Snapshot: id, Size: crec.entry.Size, SHA256: crec.entry.SHA256}
+	for _, l := range crec.locs {
+		root.Chunks = append(root.Chunks, repo.ChunkRef{ID: l.id, Pack: packOf(l.loc.pack),
+			Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
+	}
+	for sum, size := range used {
+		m.Packs = append(m.Packs, repo.PackRef{SHA256: sum, Size: size})
+	}
+	sort.Slice(m.Packs, func(i, j int) bool { return m.Packs[i].SHA256 < m.Packs[j].SHA256 })
+	p.bytesStored.Add(pc.bytesStored.Load())
+	p.stored = append(p.stored, pc.stored...)
 
 	put := func(prefix string, ct []byte) (repo.ObjectRef, error) {
 		sum := repo.HashHex(ct)
@@ -208,7 +233,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		m.Indexes = []repo.ObjectRef{ref}
 	}
-	ct, err := repo.Seal(&cat, recipients...)
+	ct, err := repo.Seal(&root, recipients...)
 	if err != nil {
 		return nil, err
 	}

@@ -297,7 +297,7 @@ func copyChunks(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.
 	h := sha256.New()
 	var n int64
 	for _, c := range e.Chunks {
-		data, err := cr.Read(ctx, s.Catalog.Packs[c.Pack], c)
+		data, err := cr.Read(ctx, c.Pack, c)
 		if err != nil {
 			return err
 		}

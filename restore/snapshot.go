@@ -217,7 +217,7 @@ func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (
 		go func(cr *repo.ChunkReader) {
 			for i := range jobs {
 				c := e.Chunks[i]
-				data, err := cr.Read(ctx, s.Catalog.Packs[c.Pack], c)
+				data, err := cr.Read(ctx, c.Pack, c)
 				fr.results[i] <- chunkResult{data, err}
 			}
 		}(cr)

@@ -10,15 +10,29 @@ import (
 	"time"
 )
 
-// Catalog is the encrypted, per-snapshot description of every source: the
-// file tree with modes, times and owners, each file's chunks with their
-// locations, per-file SHA-256 and per-source metadata such as database
-// fingerprints. Only identity holders can read it.
+// Catalog is the per-snapshot description of every source: the file tree
+// with modes, times and owners, each file's chunks with their locations,
+// per-file SHA-256 and per-source metadata such as database fingerprints.
+//
+// It is stored as chunks of its JSON encoding, through the same pipeline
+// as file contents, so that tomorrow's catalog of a mostly unchanged tree
+// deduplicates against today's; a small CatalogRoot object, encrypted to
+// the recipients only, lists those chunks. Only identity holders can read
+// either.
 type Catalog struct {
 	Version  int             `json:"version"`
 	Snapshot string          `json:"snapshot"`
-	Packs    []string        `json:"packs"` // pack SHA-256s; ChunkRef.Pack indexes this
 	Sources  []SourceCatalog `json:"sources"`
+}
+
+// CatalogRoot is the object catalogs/<sha256>: where the catalog's JSON
+// encoding is stored, its size and its SHA-256.
+type CatalogRoot struct {
+	Version  int        `json:"version"`
+	Snapshot string     `json:"snapshot"`
+	Size     int64      `json:"size"`
+	SHA256   string     `json:"sha256"`
+	Chunks   []ChunkRef `json:"chunks"`
 }
 
 // SourceCatalog is one source inside a catalog.
@@ -53,7 +67,7 @@ type Entry struct {
 // compressed) bytes sit in the plaintext of a pack.
 type ChunkRef struct {
 	ID     ChunkID `json:"id"`
-	Pack   int     `json:"p"`
+	Pack   string  `json:"p"` // SHA-256 of the pack
 	Offset int64   `json:"o"`
 	Length int64   `json:"l"`
 	Raw    int64   `json:"r"` // plaintext length after decompression
@@ -75,6 +89,19 @@ func (id *ChunkID) UnmarshalText(b []byte) error {
 	return err
 }
 
+// Packs returns the SHA-256 of every pack the catalog's chunks use.
+func (c *Catalog) Packs() map[string]bool {
+	packs := map[string]bool{}
+	for _, s := range c.Sources {
+		for _, e := range s.Entries {
+			for _, ch := range e.Chunks {
+				packs[ch.Pack] = true
+			}
+		}
+	}
+	return packs
+}
+
 // Source returns the named source.
 func (c *Catalog) Source(name string) (*SourceCatalog, bool) {
 	for i := range c.Sources {
@@ -91,18 +118,13 @@ func (c *Catalog) Validate() error {
 	if c.Version != Version {
 		return fmt.Errorf("unsupported catalog version %d", c.Version)
 	}
-	for _, p := range c.Packs {
-		if !validHex(p, 64) {
-			return fmt.Errorf("invalid pack in catalog")
-		}
-	}
 	for _, s := range c.Sources {
 		for _, e := range s.Entries {
 			if err := CheckPath(e.Path); err != nil {
 				return fmt.Errorf("source %s: %w", s.Name, err)
 			}
 			for _, ch := range e.Chunks {
-				if ch.Pack < 0 || ch.Pack >= len(c.Packs) || ch.Offset < 0 || ch.Length <= 0 || ch.Raw < 0 {
+				if !validHex(ch.Pack, 64) || ch.Offset < 0 || ch.Length <= 0 || ch.Raw < 0 {
 					return fmt.Errorf("source %s: %s: invalid chunk reference", s.Name, e.Path)
 				}
 			}

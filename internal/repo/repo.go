@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -390,36 +391,67 @@ func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error
 	return ms, bad, nil
 }
 
-// ReadCatalog reads, checks and decrypts a snapshot's catalog.
+// ReadCatalog reads, checks and decrypts a snapshot's catalog: the root
+// object, then the catalog's chunks, each checked against its keyed id,
+// and the whole against the root's SHA-256.
 func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, error) {
 	if len(r.identities) == 0 {
 		return nil, ErrNoIdentity
 	}
+	name := m.Catalog.Name
 	ct, err := r.ReadObject(ctx, m.Catalog)
 	if err != nil {
 		return nil, err
 	}
-	var c Catalog
-	if err := Unseal(ct, &c, r.identities...); err != nil {
+	var root CatalogRoot
+	if err := Unseal(ct, &root, r.identities...); err != nil {
 		var wi *WrongIdentityError
-		if e := decryptError(m.Catalog.Name, err); errors.As(e, &wi) {
+		if e := decryptError(name, err); errors.As(e, &wi) {
 			return nil, e
 		}
-		return nil, integrity(m.Catalog.Name, "%v", err)
+		return nil, integrity(name, "%v", err)
 	}
-	if c.Snapshot != m.ID {
-		return nil, integrity(m.Catalog.Name, "catalog belongs to snapshot %s", ShortID(c.Snapshot))
-	}
-	if err := c.Validate(); err != nil {
-		return nil, integrity(m.Catalog.Name, "%v", err)
+	if root.Snapshot != m.ID {
+		return nil, integrity(name, "catalog belongs to snapshot %s", ShortID(root.Snapshot))
 	}
 	packs := make(map[string]bool, len(m.Packs))
 	for _, p := range m.Packs {
 		packs[p.SHA256] = true
 	}
-	for _, p := range c.Packs {
+	if root.Size < 0 || root.Size > maxDocument {
+		return nil, integrity(name, "catalog size %d out of range", root.Size)
+	}
+	cr, err := r.NewChunkReader(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 0, root.Size)
+	for _, c := range root.Chunks {
+		if !packs[c.Pack] {
+			return nil, integrity(name, "catalog chunk in pack %s that the manifest does not list", ShortID(c.Pack))
+		}
+		data, err := cr.Read(ctx, c.Pack, c)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, data...)
+	}
+	if int64(len(buf)) != root.Size || HashHex(buf) != root.SHA256 {
+		return nil, integrity(name, "catalog contents do not match the catalog root")
+	}
+	var c Catalog
+	if err := json.Unmarshal(buf, &c); err != nil {
+		return nil, integrity(name, "decode catalog: %v", err)
+	}
+	if c.Snapshot != m.ID {
+		return nil, integrity(name, "catalog belongs to snapshot %s", ShortID(c.Snapshot))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, integrity(name, "%v", err)
+	}
+	for p := range c.Packs() {
 		if !packs[p] {
-			return nil, integrity(m.Catalog.Name, "references pack %s that the manifest does not list", ShortID(p))
+			return nil, integrity(name, "references pack %s that the manifest does not list", ShortID(p))
 		}
 	}
 	return &c, nil
