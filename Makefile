@@ -30,9 +30,13 @@ tools: $(BIN)/versitygw
 $(BIN)/versitygw:
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
-lint:
+lint: $(BIN)/staticcheck
 	gofmt -l . | (! grep .)
 	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 bench: tools build
 	./scripts/bench.sh

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/keys"
-	"github.com/cofferhq/coffer/internal/pgcluster"
+	"github.com/cofferhq/coffer/internal/pgcluster/pgclustertest"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -52,7 +52,7 @@ func authRepo(t *testing.T) (*repo.Repository, *keys.SigningKey) {
 // passwords (SCRAM over TCP).
 func TestPostgresAuth(t *testing.T) {
 	ctx := context.Background()
-	c := pgcluster.StartForTest(t)
+	c := pgclustertest.Start(t)
 	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
 	if err != nil {
 		t.Fatal(err)

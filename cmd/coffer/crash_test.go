@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -51,10 +50,7 @@ func cofferBinary(t *testing.T) string {
 			return
 		}
 		cofferBuild.dir = dir
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
-		}
+		goBin := "go"
 		out := filepath.Join(dir, "coffer")
 		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/coffer")
 		cmd.Dir = root

@@ -1,4 +1,4 @@
-package pgcluster
+package pgcluster_test
 
 import (
 	"context"
@@ -15,6 +15,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/cofferhq/coffer/internal/pgcluster"
+	"github.com/cofferhq/coffer/internal/pgcluster/pgclustertest"
 )
 
 func connect(t *testing.T, dsn string) (*pgx.Conn, error) {
@@ -30,7 +33,7 @@ func connect(t *testing.T, dsn string) (*pgx.Conn, error) {
 
 func TestClusterStartConnectStop(t *testing.T) {
 	ctx := context.Background()
-	c := StartForTest(t)
+	c := pgclustertest.Start(t)
 	t.Logf("cluster %s on port %d, PostgreSQL %s", c.Dir, c.Port, c.Version)
 
 	fi, err := os.Stat(c.DataDir)
@@ -57,7 +60,7 @@ func TestClusterStartConnectStop(t *testing.T) {
 	if err := conn.QueryRow(ctx, "select current_user, current_setting('listen_addresses'), current_setting('fsync')").Scan(&user, &listen, &fsync); err != nil {
 		t.Fatal(err)
 	}
-	if user != DefaultSuperuser || listen != "127.0.0.1" || fsync != "off" {
+	if user != pgcluster.DefaultSuperuser || listen != "127.0.0.1" || fsync != "off" {
 		t.Errorf("user %q listen_addresses %q fsync %q", user, listen, fsync)
 	}
 	var super bool
@@ -97,18 +100,18 @@ func TestClusterStartConnectStop(t *testing.T) {
 
 func TestClusterTwoAtOnce(t *testing.T) {
 	ctx := context.Background()
-	if _, err := FindBinDir(); err != nil {
-		StartForTest(t) // skips or fails as it should
+	if _, err := pgcluster.FindBinDir(); err != nil {
+		pgclustertest.Start(t) // skips or fails as it should
 	}
 	// Started concurrently: Start is safe to call from several goroutines
 	// (StartForTest is not, as t.Fatal must run on the test's goroutine).
 	var (
 		wg   sync.WaitGroup
-		cs   [2]*Cluster
+		cs   [2]*pgcluster.Cluster
 		errs [2]error
 	)
 	for i := range cs {
-		wg.Go(func() { cs[i], errs[i] = Start(ctx, Options{Fast: true}) })
+		wg.Go(func() { cs[i], errs[i] = pgcluster.Start(ctx, pgcluster.Options{Fast: true}) })
 	}
 	wg.Wait()
 	for i, c := range cs {
@@ -147,19 +150,19 @@ func TestClusterTwoAtOnce(t *testing.T) {
 
 func TestClusterStartErrors(t *testing.T) {
 	ctx := context.Background()
-	_, err := Start(ctx, Options{BinDir: "/nonexistent/bin"})
+	_, err := pgcluster.Start(ctx, pgcluster.Options{BinDir: "/nonexistent/bin"})
 	if err == nil || !strings.Contains(err.Error(), "initdb not found in /nonexistent/bin") {
 		t.Errorf("missing BinDir: err = %v", err)
 	}
-	_, err = Start(ctx, Options{AuthMethod: "ident"})
+	_, err = pgcluster.Start(ctx, pgcluster.Options{AuthMethod: "ident"})
 	if err == nil || !strings.Contains(err.Error(), `unsupported auth method "ident"`) {
 		t.Errorf("bad auth method: err = %v", err)
 	}
 
 	// A server that cannot start: the error names the step and quotes the
 	// log, and nothing is left behind.
-	if _, err := FindBinDir(); err != nil {
-		StartForTest(t)
+	if _, err := pgcluster.FindBinDir(); err != nil {
+		pgclustertest.Start(t)
 	}
 	tmp := t.TempDir()
 	for _, d := range []string{filepath.Dir(tmp), tmp} { // for the server's user when root
@@ -167,7 +170,7 @@ func TestClusterStartErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := Start(ctx, Options{Fast: true, TempDir: tmp, Password: "Secret-xyz-123",
+	c, err := pgcluster.Start(ctx, pgcluster.Options{Fast: true, TempDir: tmp, Password: "Secret-xyz-123",
 		Settings: map[string]string{"shared_buffers": "lots"}})
 	if c != nil || err == nil || !strings.Contains(err.Error(), "pgcluster: start server: pg_ctl failed") ||
 		!strings.Contains(err.Error(), `"shared_buffers"`) {

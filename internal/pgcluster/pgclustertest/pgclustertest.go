@@ -1,25 +1,27 @@
-package pgcluster
+// Package pgclustertest starts private PostgreSQL clusters for tests.
+package pgclustertest
 
 import (
 	"context"
 	"errors"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/pgcluster"
 	"github.com/cofferhq/coffer/internal/testutil"
 )
 
-// StartForTest starts a private cluster (Fast, random password) for the
+// Start starts a private cluster (Fast, random password) for the
 // test and stops it, removing its directory, when the test ends. Without
 // initdb the test is skipped, or fails under COFFER_TEST_REQUIRE_SERVERS=1.
-func StartForTest(t testing.TB) *Cluster {
+func Start(t testing.TB) *pgcluster.Cluster {
 	t.Helper()
-	if _, err := FindBinDir(); err != nil {
-		if errors.Is(err, ErrNoInitdb) {
+	if _, err := pgcluster.FindBinDir(); err != nil {
+		if errors.Is(err, pgcluster.ErrNoInitdb) {
 			testutil.Missing(t, "PostgreSQL server binaries: %v", err)
 		}
 		t.Fatal(err)
 	}
-	c, err := Start(context.Background(), Options{Fast: true})
+	c, err := pgcluster.Start(context.Background(), pgcluster.Options{Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}
