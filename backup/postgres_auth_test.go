@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,38 +12,14 @@ import (
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/pgcluster/pgclustertest"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/internal/testutil/testrepo"
 )
 
 // authRepo is a fresh local repository opened for backups.
 func authRepo(t *testing.T) (*repo.Repository, *keys.SigningKey) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	g, err := keys.Generate(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r, sk
+	tr := testrepo.New(t)
+	return tr.Host(t), tr.Signing
 }
 
 // TestPostgresAuth runs PostgresSource backups through the real pipeline

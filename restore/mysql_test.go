@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,10 +21,8 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/fixture"
-	"github.com/cofferhq/coffer/internal/keys"
-	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testutil/testrepo"
 	"github.com/cofferhq/coffer/restore"
-	"github.com/cofferhq/coffer/storage"
 )
 
 // mysqlMem is an in-memory snapshot of one source: a backup.Writer and a
@@ -591,46 +588,15 @@ func TestMySQLRestoreReplace(t *testing.T) {
 func TestMySQLEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	src := mysqlInvoices(t, 300)
-	dir := t.TempDir()
-	g, err := keys.Generate(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.LoadIdentities(filepath.Join(g.Dir, keys.IdentityFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk, Identities: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: sk, Sources: []backup.Source{
+	tr := testrepo.New(t)
+	res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing, Sources: []backup.Source{
 		&backup.MySQLSource{SourceName: "invoices", DSN: src, Checks: mysqlChecks},
 	}})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
 
-	r, err = repo.Open(ctx, st, repo.OpenOptions{Identities: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := restore.Load(ctx, r, res.Manifest)
+	snap, err := restore.Load(ctx, tr.Operator(t), res.Manifest)
 	if err != nil {
 		t.Fatal(err)
 	}

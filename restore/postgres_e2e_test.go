@@ -3,64 +3,23 @@ package restore
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 
-	"filippo.io/age"
-
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fixture"
-	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/internal/testutil/testrepo"
 )
 
 // pgRepo is a local repository with fresh keys.
-type pgRepo struct {
-	st  storage.Store
-	sk  *keys.SigningKey
-	ids []age.Identity
-}
+type pgRepo struct{ *testrepo.Repo }
 
-func newPgRepo(t *testing.T) *pgRepo {
-	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	g, err := keys.Generate(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.LoadIdentities(filepath.Join(g.Dir, keys.IdentityFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
-		t.Fatal(err)
-	}
-	return &pgRepo{st: st, sk: sk, ids: ids}
-}
+func newPgRepo(t *testing.T) *pgRepo { return &pgRepo{testrepo.New(t)} }
 
 func (p *pgRepo) backup(t *testing.T, src backup.Source) *repo.Manifest {
 	t.Helper()
-	ctx := context.Background()
-	r, err := repo.Open(ctx, p.st, repo.OpenOptions{Signing: p.sk, Identities: p.ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: p.sk, Sources: []backup.Source{src}})
+	res, err := backup.Run(context.Background(), backup.Options{Repo: p.Host(t), Signing: p.Signing, Sources: []backup.Source{src}})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -69,12 +28,7 @@ func (p *pgRepo) backup(t *testing.T, src backup.Source) *repo.Manifest {
 
 func (p *pgRepo) source(t *testing.T, m *repo.Manifest, name string) *Source {
 	t.Helper()
-	ctx := context.Background()
-	r, err := repo.Open(ctx, p.st, repo.OpenOptions{Identities: p.ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := Load(ctx, r, m)
+	snap, err := Load(context.Background(), p.Operator(t), m)
 	if err != nil {
 		t.Fatal(err)
 	}
