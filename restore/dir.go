@@ -15,7 +15,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -339,5 +338,3 @@ func modeBits(m fs.FileMode) fs.FileMode {
 	}
 	return out
 }
-
-var _ = time.Now

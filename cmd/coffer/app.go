@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"filippo.io/age"
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/backup"
@@ -358,5 +357,3 @@ func printJSON(w io.Writer, v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
-
-var _ age.Identity
