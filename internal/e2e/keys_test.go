@@ -127,7 +127,7 @@ func TestE2ESwappedConfig(t *testing.T) {
 
 	// Our config with their recipient, signed by their key.
 	var cfg repo.Config
-	if err := repo.Open0(orig, &cfg); err != nil {
+	if err := repo.ParseConfig(orig, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Recipients = []string{other.recipients[0].Text}

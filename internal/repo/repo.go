@@ -134,7 +134,7 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	var cfg Config
-	if err := Open0(doc, &cfg); err != nil {
+	if err := ParseConfig(doc, &cfg); err != nil {
 		return nil, err
 	}
 	if cfg.Version != Version {
@@ -157,7 +157,7 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	if pin == nil {
 		pin = repoKey
 	}
-	if err := OpenSigned(KindConfig, doc, pin, &cfg); err != nil {
+	if err := openSigned(KindConfig, doc, pin, &cfg); err != nil {
 		return nil, integrity(ConfigName, "%w", err)
 	}
 	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
@@ -168,19 +168,13 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	return r, nil
 }
 
-// Open0 decodes a config without checking its signature, to learn which key
-// signed it.
-func Open0(doc []byte, cfg *Config) error {
-	if err := OpenSigned(KindConfig, doc, nil, cfg); err != nil {
+// ParseConfig decodes a config document without checking its signature,
+// to learn which key claims to have signed it.
+func ParseConfig(doc []byte, cfg *Config) error {
+	if err := openSigned(KindConfig, doc, nil, cfg); err != nil {
 		return integrity(ConfigName, "%w", err)
 	}
 	return nil
-}
-
-// OpenSigned is Open for signed documents; named apart from the
-// repository's Open.
-func OpenSigned(kind string, doc []byte, key Verifier, v any) error {
-	return openSigned(kind, doc, key, v)
 }
 
 // KeyMismatchError is returned when the repository is signed by another
