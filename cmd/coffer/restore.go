@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -21,6 +23,7 @@ type restoreOptions struct {
 	force      bool
 	replace    bool
 	jobs       int
+	memoryMiB  int64
 	before     string
 }
 
@@ -38,6 +41,7 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "replace", Destination: &o.replace, Usage: "restore into a fresh database and swap it in after success"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Destination: &o.jobs, Usage: "parallel pg_restore jobs"},
+			&cli.Int64Flag{Name: "memory-budget", Value: 1024, Destination: &o.memoryMiB, Usage: "MiB of memory a parallel pg_restore may hold the dump in (never a plaintext file on disk); larger dumps restore with one job"},
 			&cli.StringFlag{Name: "before", Destination: &o.before, Usage: "with latest: the newest snapshot before this time (RFC 3339 or 2006-01-02)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -150,22 +154,22 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		if src.Kind() != "postgres" {
 			return usagef("--to-postgres needs a postgres source; %s is %s", src.Name(), src.Kind())
 		}
-		if _, err := restore.RestorePostgres(ctx, src, o.toPostgres, restore.PostgresOptions{Replace: o.replace, Force: o.force, Jobs: o.jobs}); err != nil {
-			return err
+		if _, err := restore.RestorePostgres(ctx, src, o.toPostgres, restore.PostgresOptions{Replace: o.replace, Force: o.force, Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20}); err != nil {
+			return mismatchTable(g, err)
 		}
 	case o.toMySQL != "":
 		if src.Kind() != "mysql" {
 			return usagef("--to-mysql needs a mysql source; %s is %s", src.Name(), src.Kind())
 		}
 		if err := restore.RestoreMySQL(ctx, src, o.toMySQL, restore.MySQLOptions{Replace: o.replace, Force: o.force}); err != nil {
-			return err
+			return mismatchTable(g, err)
 		}
 	case o.toSQLite != "":
 		if src.Kind() != "sqlite" {
 			return usagef("--to-sqlite needs a sqlite source; %s is %s", src.Name(), src.Kind())
 		}
 		if err := restore.RestoreSQLite(ctx, src, o.toSQLite, o.force); err != nil {
-			return err
+			return mismatchTable(g, err)
 		}
 	}
 	if g.json {
@@ -175,4 +179,24 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	fmt.Fprintf(g.stdout, "restored %s (%s); fingerprints match the backup; %s\n", src.Name(), src.Kind(),
 		time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// mismatchTable prints what differs when a restored database's
+// fingerprints do not match the backup's, then returns err (exit 3).
+func mismatchTable(g *globals, err error) error {
+	var fm *restore.FingerprintMismatchError
+	if !errors.As(err, &fm) {
+		return err
+	}
+	if g.json {
+		printJSON(g.stdout, map[string]any{"fingerprints": "differ", "differences": fm.Diffs})
+		return err
+	}
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "WHAT\tAT BACKUP\tRESTORED")
+	for _, d := range fm.Diffs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.What, d.Want, d.Got)
+	}
+	tw.Flush()
+	return err
 }
