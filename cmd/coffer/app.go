@@ -169,7 +169,7 @@ func (g *globals) load(c *cli.Context) error {
 			g.cfg.Sources[name] = src
 		}
 	}
-	g.json = c.Bool("json")
+	g.json = c.Bool("json") || g.cfg.JSON
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo

@@ -26,6 +26,8 @@ type Config struct {
 	// SigningKey is signing.key on a backup host, or signing.pub to pin
 	// the key for restores and audits.
 	SigningKey string `yaml:"signing_key"`
+	// JSON makes every command print machine-readable JSON (--json).
+	JSON bool `yaml:"json"`
 	// CacheDir holds the change cache of folder sources.
 	CacheDir string            `yaml:"cache_dir"`
 	Uploads  int               `yaml:"uploads"`
