@@ -16,7 +16,8 @@ import (
 // The pipeline turns chunks into stored packs. Stages, each bounded:
 //
 //	WriteFile (read + chunk + whole-file SHA-256, one per source)
-//	  -> jobs (cap inflight) -> workers: keyed id, dedup lookup, zstd
+//	  -> jobs (cap workers; each source keeps at most inflight chunks
+//	     outstanding) -> workers: keyed id, dedup lookup, zstd
 //	  -> pack builder (one open pack) -> sealed (cap 1)
 //	  -> uploaders: age encrypt, SHA-256, storage.Put (Options.Uploads)
 //

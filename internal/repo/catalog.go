@@ -74,6 +74,13 @@ type ChunkRef struct {
 	Zstd   bool    `json:"z,omitempty"`
 }
 
+// valid reports whether a reference is well formed: a pack name, and a
+// range and length a reader can allocate.
+func (c ChunkRef) valid() bool {
+	return validHex(c.Pack, 64) && c.Offset >= 0 && c.Length > 0 && c.Length <= maxChunk+1<<20 &&
+		c.Raw >= 0 && c.Raw <= maxChunk
+}
+
 // ChunkID is the keyed hash of a chunk's plaintext.
 type ChunkID [32]byte
 
@@ -124,7 +131,7 @@ func (c *Catalog) Validate() error {
 				return fmt.Errorf("source %s: %w", s.Name, err)
 			}
 			for _, ch := range e.Chunks {
-				if !validHex(ch.Pack, 64) || ch.Offset < 0 || ch.Length <= 0 || ch.Raw < 0 {
+				if !ch.valid() {
 					return fmt.Errorf("source %s: %s: invalid chunk reference", s.Name, e.Path)
 				}
 			}

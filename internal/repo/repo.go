@@ -399,11 +399,15 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 	}
 	var root CatalogRoot
 	if err := Unseal(ct, &root, r.identities...); err != nil {
-		var wi *WrongIdentityError
-		if e := decryptError(name, err); errors.As(e, &wi) {
-			return nil, e
+		return nil, decryptError(name, err)
+	}
+	if root.Version != Version {
+		return nil, integrity(name, "unsupported catalog version %d", root.Version)
+	}
+	for _, c := range root.Chunks {
+		if !c.valid() {
+			return nil, integrity(name, "invalid chunk reference")
 		}
-		return nil, integrity(name, "%v", err)
 	}
 	if root.Snapshot != m.ID {
 		return nil, integrity(name, "catalog belongs to snapshot %s", ShortID(root.Snapshot))
@@ -419,7 +423,7 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 	if err != nil {
 		return nil, err
 	}
-	buf := make([]byte, 0, root.Size)
+	buf := make([]byte, 0, min(root.Size, 64<<20)) // the root's claim is checked below
 	for _, c := range root.Chunks {
 		if !packs[c.Pack] {
 			return nil, integrity(name, "catalog chunk in pack %s that the manifest does not list", ShortID(c.Pack))
