@@ -135,9 +135,16 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	defer cancel()
 	ok, err := check.BucketExists(cctx, cfg.Bucket)
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return nil, fmt.Errorf("s3 %s: %w", endpoint, ctx.Err())
+		}
+		if terr := tlsVerifyError(endpoint, cfg, err); terr != nil {
+			return nil, terr
+		}
+		if cfg.Insecure && !isNoSuchBucket(err) && !isAccessDenied(err) && speaksTLS(ctx, endpoint) {
+			return nil, fmt.Errorf("s3 %s: the server speaks https, but plain http was asked for (s3.insecure, or an http:// endpoint); use https: %w", endpoint, err)
+		}
+		switch {
 		case isNoSuchBucket(err):
 			ok = false
 		case isNetError(err) || cctx.Err() != nil:
@@ -184,10 +191,11 @@ func s3Transport(cfg S3Config) (*http.Transport, error) {
 		}
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("s3 ca file: %w", err)
+			// The *PathError names the file.
+			return nil, fmt.Errorf("s3 ca_file: %w", err)
 		}
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("s3 ca file %s: no PEM certificates found", cfg.CAFile)
+			return nil, fmt.Errorf("s3 ca_file %s: no PEM certificates found", cfg.CAFile)
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
@@ -195,6 +203,68 @@ func s3Transport(cfg S3Config) (*http.Transport, error) {
 		tr.TLSClientConfig.InsecureSkipVerify = true
 	}
 	return tr, nil
+}
+
+// tlsVerifyError explains err if it is a failed check of the server's
+// certificate, wrapping it; else it returns nil.
+func tlsVerifyError(endpoint string, cfg S3Config, err error) error {
+	var cause error
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		cause = cve
+	}
+	hint := "set s3.ca_file to the PEM file of the CA that signed it, or s3.skip_verify to turn verification off"
+	if cfg.CAFile != "" {
+		hint = fmt.Sprintf("it is not signed by a CA in s3.ca_file %s nor by a system one; set s3.ca_file to the right CA, or s3.skip_verify to turn verification off", cfg.CAFile)
+	}
+	var (
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &ua):
+		if cause == nil {
+			cause = ua
+		}
+		return fmt.Errorf("tls: certificate of %s is not trusted (%s): %w", endpoint, hint, cause)
+	case errors.As(err, &he):
+		if cause == nil {
+			cause = he
+		}
+		return fmt.Errorf("tls: certificate of %s is not valid for that name (use a name or address it lists, or s3.skip_verify to turn verification off): %w", endpoint, cause)
+	case errors.As(err, &ci):
+		if cause == nil {
+			cause = ci
+		}
+		return fmt.Errorf("tls: certificate of %s is invalid (expired, or not meant for a server): %w", endpoint, cause)
+	case cause != nil:
+		return fmt.Errorf("tls: certificate of %s failed verification: %w", endpoint, cause)
+	}
+	return nil
+}
+
+// speaksTLS reports whether a TLS handshake with endpoint (host[:port],
+// port 80 by default as for plain http) succeeds within seconds. It only
+// tells a server that wants https from one that is down: the certificate is
+// not checked, and nothing is sent after the handshake.
+func speaksTLS(ctx context.Context, endpoint string) bool {
+	addr := endpoint
+	if _, _, err := net.SplitHostPort(endpoint); err != nil {
+		addr = endpoint + ":80"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{Timeout: dialTimeout},
+		Config:    &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+	}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 // Location returns s3://bucket/prefix.

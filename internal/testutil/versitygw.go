@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -72,13 +73,37 @@ func StartS3(t testing.TB) storage.S3Config {
 	}
 	var lastErr error
 	for range 3 { // the free port may be taken between probe and start
-		cfg, err := startVersityGW(t, bin)
+		cfg, err := startVersityGW(t, bin, nil)
 		if err == nil {
 			return cfg
 		}
 		lastErr = err
 	}
 	t.Fatalf("start versitygw: %v", lastErr)
+	return storage.S3Config{}
+}
+
+// gatewayTLS holds the files of a gateway serving https.
+type gatewayTLS struct{ caFile, certFile, keyFile string }
+
+// StartS3TLS is StartS3 with the gateway serving https with certFile and
+// keyFile (see NewCA). The returned config trusts caFile (CAFile set,
+// Insecure false); the bucket is created over verified TLS.
+func StartS3TLS(t testing.TB, caFile, certFile, keyFile string) storage.S3Config {
+	t.Helper()
+	bin, ok := FindBinary("versitygw")
+	if !ok {
+		Missing(t, "versitygw not installed: run make tools")
+	}
+	var lastErr error
+	for range 3 { // the free port may be taken between probe and start
+		cfg, err := startVersityGW(t, bin, &gatewayTLS{caFile, certFile, keyFile})
+		if err == nil {
+			return cfg
+		}
+		lastErr = err
+	}
+	t.Fatalf("start versitygw with tls: %v", lastErr)
 	return storage.S3Config{}
 }
 
@@ -100,7 +125,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startVersityGW(t testing.TB, bin string) (storage.S3Config, error) {
+func startVersityGW(t testing.TB, bin string, tlsFiles *gatewayTLS) (storage.S3Config, error) {
 	t.Helper()
 	port, err := freePort()
 	if err != nil {
@@ -114,9 +139,12 @@ func startVersityGW(t testing.TB, bin string) (storage.S3Config, error) {
 		}
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin,
-		"--access", s3AccessKey, "--secret", s3SecretKey, "--port", addr,
-		"posix", "--versioning-dir", vdir, root)
+	args := []string{"--access", s3AccessKey, "--secret", s3SecretKey, "--port", addr}
+	if tlsFiles != nil {
+		args = append(args, "--cert", tlsFiles.certFile, "--key", tlsFiles.keyFile)
+	}
+	args = append(args, "posix", "--versioning-dir", vdir, root)
+	cmd := exec.Command(bin, args...)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -160,20 +188,44 @@ func startVersityGW(t testing.TB, bin string) (storage.S3Config, error) {
 		PathStyle: true,
 		Insecure:  true,
 	}
+	if tlsFiles != nil {
+		cfg.Insecure, cfg.CAFile = false, tlsFiles.caFile
+	}
 	if err := MakeBucket(cfg); err != nil {
 		return storage.S3Config{}, fmt.Errorf("%w: %s", err, out.String())
 	}
 	return cfg, nil
 }
 
-// MakeBucket creates cfg.Bucket on cfg's server.
+// MakeBucket creates cfg.Bucket on cfg's server. Over https it trusts
+// only cfg.CAFile when it is set, and honours cfg.SkipVerify.
 func MakeBucket(cfg storage.S3Config) error {
-	c, err := minio.New(cfg.Endpoint, &minio.Options{
+	opts := &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       !cfg.Insecure,
 		Region:       cfg.Region,
 		BucketLookup: minio.BucketLookupPath,
-	})
+	}
+	if !cfg.Insecure && (cfg.CAFile != "" || cfg.SkipVerify) {
+		tr, err := minio.DefaultTransport(true)
+		if err != nil {
+			return err
+		}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return err
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("%s: no PEM certificates", cfg.CAFile)
+			}
+			tr.TLSClientConfig.RootCAs = pool
+		}
+		tr.TLSClientConfig.InsecureSkipVerify = cfg.SkipVerify
+		opts.Transport = tr
+	}
+	c, err := minio.New(cfg.Endpoint, opts)
 	if err != nil {
 		return err
 	}
