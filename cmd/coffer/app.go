@@ -185,18 +185,25 @@ func (g *globals) store(ctx context.Context) (storage.Store, error) {
 	}
 	s3 := storage.S3ConfigFromEnv()
 	c := g.cfg.S3
+	https := strings.HasPrefix(os.Getenv("COFFER_S3_ENDPOINT"), "https://")
 	if c.Endpoint != "" {
-		s3.Endpoint = c.Endpoint
-		if strings.HasPrefix(c.Endpoint, "http://") {
-			s3.Insecure = true
-		}
-		s3.Endpoint = strings.TrimPrefix(strings.TrimPrefix(s3.Endpoint, "http://"), "https://")
+		// The config's endpoint, scheme included, replaces the
+		// environment's.
+		https = strings.HasPrefix(c.Endpoint, "https://")
+		s3.Insecure = strings.HasPrefix(c.Endpoint, "http://")
+		s3.Endpoint = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.Endpoint, "http://"), "https://"), "/")
+		s3.PathStyle = true
 	}
 	if c.Region != "" {
 		s3.Region = c.Region
 	}
 	s3.PathStyle = s3.PathStyle || c.PathStyle
-	s3.Insecure = s3.Insecure || c.Insecure
+	if c.Insecure {
+		if https {
+			return nil, usagef("s3.insecure asks for plain http, but the endpoint says https://; coffer never downgrades silently")
+		}
+		s3.Insecure = true
+	}
 	s3.SkipVerify = c.SkipVerify
 	if c.CAFile != "" {
 		s3.CAFile = c.CAFile
