@@ -56,6 +56,11 @@ type Result struct {
 	BytesSkipped int64
 }
 
+// ErrManifestWrite is wrapped when writing the manifest failed: on S3 a
+// write whose answer was lost may still have landed, so the snapshot may
+// exist.
+var ErrManifestWrite = errors.New("write manifest")
+
 // ErrStrict is wrapped by the error a Writer.Warn returns under --strict.
 var ErrStrict = errors.New("warning is an error under --strict")
 
@@ -111,7 +116,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	log.Debug("index loaded", "packs", len(packs), "chunks", len(known))
 
-	cache := loadCache(opts.CacheDir, r.Config.ID, secrets, packs, log)
+	cache := loadCache(opts.CacheDir, r.Config.ID, secrets, known, log)
 
 	workers := opts.Workers
 	if workers <= 0 {
@@ -252,7 +257,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		// A retried write whose first attempt landed finds its own
 		// manifest: that is success.
 		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, r.Store, repo.SnapshotName(id), doc) {
-			return nil, fmt.Errorf("write manifest: %w", err)
+			return nil, fmt.Errorf("%w: %w", ErrManifestWrite, err)
 		}
 	}
 	cache.save(log)

@@ -49,17 +49,19 @@ type pendingRec struct {
 type changeCache struct {
 	path     string
 	identity *age.X25519Identity
-	packs    map[string]*packSlot
+	known    map[repo.ChunkID]loc
 	old      map[string]map[string]cacheRec
 	pending  map[string]map[string]pendingRec
 }
 
-func loadCache(dir, repoID string, secrets *keys.Derived, packs map[string]*packSlot, log *slog.Logger) *changeCache {
+// loadCache reads the cache; known is the loaded index, which only holds
+// chunks whose pack is present at its recorded size.
+func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID]loc, log *slog.Logger) *changeCache {
 	if dir == "" {
 		return nil
 	}
 	c := &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		packs: packs, old: map[string]map[string]cacheRec{}, pending: map[string]map[string]pendingRec{}}
+		known: known, old: map[string]map[string]cacheRec{}, pending: map[string]map[string]pendingRec{}}
 	ct, err := os.ReadFile(c.path)
 	if err != nil {
 		if !os.IsNotExist(err) {
@@ -74,7 +76,9 @@ func loadCache(dir, repoID string, secrets *keys.Derived, packs map[string]*pack
 	return c
 }
 
-// lookup returns the chunks of an unchanged file whose packs all still exist.
+// lookup returns the chunks of an unchanged file when the index still
+// holds every one of them where the cache says (so its pack is present,
+// at the size the index recorded).
 func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	if c == nil {
 		return fileRec{}, false
@@ -85,12 +89,11 @@ func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	}
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
-		slot, ok := c.packs[ch.Pack]
-		if !ok {
+		l, ok := c.known[ch.ID]
+		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
 			return fileRec{}, false
 		}
-		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: loc{pack: slot, offset: ch.Offset,
-			length: ch.Length, raw: ch.Raw, zstd: ch.Zstd}})
+		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: l})
 	}
 	return rec, true
 }

@@ -89,7 +89,11 @@ func (d *DirSource) Backup(ctx context.Context, w Writer) error {
 func (d *DirSource) file(ctx context.Context, w Writer, sw *sourceWriter, p string, e Entry, info fs.FileInfo) error {
 	key := keyOf(info)
 	if sw != nil {
-		if rec, ok := sw.cache.lookup(sw.name, e.Path, key); ok {
+		// The index map is shared with the pipeline's workers.
+		sw.p.mu.Lock()
+		rec, ok := sw.cache.lookup(sw.name, e.Path, key)
+		sw.p.mu.Unlock()
+		if ok {
 			return sw.reuse(e, key, rec)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -133,7 +134,11 @@ func swapIn(staging, target string, exists bool) error {
 		os.Rename(old, target)
 		return fmt.Errorf("move restored tree into place: %w", err)
 	}
-	return os.RemoveAll(old)
+	// The restore has succeeded; a leftover old tree is only untidy.
+	if err := os.RemoveAll(old); err != nil {
+		slog.Warn("restored; could not remove the replaced tree", "path", old, "err", err)
+	}
+	return nil
 }
 
 // selectEntries returns the entries under sub, rebased so that sub becomes
@@ -165,6 +170,18 @@ func selectEntries(all []repo.Entry, sub string) ([]repo.Entry, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no such path %q in the snapshot", "/"+sub)
+	}
+	// Every entry's parent must be a folder listed before it: then no
+	// entry can be created through a symlink (symlinks are never
+	// parents) or in a folder the catalog does not describe.
+	dirs := map[string]bool{".": true}
+	for _, e := range out {
+		if parent := path.Dir(e.Path); e.Path != "." && !dirs[parent] {
+			return nil, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: its folder %s is not a folder listed before it", e.Path, parent)}
+		}
+		if e.Type == "dir" {
+			dirs[e.Path] = true
+		}
 	}
 	return out, nil
 }
@@ -206,11 +223,15 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 	jobs := make(chan []repo.Entry)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	for range workers {
+	readers := make([]*repo.ChunkReader, workers)
+	for i := range readers {
 		cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
 		if err != nil {
 			return nil, err
 		}
+		readers[i] = cr
+	}
+	for _, cr := range readers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -158,6 +158,7 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 // fileReader streams one file's verified contents, fetching and decrypting
 // up to ahead chunks in parallel while the caller consumes earlier ones.
 type fileReader struct {
+	ctx     context.Context
 	cancel  context.CancelFunc
 	e       *repo.Entry
 	results []chan chunkResult
@@ -176,7 +177,7 @@ type chunkResult struct {
 
 func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (*fileReader, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	fr := &fileReader{cancel: cancel, e: e, h: sha256.New(), results: make([]chan chunkResult, len(e.Chunks))}
+	fr := &fileReader{ctx: ctx, cancel: cancel, e: e, h: sha256.New(), results: make([]chan chunkResult, len(e.Chunks))}
 	for i := range fr.results {
 		fr.results[i] = make(chan chunkResult, 1)
 	}
@@ -238,7 +239,13 @@ func (fr *fileReader) Read(p []byte) (int, error) {
 			}
 			return 0, fr.err
 		}
-		res := <-fr.results[fr.next]
+		var res chunkResult
+		select {
+		case res = <-fr.results[fr.next]:
+		case <-fr.ctx.Done():
+			fr.err = fr.ctx.Err()
+			return 0, fr.err
+		}
 		<-fr.sem
 		fr.next++
 		if res.err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"time"
 
@@ -140,14 +141,20 @@ func (rep *Report) add(err error, snaps []string) {
 		obj = ie.Object
 		err = ie.Err
 	}
-	for _, p := range rep.Problems {
-		if p.Object == obj {
-			return
-		}
-	}
 	short := make([]string, len(snaps))
 	for i, s := range snaps {
 		short[i] = repo.ShortID(s)
+	}
+	for i := range rep.Problems {
+		if p := &rep.Problems[i]; p.Object == obj {
+			// The same object breaks one more snapshot.
+			for _, s := range short {
+				if !slices.Contains(p.Snapshots, s) {
+					p.Snapshots = append(p.Snapshots, s)
+				}
+			}
+			return
+		}
 	}
 	rep.Problems = append(rep.Problems, Problem{Object: obj, Error: err.Error(), Snapshots: short})
 }

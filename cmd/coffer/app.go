@@ -317,7 +317,15 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	case errors.As(err, &ee):
 		return ee.code
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "coffer: error: interrupted; nothing was published")
+		switch {
+		case errors.Is(err, backup.ErrManifestWrite):
+			fmt.Fprintln(stderr, "coffer: error: interrupted while writing the snapshot's manifest; it may or may not exist")
+			fmt.Fprintln(stderr, "coffer: hint: run coffer snapshots to see")
+		case errors.As(err, new(*backupError)):
+			fmt.Fprintln(stderr, "coffer: error: interrupted; no snapshot was published")
+		default:
+			fmt.Fprintln(stderr, "coffer: error: interrupted")
+		}
 		return exitInterrupted
 	case errors.As(err, &ue):
 		code = exitUsage

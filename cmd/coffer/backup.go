@@ -76,6 +76,13 @@ func sourcesFrom(g *globals, args []string) ([]backup.Source, error) {
 	return out, nil
 }
 
+// backupError marks an error of a backup run (its message unchanged), so
+// that an interruption can say that nothing was published.
+type backupError struct{ err error }
+
+func (e *backupError) Error() string { return e.err.Error() }
+func (e *backupError) Unwrap() error { return e.err }
+
 func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	sources, err := sourcesFrom(g, o.sources)
 	if err != nil {
@@ -93,7 +100,7 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: opts.Signing, Sources: sources,
 		Tags: o.tags.Value(), Strict: o.strict, Uploads: uploads, CacheDir: cacheDir(g), Logger: g.log})
 	if err != nil {
-		return err
+		return &backupError{err}
 	}
 	m := res.Manifest
 	if g.json {

@@ -397,7 +397,7 @@ poll:
 		if msg := checkErrorOutput(stderr.String()); msg != "" {
 			t.Errorf("stderr of the interrupted backup: %s\n%s", msg, stderr.String())
 		}
-		if !strings.Contains(stderr.String(), "coffer: error: interrupted; nothing was published") {
+		if !strings.Contains(stderr.String(), "coffer: error: interrupted; no snapshot was published") {
 			t.Errorf("stderr of the interrupted backup = %q, want the interrupted error", stderr.String())
 		}
 	}
@@ -455,7 +455,7 @@ func (e *crashEnv) checkAfterInterrupt(t *testing.T, first string, finished, str
 }
 
 // TestBackupInterrupted sends SIGINT (as Ctrl-C does) during a backup:
-// exit 130, "nothing was published", and the repository stays usable.
+// exit 130, "no snapshot was published", and the repository stays usable.
 func TestBackupInterrupted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds coffer and backs up 60 MB")

@@ -61,7 +61,7 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	if c.Offset+c.Length > p.plainSize {
+	if c.Offset > p.plainSize-c.Length {
 		return nil, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
 	}
 	// Read ahead: the next chunks a restore needs usually follow in the

@@ -428,6 +428,9 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 		if !packs[c.Pack] {
 			return nil, integrity(name, "catalog chunk in pack %s that the manifest does not list", ShortID(c.Pack))
 		}
+		if int64(len(buf))+c.Raw > root.Size {
+			return nil, integrity(name, "catalog chunks exceed the catalog's size")
+		}
 		data, err := cr.Read(ctx, c.Pack, c)
 		if err != nil {
 			return nil, err
