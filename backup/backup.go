@@ -5,6 +5,7 @@
 package backup
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -158,8 +159,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	// Everything is stored; describe it.
-	cat := repo.Catalog{Version: repo.Version, Snapshot: id}
+	// Everything is stored; describe it. The catalog goes through the
+	// pipeline like a file, so that an unchanged tree's catalog
+	// deduplicates against yesterday's; it is encoded as it is chunked,
+	// never held whole in memory.
 	used := map[string]int64{} // packs the snapshot references
 	packOf := func(s *packSlot) string {
 		used[s.sha] = s.size
@@ -167,35 +170,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	m := &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: start.UTC(),
 		Host: opts.Host, Tags: opts.Tags}
-	for _, sw := range sources {
-		sc := repo.SourceCatalog{Name: sw.name, Kind: sw.kind, Meta: sw.meta}
-		h := sha256.New()
-		for _, f := range sw.files {
-			e := f.entry
-			for _, l := range f.locs {
-				e.Chunks = append(e.Chunks, repo.ChunkRef{ID: l.id, Pack: packOf(l.loc.pack),
-					Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
-			}
-			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\n", e.Path, e.Type, e.SHA256, e.Link)
-			sc.Entries = append(sc.Entries, e)
-			sc.Size += e.Size
-		}
-		sc.SHA256 = hex.EncodeToString(h.Sum(nil))
-		cat.Sources = append(cat.Sources, sc)
-		m.Sources = append(m.Sources, repo.ManifestSource{Name: sw.name, Kind: sw.kind, Size: sc.Size})
-	}
-
-	// The catalog goes through the pipeline like a file, so that an
-	// unchanged tree's catalog deduplicates against yesterday's.
-	catJSON, err := json.Marshal(&cat)
-	if err != nil {
-		return nil, err
-	}
-	cat.Sources = nil
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(writeCatalog(pw, id, sources, packOf, m))
+	}()
 	pc := newPipeline(ctx, r.Store, recipients, idFunc, p.known, int(r.Config.Packs.TargetSize), int(cp.MaxSize), workers, uploads)
 	cw := &sourceWriter{p: pc, name: "catalog", pol: pol, params: cp, inflight: 2*workers + 2, res: res, log: log}
 	crec := &fileRec{}
-	err = cw.chunk(ctx, bytes.NewReader(catJSON), crec)
+	err = cw.chunk(ctx, pr, crec)
+	pr.CloseWithError(errors.New("catalog not stored")) // unblocks the encoder after a failure
 	if ferr := cw.flush(); err == nil {
 		err = ferr
 	}
@@ -273,6 +256,58 @@ func sameObject(ctx context.Context, st storage.Store, name string, want []byte)
 	defer rc.Close()
 	got, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
 	return err == nil && bytes.Equal(got, want)
+}
+
+// writeCatalog encodes the catalog as JSON (a repo.Catalog) entry by entry,
+// and adds each source's public part to the manifest.
+func writeCatalog(w io.Writer, id string, sources []*sourceWriter, packOf func(*packSlot) string, m *repo.Manifest) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	put := func(v any) error {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = bw.Write(b)
+		return err
+	}
+	fmt.Fprintf(bw, `{"version":%d,"snapshot":%q,"sources":[`, repo.Version, id)
+	for i, sw := range sources {
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.WriteString(`{"name":`)
+		put(sw.name)
+		bw.WriteString(`,"kind":`)
+		put(sw.kind)
+		if len(sw.meta) > 0 {
+			bw.WriteString(`,"meta":`)
+			if err := put(sw.meta); err != nil {
+				return err
+			}
+		}
+		bw.WriteString(`,"entries":[`)
+		h := sha256.New()
+		var size int64
+		for j, f := range sw.files {
+			e := f.entry
+			for _, l := range f.locs {
+				e.Chunks = append(e.Chunks, repo.ChunkRef{ID: l.id, Pack: packOf(l.loc.pack),
+					Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
+			}
+			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\n", e.Path, e.Type, e.SHA256, e.Link)
+			size += e.Size
+			if j > 0 {
+				bw.WriteByte(',')
+			}
+			if err := put(&e); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(bw, `],"sha256":%q,"size":%d}`, hex.EncodeToString(h.Sum(nil)), size)
+		m.Sources = append(m.Sources, repo.ManifestSource{Name: sw.name, Kind: sw.kind, Size: size})
+	}
+	bw.WriteString("]}")
+	return bw.Flush()
 }
 
 // loadIndex reads every index object the backup host can decrypt, keeping
