@@ -20,6 +20,11 @@ bench_tools() {
   if [ ! -x "$COFFER" ]; then
     (cd "$ROOT" && go build -o "$COFFER" ./cmd/coffer)
   fi
+  # The tree can move on while a run takes half an hour; record what the
+  # binary was built from (its VCS stamp, if any) and the tree at the start.
+  BENCH_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+dirty')"
+  BIN_REV="$(go version -m "$COFFER" 2>/dev/null | awk '$2 == "vcs.revision" {r = substr($3, 1, 7)} $2 == "vcs.modified" && $3 == "true" {m = "+dirty"} END {print r m}')"
+  BIN_TIME="$(date -u -r "$COFFER" '+%Y-%m-%d %H:%M UTC')"
   mkdir -p "$TOOLS"
   (cd "$ROOT" && go build -o "$TOOLS/" ./internal/benchutil/cmd/...)
   TIMEBIN=""
@@ -91,8 +96,8 @@ dirbytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}
 machine() {
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(uname -sr)"
   echo "- file system of bench-out: $(df -T "$OUT" | awk 'NR==2{print $2}')"
-  echo "- coffer binary: $COFFER"
-  echo "- $(go version | cut -d' ' -f3-), source tree $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), $(restic version | cut -d' ' -f1-2), age $(age --version), zstd $(zstd --version | grep -o 'v[0-9.]*'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+  echo "- coffer binary: $COFFER, built $BIN_TIME$([ -n "$BIN_REV" ] && echo " from $BIN_REV"); source tree at the start of the run: $BENCH_REV"
+  echo "- $(go version | cut -d' ' -f3-), $(restic version | cut -d' ' -f1-2), age $(age --version), zstd $(zstd --version | grep -o 'v[0-9.]*'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
   echo "- runs per command: $RUNS (medians; each run's preparation is untimed and ends with sync)"
   echo "- peak RSS: GNU time %M of the command (for a pipeline: its largest process)"
 }
