@@ -52,6 +52,10 @@ func Decompress(dst, src []byte, raw int64) ([]byte, error) {
 	return out, nil
 }
 
+// DecompressDocument decodes a zstd frame of a document (not a chunk),
+// bounded by the document limit.
+func DecompressDocument(src []byte) ([]byte, error) { return zdec.DecodeAll(src, nil) }
+
 // Encrypt returns plain encrypted to recipients as an age file.
 func Encrypt(plain []byte, recipients ...age.Recipient) ([]byte, error) {
 	var b bytes.Buffer
