@@ -87,6 +87,16 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	return res, nil
 }
 
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
 func syncFS(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -124,7 +134,10 @@ func targetState(target string) (empty, exists bool, err error) {
 // first and removed only after the rename succeeded.
 func swapIn(staging, target string, exists bool) error {
 	if !exists {
-		return os.Rename(staging, target)
+		if err := os.Rename(staging, target); err != nil {
+			return err
+		}
+		return syncDir(filepath.Dir(target))
 	}
 	old := filepath.Join(filepath.Dir(target), ".coffer-old-"+randomSuffix())
 	if err := os.Rename(target, old); err != nil {
@@ -133,6 +146,9 @@ func swapIn(staging, target string, exists bool) error {
 	if err := os.Rename(staging, target); err != nil {
 		os.Rename(old, target)
 		return fmt.Errorf("move restored tree into place: %w", err)
+	}
+	if err := syncDir(filepath.Dir(target)); err != nil {
+		return err
 	}
 	// The restore has succeeded; a leftover old tree is only untidy.
 	if err := os.RemoveAll(old); err != nil {
