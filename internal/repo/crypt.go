@@ -20,7 +20,8 @@ var (
 	// needs one internal encoder per core or the workers take turns.
 	// SpeedFastest compresses invoice-like data within 4% of SpeedDefault
 	// at almost twice the speed (doc/benchmarks.md).
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithEncoderCRC(false)) // every chunk is checked by its keyed id; documents by their SHA-256
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDocument))
 	// chunkDec decodes chunks; a chunk is never larger than maxChunk, so a
 	// hostile frame cannot make a reader allocate more.
