@@ -92,8 +92,11 @@ func TestPostgresDedup(t *testing.T) {
 	t.Logf("%d invoices: first backup read %d, stored %d; after 1%% changed: read %d, new %d, stored %d (%.1f%% of the first's stored bytes)",
 		n, s1.BytesRead, s1.BytesStored, s2.BytesRead, s2.BytesNew, s2.BytesStored, 100*float64(s2.BytesStored)/float64(s1.BytesStored))
 	// A 14 MB dump has about 28 chunks; the changes touch the dump's
-	// header and the end of each changed table, so under a third is new.
-	if s2.BytesNew*100 >= s2.BytesRead*35 {
+	// header and the end of each changed table. Each repository derives
+	// its own chunker polynomial, so where chunks are cut, and how much of
+	// a change one chunk carries, varies from run to run: measured 12% to
+	// 44% new at this size (1.3% for a 1 GB database, doc/benchmarks.md).
+	if s2.BytesNew*100 >= s2.BytesRead*60 {
 		t.Errorf("second backup: %d new of %d bytes read: little deduplication", s2.BytesNew, s2.BytesRead)
 	}
 	if n >= 100000 && s2.BytesStored*10 >= s1.BytesStored {
