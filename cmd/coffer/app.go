@@ -88,8 +88,10 @@ func withHint(err error, format string, args ...any) error {
 func newApp(stdout, stderr io.Writer) *cli.App {
 	g := &globals{stdout: stdout, stderr: stderr}
 	app := &cli.App{
-		Name:      "coffer",
-		Usage:     "encrypted, verifiable backups of an Airflow deployment",
+		Name:  "coffer",
+		Usage: "encrypted, verifiable backups of an Airflow deployment",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
+			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Flags: []cli.Flag{
