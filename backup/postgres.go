@@ -299,17 +299,8 @@ func PostgresFingerprints(ctx context.Context, q PgQuerier, checks []fingerprint
 		}
 		fp.Tables[name] = n
 	}
-	for _, c := range checks {
-		rs, err := queryText(ctx, q, c.Query)
-		if err != nil {
-			return fp, fmt.Errorf("check %q: %w", c.Name, err)
-		}
-		if fp.Checks == nil {
-			fp.Checks = map[string][]string{}
-		}
-		fp.Checks[c.Name] = rs
-	}
-	return fp, nil
+	fp.Checks, err = fingerprint.RunChecks(checks, func(sql string) ([]string, error) { return queryText(ctx, q, sql) })
+	return fp, err
 }
 
 // queryText runs sql with the simple protocol, so that the server renders

@@ -160,17 +160,8 @@ func SQLiteFingerprints(ctx context.Context, db *sql.DB, checks []fingerprint.Ch
 		}
 		fp.Tables[t] = n
 	}
-	for _, c := range checks {
-		rs, err := sqliteText(ctx, tx, c.Query)
-		if err != nil {
-			return fp, fmt.Errorf("check %q: %w", c.Name, err)
-		}
-		if fp.Checks == nil {
-			fp.Checks = map[string][]string{}
-		}
-		fp.Checks[c.Name] = rs
-	}
-	return fp, nil
+	fp.Checks, err = fingerprint.RunChecks(checks, func(sql string) ([]string, error) { return sqliteText(ctx, tx, sql) })
+	return fp, err
 }
 
 func sqliteText(ctx context.Context, tx *sql.Tx, query string) ([]string, error) {

@@ -72,3 +72,21 @@ func Compare(want, got Fingerprints) []Diff {
 	sort.Slice(diffs, func(i, j int) bool { return diffs[i].What < diffs[j].What })
 	return diffs
 }
+
+// RunChecks runs every check with query, which renders a query's rows as
+// text (columns joined by "|"), and returns the results by check name, or
+// nil when there are no checks.
+func RunChecks(checks []Check, query func(sql string) ([]string, error)) (map[string][]string, error) {
+	if len(checks) == 0 {
+		return nil, nil
+	}
+	out := make(map[string][]string, len(checks))
+	for _, c := range checks {
+		rows, err := query(c.Query)
+		if err != nil {
+			return nil, fmt.Errorf("check %q: %w", c.Name, err)
+		}
+		out[c.Name] = rows
+	}
+	return out, nil
+}
