@@ -42,6 +42,8 @@ type globals struct {
 	signingKey     string
 	json           bool
 	log            *slog.Logger
+	// keys are the keys open loaded, for commands that need them again.
+	keys repo.OpenOptions
 }
 
 // usageError marks errors that exit 2.
@@ -284,6 +286,7 @@ func (g *globals) open(ctx context.Context, needSigning, needIdentity bool) (*re
 	if err != nil {
 		return nil, err
 	}
+	g.keys = o
 	st, err := g.store(ctx)
 	if err != nil {
 		return nil, err

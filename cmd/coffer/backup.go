@@ -92,12 +92,11 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if err != nil {
 		return err
 	}
-	opts, _ := g.openOptions(true, false)
 	uploads := o.uploads
 	if uploads == 0 {
 		uploads = g.cfg.Uploads
 	}
-	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: opts.Signing, Sources: sources,
+	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: g.keys.Signing, Sources: sources,
 		Tags: o.tags.Value(), Strict: o.strict, Uploads: uploads, CacheDir: cacheDir(g), Logger: g.log})
 	if err != nil {
 		return &backupError{err}
