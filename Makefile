@@ -5,7 +5,7 @@ BIN   := $(CURDIR)/bin
 export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 
 VERSITYGW_VERSION := v1.8.0
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 
 .PHONY: build demo test tools lint bench clean
 
@@ -17,8 +17,9 @@ build:
 demo: build
 	$(BIN)/coffer demo --dir $(CURDIR)/.coffer-demo
 
-# Installs what the tests need that a fresh machine lacks, then runs them all.
-test: tools
+# Installs what the tests need that a fresh machine lacks, checks the code
+# (lint), then runs every test.
+test: tools lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# The race detector slows chunking tenfold, so the round trips use a
 	# 20 MB big file under -race; this run proves the 200 MB one.

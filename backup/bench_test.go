@@ -31,9 +31,9 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/benchutil"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/benchutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/storage"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 )
 
 // TestCacheRefusesResizedPack: loadIndex forgets chunks whose pack is

@@ -14,7 +14,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
-	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 // mysqlWriter is a backup.Writer that keeps everything in memory.

@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/keys"
-	"github.com/cofferhq/coffer/internal/pgcluster/pgclustertest"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/pgclustertest"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 )
 
 // authRepo is a fresh local repository opened for backups.

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
-	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 func newInvoiceDB(t *testing.T) string {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 )
 
 // reviewSnapshot backs up dir into a fresh repository and returns the

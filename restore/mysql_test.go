@@ -20,8 +20,8 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
-	"github.com/cofferhq/coffer/internal/fixture"
-	"github.com/cofferhq/coffer/internal/testutil/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/restore"
 )
 

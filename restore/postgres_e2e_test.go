@@ -7,9 +7,9 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 )
 
 // pgRepo is a local repository with fresh keys.

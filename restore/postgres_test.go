@@ -15,7 +15,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
-	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 var pgChecks = []fingerprint.Check{

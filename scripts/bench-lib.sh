@@ -26,7 +26,7 @@ bench_tools() {
   BIN_REV="$(go version -m "$COFFER" 2>/dev/null | awk '$2 == "vcs.revision" {r = substr($3, 1, 7)} $2 == "vcs.modified" && $3 == "true" {m = "+dirty"} END {print r m}')"
   BIN_TIME="$(date -u -r "$COFFER" '+%Y-%m-%d %H:%M UTC')"
   mkdir -p "$TOOLS"
-  (cd "$ROOT" && go build -o "$TOOLS/" ./internal/benchutil/cmd/...)
+  (cd "$ROOT" && go build -o "$TOOLS/" ./internal/testing/benchutil/cmd/...)
   TIMEBIN=""
   if [ -x /usr/bin/time ] && /usr/bin/time -f %M -o /dev/null true 2>/dev/null; then
     TIMEBIN=/usr/bin/time

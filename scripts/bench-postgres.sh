@@ -9,7 +9,7 @@
 #   BENCH_PG=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
 #
 # The database is generated once per size (coffer_bench_base_<N>mb, by
-# internal/benchutil/cmd/mkinvoicedb) and copied with CREATE DATABASE ...
+# internal/testing/benchutil/cmd/mkinvoicedb) and copied with CREATE DATABASE ...
 # TEMPLATE for each run of this script.
 set -euo pipefail
 source "$(dirname "$0")/bench-lib.sh"
@@ -88,7 +88,7 @@ dumpsize=$(du -h --apparent-size "$W/day1.dump" | cut -f1)
 {
   echo "# coffer PostgreSQL benchmark"
   echo
-  echo "- database: $BASE (internal/fixture, seed 1), pg_database_size $dbsize, pg_dump -Fc -Z0 $dumpsize; copied to $DB for the run; day 2 = fixture.MutatePostgres(0.01)"
+  echo "- database: $BASE (internal/testing/fixture, seed 1), pg_database_size $dbsize, pg_dump -Fc -Z0 $dumpsize; copied to $DB for the run; day 2 = fixture.MutatePostgres(0.01)"
   echo "- PostgreSQL $(psql -X -tAq -d "$ADMIN" -c 'show server_version') on 127.0.0.1, same machine; repositories on local disk under $W"
   machine
   "$TOOLS/benchreport" -title "results (BENCH_DB_MB=$MB)" "$W/rows.tsv"

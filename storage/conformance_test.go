@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
 

@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
 

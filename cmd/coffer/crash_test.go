@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/keys"
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // The tests here kill a real coffer process (built once, without the race

@@ -3,8 +3,8 @@ package e2e
 import (
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/restore"
 )
 

@@ -4,6 +4,6 @@
 // restore package, the way the CLI, the daemon and the drill use them.
 //
 // The package has no code of its own; everything is in its _test.go files.
-// Trees come from internal/fixture (WriteTree, AddFiles, CompareTrees),
+// Trees come from internal/testing/fixture (WriteTree, AddFiles, CompareTrees),
 // which compares restored trees without using any of coffer's code.
 package e2e

@@ -14,10 +14,10 @@ import (
 	"filippo.io/age"
 
 	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/storage"
 )

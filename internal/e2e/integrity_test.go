@@ -17,8 +17,8 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/restore"
 )
 

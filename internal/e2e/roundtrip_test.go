@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/restore"
 )
 

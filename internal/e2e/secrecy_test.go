@@ -12,9 +12,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cofferhq/coffer/internal/fixture"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 )
 

@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"filippo.io/age"
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"golang.org/x/crypto/ssh"
 )
 

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cofferhq/coffer/internal/pgcluster"
-	"github.com/cofferhq/coffer/internal/pgcluster/pgclustertest"
+	"github.com/cofferhq/coffer/internal/testing/pgclustertest"
 )
 
 func connect(t *testing.T, dsn string) (*pgx.Conn, error) {

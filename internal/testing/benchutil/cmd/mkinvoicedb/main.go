@@ -1,5 +1,5 @@
 // Command mkinvoicedb creates or mutates an invoice database for
-// scripts/bench-postgres.sh with internal/fixture.
+// scripts/bench-postgres.sh with internal/testing/fixture.
 //
 //	mkinvoicedb -admin DSN -db NAME -mb 1024 [-seed 1]   create NAME (must not exist)
 //	mkinvoicedb -dsn DSN -mutate 0.01 [-seed 2]          one "day" of changes
@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cofferhq/coffer/internal/fixture"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 func main() {

@@ -18,7 +18,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/cofferhq/coffer/internal/benchutil"
+	"github.com/cofferhq/coffer/internal/testing/benchutil"
 )
 
 func main() {

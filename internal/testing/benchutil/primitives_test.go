@@ -4,7 +4,7 @@ package benchutil
 // repository's average chunk size), to weigh changes such as the zstd level
 // or the keyed hash:
 //
-//	go test -run '^$' -bench . ./internal/benchutil/
+//	go test -run '^$' -bench . ./internal/testing/benchutil/
 
 import (
 	"bytes"

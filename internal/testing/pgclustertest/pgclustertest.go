@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/pgcluster"
-	"github.com/cofferhq/coffer/internal/testutil"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // Start starts a private cluster (Fast, random password) for the
