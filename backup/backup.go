@@ -1,12 +1,10 @@
-// Package backup makes coffer snapshots: sources (folders, databases)
+// Package backup is coffer's snapshot writer: sources (any source.Source)
 // stream their entries through a content-defined chunking, deduplicating,
 // compressing and encrypting pipeline into packs, and a snapshot is
 // published by writing its signed manifest last.
 package backup
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -26,7 +24,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/source"
 )
 
 // Options of one backup.
@@ -34,7 +32,7 @@ type Options struct {
 	// Repo must be opened with the signing key (repo.OpenOptions.Signing).
 	Repo    *repo.Repository
 	Signing *keys.SigningKey
-	Sources []Source
+	Sources []source.Source
 	Tags    []string
 	Host    string
 	// Uploads is the number of packs encrypted and uploaded in parallel.
@@ -60,18 +58,71 @@ type Result struct {
 // ErrManifestWrite is wrapped when writing the manifest failed: on S3 a
 // write whose answer was lost may still have landed, so the snapshot may
 // exist.
-var ErrManifestWrite = errors.New("write manifest")
+var ErrManifestWrite = repo.ErrManifestWrite
 
-// ErrStrict is wrapped by the error a Writer.Warn returns under --strict.
-var ErrStrict = errors.New("warning is an error under --strict")
+// ErrNoSigningKey is returned by Run without a signing key.
+var ErrNoSigningKey = errors.New("no signing key: a backup signs its manifest")
+
+// ErrNoSources is returned by Run without sources.
+var ErrNoSources = errors.New("nothing to back up: name at least one source")
 
 // Run makes one snapshot of every source. It publishes the snapshot by
 // writing its manifest last; if any source fails, nothing is published.
 func Run(ctx context.Context, opts Options) (*Result, error) {
-	start := time.Now()
+	b, err := prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.storeSources(ctx); err != nil {
+		return nil, err
+	}
+	root, err := b.storeCatalog(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.storeIndex(ctx); err != nil {
+		return nil, err
+	}
+	if err := b.storeCatalogRoot(ctx, root); err != nil {
+		return nil, err
+	}
+	// The manifest is written last: from here on the snapshot exists.
+	if err := b.publish(ctx); err != nil {
+		return nil, err
+	}
+	b.cache.save(b.log)
+	b.res.Manifest = b.m
+	return b.res, nil
+}
+
+// run is one backup in progress.
+type run struct {
+	opts       Options
+	r          *repo.Repository
+	log        *slog.Logger
+	start      time.Time
+	recipients []age.Recipient
+	secrets    *keys.Derived
+	pol        chunker.Pol
+	idFunc     func([]byte) repo.ChunkID
+	known      map[repo.ChunkID]loc
+	cache      *changeCache
+	workers    int
+	uploads    int
+	p          *pipeline // sources
+	pc         *pipeline // the catalog
+	sources    []*sourceWriter
+	used       map[string]int64 // packs the snapshot references
+	m          *repo.Manifest
+	res        *Result
+}
+
+// prepare checks the options and loads what the backup needs from the
+// repository: recipients, derived secrets, the index and the change cache.
+func prepare(ctx context.Context, opts Options) (*run, error) {
 	r := opts.Repo
 	if opts.Signing == nil {
-		return nil, errors.New("no signing key: a backup signs its manifest (--signing-key or COFFER_SIGNING_KEY)")
+		return nil, ErrNoSigningKey
 	}
 	// Never publish a manifest that the repository's own key did not sign:
 	// readers would refuse it, and the secrets would come from another key.
@@ -79,7 +130,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, &repo.KeyMismatchError{Repo: r.Pinned.String(), Ours: opts.Signing.Public().String()}
 	}
 	if len(opts.Sources) == 0 {
-		return nil, errors.New("nothing to back up: name at least one source")
+		return nil, ErrNoSources
 	}
 	seen := map[string]bool{}
 	for _, s := range opts.Sources {
@@ -88,56 +139,82 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		seen[s.Name()] = true
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := &run{opts: opts, r: r, log: opts.Logger, start: time.Now(), res: &Result{}, used: map[string]int64{},
+		workers: opts.Workers, uploads: opts.Uploads}
+	if b.log == nil {
+		b.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if opts.Host == "" {
-		opts.Host, _ = os.Hostname()
+	if b.opts.Host == "" {
+		b.opts.Host, _ = os.Hostname()
 	}
-	recipients, err := r.Recipients()
+	if b.workers <= 0 {
+		b.workers = runtime.GOMAXPROCS(0)
+	}
+	if b.uploads <= 0 {
+		b.uploads = 2
+	}
+	var err error
+	if b.recipients, err = r.Recipients(); err != nil {
+		return nil, err
+	}
+	if b.secrets, err = r.Secrets(ctx); err != nil {
+		return nil, err
+	}
+	if b.pol, err = r.Polynomial(ctx); err != nil {
+		return nil, err
+	}
+	if b.idFunc, err = r.ChunkIDFunc(ctx); err != nil {
+		return nil, err
+	}
+	packs, present, err := repo.LoadIndex(ctx, r.Store, b.secrets.IndexIdentity)
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := r.Secrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	pol, err := r.Polynomial(ctx)
-	if err != nil {
-		return nil, err
-	}
-	idFunc, err := r.ChunkIDFunc(ctx)
-	if err != nil {
-		return nil, err
-	}
-	packs, known, err := loadIndex(ctx, r.Store, secrets.IndexIdentity)
-	if err != nil {
-		return nil, err
-	}
-	log.Debug("index loaded", "packs", len(packs), "chunks", len(known))
-
-	cache := loadCache(opts.CacheDir, r.Config.ID, secrets, known, log)
-
-	workers := opts.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	uploads := opts.Uploads
-	if uploads <= 0 {
-		uploads = 2
-	}
-	cp := r.Config.Chunker
-	p := newPipeline(ctx, r.Store, recipients, idFunc, known, int(r.Config.Packs.TargetSize), int(cp.MaxSize), workers, uploads)
-
-	res := &Result{}
+	b.known = knownChunks(packs)
+	b.log.Debug("index loaded", "packs", len(present), "chunks", len(b.known))
+	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
 	id := repo.NewID()
-	var sources []*sourceWriter
-	for _, src := range opts.Sources {
-		sw := &sourceWriter{p: p, name: src.Name(), kind: src.Kind(), pol: pol, params: cp,
-			strict: opts.Strict, inflight: 2*workers + 2, meta: map[string]json.RawMessage{},
-			cache: cache, res: res, log: log}
-		log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
+	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
+		Host: b.opts.Host, Tags: opts.Tags}
+	return b, nil
+}
+
+// knownChunks maps every indexed chunk to its location.
+func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
+	slots := map[string]*packSlot{}
+	known := map[repo.ChunkID]loc{}
+	for _, ip := range packs {
+		slot := slots[ip.SHA256]
+		if slot == nil {
+			slot = &packSlot{sha: ip.SHA256, size: ip.Size}
+			slots[ip.SHA256] = slot
+		}
+		for _, c := range ip.Chunks {
+			known[c.ID] = loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}
+		}
+	}
+	return known
+}
+
+func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
+	return newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
+}
+
+func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
+	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker,
+		strict: b.opts.Strict, inflight: 2*b.workers + 2, meta: map[string]json.RawMessage{},
+		cache: b.cache, res: b.res, log: b.log}
+}
+
+// storeSources streams every source through the pipeline, one after
+// another, and waits until every pack is stored.
+func (b *run) storeSources(ctx context.Context) error {
+	b.p = b.newPipeline(ctx, b.known)
+	p := b.p
+	for _, src := range b.opts.Sources {
+		sw := b.newWriter(p, src.Name(), src.Kind())
+		b.log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
 		err := src.Backup(p.ctx, sw)
 		if ferr := sw.flush(); err == nil {
 			err = ferr
@@ -147,221 +224,129 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 				err = perr
 			}
 			p.abort(err)
-			return nil, fmt.Errorf("source %s: %w", src.Name(), err)
+			return fmt.Errorf("source %s: %w", src.Name(), err)
 		}
 		if err := p.err(); err != nil {
 			p.abort(err)
-			return nil, fmt.Errorf("source %s: %w", src.Name(), err)
+			return fmt.Errorf("source %s: %w", src.Name(), err)
 		}
-		sources = append(sources, sw)
+		b.sources = append(b.sources, sw)
 	}
-	if err := p.finish(); err != nil {
-		return nil, err
-	}
+	return p.finish()
+}
 
-	// Everything is stored; describe it. The catalog goes through the
-	// pipeline like a file, so that an unchanged tree's catalog
-	// deduplicates against yesterday's; it is encoded as it is chunked,
-	// never held whole in memory.
-	used := map[string]int64{} // packs the snapshot references
-	packOf := func(s *packSlot) string {
-		used[s.sha] = s.size
-		return s.sha
+// packOf names the pack of a chunk location and notes that the snapshot
+// references it.
+func (b *run) packOf(s *packSlot) string {
+	b.used[s.sha] = s.size
+	return s.sha
+}
+
+func (b *run) chunkRefs(locs []idLoc) []repo.ChunkRef {
+	refs := make([]repo.ChunkRef, 0, len(locs))
+	for _, l := range locs {
+		refs = append(refs, repo.ChunkRef{ID: l.id, Pack: b.packOf(l.loc.pack),
+			Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
 	}
-	m := &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: start.UTC(),
-		Host: opts.Host, Tags: opts.Tags}
+	return refs
+}
+
+// storeCatalog stores the catalog through the pipeline like a file, so
+// that an unchanged tree's catalog deduplicates against yesterday's; it is
+// encoded as it is chunked, never held whole in memory.
+func (b *run) storeCatalog(ctx context.Context) (*repo.CatalogRoot, error) {
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(writeCatalog(pw, id, sources, packOf, m))
+		pw.CloseWithError(b.encodeCatalog(pw))
 	}()
-	pc := newPipeline(ctx, r.Store, recipients, idFunc, p.known, int(r.Config.Packs.TargetSize), int(cp.MaxSize), workers, uploads)
-	cw := &sourceWriter{p: pc, name: "catalog", pol: pol, params: cp, inflight: 2*workers + 2, res: res, log: log}
+	b.pc = b.newPipeline(ctx, b.p.known)
+	cw := b.newWriter(b.pc, "catalog", "")
 	crec := &fileRec{}
-	err = cw.chunk(ctx, pr, crec)
+	err := cw.chunk(ctx, pr, crec)
 	pr.CloseWithError(errors.New("catalog not stored")) // unblocks the encoder after a failure
 	if ferr := cw.flush(); err == nil {
 		err = ferr
 	}
 	if err != nil {
-		pc.abort(err)
+		b.pc.abort(err)
 		return nil, fmt.Errorf("store catalog: %w", err)
 	}
-	if err := pc.finish(); err != nil {
+	if err := b.pc.finish(); err != nil {
 		return nil, fmt.Errorf("store catalog: %w", err)
 	}
-	root := repo.CatalogRoot{Version: repo.Version, Snapshot: id, Size: crec.entry.Size, SHA256: crec.entry.SHA256}
-	for _, l := range crec.locs {
-		root.Chunks = append(root.Chunks, repo.ChunkRef{ID: l.id, Pack: packOf(l.loc.pack),
-			Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
-	}
-	for sum, size := range used {
-		m.Packs = append(m.Packs, repo.PackRef{SHA256: sum, Size: size})
-	}
-	sort.Slice(m.Packs, func(i, j int) bool { return m.Packs[i].SHA256 < m.Packs[j].SHA256 })
-	p.bytesStored.Add(pc.bytesStored.Load())
-	p.stored = append(p.stored, pc.stored...)
-
-	put := func(prefix string, ct []byte) (repo.ObjectRef, error) {
-		sum := repo.HashHex(ct)
-		ref := repo.ObjectRef{Name: prefix + sum, Size: int64(len(ct)), SHA256: sum}
-		if err := r.Store.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{}); err != nil {
-			return ref, fmt.Errorf("write %s: %w", ref.Name, err)
-		}
-		p.bytesStored.Add(ref.Size)
-		return ref, nil
-	}
-	if len(p.stored) > 0 {
-		ct, err := repo.Seal(repo.Index{Version: repo.Version, Packs: p.stored}, append(recipients, secrets.IndexIdentity.Recipient())...)
-		if err != nil {
-			return nil, err
-		}
-		ref, err := put(repo.IndexPrefix, ct)
-		if err != nil {
-			return nil, err
-		}
-		m.Indexes = []repo.ObjectRef{ref}
-	}
-	ct, err := repo.Seal(&root, recipients...)
-	if err != nil {
-		return nil, err
-	}
-	if m.Catalog, err = put(repo.CatalogPrefix, ct); err != nil {
-		return nil, err
-	}
-	m.Duration = time.Since(start)
-	m.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
-		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
-	doc, err := repo.Sign(repo.KindManifest, m, opts.Signing)
-	if err != nil {
-		return nil, err
-	}
-	// The manifest is written last: from here on the snapshot exists.
-	if err := r.Store.Put(ctx, repo.SnapshotName(id), bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		// A retried write whose first attempt landed finds its own
-		// manifest: that is success.
-		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, r.Store, repo.SnapshotName(id), doc) {
-			return nil, fmt.Errorf("%w: %w", ErrManifestWrite, err)
-		}
-	}
-	cache.save(log)
-	res.Manifest = m
-	return res, nil
+	b.p.bytesStored.Add(b.pc.bytesStored.Load())
+	b.p.stored = append(b.p.stored, b.pc.stored...)
+	return &repo.CatalogRoot{Version: repo.Version, Snapshot: b.m.ID, Size: crec.entry.Size,
+		SHA256: crec.entry.SHA256, Chunks: b.chunkRefs(crec.locs)}, nil
 }
 
-func sameObject(ctx context.Context, st storage.Store, name string, want []byte) bool {
-	rc, err := st.Open(ctx, name, 0, -1)
-	if err != nil {
-		return false
-	}
-	defer rc.Close()
-	got, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
-	return err == nil && bytes.Equal(got, want)
-}
-
-// writeCatalog encodes the catalog as JSON (a repo.Catalog) entry by entry,
-// and adds each source's public part to the manifest.
-func writeCatalog(w io.Writer, id string, sources []*sourceWriter, packOf func(*packSlot) string, m *repo.Manifest) error {
-	bw := bufio.NewWriterSize(w, 256<<10)
-	put := func(v any) error {
-		b, err := json.Marshal(v)
-		if err != nil {
+// encodeCatalog writes the catalog (a repo.Catalog) entry by entry, and
+// adds each source's public part to the manifest.
+func (b *run) encodeCatalog(w io.Writer) error {
+	enc := repo.NewCatalogEncoder(w, b.m.ID)
+	for _, sw := range b.sources {
+		if err := enc.Source(sw.name, sw.kind, sw.meta); err != nil {
 			return err
 		}
-		_, err = bw.Write(b)
+		for _, f := range sw.files {
+			e := f.entry
+			e.Chunks = b.chunkRefs(f.locs)
+			if err := enc.Entry(&e); err != nil {
+				return err
+			}
+		}
+	}
+	srcs, err := enc.Close()
+	b.m.Sources = srcs
+	return err
+}
+
+// storeIndex writes the index of the packs this backup stored, readable by
+// the recipients and by the index key (the backup host).
+func (b *run) storeIndex(ctx context.Context) error {
+	if len(b.p.stored) == 0 {
+		return nil
+	}
+	ix := repo.Index{Version: repo.Version, Packs: b.p.stored}
+	ref, err := repo.PutSealed(ctx, b.r.Store, repo.IndexPrefix, ix, append(b.recipients, b.secrets.IndexIdentity.Recipient())...)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(bw, `{"version":%d,"snapshot":%q,"sources":[`, repo.Version, id)
-	for i, sw := range sources {
-		if i > 0 {
-			bw.WriteByte(',')
-		}
-		bw.WriteString(`{"name":`)
-		put(sw.name)
-		bw.WriteString(`,"kind":`)
-		put(sw.kind)
-		if len(sw.meta) > 0 {
-			bw.WriteString(`,"meta":`)
-			if err := put(sw.meta); err != nil {
-				return err
-			}
-		}
-		bw.WriteString(`,"entries":[`)
-		h := sha256.New()
-		var size int64
-		for j, f := range sw.files {
-			e := f.entry
-			for _, l := range f.locs {
-				e.Chunks = append(e.Chunks, repo.ChunkRef{ID: l.id, Pack: packOf(l.loc.pack),
-					Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
-			}
-			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\n", e.Path, e.Type, e.SHA256, e.Link)
-			size += e.Size
-			if j > 0 {
-				bw.WriteByte(',')
-			}
-			if err := put(&e); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(bw, `],"sha256":%q,"size":%d}`, hex.EncodeToString(h.Sum(nil)), size)
-		m.Sources = append(m.Sources, repo.ManifestSource{Name: sw.name, Kind: sw.kind, Size: size})
-	}
-	bw.WriteString("]}")
-	return bw.Flush()
+	b.p.bytesStored.Add(ref.Size)
+	b.m.Indexes = []repo.ObjectRef{ref}
+	return nil
 }
 
-// loadIndex reads every index object the backup host can decrypt, keeping
-// only chunks whose pack is present with the recorded size.
-func loadIndex(ctx context.Context, st storage.Store, id age.Identity) (map[string]*packSlot, map[repo.ChunkID]loc, error) {
-	packs := map[string]*packSlot{}
-	err := st.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
-		sum := oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]
-		packs[sum] = &packSlot{sha: sum, size: oi.Size}
-		return nil
-	})
+// storeCatalogRoot writes the catalog's root object, readable by the
+// recipients only.
+func (b *run) storeCatalogRoot(ctx context.Context, root *repo.CatalogRoot) error {
+	ref, err := repo.PutSealed(ctx, b.r.Store, repo.CatalogPrefix, root, b.recipients...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("list packs: %w", err)
+		return err
 	}
-	known := map[repo.ChunkID]loc{}
-	var names []string
-	err = st.List(ctx, repo.IndexPrefix, func(oi storage.ObjectInfo) error {
-		names = append(names, oi.Name)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list index: %w", err)
-	}
-	for _, name := range names {
-		rc, err := st.Open(ctx, name, 0, -1)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		ct, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		if repo.HashHex(ct) != strings.TrimPrefix(name, repo.IndexPrefix) {
-			continue // damaged: verify reports it; never dedup against it
-		}
-		var ix repo.Index
-		if err := repo.Unseal(ct, &ix, id); err != nil {
-			continue // not ours to read, or damaged
-		}
-		for _, ip := range ix.Packs {
-			slot, ok := packs[ip.SHA256]
-			if !ok || slot.size != ip.Size {
-				continue
-			}
-			for _, c := range ip.Chunks {
-				known[c.ID] = loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}
-			}
-		}
-	}
-	return packs, known, nil
+	b.p.bytesStored.Add(ref.Size)
+	b.m.Catalog = ref
+	return nil
 }
 
-// sourceWriter implements Writer for one source.
+// publish completes the manifest and writes it.
+func (b *run) publish(ctx context.Context) error {
+	for sum, size := range b.used {
+		b.m.Packs = append(b.m.Packs, repo.PackRef{SHA256: sum, Size: size})
+	}
+	sort.Slice(b.m.Packs, func(i, j int) bool { return b.m.Packs[i].SHA256 < b.m.Packs[j].SHA256 })
+	p := b.p
+	b.m.Duration = time.Since(b.start)
+	b.m.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
+		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
+	return repo.WriteManifest(ctx, b.r.Store, b.m, b.opts.Signing)
+}
+
+// ErrStrict is wrapped by the error a warning becomes in a strict backup.
+var ErrStrict = source.ErrStrict
+
+// sourceWriter implements source.Writer and source.ChangeTracker for one
+// source.
 type sourceWriter struct {
 	p        *pipeline
 	name     string
@@ -390,12 +375,12 @@ type idLoc struct {
 	loc loc
 }
 
-func catalogEntry(e Entry) repo.Entry {
+func catalogEntry(e source.Entry) repo.Entry {
 	return repo.Entry{Path: e.Path, Type: string(e.Type), Mode: e.Mode, ModTime: e.ModTime.UTC(),
 		UID: e.UID, GID: e.GID, User: e.User, Group: e.Group, Link: e.Link}
 }
 
-func (w *sourceWriter) add(e Entry) error {
+func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
 	}
@@ -409,11 +394,11 @@ func (w *sourceWriter) add(e Entry) error {
 	return nil
 }
 
-func (w *sourceWriter) WriteEntry(ctx context.Context, e Entry) error {
-	if e.Type == TypeFile {
+func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
+	if e.Type == source.TypeFile {
 		return w.WriteFile(ctx, e, strings.NewReader(""))
 	}
-	if e.Type != TypeDir && e.Type != TypeSymlink {
+	if e.Type != source.TypeDir && e.Type != source.TypeSymlink {
 		return fmt.Errorf("%s: unknown entry type %q", e.Path, e.Type)
 	}
 	if err := w.add(e); err != nil {
@@ -423,11 +408,11 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e Entry) error {
 	return nil
 }
 
-func (w *sourceWriter) WriteFile(ctx context.Context, e Entry, r io.Reader) error {
+func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reader) error {
 	if err := w.add(e); err != nil {
 		return err
 	}
-	e.Type = TypeFile
+	e.Type = source.TypeFile
 	rec := &fileRec{entry: catalogEntry(e)}
 	w.files = append(w.files, rec)
 	if err := w.chunk(ctx, r, rec); err != nil {
@@ -530,9 +515,39 @@ func (w *sourceWriter) SetMeta(key string, v any) error {
 func (w *sourceWriter) Warn(format string, args ...any) error {
 	msg := fmt.Sprintf("%s: ", w.name) + fmt.Sprintf(format, args...)
 	if w.strict {
-		return fmt.Errorf("%s (%w)", msg, ErrStrict)
+		return fmt.Errorf("%s (%w)", msg, source.ErrStrict)
 	}
 	w.log.Warn(msg)
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
+}
+
+// Unchanged records an unchanged file from the change cache without
+// reading it.
+func (w *sourceWriter) Unchanged(e source.Entry, st source.FileState) (bool, error) {
+	// The index map is shared with the pipeline's workers.
+	w.p.mu.Lock()
+	rec, ok := w.cache.lookup(w.name, e.Path, st)
+	w.p.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	if err := w.add(e); err != nil {
+		return false, err
+	}
+	ce := catalogEntry(e)
+	ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256
+	rec.entry = ce
+	w.files = append(w.files, &rec)
+	w.res.BytesSkipped += ce.Size
+	w.p.chunks.Add(int64(len(rec.locs)))
+	w.cache.remember(w.name, e.Path, st, &rec)
+	return true, nil
+}
+
+// Remember notes the state of the file just written.
+func (w *sourceWriter) Remember(path string, st source.FileState) {
+	if n := len(w.files); n > 0 && w.files[n-1].entry.Path == path {
+		w.cache.remember(w.name, path, st, w.files[n-1])
+	}
 }

@@ -35,6 +35,8 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/benchutil"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -75,15 +77,15 @@ type streamSource struct{ r io.Reader }
 
 func (s streamSource) Name() string { return "stream" }
 func (s streamSource) Kind() string { return "dir" }
-func (s streamSource) Backup(ctx context.Context, w backup.Writer) error {
-	return w.WriteFile(ctx, backup.Entry{Path: "stream.bin", Type: backup.TypeFile, Mode: 0o600,
+func (s streamSource) Backup(ctx context.Context, w source.Writer) error {
+	return w.WriteFile(ctx, source.Entry{Path: "stream.bin", Type: source.TypeFile, Mode: 0o600,
 		ModTime: time.Unix(1_700_000_000, 0), Size: -1}, s.r)
 }
 
-func runBackup(tb testing.TB, dir string, src backup.Source) *backup.Result {
+func runBackup(tb testing.TB, dir string, src source.Source) *backup.Result {
 	tb.Helper()
 	r, sk, _ := benchRepo(tb, dir)
-	res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk, Sources: []backup.Source{src}})
+	res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk, Sources: []source.Source{src}})
 	if err != nil {
 		tb.Fatalf("backup: %v", err)
 	}
@@ -109,7 +111,7 @@ func BenchmarkBackupStream(b *testing.B) {
 				r, sk, _ := benchRepo(b, dir)
 				b.StartTimer()
 				res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk,
-					Sources: []backup.Source{streamSource{bytes.NewReader(data)}}})
+					Sources: []source.Source{streamSource{bytes.NewReader(data)}}})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -236,7 +238,7 @@ func BenchmarkBackupDir(b *testing.B) {
 			var err error
 			pprof.Do(ctx, pprof.Labels("phase", "backup"), func(ctx context.Context) {
 				res, err = backup.Run(ctx, backup.Options{Repo: r, Signing: sk, CacheDir: filepath.Join(work, "cache"),
-					Sources: []backup.Source{&backup.DirSource{SourceName: "files", Path: dir}}})
+					Sources: []source.Source{&dirkind.Source{SourceName: "files", Path: dir}}})
 			})
 			if err != nil {
 				b.Fatal(err)
@@ -255,7 +257,7 @@ func BenchmarkBackupDir(b *testing.B) {
 			var err error
 			pprof.Do(ctx, pprof.Labels("phase", "second-cached"), func(ctx context.Context) {
 				_, err = backup.Run(ctx, backup.Options{Repo: r0, Signing: sk0, CacheDir: filepath.Join(lastWork, "cache"),
-					Sources: []backup.Source{&backup.DirSource{SourceName: "files", Path: dir}}})
+					Sources: []source.Source{&dirkind.Source{SourceName: "files", Path: dir}}})
 			})
 			if err != nil {
 				b.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
 )
 
 // The change cache lets a folder backup skip reading files whose size,
@@ -19,13 +20,8 @@ import (
 // index key (so it is no plaintext on disk, and only the signing-key holder
 // reads it), one file per repository: CacheDir/<repo id>/changes.age.
 
-type fileKey struct {
-	Size  int64  `json:"size"`
-	MTime int64  `json:"mtime"`
-	CTime int64  `json:"ctime"`
-	Ino   uint64 `json:"ino"`
-	Dev   uint64 `json:"dev"`
-}
+// fileKey is a file's state; the cache is gob-encoded by field name.
+type fileKey = source.FileState
 
 type cacheRec struct {
 	Key    fileKey      `json:"key"`

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/dir"
 )
 
 // TestCacheRefusesResizedPack: loadIndex forgets chunks whose pack is
@@ -31,7 +33,7 @@ func TestCacheRefusesResizedPack(t *testing.T) {
 	run := func() *Result {
 		t.Helper()
 		res, err := Run(ctx, Options{Repo: tr.Host(t), Signing: tr.Signing, CacheDir: cache,
-			Sources: []Source{&DirSource{SourceName: "docs", Path: src}}})
+			Sources: []source.Source{&dir.Source{SourceName: "docs", Path: src}}})
 		if err != nil {
 			t.Fatalf("backup: %v", err)
 		}

@@ -11,6 +11,8 @@ import (
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -40,7 +42,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	res, err := backup.Run(ctx, backup.Options{Repo: host, Signing: sk,
-		Sources: []backup.Source{&backup.DirSource{SourceName: "dags", Path: filepath.Join(dir, "dags")}}})
+		Sources: []source.Source{&dirkind.Source{SourceName: "dags", Path: filepath.Join(dir, "dags")}}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 		return nil, err
 	}
 	if exists && !empty && !opts.Force {
-		return nil, fmt.Errorf("%w: %s (use --force to replace it after a successful restore)", ErrTargetNotEmpty, target)
+		return nil, fmt.Errorf("%w: %s", ErrTargetNotEmpty, target)
 	}
 	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
 		return nil, err

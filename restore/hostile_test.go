@@ -13,6 +13,8 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 )
 
 // reviewSnapshot backs up dir into a fresh repository and returns the
@@ -21,7 +23,7 @@ func reviewSnapshot(t *testing.T, dir string) *Source {
 	t.Helper()
 	tr := testrepo.New(t)
 	res, err := backup.Run(context.Background(), backup.Options{Repo: tr.Host(t), Signing: tr.Signing,
-		Sources: []backup.Source{&backup.DirSource{SourceName: "docs", Path: dir}}})
+		Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: dir}}})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -36,12 +38,11 @@ func reviewSnapshot(t *testing.T, dir string) *Source {
 	return src
 }
 
-// TestRestoreRefusesEntryBelowSymlink: a catalog (signed by
-// the backup host, i.e. one a thief of that host can produce) with a
-// symlink "a" -> OUTSIDE and a second symlink "a/evil" makes RestoreDir
-// create OUTSIDE/evil: symlinks are created last, in catalog order, with
-// os.Symlink, which follows "a" (just created) as an intermediate path
-// component. No check requires an entry's parent to be a folder entry.
+// TestRestoreRefusesEntryBelowSymlink: a catalog (signed by the backup
+// host, i.e. one a thief of that host can produce) with a symlink "a" ->
+// OUTSIDE and a second symlink "a/evil" must not make RestoreDir create
+// OUTSIDE/evil through "a": every entry's parent must be a folder entry
+// listed before it.
 func TestRestoreRefusesEntryBelowSymlink(t *testing.T) {
 	outside := t.TempDir()
 	dir := t.TempDir()

@@ -1,6 +1,8 @@
-// Package restore reads coffer snapshots back: it resolves and verifies
-// manifests, decrypts catalogs, streams verified file contents, restores
-// folders all-or-nothing and verifies repositories at three depths.
+// Package restore is coffer's snapshot reader: it resolves and verifies
+// manifests, decrypts catalogs, streams verified file contents (a
+// source.Reader for each source, which the kinds' restores read), restores
+// any source's files into a folder all-or-nothing, and verifies
+// repositories at three depths.
 package restore
 
 import (
@@ -15,12 +17,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
 )
 
 // ErrNoMeta is wrapped when a source has no metadata under a key.
-var ErrNoMeta = errors.New("no such metadata")
+var ErrNoMeta = source.ErrNoMeta
 
 // ErrNoSnapshot is wrapped when a snapshot spec matches nothing.
 var ErrNoSnapshot = errors.New("no such snapshot")
@@ -106,14 +108,14 @@ func (s *Snapshot) Source(name string) (*Source, error) {
 	return &Source{s: s, sc: sc, byPath: byPath}, nil
 }
 
-// Source reads one source of a snapshot. It implements SourceReader.
+// Source reads one source of a snapshot. It implements source.Reader.
 type Source struct {
 	s      *Snapshot
 	sc     *repo.SourceCatalog
 	byPath map[string]*repo.Entry
 }
 
-var _ SourceReader = (*Source)(nil)
+var _ source.Reader = (*Source)(nil)
 
 func (s *Source) Name() string { return s.sc.Name }
 func (s *Source) Kind() string { return s.sc.Kind }
@@ -129,10 +131,10 @@ func (s *Source) Meta(key string, v any) error {
 	return json.Unmarshal(b, v)
 }
 
-func (s *Source) Entries() []backup.Entry {
-	out := make([]backup.Entry, len(s.sc.Entries))
+func (s *Source) Entries() []source.Entry {
+	out := make([]source.Entry, len(s.sc.Entries))
 	for i, e := range s.sc.Entries {
-		out[i] = backup.Entry{Path: e.Path, Type: backup.EntryType(e.Type), Mode: e.Mode, ModTime: e.ModTime,
+		out[i] = source.Entry{Path: e.Path, Type: source.EntryType(e.Type), Mode: e.Mode, ModTime: e.ModTime,
 			UID: e.UID, GID: e.GID, User: e.User, Group: e.Group, Size: e.Size, Link: e.Link}
 	}
 	return out
@@ -149,7 +151,7 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	if !ok {
 		return nil, fmt.Errorf("source %s has no file %s", s.sc.Name, path)
 	}
-	if e.Type != string(backup.TypeFile) {
+	if e.Type != string(source.TypeFile) {
 		return nil, fmt.Errorf("%s is a %s, not a file", path, e.Type)
 	}
 	return newFileReader(ctx, s.s, e, 2)

@@ -16,9 +16,12 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/demo"
+	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -315,7 +318,7 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	}
 	var ue *usageError
 	var ie *repo.IntegrityError
-	var fm *restore.FingerprintMismatchError
+	var fm *fingerprint.MismatchError
 	var ee *exitError
 	code := exitFailure
 	switch {
@@ -368,6 +371,20 @@ func hintFor(err error) string {
 		return "run coffer --help or coffer COMMAND --help"
 	case errors.Is(err, backup.ErrStrict):
 		return "fix the source or run without --strict"
+	case errors.Is(err, backup.ErrNoSigningKey):
+		return "pass --signing-key KEYS/signing.key or set COFFER_SIGNING_KEY"
+	case errors.Is(err, repo.ErrNoRecipients):
+		return "give --recipients-file or --recipient"
+	case errors.Is(err, restore.ErrTargetNotEmpty):
+		return "use --force to replace it after a successful restore"
+	case errors.Is(err, source.ErrRestoreOverSource):
+		return "pass --force --replace to restore over it: into a fresh database, swapped in after success"
+	case errors.Is(err, source.ErrTargetExists):
+		return "choose a new name, or use --replace to restore into a fresh database and swap it in after success"
+	case errors.Is(err, source.ErrTargetFileExists):
+		return "use --force to overwrite it"
+	case errors.Is(err, demo.ErrNoTestdata):
+		return "run the demo from the coffer repository or pass --testdata"
 	}
 	return ""
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/registry"
 )
 
 type backupOptions struct {
@@ -23,9 +25,10 @@ type backupOptions struct {
 func backupCommand(g *globals) *cli.Command {
 	o := &backupOptions{}
 	return &cli.Command{
-		Name:      "backup",
-		Usage:     "back up sources into one snapshot",
-		ArgsUsage: "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
+		Name:        "backup",
+		Usage:       "back up sources into one snapshot",
+		ArgsUsage:   "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
+		Description: "KIND:LOCATION is one of:\n" + registry.Help(),
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
 			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read"},
@@ -40,7 +43,7 @@ func backupCommand(g *globals) *cli.Command {
 
 // sourcesFrom turns command-line arguments into sources. With no
 // arguments, every source of the config file is backed up.
-func sourcesFrom(g *globals, args []string) ([]backup.Source, error) {
+func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 	if len(args) == 0 {
 		for name := range g.cfg.Sources {
 			args = append(args, name)
@@ -50,30 +53,34 @@ func sourcesFrom(g *globals, args []string) ([]backup.Source, error) {
 		}
 		sortStrings(args)
 	}
-	var out []backup.Source
+	var out []source.Source
 	for _, a := range args {
 		name, spec, ok := strings.Cut(a, "=")
-		var sc config.Source
+		var sc source.Spec
 		if ok {
-			kind, loc, err := config.SplitSpec(spec)
-			if err != nil {
+			var err error
+			if sc, err = registry.ParseSpec(spec); err != nil {
 				return nil, usagef("%v", err)
 			}
-			sc = config.Source{Kind: kind, Location: loc}
 		} else {
 			c, found := g.cfg.Sources[a]
 			if !found {
 				return nil, usagef("source %q is neither NAME=KIND:LOCATION nor a name in the config file", a)
 			}
-			sc = c
+			sc = specOf(c)
 		}
-		s, err := backup.NewSource(name, sc)
+		s, err := registry.New(name, sc)
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// specOf is the source.Spec of a configured source.
+func specOf(c config.Source) source.Spec {
+	return source.Spec{Kind: c.Kind, Location: c.Location, Exclude: c.Exclude, Checks: c.Checks, Globals: c.Globals}
 }
 
 // backupError marks an error of a backup run (its message unchanged), so

@@ -10,40 +10,48 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/registry"
 )
 
 type restoreOptions struct {
-	spec       string
-	to         string
-	toPostgres string
-	toMySQL    string
-	toSQLite   string
-	force      bool
-	replace    bool
-	jobs       int
-	memoryMiB  int64
-	before     string
+	spec string
+	to   string
+	// toKind holds --to-KIND for every kind with a restore of its own.
+	toKind    map[string]*string
+	force     bool
+	replace   bool
+	jobs      int
+	memoryMiB int64
+	before    string
 }
 
 func restoreCommand(g *globals) *cli.Command {
-	o := &restoreOptions{}
+	o := &restoreOptions{toKind: map[string]*string{}}
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "to", Destination: &o.to, Usage: "restore a source's files into this folder"},
+	}
+	for _, k := range registry.Kinds() {
+		if k.Restore != nil {
+			o.toKind[k.Name] = new(string)
+			flags = append(flags, &cli.StringFlag{Name: "to-" + k.Name, Destination: o.toKind[k.Name],
+				Usage: fmt.Sprintf("restore a %s source into this %s", k.Name, k.Target)})
+		}
+	}
 	return &cli.Command{
 		Name:      "restore",
 		Usage:     "restore a snapshot's source into a folder or a database, all or nothing",
 		ArgsUsage: "SNAPSHOT[:SOURCE[:/sub/path]] (SNAPSHOT: an id, a unique prefix or latest)",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "to", Destination: &o.to, Usage: "restore a folder source into this folder"},
-			&cli.StringFlag{Name: "to-postgres", Destination: &o.toPostgres, Usage: "restore a postgres source into this new database (DSN)"},
-			&cli.StringFlag{Name: "to-mysql", Destination: &o.toMySQL, Usage: "restore a mysql source into this new database (DSN)"},
-			&cli.StringFlag{Name: "to-sqlite", Destination: &o.toSQLite, Usage: "restore a sqlite source into this file"},
+		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "replace", Destination: &o.replace, Usage: "restore into a fresh database and swap it in after success"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Destination: &o.jobs, Usage: "parallel pg_restore jobs"},
 			&cli.Int64Flag{Name: "memory-budget", Value: 1024, Destination: &o.memoryMiB, Usage: "MiB of memory a parallel pg_restore may hold the dump in (never a plaintext file on disk); larger dumps restore with one job"},
 			&cli.StringFlag{Name: "before", Destination: &o.before, Usage: "with latest: the newest snapshot before this time (RFC 3339 or 2006-01-02)"},
-		},
+		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("restore takes one SNAPSHOT[:SOURCE[:/sub/path]] argument")
@@ -114,14 +122,23 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 }
 
 func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
+	targets := []string{"--to"}
+	var kind *source.Kind
 	n := 0
-	for _, s := range []string{o.to, o.toPostgres, o.toMySQL, o.toSQLite} {
-		if s != "" {
-			n++
+	if o.to != "" {
+		n++
+	}
+	for _, k := range registry.Kinds() {
+		if p := o.toKind[k.Name]; p != nil {
+			targets = append(targets, "--to-"+k.Name)
+			if *p != "" {
+				n++
+				kind = k
+			}
 		}
 	}
 	if n != 1 {
-		return usagef("give exactly one of --to, --to-postgres, --to-mysql, --to-sqlite")
+		return usagef("give exactly one of %s", strings.Join(targets, ", "))
 	}
 	before, err := parseTime(o.before)
 	if err != nil {
@@ -133,8 +150,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		return err
 	}
 	start := time.Now()
-	switch {
-	case o.to != "":
+	if kind == nil {
 		if src.Kind() != "dir" && t.path == "" {
 			g.log.Info("restoring a database source's files into a folder", "kind", src.Kind())
 		}
@@ -150,27 +166,14 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			repo.ShortID(m.ID), src.Name(), o.to, res.Files, res.Dirs, res.Symlinks, humanBytes(res.Bytes),
 			time.Since(start).Round(time.Millisecond))
 		return nil
-	case o.toPostgres != "":
-		if src.Kind() != "postgres" {
-			return usagef("--to-postgres needs a postgres source; %s is %s", src.Name(), src.Kind())
-		}
-		if _, err := restore.RestorePostgres(ctx, src, o.toPostgres, restore.PostgresOptions{Replace: o.replace, Force: o.force, Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20}); err != nil {
-			return mismatchTable(g, err)
-		}
-	case o.toMySQL != "":
-		if src.Kind() != "mysql" {
-			return usagef("--to-mysql needs a mysql source; %s is %s", src.Name(), src.Kind())
-		}
-		if err := restore.RestoreMySQL(ctx, src, o.toMySQL, restore.MySQLOptions{Replace: o.replace, Force: o.force}); err != nil {
-			return mismatchTable(g, err)
-		}
-	case o.toSQLite != "":
-		if src.Kind() != "sqlite" {
-			return usagef("--to-sqlite needs a sqlite source; %s is %s", src.Name(), src.Kind())
-		}
-		if err := restore.RestoreSQLite(ctx, src, o.toSQLite, o.force); err != nil {
-			return mismatchTable(g, err)
-		}
+	}
+	if src.Kind() != kind.Name {
+		return usagef("--to-%s needs a %s source; %s is %s", kind.Name, kind.Name, src.Name(), src.Kind())
+	}
+	err = kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
+		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20})
+	if err != nil {
+		return mismatchTable(g, err)
 	}
 	if g.json {
 		return printJSON(g.stdout, map[string]any{"source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
@@ -184,7 +187,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 // mismatchTable prints what differs when a restored database's
 // fingerprints do not match the backup's, then returns err (exit 3).
 func mismatchTable(g *globals, err error) error {
-	var fm *restore.FingerprintMismatchError
+	var fm *fingerprint.MismatchError
 	if !errors.As(err, &fm) {
 		return err
 	}

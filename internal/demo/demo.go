@@ -18,11 +18,13 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/registry"
+	"github.com/cofferhq/coffer/source/sqlite"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -34,6 +36,9 @@ type Options struct {
 	Testdata string
 	Out      io.Writer
 }
+
+// ErrNoTestdata is returned by FindTestdata when there is no demo deployment.
+var ErrNoTestdata = errors.New("testdata/airflow-demo not found")
 
 // FindTestdata looks for testdata/airflow-demo from the working directory
 // upwards.
@@ -49,7 +54,7 @@ func FindTestdata() (string, error) {
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("testdata/airflow-demo not found; run the demo from the coffer repository or pass --testdata")
+			return "", ErrNoTestdata
 		}
 		dir = parent
 	}
@@ -107,8 +112,8 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	sources := func() []backup.Source {
-		var out []backup.Source
+	sources := func() []source.Source {
+		var out []source.Source
 		for _, s := range []struct{ name, kind, loc string }{
 			{"dags", "dir", filepath.Join(deploy, "dags")},
 			{"plugins", "dir", filepath.Join(deploy, "plugins")},
@@ -116,14 +121,14 @@ func Run(ctx context.Context, o Options) error {
 			{"config", "dir", deploy},
 			{"metadb", "sqlite", metadb},
 		} {
-			c := config.Source{Kind: s.kind, Location: s.loc}
+			c := source.Spec{Kind: s.kind, Location: s.loc}
 			if s.name == "config" {
 				c.Exclude = []string{"dags", "plugins", "invoices", "airflow.db*"}
 			}
 			if s.kind == "sqlite" {
 				c.Checks = []fingerprint.Check{{Name: "failed_runs", Query: "select count(*) from dag_run where state = 'failed'"}}
 			}
-			src, err := backup.NewSource(s.name, c)
+			src, err := registry.New(s.name, c)
 			if err != nil {
 				panic(err) // static list
 			}
@@ -201,7 +206,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := restore.RestoreSQLite(ctx, src, filepath.Join(restored, "airflow.db"), false); err != nil {
+	if err := sqlite.Restore(ctx, src, filepath.Join(restored, "airflow.db"), false); err != nil {
 		return fmt.Errorf("restore metadb: %w", err)
 	}
 	say("8. restored snapshot %s into %s in %s: folders identical, metadata database passes integrity_check and its fingerprints match",

@@ -19,6 +19,8 @@ import (
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -126,7 +128,7 @@ func (e *env) backupDir(t *testing.T, dir string, cache bool) *backup.Result {
 func (e *env) tryBackup(t *testing.T, dir string, cache bool) (*backup.Result, error) {
 	t.Helper()
 	opts := backup.Options{Repo: e.backupRepo, Signing: e.signing, Host: "e2e-host",
-		Sources: []backup.Source{&backup.DirSource{SourceName: sourceName, Path: dir}}}
+		Sources: []source.Source{&dirkind.Source{SourceName: sourceName, Path: dir}}}
 	if cache {
 		opts.CacheDir = e.cacheDir
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -93,7 +95,7 @@ func TestE2EWrongSigningKey(t *testing.T) {
 
 	dir, _ := tree(t, smallTree)
 	_, err := backup.Run(ctx, backup.Options{Repo: e.backupRepo, Signing: other.signing, Host: "e2e-host",
-		Sources: []backup.Source{&backup.DirSource{SourceName: sourceName, Path: dir}}})
+		Sources: []source.Source{&dirkind.Source{SourceName: sourceName, Path: dir}}})
 	if !errors.As(err, &km) {
 		t.Errorf("backup.Run with the repository opened by one key and signing with another: %v, want *repo.KeyMismatchError", err)
 	}

@@ -90,3 +90,17 @@ func RunChecks(checks []Check, query func(sql string) ([]string, error)) (map[st
 	}
 	return out, nil
 }
+
+// MismatchError reports a restored database whose fingerprints differ from
+// those taken at backup time.
+type MismatchError struct {
+	Diffs []Diff
+}
+
+func (e *MismatchError) Error() string {
+	parts := make([]string, len(e.Diffs))
+	for i, d := range e.Diffs {
+		parts[i] = d.String()
+	}
+	return fmt.Sprintf("restored database differs from the backup: %s", strings.Join(parts, "; "))
+}

@@ -241,7 +241,7 @@ func toolVersion(ctx context.Context, path string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", path, err)
+		return "", fmt.Errorf("%s: read its version: %w", path, err)
 	}
 	// "initdb (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
 	f := strings.Fields(string(out))
@@ -250,7 +250,7 @@ func toolVersion(ctx context.Context, path string) (string, error) {
 			return f[i+1], nil
 		}
 	}
-	return "", fmt.Errorf("%s --version: unexpected output %q", path, strings.TrimSpace(string(out)))
+	return "", fmt.Errorf("%s: unexpected version output %q", path, strings.TrimSpace(string(out)))
 }
 
 func lookupCredential(name string) (*syscall.Credential, error) {

@@ -12,6 +12,8 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -32,7 +34,7 @@ func TestReadCatalogBoundedByRootSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing,
-		Sources: []backup.Source{&backup.DirSource{SourceName: "docs", Path: dir}}})
+		Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: dir}}})
 	if err != nil {
 		t.Fatal(err)
 	}

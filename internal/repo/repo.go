@@ -29,7 +29,10 @@ var ErrNotInitialized = errors.New("repository not initialised")
 
 // ErrNoIdentity is returned when an operation needs to decrypt but no
 // identity was given.
-var ErrNoIdentity = errors.New("no identity: this operation decrypts and needs the age identity (--identity or COFFER_IDENTITY)")
+var ErrNoIdentity = errors.New("no identity: this operation decrypts and needs the age identity")
+
+// ErrNoRecipients is returned by Init without recipients.
+var ErrNoRecipients = errors.New("no recipients")
 
 // IntegrityError says that a stored object is missing, damaged or not what
 // the signed manifest says it is. The CLI maps it to exit code 3.
@@ -62,7 +65,7 @@ type Repository struct {
 // store that already holds a config.
 func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey) (*Config, error) {
 	if len(recipients) == 0 {
-		return nil, errors.New("no recipients: give --recipients-file or --recipient")
+		return nil, ErrNoRecipients
 	}
 	if _, err := st.Stat(ctx, ConfigName); err == nil {
 		return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())

@@ -1,4 +1,4 @@
-package restore
+package postgres
 
 import (
 	"context"
@@ -16,12 +16,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
-// PostgresOptions control RestorePostgres.
-type PostgresOptions struct {
+// Options control Restore.
+type Options struct {
 	// Replace allows an existing target: the snapshot is restored into a
 	// fresh database that is swapped in only after it succeeded.
 	Replace bool
@@ -37,43 +37,36 @@ type PostgresOptions struct {
 	PgRestore string
 }
 
-// PostgresResult describes a finished PostgreSQL restore.
-type PostgresResult struct {
+// Result describes a finished PostgreSQL restore.
+type Result struct {
 	Database     string // the restored database's name
 	Replaced     bool   // an existing database of that name was replaced
 	KeptOld      string // the replaced database, when it could not be dropped
 	Jobs         int    // pg_restore jobs used
 	DumpBytes    int64
 	Fingerprints fingerprint.Fingerprints
-	Globals      bool // the snapshot has roles and tablespaces (see PostgresGlobals); never applied
+	Globals      bool // the snapshot has roles and tablespaces (see Globals); never applied
 }
-
-// ErrTargetExists is wrapped by the error for a restore target that exists.
-var ErrTargetExists = errors.New("target exists")
-
-// ErrRestoreOverSource is wrapped by the error for a restore, without Force,
-// into the database the snapshot came from.
-var ErrRestoreOverSource = errors.New("target is the snapshot's source database")
 
 const defaultMemoryBudget = 1 << 30
 
-// RestorePostgres restores a PostgreSQL snapshot source into the database
+// Restore restores a PostgreSQL snapshot source into the database
 // targetDSN names, which coffer creates on that server (connecting to its
 // "postgres" database to do so). It then recomputes the fingerprints on the
-// target; a difference is a *FingerprintMismatchError. On any failure the
+// target; a difference is a *fingerprint.MismatchError. On any failure the
 // database it created is dropped.
-func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, opts PostgresOptions) (*PostgresResult, error) {
-	var info backup.PostgresInfo
-	if err := src.Meta(backup.PostgresMetaKey, &info); err != nil {
+func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Options) (*Result, error) {
+	var info Info
+	if err := src.Meta(MetaKey, &info); err != nil {
 		return nil, fmt.Errorf("source %s is not a PostgreSQL snapshot: %w", src.Name(), err)
 	}
 	var want fingerprint.Fingerprints
 	if err := src.Meta(fingerprint.MetaKey, &want); err != nil {
 		return nil, fmt.Errorf("source %s: fingerprints: %w", src.Name(), err)
 	}
-	dump, ok := pgEntry(src, backup.PostgresDumpPath)
+	dump, ok := pgEntry(src, DumpPath)
 	if !ok {
-		return nil, fmt.Errorf("source %s has no %s", src.Name(), backup.PostgresDumpPath)
+		return nil, fmt.Errorf("source %s has no %s", src.Name(), DumpPath)
 	}
 	cfg, err := pgx.ParseConfig(targetDSN)
 	if err != nil {
@@ -85,30 +78,30 @@ func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, op
 	}
 	adminCfg := cfg.Copy()
 	adminCfg.Database = "postgres"
-	admin, err := backup.ConnectPostgresConfig(ctx, adminCfg)
+	admin, err := ConnectConfig(ctx, adminCfg)
 	if err != nil {
 		return nil, err
 	}
 	defer admin.Close(context.WithoutCancel(ctx))
-	server, err := backup.PostgresServerInfo(ctx, admin)
+	server, err := ServerInfo(ctx, admin)
 	if err != nil {
 		return nil, err
 	}
 	if !opts.Force && info.SystemIdentifier != "" && info.SystemIdentifier == server.SystemIdentifier && info.Database == target {
-		return nil, fmt.Errorf("database %q on this server is the one the snapshot was taken from; use --force to restore over it: %w", target, ErrRestoreOverSource)
+		return nil, fmt.Errorf("database %q on this server is the one the snapshot was taken from: %w", target, source.ErrRestoreOverSource)
 	}
 	exists, err := pgDatabaseExists(ctx, admin, target)
 	if err != nil {
 		return nil, err
 	}
 	if exists && !opts.Replace {
-		return nil, fmt.Errorf("database %q already exists; use --replace to swap it in after a successful restore: %w", target, ErrTargetExists)
+		return nil, fmt.Errorf("database %q already exists: %w", target, source.ErrTargetExists)
 	}
 	need := info.PgDumpVersion // pg_restore must read this archive...
-	if backup.PostgresMajorLess(need, server.ServerVersion) {
+	if MajorLess(need, server.ServerVersion) {
 		need = server.ServerVersion // ...and talk to this server
 	}
-	pgRestore, _, err := backup.FindPostgresTool("pg_restore", opts.PgRestore, need)
+	pgRestore, _, err := FindTool("pg_restore", opts.PgRestore, need)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +113,7 @@ func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, op
 	if _, err := admin.Exec(ctx, "create database "+pgx.Identifier{into}.Sanitize()+" template template0"); err != nil {
 		return nil, fmt.Errorf("create database %q: %w", into, err)
 	}
-	res := &PostgresResult{Database: target, Replaced: exists, Globals: info.Globals}
+	res := &Result{Database: target, Replaced: exists, Globals: info.Globals}
 	done := false
 	defer func() {
 		if !done {
@@ -141,7 +134,7 @@ func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, op
 	}
 	res.Fingerprints = got
 	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
-		return nil, &FingerprintMismatchError{Diffs: diffs}
+		return nil, &fingerprint.MismatchError{Diffs: diffs}
 	}
 	if exists {
 		kept, err := pgSwap(ctx, admin, target, into)
@@ -154,23 +147,18 @@ func RestorePostgres(ctx context.Context, src SourceReader, targetDSN string, op
 	return res, nil
 }
 
-// PostgresGlobals streams the roles and tablespaces (pg_dumpall
+// Globals streams the roles and tablespaces (pg_dumpall
 // --globals-only) of a PostgreSQL snapshot source taken with globals. They
-// are never applied by RestorePostgres.
-func PostgresGlobals(ctx context.Context, src SourceReader) (io.ReadCloser, error) {
-	if _, ok := pgEntry(src, backup.PostgresGlobalsPath); !ok {
-		return nil, fmt.Errorf("source %s has no globals (back up with globals: true): %w", src.Name(), ErrNoMeta)
+// are never applied by Restore.
+func Globals(ctx context.Context, src source.Reader) (io.ReadCloser, error) {
+	if _, ok := pgEntry(src, GlobalsPath); !ok {
+		return nil, fmt.Errorf("source %s has no globals (back up with globals: true): %w", src.Name(), source.ErrNoMeta)
 	}
-	return src.Open(ctx, backup.PostgresGlobalsPath)
+	return src.Open(ctx, GlobalsPath)
 }
 
-func pgEntry(src SourceReader, path string) (backup.Entry, bool) {
-	for _, e := range src.Entries() {
-		if e.Path == path {
-			return e, true
-		}
-	}
-	return backup.Entry{}, false
+func pgEntry(src source.Reader, path string) (source.Entry, bool) {
+	return source.Lookup(src, path)
 }
 
 func pgDatabaseExists(ctx context.Context, conn *pgx.Conn, name string) (bool, error) {
@@ -193,7 +181,7 @@ func pgTempName(name, infix string) string {
 }
 
 func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
-	conn, err := backup.ConnectPostgresConfig(ctx, cfg)
+	conn, err := ConnectConfig(ctx, cfg)
 	if err != nil {
 		return fingerprint.Fingerprints{}, err
 	}
@@ -203,14 +191,14 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 		return fingerprint.Fingerprints{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	return backup.PostgresFingerprints(ctx, tx, checks)
+	return Fingerprints(ctx, tx, checks)
 }
 
 // runPgRestore restores the dump into database into. With one job it streams
 // the dump into pg_restore's stdin in a single transaction; with more it
 // gives pg_restore a memory-backed file, never a plaintext file on disk.
-func runPgRestore(ctx context.Context, src SourceReader, dump backup.Entry, dsn, into, pgRestore string, opts PostgresOptions, res *PostgresResult) error {
-	env, err := backup.PostgresCommandEnv(dsn, into)
+func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, res *Result) error {
+	env, err := CommandEnv(dsn, into)
 	if err != nil {
 		return err
 	}
@@ -223,9 +211,9 @@ func runPgRestore(ctx context.Context, src SourceReader, dump backup.Entry, dsn,
 		stdin io.Reader
 		extra []*os.File
 	)
-	rc, err := src.Open(ctx, backup.PostgresDumpPath)
+	rc, err := src.Open(ctx, DumpPath)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", backup.PostgresDumpPath, err)
+		return fmt.Errorf("open %s: %w", DumpPath, err)
 	}
 	defer func() { rc.Close() }()
 	jobs := 1
@@ -241,8 +229,8 @@ func runPgRestore(ctx context.Context, src SourceReader, dump backup.Entry, dsn,
 		} else {
 			// Larger than the budget after all: start again with one job.
 			rc.Close()
-			if rc, err = src.Open(ctx, backup.PostgresDumpPath); err != nil {
-				return fmt.Errorf("open %s: %w", backup.PostgresDumpPath, err)
+			if rc, err = src.Open(ctx, DumpPath); err != nil {
+				return fmt.Errorf("open %s: %w", DumpPath, err)
 			}
 		}
 	}
@@ -265,14 +253,14 @@ func runPgRestore(ctx context.Context, src SourceReader, dump backup.Entry, dsn,
 		// A failed read of the snapshot (a damaged pack) is the cause;
 		// pg_restore then only saw a truncated archive.
 		if counter.err != nil && counter.err != io.EOF {
-			return fmt.Errorf("read %s: %w", backup.PostgresDumpPath, counter.err)
+			return fmt.Errorf("read %s: %w", DumpPath, counter.err)
 		}
 		return fmt.Errorf("pg_restore into %q failed (%v): %s", into, err, stderr.last(5))
 	}
 	if jobs == 1 {
 		// Read to the end so that the reader verifies the whole-file hash.
 		if _, err := io.Copy(io.Discard, counter); err != nil {
-			return fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+			return fmt.Errorf("read %s: %w", DumpPath, err)
 		}
 	}
 	return nil
@@ -288,7 +276,7 @@ func pgMemfd(r io.Reader, budget int64) (f *os.File, n int64, fits bool, err err
 	n, err = io.Copy(f, io.LimitReader(r, budget+1))
 	if err != nil {
 		f.Close()
-		return nil, 0, false, fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+		return nil, 0, false, fmt.Errorf("read %s: %w", DumpPath, err)
 	}
 	if n > budget {
 		f.Close()
@@ -297,7 +285,7 @@ func pgMemfd(r io.Reader, budget int64) (f *os.File, n int64, fits bool, err err
 	// Reading past the end verifies the whole-file hash.
 	if _, err := r.Read(make([]byte, 1)); err != nil && err != io.EOF {
 		f.Close()
-		return nil, 0, false, fmt.Errorf("read %s: %w", backup.PostgresDumpPath, err)
+		return nil, 0, false, fmt.Errorf("read %s: %w", DumpPath, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()

@@ -1,4 +1,4 @@
-package restore_test
+package mysql_test
 
 import (
 	"bytes"
@@ -16,21 +16,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/mysql"
 )
 
-// mysqlMem is an in-memory snapshot of one source: a backup.Writer and a
-// restore.SourceReader.
+// mysqlMem is an in-memory snapshot of one source: a source.Writer and a
+// source.Reader.
 type mysqlMem struct {
 	name, kind string
 	files      map[string][]byte
-	entries    []backup.Entry
+	entries    []source.Entry
 	meta       map[string][]byte
 	warnings   []string
 	// midDump, when set, runs once after the first 4 KiB of a file were
@@ -39,15 +41,15 @@ type mysqlMem struct {
 }
 
 var (
-	_ backup.Writer        = (*mysqlMem)(nil)
-	_ restore.SourceReader = (*mysqlMem)(nil)
+	_ source.Writer = (*mysqlMem)(nil)
+	_ source.Reader = (*mysqlMem)(nil)
 )
 
 func newMySQLMem(name string) *mysqlMem {
 	return &mysqlMem{name: name, kind: "mysql", files: map[string][]byte{}, meta: map[string][]byte{}}
 }
 
-func (m *mysqlMem) WriteFile(ctx context.Context, e backup.Entry, r io.Reader) error {
+func (m *mysqlMem) WriteFile(ctx context.Context, e source.Entry, r io.Reader) error {
 	var buf bytes.Buffer
 	if m.midDump != nil {
 		if _, err := io.CopyN(&buf, r, 4096); err != nil && err != io.EOF {
@@ -63,7 +65,7 @@ func (m *mysqlMem) WriteFile(ctx context.Context, e backup.Entry, r io.Reader) e
 	return nil
 }
 
-func (m *mysqlMem) WriteEntry(ctx context.Context, e backup.Entry) error {
+func (m *mysqlMem) WriteEntry(ctx context.Context, e source.Entry) error {
 	m.entries = append(m.entries, e)
 	return nil
 }
@@ -81,7 +83,7 @@ func (m *mysqlMem) Warn(format string, args ...any) error {
 
 func (m *mysqlMem) Name() string            { return m.name }
 func (m *mysqlMem) Kind() string            { return m.kind }
-func (m *mysqlMem) Entries() []backup.Entry { return m.entries }
+func (m *mysqlMem) Entries() []source.Entry { return m.entries }
 
 func (m *mysqlMem) Meta(key string, v any) error {
 	b, ok := m.meta[key]
@@ -127,7 +129,7 @@ func mysqlInvoices(t testing.TB, invoices int) string {
 
 func mysqlBackup(t testing.TB, dsn string, mem *mysqlMem) {
 	t.Helper()
-	src := &backup.MySQLSource{SourceName: "invoices", DSN: dsn, Checks: mysqlChecks}
+	src := &mysql.Source{SourceName: "invoices", DSN: dsn, Checks: mysqlChecks}
 	if err := src.Backup(context.Background(), mem); err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -149,7 +151,7 @@ func mysqlTarget(t testing.TB) (dsn, name string) {
 
 func mysqlWithDB(t testing.TB, dsn, db string) string {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := gomysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +160,7 @@ func mysqlWithDB(t testing.TB, dsn, db string) string {
 }
 
 func mysqlDBName(t testing.TB, dsn string) string {
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := gomysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +274,7 @@ func TestMySQLRoundTrip(t *testing.T) {
 	if got, want := len(mem.entries), 1; got != want {
 		t.Fatalf("%d entries, want %d", got, want)
 	}
-	if e := mem.entries[0]; e.Path != backup.MySQLDumpFile || e.Size != -1 || e.Type != backup.TypeFile {
+	if e := mem.entries[0]; e.Path != mysql.DumpFile || e.Size != -1 || e.Type != source.TypeFile {
 		t.Errorf("entry = %+v", e)
 	}
 	fp := mem.fingerprints(t)
@@ -285,8 +287,8 @@ func TestMySQLRoundTrip(t *testing.T) {
 	if len(fp.Checks["paid_total"]) != 1 {
 		t.Errorf("check paid_total = %q", fp.Checks["paid_total"])
 	}
-	var info backup.MySQLInfo
-	if err := mem.Meta(backup.MySQLMetaKey, &info); err != nil {
+	var info mysql.Info
+	if err := mem.Meta(mysql.MetaKey, &info); err != nil {
 		t.Fatal(err)
 	}
 	if info.Database != mysqlDBName(t, src) || info.ServerUUID == "" || info.ServerVersion == "" {
@@ -294,7 +296,7 @@ func TestMySQLRoundTrip(t *testing.T) {
 	}
 
 	target, name := mysqlTarget(t)
-	if err := restore.RestoreMySQL(ctx, mem, target, restore.MySQLOptions{}); err != nil {
+	if err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))
@@ -351,10 +353,10 @@ func TestMySQLDumpDeterministic(t *testing.T) {
 	a, b := newMySQLMem("invoices"), newMySQLMem("invoices")
 	mysqlBackup(t, src, a)
 	mysqlBackup(t, src, b)
-	if !bytes.Equal(a.files[backup.MySQLDumpFile], b.files[backup.MySQLDumpFile]) {
+	if !bytes.Equal(a.files[mysql.DumpFile], b.files[mysql.DumpFile]) {
 		t.Fatal("two dumps of an unchanged database differ")
 	}
-	dump := a.files[backup.MySQLDumpFile]
+	dump := a.files[mysql.DumpFile]
 	if !bytes.HasSuffix(dump, []byte("-- coffer: end\n")) {
 		t.Errorf("dump does not end with the end marker")
 	}
@@ -411,7 +413,7 @@ func TestMySQLConsistentUnderLoad(t *testing.T) {
 
 	want := mem.fingerprints(t)
 	target, _ := mysqlTarget(t)
-	if err := restore.RestoreMySQL(ctx, mem, target, restore.MySQLOptions{}); err != nil {
+	if err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	got := fingerprintsOf(t, target)
@@ -432,7 +434,7 @@ func fingerprintsOf(t testing.TB, dsn string) fingerprint.Fingerprints {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fp, err := backup.MySQLSnapshotFingerprints(context.Background(), conn, mysqlChecks)
+	fp, err := mysql.SnapshotFingerprints(context.Background(), conn, mysqlChecks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,9 +452,9 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 	t.Run("target exists", func(t *testing.T) {
 		target, name := mysqlTarget(t)
 		fixture.MySQLAdmin(t).Exec("CREATE DATABASE `" + name + "`")
-		err := restore.RestoreMySQL(ctx, mem, target, restore.MySQLOptions{})
-		if err == nil || !strings.Contains(err.Error(), "already exists") || !strings.Contains(err.Error(), "--replace") {
-			t.Fatalf("err = %v, want already exists with a --replace hint", err)
+		err := mysql.Restore(ctx, mem, target, mysql.Options{})
+		if err == nil || !strings.Contains(err.Error(), "already exists") || !errors.Is(err, source.ErrTargetExists) {
+			t.Fatalf("err = %v, want already exists (source.ErrTargetExists, which Replace allows)", err)
 		}
 		var n int
 		mysqlOpen(t, target).QueryRow("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", name).Scan(&n)
@@ -461,10 +463,10 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 	})
 	t.Run("over source", func(t *testing.T) {
-		for _, opts := range []restore.MySQLOptions{{}, {Replace: true}} {
-			err := restore.RestoreMySQL(ctx, mem, src, opts)
-			if err == nil || !strings.Contains(err.Error(), "taken from") || !strings.Contains(err.Error(), "--force") {
-				t.Fatalf("%+v: err = %v, want a refusal naming --force", opts, err)
+		for _, opts := range []mysql.Options{{}, {Replace: true}} {
+			err := mysql.Restore(ctx, mem, src, opts)
+			if err == nil || !strings.Contains(err.Error(), "taken from") || !errors.Is(err, source.ErrRestoreOverSource) {
+				t.Fatalf("%+v: err = %v, want a refusal that Force allows (source.ErrRestoreOverSource)", opts, err)
 			}
 		}
 		mysqlCompareSums(t, srcSums, mysqlTableSums(t, src))
@@ -473,12 +475,12 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 	})
 	t.Run("truncated dump", func(t *testing.T) {
-		dump := mem.files[backup.MySQLDumpFile]
+		dump := mem.files[mysql.DumpFile]
 		for _, cut := range []int{len(dump) / 2, bytes.LastIndex(dump, []byte("SET SESSION foreign_key_checks = 1"))} {
 			bad := *mem
-			bad.files = map[string][]byte{backup.MySQLDumpFile: dump[:cut]}
+			bad.files = map[string][]byte{mysql.DumpFile: dump[:cut]}
 			target, name := mysqlTarget(t)
-			err := restore.RestoreMySQL(ctx, &bad, target, restore.MySQLOptions{})
+			err := mysql.Restore(ctx, &bad, target, mysql.Options{})
 			if err == nil || !strings.Contains(err.Error(), "truncated") {
 				t.Fatalf("cut at %d: err = %v, want truncated", cut, err)
 			}
@@ -488,13 +490,13 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 	})
 	t.Run("corrupted dump", func(t *testing.T) {
-		dump := bytes.Clone(mem.files[backup.MySQLDumpFile])
+		dump := bytes.Clone(mem.files[mysql.DumpFile])
 		i := bytes.Index(dump, []byte("INSERT INTO `invoice` "))
 		copy(dump[i:], "INSERT INTA")
 		bad := *mem
-		bad.files = map[string][]byte{backup.MySQLDumpFile: dump}
+		bad.files = map[string][]byte{mysql.DumpFile: dump}
 		target, name := mysqlTarget(t)
-		err := restore.RestoreMySQL(ctx, &bad, target, restore.MySQLOptions{})
+		err := mysql.Restore(ctx, &bad, target, mysql.Options{})
 		if err == nil || !strings.Contains(err.Error(), "INSERT INTA") {
 			t.Fatalf("err = %v, want an SQL error naming the statement", err)
 		}
@@ -512,8 +514,8 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 		bad.SetMeta(fingerprint.MetaKey, fp)
 		target, name := mysqlTarget(t)
-		err := restore.RestoreMySQL(ctx, &bad, target, restore.MySQLOptions{})
-		var mm *restore.FingerprintMismatchError
+		err := mysql.Restore(ctx, &bad, target, mysql.Options{})
+		var mm *fingerprint.MismatchError
 		if !errors.As(err, &mm) || len(mm.Diffs) != 1 || mm.Diffs[0].What != "table invoice" {
 			t.Fatalf("err = %v, want a mismatch of table invoice", err)
 		}
@@ -522,7 +524,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		err := restore.RestoreMySQL(ctx, mem, "root@tcp(127.0.0.1:1)/x", restore.MySQLOptions{})
+		err := mysql.Restore(ctx, mem, "root@tcp(127.0.0.1:1)/x", mysql.Options{})
 		if err == nil || !strings.Contains(err.Error(), "cannot reach server 127.0.0.1:1") {
 			t.Fatalf("err = %v", err)
 		}
@@ -549,11 +551,11 @@ func TestMySQLRestoreReplace(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	err := restore.RestoreMySQL(ctx, mem, target, restore.MySQLOptions{})
-	if err == nil || !strings.Contains(err.Error(), "--replace") {
-		t.Fatalf("without Replace: err = %v", err)
+	err := mysql.Restore(ctx, mem, target, mysql.Options{})
+	if err == nil || !errors.Is(err, source.ErrTargetExists) {
+		t.Fatalf("without Replace: err = %v, want source.ErrTargetExists", err)
 	}
-	if err := restore.RestoreMySQL(ctx, mem, target, restore.MySQLOptions{Replace: true}); err != nil {
+	if err := mysql.Restore(ctx, mem, target, mysql.Options{Replace: true}); err != nil {
 		t.Fatalf("replace: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))
@@ -577,7 +579,7 @@ func TestMySQLRestoreReplace(t *testing.T) {
 		t.Errorf("leftover databases %v", got)
 	}
 	// Force allows replacing the source with its own snapshot.
-	if err := restore.RestoreMySQL(ctx, mem, src, restore.MySQLOptions{Replace: true, Force: true}); err != nil {
+	if err := mysql.Restore(ctx, mem, src, mysql.Options{Replace: true, Force: true}); err != nil {
 		t.Fatalf("replace source with --force: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, target), mysqlTableSums(t, src))
@@ -589,8 +591,8 @@ func TestMySQLEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	src := mysqlInvoices(t, 300)
 	tr := testrepo.New(t)
-	res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing, Sources: []backup.Source{
-		&backup.MySQLSource{SourceName: "invoices", DSN: src, Checks: mysqlChecks},
+	res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing, Sources: []source.Source{
+		&mysql.Source{SourceName: "invoices", DSN: src, Checks: mysqlChecks},
 	}})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
@@ -605,7 +607,7 @@ func TestMySQLEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	target, _ := mysqlTarget(t)
-	if err := restore.RestoreMySQL(ctx, s, target, restore.MySQLOptions{}); err != nil {
+	if err := mysql.Restore(ctx, s, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))

@@ -1,4 +1,4 @@
-package backup
+package postgres
 
 import (
 	"bytes"
@@ -22,20 +22,21 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
-// PostgresMetaKey is the catalog metadata key of a PostgreSQL source's
-// PostgresInfo.
-const PostgresMetaKey = "postgres"
+// MetaKey is the catalog metadata key of a PostgreSQL source's
+// Info.
+const MetaKey = "postgres"
 
 // Names of the entries a PostgreSQL source writes.
 const (
-	PostgresDumpPath    = "dump.pgdump" // pg_dump -Fc -Z0
-	PostgresGlobalsPath = "globals.sql" // pg_dumpall --globals-only, when asked for
+	DumpPath    = "dump.pgdump" // pg_dump -Fc -Z0
+	GlobalsPath = "globals.sql" // pg_dumpall --globals-only, when asked for
 )
 
-// PostgresInfo describes the database a PostgreSQL snapshot came from.
-type PostgresInfo struct {
+// Info describes the database a PostgreSQL snapshot came from.
+type Info struct {
 	ServerVersion    string              `json:"server_version"`     // "15.20"
 	ServerVersionNum int                 `json:"server_version_num"` // 150020
 	Database         string              `json:"database"`
@@ -45,11 +46,11 @@ type PostgresInfo struct {
 	Globals          bool                `json:"globals,omitempty"`
 }
 
-// PostgresSource backs up one PostgreSQL database with pg_dump. The dump and
+// Source backs up one PostgreSQL database with pg_dump. The dump and
 // the fingerprints come from one snapshot: coffer opens a REPEATABLE READ
 // READ ONLY transaction, exports its snapshot to pg_dump --snapshot and
 // counts rows and runs the checks inside the same transaction.
-type PostgresSource struct {
+type Source struct {
 	SourceName string
 	DSN        string // URL or keyword/value DSN; libpq environment variables apply
 	Checks     []fingerprint.Check
@@ -57,29 +58,29 @@ type PostgresSource struct {
 	PgDump     string // pg_dump binary; found on PATH or under /usr/lib/postgresql when empty
 }
 
-var _ Source = (*PostgresSource)(nil)
+var _ source.Source = (*Source)(nil)
 
-func (s *PostgresSource) Name() string { return s.SourceName }
-func (s *PostgresSource) Kind() string { return "postgres" }
+func (s *Source) Name() string { return s.SourceName }
+func (s *Source) Kind() string { return "postgres" }
 
-// Backup implements Source.
-func (s *PostgresSource) Backup(ctx context.Context, w Writer) error {
-	conn, err := ConnectPostgres(ctx, s.DSN)
+// Backup implements source.Source.
+func (s *Source) Backup(ctx context.Context, w source.Writer) error {
+	conn, err := Connect(ctx, s.DSN)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	info, err := PostgresServerInfo(ctx, conn)
+	info, err := ServerInfo(ctx, conn)
 	if err != nil {
 		return err
 	}
 	info.Checks, info.Globals = s.Checks, s.Globals
-	pgDump, dumpVersion, err := FindPostgresTool("pg_dump", s.PgDump, info.ServerVersion)
+	pgDump, dumpVersion, err := FindTool("pg_dump", s.PgDump, info.ServerVersion)
 	if err != nil {
 		return err
 	}
 	info.PgDumpVersion = dumpVersion
-	env, err := PostgresCommandEnv(s.DSN, "")
+	env, err := CommandEnv(s.DSN, "")
 	if err != nil {
 		return err
 	}
@@ -111,14 +112,14 @@ func (s *PostgresSource) Backup(ctx context.Context, w Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		fp, fpErr = PostgresFingerprints(ctx, tx, s.Checks)
+		fp, fpErr = Fingerprints(ctx, tx, s.Checks)
 		if fpErr != nil {
 			cancel()
 		}
 	}()
 	werr := dump.err
 	if werr == nil {
-		werr = w.WriteFile(ctx, Entry{Path: PostgresDumpPath, Type: TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, dump)
+		werr = w.WriteFile(ctx, source.Entry{Path: DumpPath, Type: source.TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, dump)
 	}
 	if werr != nil {
 		cancel()
@@ -141,7 +142,7 @@ func (s *PostgresSource) Backup(ctx context.Context, w Writer) error {
 		g := startTool(ctx, dumpall, env.Env, "--globals-only", "--no-role-passwords", "--no-password", "--dbname="+env.ConnString)
 		werr := g.err
 		if werr == nil {
-			werr = w.WriteFile(ctx, Entry{Path: PostgresGlobalsPath, Type: TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, g)
+			werr = w.WriteFile(ctx, source.Entry{Path: GlobalsPath, Type: source.TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, g)
 		}
 		if gerr := g.wait(); gerr != nil {
 			return fmt.Errorf("postgres %s: globals: %w", info.Database, gerr)
@@ -156,12 +157,12 @@ func (s *PostgresSource) Backup(ctx context.Context, w Writer) error {
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
-	return w.SetMeta(PostgresMetaKey, info)
+	return w.SetMeta(MetaKey, info)
 }
 
-// ConnectPostgres connects to the database dsn names. Its error is one line
+// Connect connects to the database dsn names. Its error is one line
 // naming the server and the database, never the password.
-func ConnectPostgres(ctx context.Context, dsn string) (*pgx.Conn, error) {
+func Connect(ctx context.Context, dsn string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		var pe *pgconn.ParseConfigError
@@ -171,34 +172,34 @@ func ConnectPostgres(ctx context.Context, dsn string) (*pgx.Conn, error) {
 		}
 		return nil, errors.New("postgres: invalid DSN")
 	}
-	return ConnectPostgresConfig(ctx, cfg)
+	return ConnectConfig(ctx, cfg)
 }
 
-// ConnectPostgresConfig is ConnectPostgres for a parsed configuration.
-func ConnectPostgresConfig(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+// ConnectConfig is Connect for a parsed configuration.
+func ConnectConfig(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, &PostgresConnectError{Addr: postgresAddr(cfg), Database: cfg.Database, Err: connectCause(err)}
+		return nil, &ConnectError{Addr: postgresAddr(cfg), Database: cfg.Database, Err: connectCause(err)}
 	}
 	return conn, nil
 }
 
-// PostgresConnectError is a failed connection to a PostgreSQL server.
-type PostgresConnectError struct {
+// ConnectError is a failed connection to a PostgreSQL server.
+type ConnectError struct {
 	Addr     string // "127.0.0.1:5432" or a socket directory
 	Database string
 	Err      error // a *pgconn.PgError, a network error, or the driver's error
 }
 
-func (e *PostgresConnectError) Error() string {
+func (e *ConnectError) Error() string {
 	return fmt.Sprintf("connect to postgres %s database %q: %v", e.Addr, e.Database, e.Err)
 }
 
-func (e *PostgresConnectError) Unwrap() error { return e.Err }
+func (e *ConnectError) Unwrap() error { return e.Err }
 
 // SQLState returns the server's error code ("3D000" for a missing database,
 // "28P01" for a wrong password), or "".
-func (e *PostgresConnectError) SQLState() string {
+func (e *ConnectError) SQLState() string {
 	var pe *pgconn.PgError
 	if errors.As(e.Err, &pe) {
 		return pe.Code
@@ -231,10 +232,10 @@ func connectCause(err error) error {
 	return err
 }
 
-// PostgresServerInfo returns the server version, the current database and
+// ServerInfo returns the server version, the current database and
 // the cluster's system identifier.
-func PostgresServerInfo(ctx context.Context, conn *pgx.Conn) (PostgresInfo, error) {
-	var info PostgresInfo
+func ServerInfo(ctx context.Context, conn *pgx.Conn) (Info, error) {
+	var info Info
 	err := conn.QueryRow(ctx, "select current_setting('server_version'), current_setting('server_version_num')::int, current_database()").
 		Scan(&info.ServerVersion, &info.ServerVersionNum, &info.Database)
 	if err != nil {
@@ -250,8 +251,8 @@ func PostgresServerInfo(ctx context.Context, conn *pgx.Conn) (PostgresInfo, erro
 	return info, nil
 }
 
-// PgQuerier runs queries: a *pgx.Conn or a pgx.Tx.
-type PgQuerier interface {
+// Querier runs queries: a *pgx.Conn or a pgx.Tx.
+type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
@@ -266,10 +267,10 @@ where c.relkind = 'r'
   and n.nspname not like 'pg\_temp\_%'
 order by 1, 2`
 
-// PostgresFingerprints counts the rows of every table and runs checks, on q.
+// Fingerprints counts the rows of every table and runs checks, on q.
 // For a fingerprint of one instant, q is a REPEATABLE READ transaction.
 // Check results are rendered by the server as text; NULL is "NULL".
-func PostgresFingerprints(ctx context.Context, q PgQuerier, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
+func Fingerprints(ctx context.Context, q Querier, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
 	fp := fingerprint.Fingerprints{Tables: map[string]int64{}}
 	rows, err := q.Query(ctx, postgresTablesQuery)
 	if err != nil {
@@ -305,7 +306,7 @@ func PostgresFingerprints(ctx context.Context, q PgQuerier, checks []fingerprint
 
 // queryText runs sql with the simple protocol, so that the server renders
 // every value as text, and returns one string per row, columns joined by "|".
-func queryText(ctx context.Context, q PgQuerier, sql string) ([]string, error) {
+func queryText(ctx context.Context, q Querier, sql string) ([]string, error) {
 	rows, err := q.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 	if err != nil {
 		return nil, err
@@ -347,12 +348,12 @@ var postgresBinDirs = "/usr/lib/postgresql/*/bin"
 
 var versionRE = regexp.MustCompile(`\(PostgreSQL\) (\d+(?:\.\d+)*)`)
 
-// FindPostgresTool finds the PostgreSQL client binary name (pg_dump,
+// FindTool finds the PostgreSQL client binary name (pg_dump,
 // pg_restore) to use with a server of version serverVersion ("15.20"):
 // explicit when set, else the one with the lowest major version not older
 // than the server among PATH and /usr/lib/postgresql/*/bin. It returns the
 // path and the binary's version.
-func FindPostgresTool(name, explicit, serverVersion string) (path, version string, err error) {
+func FindTool(name, explicit, serverVersion string) (path, version string, err error) {
 	want := majorNum(serverVersion)
 	var candidates []string
 	if explicit != "" {
@@ -408,18 +409,18 @@ func toolVersion(path string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, path, "--version").Output()
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", path, err)
+		return "", fmt.Errorf("%s: read its version: %w", path, err)
 	}
 	m := versionRE.FindSubmatch(out)
 	if m == nil {
-		return "", fmt.Errorf("%s --version: unexpected output %q", path, firstLine(string(out)))
+		return "", fmt.Errorf("%s: unexpected version output %q", path, firstLine(string(out)))
 	}
 	return string(m[1]), nil
 }
 
-// PostgresMajorLess reports whether version a ("13.4") has an older major
+// MajorLess reports whether version a ("13.4") has an older major
 // version than b ("15.20").
-func PostgresMajorLess(a, b string) bool { return majorNum(a) < majorNum(b) }
+func MajorLess(a, b string) bool { return majorNum(a) < majorNum(b) }
 
 // majorNum maps "15.20" to 1500 and "9.6.24" to 906.
 func majorNum(v string) int {
@@ -448,28 +449,28 @@ func firstLine(s string) string {
 	return s
 }
 
-// PostgresEnv is how a child libpq program (pg_dump, pg_restore) connects:
+// CommandEnvironment is how a child libpq program (pg_dump, pg_restore) connects:
 // a connection string without the password, and the password in the
 // environment.
-type PostgresEnv struct {
+type CommandEnvironment struct {
 	ConnString string   // for --dbname
 	Env        []string // os.Environ() plus PGPASSWORD when the DSN had one
 	password   string
 }
 
-// PostgresCommandEnv prepares dsn for a libpq program: the password is moved
+// CommandEnv prepares dsn for a libpq program: the password is moved
 // out of the connection string (it would show in ps) into PGPASSWORD. When
 // database is not empty it replaces the DSN's database.
-func PostgresCommandEnv(dsn, database string) (PostgresEnv, error) {
+func CommandEnv(dsn, database string) (CommandEnvironment, error) {
 	conn, pw, err := splitPassword(dsn, database)
 	if err != nil {
-		return PostgresEnv{}, err
+		return CommandEnvironment{}, err
 	}
 	env := os.Environ()
 	if pw != "" {
 		env = append(env, "PGPASSWORD="+pw)
 	}
-	return PostgresEnv{ConnString: conn, Env: env, password: pw}, nil
+	return CommandEnvironment{ConnString: conn, Env: env, password: pw}, nil
 }
 
 func splitPassword(dsn, database string) (conn, password string, err error) {

@@ -1,4 +1,4 @@
-package backup
+package sqlite
 
 import (
 	"context"
@@ -14,38 +14,39 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
-// SQLiteMetaKey is the catalog metadata key of a SQLite source's SQLiteInfo.
-const SQLiteMetaKey = "sqlite"
+// MetaKey is the catalog metadata key of a SQLite source's Info.
+const MetaKey = "sqlite"
 
-// SQLiteDatabasePath is the entry a SQLite source writes.
-const SQLiteDatabasePath = "database.sqlite"
+// DatabasePath is the entry a SQLite source writes.
+const DatabasePath = "database.sqlite"
 
-// SQLiteInfo describes the database a SQLite snapshot came from.
-type SQLiteInfo struct {
+// Info describes the database a SQLite snapshot came from.
+type Info struct {
 	Path          string              `json:"path"`
 	SQLiteVersion string              `json:"sqlite_version"`
 	Checks        []fingerprint.Check `json:"checks,omitempty"` // re-run on restore
 }
 
-// SQLiteSource backs up a SQLite database file, also while other processes
+// Source backs up a SQLite database file, also while other processes
 // write to it: VACUUM INTO makes a consistent copy inside one read
 // transaction, in a private temporary folder that is always removed; the
 // fingerprints are taken from that copy, and the copy is what is stored.
-type SQLiteSource struct {
+type Source struct {
 	SourceName string
 	Path       string
 	Checks     []fingerprint.Check
 }
 
-var _ Source = (*SQLiteSource)(nil)
+var _ source.Source = (*Source)(nil)
 
-func (s *SQLiteSource) Name() string { return s.SourceName }
-func (s *SQLiteSource) Kind() string { return "sqlite" }
+func (s *Source) Name() string { return s.SourceName }
+func (s *Source) Kind() string { return "sqlite" }
 
 // Backup implements Source.
-func (s *SQLiteSource) Backup(ctx context.Context, w Writer) error {
+func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if _, err := os.Stat(s.Path); err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.Path, err) // do not let the driver create it
 	}
@@ -57,9 +58,9 @@ func (s *SQLiteSource) Backup(ctx context.Context, w Writer) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.Path, err)
 	}
-	copyPath := filepath.Join(dir, SQLiteDatabasePath)
+	copyPath := filepath.Join(dir, DatabasePath)
 
-	db, err := OpenSQLite(s.Path, false)
+	db, err := Open(s.Path, false)
 	if err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.Path, err)
 	}
@@ -69,13 +70,13 @@ func (s *SQLiteSource) Backup(ctx context.Context, w Writer) error {
 		return fmt.Errorf("sqlite %s: copy: %w", s.Path, err)
 	}
 
-	cp, err := OpenSQLite(copyPath, true)
+	cp, err := Open(copyPath, true)
 	if err != nil {
 		return fmt.Errorf("sqlite %s: open copy: %w", s.Path, err)
 	}
-	info := SQLiteInfo{Path: s.Path, Checks: s.Checks}
+	info := Info{Path: s.Path, Checks: s.Checks}
 	cp.QueryRowContext(ctx, "select sqlite_version()").Scan(&info.SQLiteVersion)
-	fp, err := SQLiteFingerprints(ctx, cp, s.Checks)
+	fp, err := Fingerprints(ctx, cp, s.Checks)
 	cp.Close()
 	if err != nil {
 		return fmt.Errorf("sqlite %s: fingerprints: %w", s.Path, err)
@@ -90,19 +91,19 @@ func (s *SQLiteSource) Backup(ctx context.Context, w Writer) error {
 	if err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.Path, err)
 	}
-	e := Entry{Path: SQLiteDatabasePath, Type: TypeFile, Mode: 0o600, Size: st.Size(), ModTime: time.Now()}
+	e := source.Entry{Path: DatabasePath, Type: source.TypeFile, Mode: 0o600, Size: st.Size(), ModTime: time.Now()}
 	if err := w.WriteFile(ctx, e, f); err != nil {
 		return fmt.Errorf("sqlite %s: store copy: %w", s.Path, err)
 	}
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
-	return w.SetMeta(SQLiteMetaKey, info)
+	return w.SetMeta(MetaKey, info)
 }
 
-// OpenSQLite opens the existing SQLite database at path (read-only when
+// Open opens the existing SQLite database at path (read-only when
 // readOnly), waiting up to 30 s for other writers' locks.
-func OpenSQLite(path string, readOnly bool) (*sql.DB, error) {
+func Open(path string, readOnly bool) (*sql.DB, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
@@ -120,10 +121,10 @@ func OpenSQLite(path string, readOnly bool) (*sql.DB, error) {
 	return db, nil
 }
 
-// SQLiteFingerprints counts the rows of every table of db and runs checks.
+// Fingerprints counts the rows of every table of db and runs checks.
 // Values are rendered as text: integers and reals in Go's shortest form,
 // NULL as "NULL".
-func SQLiteFingerprints(ctx context.Context, db *sql.DB, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
+func Fingerprints(ctx context.Context, db *sql.DB, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
 	fp := fingerprint.Fingerprints{Tables: map[string]int64{}}
 	conn, err := db.Conn(ctx)
 	if err != nil {

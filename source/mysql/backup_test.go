@@ -1,4 +1,4 @@
-package backup_test
+package mysql_test
 
 import (
 	"context"
@@ -10,14 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-sql-driver/mysql"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/mysql"
 )
 
-// mysqlWriter is a backup.Writer that keeps everything in memory.
+// mysqlWriter is a source.Writer that keeps everything in memory.
 type mysqlWriter struct {
 	files map[string][]byte
 	meta  map[string]any
@@ -28,7 +29,7 @@ func newMySQLWriter() *mysqlWriter {
 	return &mysqlWriter{files: map[string][]byte{}, meta: map[string]any{}}
 }
 
-func (w *mysqlWriter) WriteFile(ctx context.Context, e backup.Entry, r io.Reader) error {
+func (w *mysqlWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -36,7 +37,7 @@ func (w *mysqlWriter) WriteFile(ctx context.Context, e backup.Entry, r io.Reader
 	w.files[e.Path] = b
 	return nil
 }
-func (w *mysqlWriter) WriteEntry(ctx context.Context, e backup.Entry) error { return nil }
+func (w *mysqlWriter) WriteEntry(ctx context.Context, e source.Entry) error { return nil }
 func (w *mysqlWriter) SetMeta(key string, v any) error                      { w.meta[key] = v; return nil }
 func (w *mysqlWriter) Warn(format string, args ...any) error {
 	w.warns = append(w.warns, fmt.Sprintf(format, args...))
@@ -56,16 +57,16 @@ func TestParseMySQLDSN(t *testing.T) {
 		{in: "mariadb://u@[::1]:3310/x", user: "u", addr: "[::1]:3310", db: "x", net: "tcp"},
 		{in: "mysql://u:p@localhost/x?unix_socket=/run/mysqld/mysqld.sock", user: "u", pass: "p", addr: "/run/mysqld/mysqld.sock", db: "x", net: "unix"},
 	} {
-		cfg, err := backup.ParseMySQLDSN(tc.in)
+		cfg, err := mysql.ParseDSN(tc.in)
 		if err != nil {
-			t.Errorf("ParseMySQLDSN(%q): %v", tc.in, err)
+			t.Errorf("ParseDSN(%q): %v", tc.in, err)
 			continue
 		}
 		if cfg.User != tc.user || cfg.Passwd != tc.pass || cfg.Addr != tc.addr || cfg.DBName != tc.db || cfg.Net != tc.net {
-			t.Errorf("ParseMySQLDSN(%q) = user %q pass %q %s %q db %q", tc.in, cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName)
+			t.Errorf("ParseDSN(%q) = user %q pass %q %s %q db %q", tc.in, cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName)
 		}
 		if cfg.MultiStatements || cfg.Timeout == 0 {
-			t.Errorf("ParseMySQLDSN(%q): multi-statements %v, timeout %v", tc.in, cfg.MultiStatements, cfg.Timeout)
+			t.Errorf("ParseDSN(%q): multi-statements %v, timeout %v", tc.in, cfg.MultiStatements, cfg.Timeout)
 		}
 	}
 	for _, in := range []string{
@@ -74,11 +75,11 @@ func TestParseMySQLDSN(t *testing.T) {
 		"mysql://u:topsecret@h:port/db",
 		"u:topsecret@tcp(h/db",
 	} {
-		_, err := backup.ParseMySQLDSN(in)
+		_, err := mysql.ParseDSN(in)
 		if err == nil {
-			t.Errorf("ParseMySQLDSN(%q) succeeded", in)
+			t.Errorf("ParseDSN(%q) succeeded", in)
 		} else if strings.Contains(err.Error(), "topsecret") {
-			t.Errorf("ParseMySQLDSN(%q): error reveals the password: %v", in, err)
+			t.Errorf("ParseDSN(%q): error reveals the password: %v", in, err)
 		}
 	}
 }
@@ -87,7 +88,7 @@ func FuzzParseMySQLDSN(f *testing.F) {
 	f.Add("mysql+mysqldb://airflow:pw@mysql:3306/airflow?charset=utf8mb4")
 	f.Add("root:pw@tcp(127.0.0.1:3306)/test")
 	f.Fuzz(func(t *testing.T, s string) {
-		backup.ParseMySQLDSN(s) //nolint:errcheck // must not panic
+		mysql.ParseDSN(s) //nolint:errcheck // must not panic
 	})
 }
 
@@ -97,7 +98,7 @@ func TestMySQLBackupErrors(t *testing.T) {
 	if err := fixture.CreateMySQL(ctx, dsn, fixture.Size{Vendors: 3, Invoices: 10, LinesPerInvoice: 2}, 1); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := mysql.ParseDSN(dsn)
+	cfg, err := gomysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func TestMySQLBackupErrors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			defer cancel()
 			w := newMySQLWriter()
-			src := &backup.MySQLSource{SourceName: "inv", DSN: tc.dsn, Checks: tc.checks}
+			src := &mysql.Source{SourceName: "inv", DSN: tc.dsn, Checks: tc.checks}
 			err := src.Backup(ctx, w)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
@@ -160,10 +161,10 @@ func TestMySQLBackupErrors(t *testing.T) {
 	}
 	// The right password works, and the dump is there.
 	w := newMySQLWriter()
-	if err := (&backup.MySQLSource{SourceName: "inv", DSN: withUser("right-password")}).Backup(ctx, w); err != nil {
+	if err := (&mysql.Source{SourceName: "inv", DSN: withUser("right-password")}).Backup(ctx, w); err != nil {
 		t.Fatalf("backup with the right password: %v", err)
 	}
-	if got := string(w.files[backup.MySQLDumpFile]); !strings.Contains(got, "INSERT INTO `invoice`") {
+	if got := string(w.files[mysql.DumpFile]); !strings.Contains(got, "INSERT INTO `invoice`") {
 		t.Errorf("dump has no invoice rows:\n%.500s", got)
 	}
 	var n int

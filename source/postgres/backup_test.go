@@ -1,4 +1,4 @@
-package backup
+package postgres
 
 import (
 	"context"
@@ -14,9 +14,11 @@ import (
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/memsource"
+	"github.com/cofferhq/coffer/source"
 )
 
-func newInvoiceDB(t *testing.T) string {
+func newBackupDB(t *testing.T) string {
 	t.Helper()
 	dsn := fixture.NewPostgresDB(t)
 	if err := fixture.CreatePostgres(context.Background(), dsn, fixture.Size{Vendors: 10, Invoices: 2000, LinesPerInvoice: 3}, 1); err != nil {
@@ -27,24 +29,24 @@ func newInvoiceDB(t *testing.T) string {
 
 // assertNothingStored checks that a failed backup left no dump and no
 // metadata in w.
-func assertNothingStored(t *testing.T, w *memWriter) {
+func assertNothingStored(t *testing.T, w *memsource.Snap) {
 	t.Helper()
-	if _, ok := w.files[PostgresDumpPath]; ok {
-		t.Errorf("failed backup stored %s (%d bytes)", PostgresDumpPath, len(w.files[PostgresDumpPath]))
+	if _, ok := w.Files[DumpPath]; ok {
+		t.Errorf("failed backup stored %s (%d bytes)", DumpPath, len(w.Files[DumpPath]))
 	}
-	if len(w.meta) > 0 {
-		t.Errorf("failed backup stored metadata %v", w.meta)
+	if len(w.MetaJSON) > 0 {
+		t.Errorf("failed backup stored metadata %v", w.MetaJSON)
 	}
 }
 
 func TestPostgresBackupStreamsCustomFormat(t *testing.T) {
-	dsn := newInvoiceDB(t)
-	w := newMemWriter()
-	src := &PostgresSource{SourceName: "db", DSN: dsn}
+	dsn := newBackupDB(t)
+	w := memsource.New("", "")
+	src := &Source{SourceName: "db", DSN: dsn}
 	if err := src.Backup(context.Background(), w); err != nil {
 		t.Fatal(err)
 	}
-	d := w.files[PostgresDumpPath]
+	d := w.Files[DumpPath]
 	if !strings.HasPrefix(string(d), "PGDMP") {
 		t.Fatalf("dump starts with %q, want a custom-format archive", d[:min(len(d), 5)])
 	}
@@ -52,11 +54,11 @@ func TestPostgresBackupStreamsCustomFormat(t *testing.T) {
 	if !strings.Contains(string(d), "INV-2026-002000") {
 		t.Error("dump does not contain invoice numbers in clear: compressed?")
 	}
-	if e := w.entries[0]; e.Mode != 0o600 || e.Type != TypeFile {
+	if e := w.List[0]; e.Mode != 0o600 || e.Type != source.TypeFile {
 		t.Errorf("entry = %+v", e)
 	}
 	var fp fingerprint.Fingerprints
-	if err := w.getMeta(fingerprint.MetaKey, &fp); err != nil {
+	if err := w.Meta(fingerprint.MetaKey, &fp); err != nil {
 		t.Fatal(err)
 	}
 	if fp.Tables["public.invoice"] != 2000 || len(fp.Tables) != 5 {
@@ -84,8 +86,8 @@ func TestPostgresConnectErrors(t *testing.T) {
 			[]string{`connect to postgres ` + host + ` database "postgres": `, `role "coffer_no_such_role" does not exist`}, "28000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := newMemWriter()
-			err := (&PostgresSource{SourceName: "db", DSN: tc.dsn}).Backup(ctx, w)
+			w := memsource.New("", "")
+			err := (&Source{SourceName: "db", DSN: tc.dsn}).Backup(ctx, w)
 			if err == nil {
 				t.Fatal("Backup succeeded")
 			}
@@ -99,9 +101,9 @@ func TestPostgresConnectErrors(t *testing.T) {
 			if strings.Contains(msg, "Secret123") || strings.Contains(msg, "\n") {
 				t.Errorf("error %q shows the password or spans lines", msg)
 			}
-			var ce *PostgresConnectError
+			var ce *ConnectError
 			if !errors.As(err, &ce) || ce.SQLState() != tc.state {
-				t.Errorf("error %v: want a PostgresConnectError with SQLSTATE %q", err, tc.state)
+				t.Errorf("error %v: want a ConnectError with SQLSTATE %q", err, tc.state)
 			}
 			assertNothingStored(t, w)
 		})
@@ -122,8 +124,8 @@ func TestPostgresPgDumpMissingOrOld(t *testing.T) {
 	dsn := fixture.NewPostgresDB(t)
 	ctx := context.Background()
 
-	w := newMemWriter()
-	err := (&PostgresSource{SourceName: "db", DSN: dsn, PgDump: "/nonexistent/pg_dump"}).Backup(ctx, w)
+	w := memsource.New("", "")
+	err := (&Source{SourceName: "db", DSN: dsn, PgDump: "/nonexistent/pg_dump"}).Backup(ctx, w)
 	if !errors.Is(err, ErrToolNotFound) || !strings.Contains(err.Error(), "/nonexistent/pg_dump") {
 		t.Errorf("missing pg_dump: err = %v, want ErrToolNotFound naming the path", err)
 	}
@@ -131,8 +133,8 @@ func TestPostgresPgDumpMissingOrOld(t *testing.T) {
 	assertNothingStored(t, w)
 
 	old := fakeTool(t, "pg_dump", `echo "pg_dump (PostgreSQL) 9.6.0"; [ "$1" = --version ] || exit 1`)
-	w = newMemWriter()
-	err = (&PostgresSource{SourceName: "db", DSN: dsn, PgDump: old}).Backup(ctx, w)
+	w = memsource.New("", "")
+	err = (&Source{SourceName: "db", DSN: dsn, PgDump: old}).Backup(ctx, w)
 	var ve *ToolVersionError
 	if !errors.As(err, &ve) || !strings.Contains(err.Error(), "pg_dump 9.6.0 is older than server 15.") || !strings.Contains(err.Error(), "install postgresql-client-1") {
 		t.Errorf("old pg_dump: err = %v, want ToolVersionError naming both versions", err)
@@ -141,25 +143,25 @@ func TestPostgresPgDumpMissingOrOld(t *testing.T) {
 	assertNothingStored(t, w)
 
 	// The search itself: a server newer than any installed client.
-	if _, _, err := FindPostgresTool("pg_dump", "", "99.1"); !errors.As(err, &ve) || ve.ServerVersion != "99.1" {
-		t.Errorf("FindPostgresTool for server 99.1: err = %v, want ToolVersionError", err)
+	if _, _, err := FindTool("pg_dump", "", "99.1"); !errors.As(err, &ve) || ve.ServerVersion != "99.1" {
+		t.Errorf("FindTool for server 99.1: err = %v, want ToolVersionError", err)
 	}
-	if p, v, err := FindPostgresTool("pg_dump", "", "15.2"); err != nil || majorNum(v) < 1500 {
-		t.Errorf("FindPostgresTool for server 15.2 = %s %s, %v", p, v, err)
+	if p, v, err := FindTool("pg_dump", "", "15.2"); err != nil || majorNum(v) < 1500 {
+		t.Errorf("FindTool for server 15.2 = %s %s, %v", p, v, err)
 	}
 }
 
 func TestPostgresPgDumpKilled(t *testing.T) {
-	dsn := newInvoiceDB(t)
-	real, _, err := FindPostgresTool("pg_dump", "", "15")
+	dsn := newBackupDB(t)
+	real, _, err := FindTool("pg_dump", "", "15")
 	if err != nil {
 		t.Fatal(err)
 	}
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	wrapper := fakeTool(t, "pg_dump", `echo $$ > `+pidFile+`; exec `+real+` "$@"`)
-	w := newMemWriter()
+	w := memsource.New("", "")
 	killed := false
-	w.onRead = func(path string, n int64) {
+	w.OnRead = func(path string, n int64) {
 		if killed {
 			return
 		}
@@ -172,7 +174,7 @@ func TestPostgresPgDumpKilled(t *testing.T) {
 			killed = true
 		}
 	}
-	err = (&PostgresSource{SourceName: "db", DSN: dsn, PgDump: wrapper}).Backup(context.Background(), w)
+	err = (&Source{SourceName: "db", DSN: dsn, PgDump: wrapper}).Backup(context.Background(), w)
 	if !killed {
 		t.Fatal("pg_dump was not killed")
 	}
@@ -187,8 +189,8 @@ func TestPostgresPgDumpStderr(t *testing.T) {
 	dsn := fixture.NewPostgresDB(t)
 	failing := fakeTool(t, "pg_dump", `[ "$1" = --version ] && { echo "pg_dump (PostgreSQL) 15.1"; exit 0; }
 echo "pg_dump: error: query failed: ERROR:  permission denied for table invoice" >&2; printf PGDMP; exit 1`)
-	w := newMemWriter()
-	err := (&PostgresSource{SourceName: "db", DSN: fixture.WithDatabase(dsn, dbNameOf(t, dsn)), PgDump: failing}).Backup(context.Background(), w)
+	w := memsource.New("", "")
+	err := (&Source{SourceName: "db", DSN: fixture.WithDatabase(dsn, dbNameOf(t, dsn)), PgDump: failing}).Backup(context.Background(), w)
 	if err == nil || !strings.Contains(err.Error(), "permission denied for table invoice") {
 		t.Fatalf("err = %v, want pg_dump's stderr", err)
 	}
@@ -204,9 +206,9 @@ func dbNameOf(t *testing.T, dsn string) string {
 }
 
 func TestPostgresFailingCheck(t *testing.T) {
-	dsn := newInvoiceDB(t)
-	w := newMemWriter()
-	src := &PostgresSource{SourceName: "db", DSN: dsn, Checks: []fingerprint.Check{
+	dsn := newBackupDB(t)
+	w := memsource.New("", "")
+	src := &Source{SourceName: "db", DSN: dsn, Checks: []fingerprint.Check{
 		{Name: "ok", Query: "select count(*) from invoice"},
 		{Name: "broken", Query: "select sum(no_such_column) from invoice"},
 	}}
@@ -215,7 +217,7 @@ func TestPostgresFailingCheck(t *testing.T) {
 		t.Fatalf("err = %v, want the failing check named", err)
 	}
 	t.Log(err)
-	if len(w.meta) > 0 {
+	if len(w.MetaJSON) > 0 {
 		t.Errorf("failed backup stored metadata")
 	}
 }
@@ -250,14 +252,14 @@ func TestPostgresPasswordGoesToEnvironment(t *testing.T) {
 	dsn := fixture.NewPostgresDB(t)
 	cfg, _ := pgx.ParseConfig(dsn)
 	withPw := "postgres://" + cfg.User + ":Secret%20123@" + cfg.Host + ":" + strconv.Itoa(int(cfg.Port)) + "/" + cfg.Database + "?sslmode=disable"
-	real, _, err := FindPostgresTool("pg_dump", "", "15")
+	real, _, err := FindTool("pg_dump", "", "15")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	wrapper := fakeTool(t, "pg_dump", `[ "$1" = --version ] || { echo "$@" > `+dir+`/args; echo "$PGPASSWORD" > `+dir+`/pw; }; exec `+real+` "$@"`)
-	w := newMemWriter()
-	if err := (&PostgresSource{SourceName: "db", DSN: withPw, PgDump: wrapper}).Backup(context.Background(), w); err != nil {
+	w := memsource.New("", "")
+	if err := (&Source{SourceName: "db", DSN: withPw, PgDump: wrapper}).Backup(context.Background(), w); err != nil {
 		t.Fatal(err)
 	}
 	args, _ := os.ReadFile(filepath.Join(dir, "args"))

@@ -1,4 +1,4 @@
-package restore
+package sqlite
 
 import (
 	"context"
@@ -11,19 +11,19 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
-// RestoreSQLite restores a SQLite snapshot source to the file targetPath. The
+// Restore restores a SQLite snapshot source to the file targetPath. The
 // database is written to targetPath+".coffer-tmp" (mode 0600), must pass
 // PRAGMA integrity_check and match the backup's fingerprints (else a
-// *FingerprintMismatchError), and is then renamed into place. An existing
+// *fingerprint.MismatchError), and is then renamed into place. An existing
 // target is refused unless force; with force its stale -wal, -shm and
 // -journal files are removed too, as they belong to the old database.
-func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, force bool) error {
-	var info backup.SQLiteInfo
-	if err := src.Meta(backup.SQLiteMetaKey, &info); err != nil {
+func Restore(ctx context.Context, src source.Reader, targetPath string, force bool) error {
+	var info Info
+	if err := src.Meta(MetaKey, &info); err != nil {
 		return fmt.Errorf("source %s is not a SQLite snapshot: %w", src.Name(), err)
 	}
 	var want fingerprint.Fingerprints
@@ -31,7 +31,7 @@ func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, for
 		return fmt.Errorf("source %s: fingerprints: %w", src.Name(), err)
 	}
 	if _, err := os.Lstat(targetPath); err == nil && !force {
-		return fmt.Errorf("%s already exists; use --force to overwrite it: %w", targetPath, ErrTargetExists)
+		return fmt.Errorf("%s already exists: %w", targetPath, source.ErrTargetFileExists)
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
@@ -46,7 +46,7 @@ func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, for
 	if err := sqliteWriteTemp(ctx, src, tmp); err != nil {
 		return err
 	}
-	db, err := backup.OpenSQLite(tmp, true)
+	db, err := Open(tmp, true)
 	if err != nil {
 		return fmt.Errorf("open restored database: %w", err)
 	}
@@ -54,13 +54,13 @@ func RestoreSQLite(ctx context.Context, src SourceReader, targetPath string, for
 	if err := sqliteIntegrity(ctx, db); err != nil {
 		return err
 	}
-	got, err := backup.SQLiteFingerprints(ctx, db, info.Checks)
+	got, err := Fingerprints(ctx, db, info.Checks)
 	if err != nil {
 		return fmt.Errorf("fingerprints of restored database: %w", err)
 	}
 	db.Close()
 	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
-		return &FingerprintMismatchError{Diffs: diffs}
+		return &fingerprint.MismatchError{Diffs: diffs}
 	}
 	if force {
 		for _, suffix := range []string{"-wal", "-shm", "-journal"} {
@@ -98,10 +98,10 @@ func sqliteIntegrity(ctx context.Context, db *sql.DB) error {
 	return fmt.Errorf("restored database fails integrity_check: %s", msg)
 }
 
-func sqliteWriteTemp(ctx context.Context, src SourceReader, tmp string) error {
-	rc, err := src.Open(ctx, backup.SQLiteDatabasePath)
+func sqliteWriteTemp(ctx context.Context, src source.Reader, tmp string) error {
+	rc, err := src.Open(ctx, DatabasePath)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", backup.SQLiteDatabasePath, err)
+		return fmt.Errorf("open %s: %w", DatabasePath, err)
 	}
 	defer rc.Close()
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -110,7 +110,7 @@ func sqliteWriteTemp(ctx context.Context, src SourceReader, tmp string) error {
 	}
 	if _, err := io.Copy(f, rc); err != nil {
 		f.Close()
-		return fmt.Errorf("read %s: %w", backup.SQLiteDatabasePath, err)
+		return fmt.Errorf("read %s: %w", DatabasePath, err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -1,4 +1,7 @@
-package backup
+// Package dir is the folder source kind: regular files, folders and symlinks
+// (stored as links, never followed) with modes, times and owners. A folder
+// is restored by package restore's folder restore, which serves every kind.
+package dir
 
 import (
 	"context"
@@ -12,11 +15,22 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/cofferhq/coffer/source"
 )
 
-// DirSource backs up a folder: regular files, folders and symlinks (stored
-// as links, never followed) with modes, times and owners.
-type DirSource struct {
+// Kind is the folder kind's registry entry.
+var Kind = source.Kind{
+	Name:     "dir",
+	Location: "a folder",
+	Path:     true,
+	New: func(name string, spec source.Spec) (source.Source, error) {
+		return &Source{SourceName: name, Path: spec.Location, Exclude: spec.Exclude}, nil
+	},
+}
+
+// Source backs up a folder.
+type Source struct {
 	SourceName string
 	Path       string
 	// Exclude holds globs (path.Match syntax) matched against each entry's
@@ -24,11 +38,11 @@ type DirSource struct {
 	Exclude []string
 }
 
-func (d *DirSource) Name() string { return d.SourceName }
-func (d *DirSource) Kind() string { return "dir" }
+func (d *Source) Name() string { return d.SourceName }
+func (d *Source) Kind() string { return "dir" }
 
 // Backup walks the folder in lexical order.
-func (d *DirSource) Backup(ctx context.Context, w Writer) error {
+func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	root, err := filepath.Abs(d.Path)
 	if err != nil {
 		return err
@@ -46,7 +60,7 @@ func (d *DirSource) Backup(ctx context.Context, w Writer) error {
 		}
 	}
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
-	sw, _ := w.(*sourceWriter)
+	ct, _ := w.(source.ChangeTracker)
 	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
@@ -69,32 +83,29 @@ func (d *DirSource) Backup(ctx context.Context, w Writer) error {
 		e := entryFromInfo(rel, info, names)
 		switch {
 		case info.IsDir():
-			e.Type = TypeDir
+			e.Type = source.TypeDir
 			return w.WriteEntry(ctx, e)
 		case info.Mode()&fs.ModeSymlink != 0:
-			e.Type = TypeSymlink
+			e.Type = source.TypeSymlink
 			if e.Link, err = os.Readlink(p); err != nil {
 				return fmt.Errorf("read link %s: %w", p, err)
 			}
 			return w.WriteEntry(ctx, e)
 		case info.Mode().IsRegular():
-			e.Type = TypeFile
-			return d.file(ctx, w, sw, p, e, info)
+			e.Type = source.TypeFile
+			return d.file(ctx, w, ct, p, e, info)
 		default:
 			return w.Warn("%s: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
 		}
 	})
 }
 
-func (d *DirSource) file(ctx context.Context, w Writer, sw *sourceWriter, p string, e Entry, info fs.FileInfo) error {
-	key := keyOf(info)
-	if sw != nil {
-		// The index map is shared with the pipeline's workers.
-		sw.p.mu.Lock()
-		rec, ok := sw.cache.lookup(sw.name, e.Path, key)
-		sw.p.mu.Unlock()
-		if ok {
-			return sw.reuse(e, key, rec)
+func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, p string, e source.Entry, info fs.FileInfo) error {
+	st := stateOf(info)
+	if ct != nil {
+		ok, err := ct.Unchanged(e, st)
+		if err != nil || ok {
+			return err
 		}
 	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
@@ -113,16 +124,16 @@ func (d *DirSource) file(ctx context.Context, w Writer, sw *sourceWriter, p stri
 	if err != nil {
 		return fmt.Errorf("stat %s: %w", p, err)
 	}
-	if k := keyOf(after); k != key {
+	if stateOf(after) != st {
 		return w.Warn("%s: file changed while it was read", e.Path)
 	}
-	if sw != nil {
-		sw.cache.remember(sw.name, e.Path, key, sw.files[len(sw.files)-1])
+	if ct != nil {
+		ct.Remember(e.Path, st)
 	}
 	return nil
 }
 
-func (d *DirSource) excluded(rel string) bool {
+func (d *Source) excluded(rel string) bool {
 	base := path.Base(rel)
 	for _, g := range d.Exclude {
 		if ok, _ := path.Match(g, rel); ok {
@@ -135,23 +146,8 @@ func (d *DirSource) excluded(rel string) bool {
 	return false
 }
 
-// reuse records an unchanged file from the change cache without reading it.
-func (w *sourceWriter) reuse(e Entry, k fileKey, rec fileRec) error {
-	if err := w.add(e); err != nil {
-		return err
-	}
-	ce := catalogEntry(e)
-	ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256
-	rec.entry = ce
-	w.files = append(w.files, &rec)
-	w.res.BytesSkipped += ce.Size
-	w.p.chunks.Add(int64(len(rec.locs)))
-	w.cache.remember(w.name, e.Path, k, &rec)
-	return nil
-}
-
-func keyOf(info fs.FileInfo) fileKey {
-	k := fileKey{Size: info.Size(), MTime: info.ModTime().UnixNano()}
+func stateOf(info fs.FileInfo) source.FileState {
+	k := source.FileState{Size: info.Size(), MTime: info.ModTime().UnixNano()}
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		k.CTime = time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UnixNano()
 		k.Ino, k.Dev = st.Ino, uint64(st.Dev)
@@ -163,8 +159,8 @@ type ownerNames struct {
 	users, groups map[int]string
 }
 
-func entryFromInfo(rel string, info fs.FileInfo, names *ownerNames) Entry {
-	e := Entry{Path: rel, Mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+func entryFromInfo(rel string, info fs.FileInfo, names *ownerNames) source.Entry {
+	e := source.Entry{Path: rel, Mode: info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
 		ModTime: info.ModTime(), Size: info.Size()}
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
 		e.UID, e.GID = int(st.Uid), int(st.Gid)

@@ -1,4 +1,4 @@
-package restore
+package postgres
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source"
 )
 
 // pgRepo is a local repository with fresh keys.
@@ -17,18 +19,18 @@ type pgRepo struct{ *testrepo.Repo }
 
 func newPgRepo(t *testing.T) *pgRepo { return &pgRepo{testrepo.New(t)} }
 
-func (p *pgRepo) backup(t *testing.T, src backup.Source) *repo.Manifest {
+func (p *pgRepo) backup(t *testing.T, src source.Source) *repo.Manifest {
 	t.Helper()
-	res, err := backup.Run(context.Background(), backup.Options{Repo: p.Host(t), Signing: p.Signing, Sources: []backup.Source{src}})
+	res, err := backup.Run(context.Background(), backup.Options{Repo: p.Host(t), Signing: p.Signing, Sources: []source.Source{src}})
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
 	return res.Manifest
 }
 
-func (p *pgRepo) source(t *testing.T, m *repo.Manifest, name string) *Source {
+func (p *pgRepo) source(t *testing.T, m *repo.Manifest, name string) *restore.Source {
 	t.Helper()
-	snap, err := Load(context.Background(), p.Operator(t), m)
+	snap, err := restore.Load(context.Background(), p.Operator(t), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,10 +48,10 @@ func TestPostgresEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newInvoiceDB(t, 11)
 	p := newPgRepo(t)
-	m := p.backup(t, &backup.PostgresSource{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks, Globals: true})
+	m := p.backup(t, &Source{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks, Globals: true})
 	for _, jobs := range []int{1, 2} {
 		dst, _ := newTarget(t)
-		res, err := RestorePostgres(ctx, p.source(t, m, "invoices"), dst, PostgresOptions{Jobs: jobs})
+		res, err := Restore(ctx, p.source(t, m, "invoices"), dst, Options{Jobs: jobs})
 		if err != nil {
 			t.Fatalf("restore (jobs %d): %v", jobs, err)
 		}
@@ -82,7 +84,7 @@ func TestPostgresDedup(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPgRepo(t)
-	src := &backup.PostgresSource{SourceName: "invoices", DSN: dsn, Checks: pgChecks}
+	src := &Source{SourceName: "invoices", DSN: dsn, Checks: pgChecks}
 	m1 := p.backup(t, src)
 	if err := fixture.MutatePostgres(ctx, dsn, 0.01, 2); err != nil {
 		t.Fatal(err)
@@ -103,7 +105,7 @@ func TestPostgresDedup(t *testing.T) {
 		t.Errorf("second backup stored %d bytes, not well under 10%% of the first's %d", s2.BytesStored, s1.BytesStored)
 	}
 	dst, _ := newTarget(t)
-	if _, err := RestorePostgres(ctx, p.source(t, m2, "invoices"), dst, PostgresOptions{Jobs: 2}); err != nil {
+	if _, err := Restore(ctx, p.source(t, m2, "invoices"), dst, Options{Jobs: 2}); err != nil {
 		t.Fatal(err)
 	}
 	assertSameTables(t, dsn, dst)

@@ -1,4 +1,4 @@
-package backup
+package postgres
 
 import (
 	"context"
@@ -9,10 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/pgclustertest"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/source"
 )
 
 // authRepo is a fresh local repository opened for backups.
@@ -22,7 +24,7 @@ func authRepo(t *testing.T) (*repo.Repository, *keys.SigningKey) {
 	return tr.Host(t), tr.Signing
 }
 
-// TestPostgresAuth runs PostgresSource backups through the real pipeline
+// TestPostgresAuth runs Source backups through the real pipeline
 // against a private cluster that, unlike the machine's server, checks
 // passwords (SCRAM over TCP).
 func TestPostgresAuth(t *testing.T) {
@@ -38,8 +40,8 @@ func TestPostgresAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, sk := authRepo(t)
-	run := func(dsn string) (*Result, error) {
-		return Run(ctx, Options{Repo: r, Signing: sk, Sources: []Source{&PostgresSource{SourceName: "db", DSN: dsn}}})
+	run := func(dsn string) (*backup.Result, error) {
+		return backup.Run(ctx, backup.Options{Repo: r, Signing: sk, Sources: []source.Source{&Source{SourceName: "db", DSN: dsn}}})
 	}
 	const wrong = "Wr0ng-Passw0rd-x7"
 	noPassword := c.DSNFor(c.Superuser, "", "postgres")
@@ -64,9 +66,9 @@ func TestPostgresAuth(t *testing.T) {
 			if strings.Contains(msg, wrong) || strings.Contains(msg, c.Password) || strings.Contains(msg, "\n") {
 				t.Errorf("error %q shows a password or spans lines", msg)
 			}
-			var ce *PostgresConnectError
+			var ce *ConnectError
 			if !errors.As(err, &ce) || ce.SQLState() != "28P01" {
-				t.Errorf("error %v: want a PostgresConnectError with SQLSTATE 28P01", err)
+				t.Errorf("error %v: want a ConnectError with SQLSTATE 28P01", err)
 			}
 			if ids, err := r.SnapshotIDs(ctx); err != nil || len(ids) != 0 {
 				t.Errorf("after a failed backup: snapshots %v, %v", ids, err)

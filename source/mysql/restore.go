@@ -1,4 +1,4 @@
-package restore
+package mysql
 
 import (
 	"bufio"
@@ -13,12 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
-// MySQLOptions controls RestoreMySQL.
-type MySQLOptions struct {
+// Options controls Restore.
+type Options struct {
 	// Replace allows an existing target database: the snapshot is restored
 	// into a fresh database, verified, and only then swapped in.
 	Replace bool
@@ -27,12 +27,12 @@ type MySQLOptions struct {
 	Force bool
 }
 
-// RestoreMySQL restores a mysql source (see backup.MySQLSource) into the
+// Restore restores a mysql source (see Source) into the
 // database named by targetDSN, which coffer creates. The dump is streamed
 // statement by statement over one connection; nothing is written to disk.
 // After loading, the fingerprints are recomputed on the new database and
 // compared with the backup's: a difference returns a
-// *FingerprintMismatchError. On any failure the new database is dropped, so
+// *fingerprint.MismatchError. On any failure the new database is dropped, so
 // a failed restore leaves nothing behind.
 //
 // With Replace and an existing target, the snapshot is restored and verified
@@ -42,14 +42,14 @@ type MySQLOptions struct {
 // snapshot's, and the two helper databases are dropped. Limits: between the
 // RENAME and the re-creation of the triggers (milliseconds) writes to the
 // target do not fire triggers; grants on the old tables are not copied.
-func RestoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts MySQLOptions) error {
+func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Options) error {
 	if err := restoreMySQL(ctx, src, targetDSN, opts); err != nil {
 		return fmt.Errorf("restore %s to mysql: %w", src.Name(), err)
 	}
 	return nil
 }
 
-func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts MySQLOptions) error {
+func restoreMySQL(ctx context.Context, src source.Reader, targetDSN string, opts Options) error {
 	if src.Kind() != "mysql" {
 		return fmt.Errorf("source is of kind %s, not mysql", src.Kind())
 	}
@@ -57,14 +57,14 @@ func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts 
 	if err := src.Meta(fingerprint.MetaKey, &want); err != nil {
 		return fmt.Errorf("read fingerprints: %w", err)
 	}
-	var info backup.MySQLInfo
-	if err := src.Meta(backup.MySQLMetaKey, &info); err != nil {
+	var info Info
+	if err := src.Meta(MetaKey, &info); err != nil {
 		return fmt.Errorf("read source information: %w", err)
 	}
-	if info.Format > backup.MySQLDumpFormat {
-		return fmt.Errorf("dump format %d is newer than this coffer understands (%d)", info.Format, backup.MySQLDumpFormat)
+	if info.Format > DumpFormat {
+		return fmt.Errorf("dump format %d is newer than this coffer understands (%d)", info.Format, DumpFormat)
 	}
-	cfg, err := backup.ParseMySQLDSN(targetDSN)
+	cfg, err := ParseDSN(targetDSN)
 	if err != nil {
 		return err
 	}
@@ -77,30 +77,30 @@ func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts 
 	}
 	admin := cfg.Clone()
 	admin.DBName = ""
-	adb, err := backup.OpenMySQL(ctx, admin)
+	adb, err := Open(ctx, admin)
 	if err != nil {
 		return err
 	}
 	defer adb.Close()
 	aconn, err := adb.Conn(ctx)
 	if err != nil {
-		return backup.MySQLError(admin, err)
+		return ServerError(admin, err)
 	}
 	defer aconn.Close()
 
-	id, err := backup.MySQLServerID(ctx, aconn)
+	id, err := ServerID(ctx, aconn)
 	if err != nil {
 		return err
 	}
 	if id == info.ServerUUID && target == info.Database && !opts.Force {
-		return fmt.Errorf("database %q on %s is the database this snapshot was taken from; restoring over it needs --force (and --replace)", target, cfg.Addr)
+		return fmt.Errorf("database %q on %s is the database this snapshot was taken from: %w", target, cfg.Addr, source.ErrRestoreOverSource)
 	}
 	exists, err := mysqlDatabaseExists(ctx, aconn, target)
 	if err != nil {
 		return err
 	}
 	if exists && !opts.Replace {
-		return fmt.Errorf("database %q already exists on %s; choose a new name, or use --replace to restore into a fresh database and swap it in", target, cfg.Addr)
+		return fmt.Errorf("database %q already exists on %s: %w", target, cfg.Addr, source.ErrTargetExists)
 	}
 	load := target
 	if exists {
@@ -126,14 +126,14 @@ func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts 
 
 	lcfg := cfg.Clone()
 	lcfg.DBName = load
-	ldb, err := backup.OpenMySQL(ctx, lcfg)
+	ldb, err := Open(ctx, lcfg)
 	if err != nil {
 		return err
 	}
 	defer ldb.Close()
 	lconn, err := ldb.Conn(ctx)
 	if err != nil {
-		return backup.MySQLError(lcfg, err)
+		return ServerError(lcfg, err)
 	}
 	defer lconn.Close()
 
@@ -141,12 +141,12 @@ func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts 
 	if err != nil {
 		return err
 	}
-	got, err := backup.MySQLSnapshotFingerprints(ctx, lconn, info.Checks)
+	got, err := SnapshotFingerprints(ctx, lconn, info.Checks)
 	if err != nil {
 		return fmt.Errorf("fingerprint restored database: %w", err)
 	}
 	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
-		return &FingerprintMismatchError{Diffs: diffs}
+		return &fingerprint.MismatchError{Diffs: diffs}
 	}
 	lconn.Close()
 	ldb.Close()
@@ -162,8 +162,6 @@ func restoreMySQL(ctx context.Context, src SourceReader, targetDSN string, opts 
 	ok = true
 	return nil
 }
-
-func mysqlIdent(s string) string { return "`" + strings.ReplaceAll(s, "`", "``") + "`" }
 
 func mysqlTempName(name, infix string) string {
 	var b [4]byte
@@ -196,10 +194,10 @@ func dropMySQLDatabase(ctx context.Context, conn *sql.Conn, name string) error {
 // loadMySQLDump runs dump.sql on conn. It returns the statements of the
 // routines, views, triggers and events sections, which a swap replays in
 // the target database.
-func loadMySQLDump(ctx context.Context, src SourceReader, conn *sql.Conn) ([]string, error) {
-	rc, err := src.Open(ctx, backup.MySQLDumpFile)
+func loadMySQLDump(ctx context.Context, src source.Reader, conn *sql.Conn) ([]string, error) {
+	rc, err := src.Open(ctx, DumpFile)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", backup.MySQLDumpFile, err)
+		return nil, fmt.Errorf("open %s: %w", DumpFile, err)
 	}
 	defer rc.Close()
 	sc := newMySQLScanner(rc)
@@ -210,10 +208,10 @@ func loadMySQLDump(ctx context.Context, src SourceReader, conn *sql.Conn) ([]str
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", backup.MySQLDumpFile, err)
+			return nil, fmt.Errorf("read %s: %w", DumpFile, err)
 		}
 		if _, err := conn.ExecContext(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("%s line %d: %s: %w", backup.MySQLDumpFile, sc.StmtLine, mysqlAbbrev(stmt), err)
+			return nil, fmt.Errorf("%s line %d: %s: %w", DumpFile, sc.StmtLine, mysqlAbbrev(stmt), err)
 		}
 		switch sc.Section {
 		case "routines", "views", "triggers", "events":

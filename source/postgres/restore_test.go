@@ -1,4 +1,4 @@
-package restore
+package postgres
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/memsource"
+	"github.com/cofferhq/coffer/source"
 )
 
 var pgChecks = []fingerprint.Check{
@@ -44,9 +45,9 @@ func newTarget(t *testing.T) (dsn, name string) {
 	return fixture.WithDatabase(fixture.AdminDSN(), name), name
 }
 
-func backupPostgres(t *testing.T, src *backup.PostgresSource) *memSnap {
+func backupPostgres(t *testing.T, src *Source) *memsource.Snap {
 	t.Helper()
-	snap := newMemSnap(src.SourceName, src.Kind())
+	snap := memsource.New(src.SourceName, src.Kind())
 	if err := src.Backup(context.Background(), snap); err != nil {
 		t.Fatalf("Backup: %v", err)
 	}
@@ -91,10 +92,10 @@ func assertSameTables(t *testing.T, wantDSN, gotDSN string) {
 func TestPostgresRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newInvoiceDB(t, 1)
-	snap := backupPostgres(t, &backup.PostgresSource{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks, Globals: true})
+	snap := backupPostgres(t, &Source{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks, Globals: true})
 
-	var info backup.PostgresInfo
-	if err := snap.Meta(backup.PostgresMetaKey, &info); err != nil {
+	var info Info
+	if err := snap.Meta(MetaKey, &info); err != nil {
 		t.Fatal(err)
 	}
 	if info.SystemIdentifier == "" || info.Database != dbName(t, srcDSN) || info.PgDumpVersion == "" || info.ServerVersion == "" {
@@ -113,12 +114,12 @@ func TestPostgresRoundTrip(t *testing.T) {
 
 	for _, jobs := range []int{1, 2} {
 		dst, _ := newTarget(t)
-		res, err := RestorePostgres(ctx, snap, dst, PostgresOptions{Jobs: jobs})
+		res, err := Restore(ctx, snap, dst, Options{Jobs: jobs})
 		if err != nil {
-			t.Fatalf("RestorePostgres(jobs %d): %v", jobs, err)
+			t.Fatalf("Restore(jobs %d): %v", jobs, err)
 		}
-		if res.Jobs != jobs || res.DumpBytes != int64(len(snap.files[backup.PostgresDumpPath])) || !res.Globals {
-			t.Errorf("result = %+v, want %d jobs, %d dump bytes, globals", res, jobs, len(snap.files[backup.PostgresDumpPath]))
+		if res.Jobs != jobs || res.DumpBytes != int64(len(snap.Files[DumpPath])) || !res.Globals {
+			t.Errorf("result = %+v, want %d jobs, %d dump bytes, globals", res, jobs, len(snap.Files[DumpPath]))
 		}
 		if d := fingerprint.Compare(fp, res.Fingerprints); len(d) > 0 {
 			t.Errorf("fingerprints differ: %v", d)
@@ -128,7 +129,7 @@ func TestPostgresRoundTrip(t *testing.T) {
 
 	// A budget smaller than the dump falls back to one streaming job.
 	dst, _ := newTarget(t)
-	res, err := RestorePostgres(ctx, snap, dst, PostgresOptions{Jobs: 2, MemoryBudget: 1000})
+	res, err := Restore(ctx, snap, dst, Options{Jobs: 2, MemoryBudget: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func TestPostgresRoundTrip(t *testing.T) {
 		t.Errorf("jobs = %d with a 1000-byte budget, want 1", res.Jobs)
 	}
 
-	g, err := PostgresGlobals(ctx, snap)
+	g, err := Globals(ctx, snap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,9 +199,9 @@ func TestPostgresConsistencyUnderLoad(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 
-	snap := newMemSnap("invoices", "postgres")
+	snap := memsource.New("invoices", "postgres")
 	var atFirstRead int64 = -1
-	snap.onRead = func(path string, n int64) {
+	snap.OnRead = func(path string, n int64) {
 		if atFirstRead >= 0 {
 			return
 		}
@@ -211,7 +212,7 @@ func TestPostgresConsistencyUnderLoad(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	src := &backup.PostgresSource{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks}
+	src := &Source{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks}
 	if err := src.Backup(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func TestPostgresConsistencyUnderLoad(t *testing.T) {
 	snap.Meta(fingerprint.MetaKey, &want)
 
 	dst, _ := newTarget(t)
-	res, err := RestorePostgres(ctx, snap, dst, PostgresOptions{Jobs: 1})
+	res, err := Restore(ctx, snap, dst, Options{Jobs: 1})
 	if err != nil {
 		t.Fatalf("restore of a dump taken under load: %v", err)
 	}
@@ -240,7 +241,7 @@ func TestPostgresConsistencyUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	now, err := backup.PostgresFingerprints(ctx, conn, pgChecks)
+	now, err := Fingerprints(ctx, conn, pgChecks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +255,7 @@ func TestPostgresConsistencyUnderLoad(t *testing.T) {
 func TestPostgresReplace(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newInvoiceDB(t, 3)
-	snap := backupPostgres(t, &backup.PostgresSource{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks})
+	snap := backupPostgres(t, &Source{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks})
 
 	dst, name := newTarget(t)
 	if err := fixture.CreatePostgres(ctx, func() string {
@@ -273,14 +274,14 @@ func TestPostgresReplace(t *testing.T) {
 	before := fixture.TableMD5(t, dst)
 
 	// Without Replace: refused, target untouched.
-	_, err := RestorePostgres(ctx, snap, dst, PostgresOptions{})
-	if !errors.Is(err, ErrTargetExists) || !strings.Contains(err.Error(), `database "`+name+`" already exists; use --replace`) {
-		t.Fatalf("restore over an existing database: err = %v, want ErrTargetExists", err)
+	_, err := Restore(ctx, snap, dst, Options{})
+	if !errors.Is(err, source.ErrTargetExists) || !strings.Contains(err.Error(), `database "`+name+`" already exists`) {
+		t.Fatalf("restore over an existing database: err = %v, want source.ErrTargetExists", err)
 	}
 
 	// A failing replace leaves the target as it was and no temporary database.
 	bad := corrupted(snap)
-	if _, err := RestorePostgres(ctx, bad, dst, PostgresOptions{Replace: true}); err == nil {
+	if _, err := Restore(ctx, bad, dst, Options{Replace: true}); err == nil {
 		t.Fatal("replace with a corrupt dump succeeded")
 	}
 	if got := fixture.TableMD5(t, dst); got["invoice"] != before["invoice"] {
@@ -296,7 +297,7 @@ func TestPostgresReplace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer hold.Close(ctx)
-	res, err := RestorePostgres(ctx, snap, dst, PostgresOptions{Replace: true, Jobs: 2})
+	res, err := Restore(ctx, snap, dst, Options{Replace: true, Jobs: 2})
 	if err != nil {
 		t.Fatalf("replace: %v", err)
 	}
@@ -311,28 +312,28 @@ func TestPostgresReplace(t *testing.T) {
 
 // corrupted returns a copy of snap whose dump is garbage after its first
 // 2 KiB (the header and part of the table of contents stay valid).
-func corrupted(snap *memSnap) *memSnap {
-	c := newMemSnap(snap.name, snap.kind)
-	c.entries, c.meta = snap.entries, snap.meta
-	for p, b := range snap.files {
-		c.files[p] = b
+func corrupted(snap *memsource.Snap) *memsource.Snap {
+	c := memsource.New(snap.Name(), snap.Kind())
+	c.List, c.MetaJSON = snap.List, snap.MetaJSON
+	for p, b := range snap.Files {
+		c.Files[p] = b
 	}
-	d := append([]byte(nil), snap.files[backup.PostgresDumpPath]...)
+	d := append([]byte(nil), snap.Files[DumpPath]...)
 	for i := 2048; i < len(d); i++ {
 		d[i] = byte(i*7 + 13)
 	}
-	c.files[backup.PostgresDumpPath] = d
+	c.Files[DumpPath] = d
 	return c
 }
 
 func TestPostgresCorruptDumpLeavesNothing(t *testing.T) {
 	ctx := context.Background()
-	snap := backupPostgres(t, &backup.PostgresSource{SourceName: "invoices", DSN: newInvoiceDB(t, 4)})
+	snap := backupPostgres(t, &Source{SourceName: "invoices", DSN: newInvoiceDB(t, 4)})
 	garbage := corrupted(snap)
-	garbage.files[backup.PostgresDumpPath] = []byte(strings.Repeat("not a dump ", 1000))
+	garbage.Files[DumpPath] = []byte(strings.Repeat("not a dump ", 1000))
 	for _, tc := range []struct {
 		name string
-		snap *memSnap
+		snap *memsource.Snap
 		jobs int
 	}{
 		{"garbage", garbage, 1},
@@ -340,7 +341,7 @@ func TestPostgresCorruptDumpLeavesNothing(t *testing.T) {
 		{"damaged parallel", corrupted(snap), 2},
 	} {
 		dst, name := newTarget(t)
-		_, err := RestorePostgres(ctx, tc.snap, dst, PostgresOptions{Jobs: tc.jobs})
+		_, err := Restore(ctx, tc.snap, dst, Options{Jobs: tc.jobs})
 		if err == nil || !strings.Contains(err.Error(), "pg_restore") {
 			t.Errorf("%s: err = %v, want a pg_restore failure", tc.name, err)
 		}
@@ -353,19 +354,19 @@ func TestPostgresCorruptDumpLeavesNothing(t *testing.T) {
 func TestPostgresRestoreOverSource(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newInvoiceDB(t, 5)
-	snap := backupPostgres(t, &backup.PostgresSource{SourceName: "invoices", DSN: srcDSN})
+	snap := backupPostgres(t, &Source{SourceName: "invoices", DSN: srcDSN})
 	before := fixture.TableMD5(t, srcDSN)
-	for _, opts := range []PostgresOptions{{}, {Replace: true}} {
-		_, err := RestorePostgres(ctx, snap, srcDSN, opts)
-		if !errors.Is(err, ErrRestoreOverSource) || !strings.Contains(err.Error(), "--force") {
-			t.Errorf("restore over the source (%+v): err = %v, want ErrRestoreOverSource", opts, err)
+	for _, opts := range []Options{{}, {Replace: true}} {
+		_, err := Restore(ctx, snap, srcDSN, opts)
+		if !errors.Is(err, source.ErrRestoreOverSource) || !strings.Contains(err.Error(), "the one the snapshot was taken from") {
+			t.Errorf("restore over the source (%+v): err = %v, want source.ErrRestoreOverSource", opts, err)
 		}
 	}
 	if after := fixture.TableMD5(t, srcDSN); after["invoice"] != before["invoice"] {
 		t.Error("refused restore changed the source")
 	}
 	// With Force and Replace it goes ahead.
-	if _, err := RestorePostgres(ctx, snap, srcDSN, PostgresOptions{Force: true, Replace: true}); err != nil {
+	if _, err := Restore(ctx, snap, srcDSN, Options{Force: true, Replace: true}); err != nil {
 		t.Fatalf("forced restore over the source: %v", err)
 	}
 	after := fixture.TableMD5(t, srcDSN)
@@ -378,7 +379,7 @@ func TestPostgresRestoreOverSource(t *testing.T) {
 
 func TestPostgresFingerprintMismatch(t *testing.T) {
 	ctx := context.Background()
-	snap := backupPostgres(t, &backup.PostgresSource{SourceName: "invoices", DSN: newInvoiceDB(t, 6), Checks: pgChecks})
+	snap := backupPostgres(t, &Source{SourceName: "invoices", DSN: newInvoiceDB(t, 6), Checks: pgChecks})
 	var fp fingerprint.Fingerprints
 	snap.Meta(fingerprint.MetaKey, &fp)
 	fp.Tables["public.payment"]++
@@ -386,10 +387,10 @@ func TestPostgresFingerprintMismatch(t *testing.T) {
 	snap.SetMeta(fingerprint.MetaKey, fp)
 
 	dst, name := newTarget(t)
-	_, err := RestorePostgres(ctx, snap, dst, PostgresOptions{})
-	var me *FingerprintMismatchError
+	_, err := Restore(ctx, snap, dst, Options{})
+	var me *fingerprint.MismatchError
 	if !errors.As(err, &me) || len(me.Diffs) != 2 {
-		t.Fatalf("err = %v, want a FingerprintMismatchError with 2 differences", err)
+		t.Fatalf("err = %v, want a fingerprint.MismatchError with 2 differences", err)
 	}
 	if !strings.Contains(err.Error(), "table public.payment: backup") || !strings.Contains(err.Error(), "check paid_total") {
 		t.Errorf("error %q does not name the differences", err)

@@ -1,4 +1,4 @@
-package backup
+package mysql
 
 import (
 	"bufio"
@@ -16,14 +16,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
+	gomysql "github.com/go-sql-driver/mysql"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
 )
 
 // MySQL/MariaDB source
 //
-// MySQLSource dumps one database with a dumper of coffer's own rather than
+// Source dumps one database with a dumper of coffer's own rather than
 // mariadb-dump, so that the fingerprints describe exactly the rows in the
 // dump, also while the database is being written to:
 //
@@ -38,7 +39,7 @@ import (
 //   - The session uses time_zone '+00:00' (Airflow stores UTC), so TIMESTAMP
 //     values are dumped and restored without conversion.
 //
-// Format of dump.sql (MySQLDumpFormat): plain SQL that the mariadb client
+// Format of dump.sql (DumpFormat): plain SQL that the mariadb client
 // can also run. A header sets the session (utf8mb4, UTC, foreign and unique
 // checks off); each table's CREATE TABLE is followed by multi-row INSERTs
 // with an explicit column list (generated columns are left out). Rows are
@@ -65,17 +66,17 @@ import (
 // name tables without the database ("invoice"), as a restore may use
 // another name.
 
-// MySQLDumpFile is the path of the dump inside a mysql source.
-const MySQLDumpFile = "dump.sql"
+// DumpFile is the path of the dump inside a mysql source.
+const DumpFile = "dump.sql"
 
-// MySQLMetaKey is the catalog metadata key of a mysql source's MySQLInfo.
-const MySQLMetaKey = "mysql"
+// MetaKey is the catalog metadata key of a mysql source's Info.
+const MetaKey = "mysql"
 
-// MySQLDumpFormat is the version of dump.sql's layout.
-const MySQLDumpFormat = 1
+// DumpFormat is the version of dump.sql's layout.
+const DumpFormat = 1
 
-// MySQLInfo is what a mysql source records about the dumped database.
-type MySQLInfo struct {
+// Info is what a mysql source records about the dumped database.
+type Info struct {
 	ServerVersion string `json:"server_version"`
 	Database      string `json:"database"`
 	// ServerUUID identifies the server: @@server_uuid on MySQL,
@@ -89,8 +90,8 @@ type MySQLInfo struct {
 	Format int                 `json:"format"`
 }
 
-// MySQLSource backs up one MySQL or MariaDB database (kind "mysql").
-type MySQLSource struct {
+// Source backs up one MySQL or MariaDB database (kind "mysql").
+type Source struct {
 	SourceName string
 	// DSN is a go-sql-driver DSN ("user:pass@tcp(host:3306)/db") or a URL
 	// ("mysql://user:pass@host:3306/db", also SQLAlchemy's mysql+mysqldb://).
@@ -98,22 +99,22 @@ type MySQLSource struct {
 	Checks []fingerprint.Check
 }
 
-var _ Source = (*MySQLSource)(nil)
+var _ source.Source = (*Source)(nil)
 
-func (s *MySQLSource) Name() string { return s.SourceName }
-func (s *MySQLSource) Kind() string { return "mysql" }
+func (s *Source) Name() string { return s.SourceName }
+func (s *Source) Kind() string { return "mysql" }
 
 // Backup dumps the database into w as the single file entry dump.sql and
-// records the fingerprints and MySQLInfo as metadata.
-func (s *MySQLSource) Backup(ctx context.Context, w Writer) error {
+// records the fingerprints and Info as metadata.
+func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err := s.backup(ctx, w); err != nil {
 		return fmt.Errorf("mysql source %s: %w", s.SourceName, err)
 	}
 	return nil
 }
 
-func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
-	cfg, err := ParseMySQLDSN(s.DSN)
+func (s *Source) backup(ctx context.Context, w source.Writer) error {
+	cfg, err := ParseDSN(s.DSN)
 	if err != nil {
 		return err
 	}
@@ -123,14 +124,14 @@ func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
 	if err := validateMySQLChecks(s.Checks); err != nil {
 		return err
 	}
-	db, err := OpenMySQL(ctx, cfg)
+	db, err := Open(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return MySQLError(cfg, err)
+		return ServerError(cfg, err)
 	}
 	defer conn.Close()
 	info, err := mysqlDescribe(ctx, conn)
@@ -161,7 +162,7 @@ func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
-	if err := w.SetMeta(MySQLMetaKey, info); err != nil {
+	if err := w.SetMeta(MetaKey, info); err != nil {
 		return err
 	}
 
@@ -176,7 +177,7 @@ func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	werr := w.WriteFile(ctx, Entry{Path: MySQLDumpFile, Type: TypeFile, Mode: 0o600, ModTime: start, Size: -1}, pr)
+	werr := w.WriteFile(ctx, source.Entry{Path: DumpFile, Type: source.TypeFile, Mode: 0o600, ModTime: start, Size: -1}, pr)
 	pr.CloseWithError(errors.New("backup writer stopped reading the dump"))
 	derr := <-done
 	if derr != nil && (werr == nil || errors.Is(werr, derr)) {
@@ -187,7 +188,7 @@ func (s *MySQLSource) backup(ctx context.Context, w Writer) error {
 		return werr
 	}
 	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		return MySQLError(cfg, err)
+		return ServerError(cfg, err)
 	}
 	return nil
 }
@@ -208,13 +209,13 @@ func validateMySQLChecks(checks []fingerprint.Check) error {
 	return nil
 }
 
-// ParseMySQLDSN parses a go-sql-driver DSN ("user:pass@tcp(host:port)/db")
+// ParseDSN parses a go-sql-driver DSN ("user:pass@tcp(host:port)/db")
 // or a URL ("mysql://user:pass@host:port/db", "mariadb://...", or
 // SQLAlchemy's "mysql+mysqldb://..."; query parameters charset and
 // unix_socket are understood). The returned Config connects in UTC, without
 // multi-statements, and with a 10 s dial timeout unless one is given.
-func ParseMySQLDSN(s string) (*mysql.Config, error) {
-	var cfg *mysql.Config
+func ParseDSN(s string) (*gomysql.Config, error) {
+	var cfg *gomysql.Config
 	if scheme, _, ok := strings.Cut(s, "://"); ok && !strings.Contains(scheme, "@") {
 		base, _, _ := strings.Cut(scheme, "+")
 		if base != "mysql" && base != "mariadb" {
@@ -225,7 +226,7 @@ func ParseMySQLDSN(s string) (*mysql.Config, error) {
 			// url.Error repeats the whole URL, password included.
 			return nil, errors.New("parse mysql DSN: malformed URL")
 		}
-		cfg = mysql.NewConfig()
+		cfg = gomysql.NewConfig()
 		cfg.Net = "tcp"
 		if u.User != nil {
 			cfg.User = u.User.Username()
@@ -246,7 +247,7 @@ func ParseMySQLDSN(s string) (*mysql.Config, error) {
 			case "unix_socket":
 				cfg.Net, cfg.Addr = "unix", v[0]
 			case "charset":
-				if err := cfg.Apply(mysql.Charset(v[0], "")); err != nil {
+				if err := cfg.Apply(gomysql.Charset(v[0], "")); err != nil {
 					return nil, fmt.Errorf("parse mysql DSN: %w", err)
 				}
 			default:
@@ -255,7 +256,7 @@ func ParseMySQLDSN(s string) (*mysql.Config, error) {
 		}
 	} else {
 		var err error
-		cfg, err = mysql.ParseDSN(s)
+		cfg, err = gomysql.ParseDSN(s)
 		if err != nil {
 			return nil, fmt.Errorf("parse mysql DSN: %w", err)
 		}
@@ -264,32 +265,32 @@ func ParseMySQLDSN(s string) (*mysql.Config, error) {
 	cfg.ParseTime = false
 	cfg.MultiStatements = false
 	cfg.InterpolateParams = false
-	cfg.Logger = &mysql.NopLogger{}
+	cfg.Logger = &gomysql.NopLogger{}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
 	return cfg, nil
 }
 
-// OpenMySQL connects to the server cfg names and checks that it answers and
-// accepts the credentials; errors are those of MySQLError.
-func OpenMySQL(ctx context.Context, cfg *mysql.Config) (*sql.DB, error) {
-	c, err := mysql.NewConnector(cfg)
+// Open connects to the server cfg names and checks that it answers and
+// accepts the credentials; errors are those of ServerError.
+func Open(ctx context.Context, cfg *gomysql.Config) (*sql.DB, error) {
+	c, err := gomysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err
 	}
 	db := sql.OpenDB(c)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
-		return nil, MySQLError(cfg, err)
+		return nil, ServerError(cfg, err)
 	}
 	return db, nil
 }
 
-// MySQLError turns a connection error into one line a user can act on. It
+// ServerError turns a connection error into one line a user can act on. It
 // never contains the password.
-func MySQLError(cfg *mysql.Config, err error) error {
-	var me *mysql.MySQLError
+func ServerError(cfg *gomysql.Config, err error) error {
+	var me *gomysql.MySQLError
 	var ne net.Error
 	switch {
 	case errors.As(err, &me) && (me.Number == 1045 || me.Number == 1698):
@@ -304,9 +305,9 @@ func MySQLError(cfg *mysql.Config, err error) error {
 	return fmt.Errorf("server %s: %w", cfg.Addr, err)
 }
 
-// MySQLServerID identifies the server conn is connected to:
+// ServerID identifies the server conn is connected to:
 // @@server_uuid, or "@@hostname:@@port" where there is none (MariaDB).
-func MySQLServerID(ctx context.Context, conn *sql.Conn) (string, error) {
+func ServerID(ctx context.Context, conn *sql.Conn) (string, error) {
 	var id string
 	if err := conn.QueryRowContext(ctx, "SELECT @@server_uuid").Scan(&id); err == nil && id != "" {
 		return id, nil
@@ -319,7 +320,7 @@ func MySQLServerID(ctx context.Context, conn *sql.Conn) (string, error) {
 
 // mysqlDescribe sets up the dump session and returns what the catalog keeps
 // about the database.
-func mysqlDescribe(ctx context.Context, conn *sql.Conn) (MySQLInfo, error) {
+func mysqlDescribe(ctx context.Context, conn *sql.Conn) (Info, error) {
 	for _, q := range []string{
 		"SET NAMES utf8mb4",
 		"SET SESSION time_zone = '+00:00'",
@@ -330,20 +331,20 @@ func mysqlDescribe(ctx context.Context, conn *sql.Conn) (MySQLInfo, error) {
 		"SET SESSION net_write_timeout = 3600",
 	} {
 		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return MySQLInfo{}, fmt.Errorf("%s: %w", q, err)
+			return Info{}, fmt.Errorf("%s: %w", q, err)
 		}
 	}
 	// MariaDB and MySQL name their statement time limits differently.
 	conn.ExecContext(ctx, "SET SESSION max_statement_time = 0") //nolint:errcheck
 	conn.ExecContext(ctx, "SET SESSION max_execution_time = 0") //nolint:errcheck
-	var info MySQLInfo
-	info.Format = MySQLDumpFormat
+	var info Info
+	info.Format = DumpFormat
 	err := conn.QueryRowContext(ctx, "SELECT VERSION(), DATABASE(), @@character_set_database, @@collation_database").
 		Scan(&info.ServerVersion, &info.Database, &info.Charset, &info.Collation)
 	if err != nil {
 		return info, fmt.Errorf("describe database: %w", err)
 	}
-	info.ServerUUID, err = MySQLServerID(ctx, conn)
+	info.ServerUUID, err = ServerID(ctx, conn)
 	return info, err
 }
 
@@ -359,9 +360,9 @@ func beginMySQLSnapshot(ctx context.Context, conn *sql.Conn) error {
 	return nil
 }
 
-// MySQLSnapshotFingerprints computes the fingerprints of conn's current
+// SnapshotFingerprints computes the fingerprints of conn's current
 // database inside a consistent snapshot of its own (used after a restore).
-func MySQLSnapshotFingerprints(ctx context.Context, conn *sql.Conn, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
+func SnapshotFingerprints(ctx context.Context, conn *sql.Conn, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
 	if _, err := conn.ExecContext(ctx, "SET SESSION time_zone = '+00:00'"); err != nil {
 		return fingerprint.Fingerprints{}, err
 	}
@@ -491,7 +492,7 @@ func mysqlCheck(ctx context.Context, conn *sql.Conn, query string) ([]string, er
 
 // dump writes dump.sql. It runs inside the snapshot transaction.
 func (d *mysqlDumper) dump(ctx context.Context, w *bufio.Writer) error {
-	fmt.Fprintf(w, "-- coffer MySQL/MariaDB dump, format %d\n", MySQLDumpFormat)
+	fmt.Fprintf(w, "-- coffer MySQL/MariaDB dump, format %d\n", DumpFormat)
 	w.WriteString("-- Restore with coffer restore, or: mariadb --database=NEWDB < dump.sql\n")
 	w.WriteString("SET NAMES utf8mb4;\n")
 	w.WriteString("SET SESSION time_zone = '+00:00';\n")

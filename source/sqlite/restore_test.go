@@ -1,4 +1,4 @@
-package restore
+package sqlite
 
 import (
 	"context"
@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/memsource"
+	"github.com/cofferhq/coffer/source"
 )
 
 var sqliteChecks = []fingerprint.Check{
@@ -24,7 +25,7 @@ var sqliteChecks = []fingerprint.Check{
 
 func tableDigest(t *testing.T, path string) map[string]string {
 	t.Helper()
-	db, err := backup.OpenSQLite(path, true)
+	db, err := Open(path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +63,7 @@ func TestSQLiteRoundTripUnderLoad(t *testing.T) {
 	}
 	// A writer in another connection inserts and pays invoices throughout;
 	// in WAL mode it does not wait for the backup's read transaction.
-	w, err := backup.OpenSQLite(path, false)
+	w, err := Open(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,8 +105,8 @@ func TestSQLiteRoundTripUnderLoad(t *testing.T) {
 
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
-	snap := newMemSnap("airflow", "sqlite")
-	src := &backup.SQLiteSource{SourceName: "airflow", Path: path, Checks: sqliteChecks}
+	snap := memsource.New("airflow", "sqlite")
+	src := &Source{SourceName: "airflow", Path: path, Checks: sqliteChecks}
 	before, start := commits.Load(), time.Now()
 	if err := src.Backup(ctx, snap); err != nil {
 		t.Fatal(err)
@@ -125,7 +126,7 @@ func TestSQLiteRoundTripUnderLoad(t *testing.T) {
 	}
 
 	target := filepath.Join(dir, "restored.db")
-	if err := RestoreSQLite(ctx, snap, target, false); err != nil {
+	if err := Restore(ctx, snap, target, false); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(target); err != nil || st.Mode().Perm() != 0o600 {
@@ -140,9 +141,9 @@ func TestSQLiteRoundTripUnderLoad(t *testing.T) {
 		t.Errorf("backup fingerprints = %v", want.Tables)
 	}
 	// The source moved on after the backup: its counts differ now.
-	src2, _ := backup.OpenSQLite(path, true)
+	src2, _ := Open(path, true)
 	defer src2.Close()
-	now, err := backup.SQLiteFingerprints(ctx, src2, sqliteChecks)
+	now, err := Fingerprints(ctx, src2, sqliteChecks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,12 +163,12 @@ func TestSQLiteRoundTripUnderLoad(t *testing.T) {
 	}
 
 	// An existing target needs force.
-	err = RestoreSQLite(ctx, snap, target, false)
-	if !errors.Is(err, ErrTargetExists) || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("restore over an existing file: err = %v, want ErrTargetExists", err)
+	err = Restore(ctx, snap, target, false)
+	if !errors.Is(err, source.ErrTargetFileExists) || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("restore over an existing file: err = %v, want source.ErrTargetFileExists", err)
 	}
 	os.WriteFile(target+"-wal", []byte("stale"), 0o600)
-	if err := RestoreSQLite(ctx, snap, target, true); err != nil {
+	if err := Restore(ctx, snap, target, true); err != nil {
 		t.Fatalf("forced restore: %v", err)
 	}
 	if _, err := os.Stat(target + "-wal"); !errors.Is(err, os.ErrNotExist) {
@@ -182,15 +183,15 @@ func TestSQLiteRestoreDamaged(t *testing.T) {
 	if err := fixture.CreateSQLite(ctx, path, fixture.Size{Vendors: 3, Invoices: 300, LinesPerInvoice: 2}, 2); err != nil {
 		t.Fatal(err)
 	}
-	snap := newMemSnap("a", "sqlite")
-	if err := (&backup.SQLiteSource{SourceName: "a", Path: path}).Backup(ctx, snap); err != nil {
+	snap := memsource.New("a", "sqlite")
+	if err := (&Source{SourceName: "a", Path: path}).Backup(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
-	good := snap.files[backup.SQLiteDatabasePath]
+	good := snap.Files[DatabasePath]
 
 	// Intact: every table equal to the source, column by column.
 	okTarget := filepath.Join(dir, "ok.db")
-	if err := RestoreSQLite(ctx, snap, okTarget, false); err != nil {
+	if err := Restore(ctx, snap, okTarget, false); err != nil {
 		t.Fatal(err)
 	}
 	want, got := tableDigest(t, path), tableDigest(t, okTarget)
@@ -205,9 +206,9 @@ func TestSQLiteRestoreDamaged(t *testing.T) {
 	for i := 4096 * 2; i < len(bad) && i < 4096*6; i++ {
 		bad[i] ^= 0x5a
 	}
-	snap.files[backup.SQLiteDatabasePath] = bad
+	snap.Files[DatabasePath] = bad
 	target := filepath.Join(dir, "r.db")
-	if err := RestoreSQLite(ctx, snap, target, false); err == nil {
+	if err := Restore(ctx, snap, target, false); err == nil {
 		t.Fatal("restore of a damaged database succeeded")
 	} else {
 		t.Logf("damaged: %v", err)
@@ -218,22 +219,22 @@ func TestSQLiteRestoreDamaged(t *testing.T) {
 		}
 	}
 
-	// Intact file, wrong fingerprints: FingerprintMismatchError.
-	snap.files[backup.SQLiteDatabasePath] = good
+	// Intact file, wrong fingerprints: fingerprint.MismatchError.
+	snap.Files[DatabasePath] = good
 	var fp fingerprint.Fingerprints
 	snap.Meta(fingerprint.MetaKey, &fp)
 	fp.Tables["invoice"] = 1
 	snap.SetMeta(fingerprint.MetaKey, fp)
-	var me *FingerprintMismatchError
-	if err := RestoreSQLite(ctx, snap, target, false); !errors.As(err, &me) || !strings.Contains(err.Error(), "table invoice: backup 1, restored 300") {
-		t.Errorf("err = %v, want FingerprintMismatchError for table invoice", err)
+	var me *fingerprint.MismatchError
+	if err := Restore(ctx, snap, target, false); !errors.As(err, &me) || !strings.Contains(err.Error(), "table invoice: backup 1, restored 300") {
+		t.Errorf("err = %v, want fingerprint.MismatchError for table invoice", err)
 	}
 	if _, err := os.Stat(target); !errors.Is(err, os.ErrNotExist) {
 		t.Error("target exists after a mismatching restore")
 	}
 
 	// A missing source file is an error, not a new empty database.
-	if err := (&backup.SQLiteSource{SourceName: "x", Path: filepath.Join(dir, "nope.db")}).Backup(ctx, newMemSnap("x", "sqlite")); !errors.Is(err, os.ErrNotExist) {
+	if err := (&Source{SourceName: "x", Path: filepath.Join(dir, "nope.db")}).Backup(ctx, memsource.New("x", "sqlite")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing source: err = %v, want ErrNotExist", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "nope.db")); err == nil {

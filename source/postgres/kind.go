@@ -1,0 +1,26 @@
+// Package postgres is the PostgreSQL source kind: a database backed up with
+// pg_dump (custom format, uncompressed) and fingerprinted in the same
+// snapshot, restored with pg_restore into a new database, all or nothing.
+package postgres
+
+import (
+	"context"
+
+	"github.com/cofferhq/coffer/source"
+)
+
+// Kind is the PostgreSQL kind's registry entry.
+var Kind = source.Kind{
+	Name:     "postgres",
+	Location: "a PostgreSQL DSN (URL or keyword/value)",
+	Checks:   true,
+	Globals:  true,
+	New: func(name string, spec source.Spec) (source.Source, error) {
+		return &Source{SourceName: name, DSN: spec.Location, Checks: spec.Checks, Globals: spec.Globals}, nil
+	},
+	Target: "new database (DSN)",
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
+		_, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Jobs: o.Jobs, MemoryBudget: o.MemoryBudget})
+		return err
+	},
+}

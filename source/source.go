@@ -1,0 +1,135 @@
+// Package source is the contract between a source kind and coffer's
+// snapshot writer and reader. A kind (a folder, a PostgreSQL, MySQL or
+// SQLite database; one package each under source/) streams its contents
+// into a Writer during a backup, reads them back from a Reader during a
+// restore, and is listed once, as a Kind, in the registry
+// (source/registry).
+//
+// The package holds interfaces and plain types only: package backup
+// implements Writer, package restore implements Reader, and neither knows
+// any kind.
+package source
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// Source is one thing to back up: a folder, a database. All sources of one
+// backup form one snapshot.
+type Source interface {
+	// Name is the source's name in the snapshot ("metadb", "dags").
+	Name() string
+	// Kind is the source kind ("dir", "postgres", "mysql", "sqlite").
+	Kind() string
+	// Backup streams the source's contents into w. It returns once every
+	// entry is written; the snapshot is published only if every source of
+	// the snapshot returned nil.
+	Backup(ctx context.Context, w Writer) error
+}
+
+// Entry is the metadata of one item inside a source. Path is slash
+// separated, relative to the source root, without a leading slash ("." is
+// the root itself).
+type Entry struct {
+	Path    string
+	Type    EntryType
+	Mode    fs.FileMode // permission bits plus setuid/setgid/sticky
+	ModTime time.Time
+	UID     int
+	GID     int
+	User    string
+	Group   string
+	// Size is the expected size of a file, or -1 when unknown (a dump
+	// stream). The catalog records the number of bytes actually read.
+	Size int64
+	// Link is the target of a symlink.
+	Link string
+}
+
+// EntryType is the type of an entry.
+type EntryType string
+
+const (
+	TypeFile    EntryType = "file"
+	TypeDir     EntryType = "dir"
+	TypeSymlink EntryType = "symlink"
+)
+
+// Writer receives a source's entries during a backup. It is safe for use by
+// one goroutine at a time.
+type Writer interface {
+	// WriteFile stores a file entry whose contents are read from r until
+	// io.EOF. The contents are chunked, deduplicated, compressed and
+	// encrypted; nothing is written to local disk.
+	WriteFile(ctx context.Context, e Entry, r io.Reader) error
+	// WriteEntry stores an entry without contents (a directory, a symlink).
+	WriteEntry(ctx context.Context, e Entry) error
+	// SetMeta records source-level metadata under key (for example a
+	// database's fingerprints). v is encoded as JSON and kept only in the
+	// encrypted catalog.
+	SetMeta(key string, v any) error
+	// Warn reports a problem that does not fail the backup unless the
+	// backup is strict (for example a file that changed while read); then
+	// it returns an error wrapping ErrStrict.
+	Warn(format string, args ...any) error
+}
+
+// ErrStrict is wrapped by the error a Writer's Warn returns when the
+// backup treats warnings as errors.
+var ErrStrict = errors.New("warning is an error in a strict backup")
+
+// FileState identifies one version of a file on disk: its size, times and
+// inode. A file whose state is unchanged since the last backup need not be
+// read again.
+type FileState struct {
+	Size  int64
+	MTime int64
+	CTime int64
+	Ino   uint64
+	Dev   uint64
+}
+
+// ChangeTracker is an optional capability of a Writer, found by type
+// assertion: a folder source asks it before reading a file.
+type ChangeTracker interface {
+	// Unchanged records the file e without reading it when its state is
+	// the one the last backup stored and every chunk it had is still in
+	// the repository. It reports whether it did.
+	Unchanged(e Entry, st FileState) (bool, error)
+	// Remember notes the state of the file WriteFile just stored, for the
+	// next backup.
+	Remember(path string, st FileState)
+}
+
+// Reader reads one source of a snapshot. Contents are decrypted and
+// verified against the catalog's hashes as they are read: a Read that would
+// return unverified bytes returns an error instead, and the final Read
+// before io.EOF checks the whole-file hash.
+type Reader interface {
+	Name() string
+	Kind() string
+	// Meta decodes the metadata stored under key (see Writer.SetMeta) into
+	// v. It returns an error wrapping ErrNoMeta when key is absent.
+	Meta(key string, v any) error
+	// Entries returns the source's entries in the order they were written.
+	Entries() []Entry
+	// Open streams the contents of the file at path.
+	Open(ctx context.Context, path string) (io.ReadCloser, error)
+}
+
+// ErrNoMeta is wrapped when a source has no metadata under a key.
+var ErrNoMeta = errors.New("no such metadata")
+
+// Lookup returns the entry at path among a reader's entries.
+func Lookup(r Reader, path string) (Entry, bool) {
+	for _, e := range r.Entries() {
+		if e.Path == path {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
