@@ -13,7 +13,9 @@ import (
 	"github.com/cofferhq/coffer/internal/fingerprint"
 )
 
-// Config is coffer's configuration file.
+// Config is coffer's configuration: what Parse read from the file, or,
+// from Load, the file merged with the defaults, the environment and the
+// flags.
 type Config struct {
 	// Repository is a local path, a file:// URL or s3://bucket/prefix.
 	Repository string `yaml:"repository"`
