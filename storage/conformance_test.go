@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -595,26 +596,43 @@ func TestParseS3URL(t *testing.T) {
 	}
 }
 
-func TestS3ConfigFromEnv(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "ak")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "sk")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_REGION", "")
-	for _, tc := range []struct {
-		env, endpoint string
-		insecure      bool
-	}{
-		{"", "", false},
-		{"http://127.0.0.1:9000", "127.0.0.1:9000", true},
-		{"https://s3.example.com/", "s3.example.com", false},
-		{"minio.local:9000", "minio.local:9000", false},
-	} {
-		t.Setenv("COFFER_S3_ENDPOINT", tc.env)
-		cfg := storage.S3ConfigFromEnv()
-		if cfg.Endpoint != tc.endpoint || cfg.Insecure != tc.insecure || cfg.Region != "us-east-1" ||
-			cfg.AccessKey != "ak" || cfg.SecretKey != "sk" {
-			t.Errorf("COFFER_S3_ENDPOINT=%q: got endpoint %q insecure %v region %q", tc.env, cfg.Endpoint, cfg.Insecure, cfg.Region)
-		}
+// TestOpenIgnoresEnvironment: storage reads no environment. With
+// COFFER_S3_ENDPOINT and the AWS_* variables pointing at nothing, Open with
+// a config naming the real server works; package config is what reads the
+// environment.
+func TestOpenIgnoresEnvironment(t *testing.T) {
+	ctx := context.Background()
+	srv := testutil.StartS3(t)
+	t.Setenv("COFFER_S3_ENDPOINT", "http://127.0.0.1:1")
+	t.Setenv("AWS_ACCESS_KEY_ID", "env-ak")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "env-sk")
+	t.Setenv("AWS_REGION", "env-region")
+
+	s, err := storage.Open(ctx, "s3://"+srv.Bucket+"/noenv", srv)
+	if err != nil {
+		t.Fatalf("Open with the environment pointing elsewhere: %v", err)
+	}
+	data := []byte("not from the environment")
+	if err := s.Put(ctx, "x", bytes.NewReader(data), int64(len(data)), storage.PutOptions{}); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+
+	c, err := config.Load(config.LoadOptions{Env: os.Getenv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.S3Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := got.Endpoint, "127.0.0.1:1"; got != want {
+		t.Fatalf("config endpoint = %q, want %q from COFFER_S3_ENDPOINT", got, want)
+	}
+	if got, want := got.AccessKey, "env-ak"; got != want {
+		t.Fatalf("config access key = %q, want %q from AWS_ACCESS_KEY_ID", got, want)
+	}
+	if _, err := storage.Open(ctx, "s3://"+srv.Bucket+"/noenv", got); !errors.Is(err, storage.ErrUnreachable) {
+		t.Fatalf("Open with the config from the environment: %v, want %v", err, storage.ErrUnreachable)
 	}
 }
 

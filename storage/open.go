@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 )
 
 // Open opens the store at location: a plain path or a file:// URL gives a
 // Local store, s3://bucket/prefix an S3 store (the bucket and prefix of the
-// URL override those of s3) wrapped in WithRetry.
+// URL override those of s3) wrapped in WithRetry. Open reads no
+// environment: every S3 setting comes in s3 (package internal/config builds
+// it from the file and the environment).
 func Open(ctx context.Context, location string, s3 S3Config) (Store, error) {
 	scheme, _, hasScheme := strings.Cut(location, "://")
 	switch {
@@ -43,33 +44,4 @@ func Open(ctx context.Context, location string, s3 S3Config) (Store, error) {
 		// Do not echo the location: it may hold credentials.
 		return nil, fmt.Errorf("open store: unsupported scheme %q; want a path, file:// or s3://", scheme)
 	}
-}
-
-// S3ConfigFromEnv reads S3 settings from the environment:
-// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION
-// (default us-east-1) and COFFER_S3_ENDPOINT ("host[:port]", "https://..."
-// or "http://...", the last meaning plain http). The bucket and prefix come
-// from the store URL.
-func S3ConfigFromEnv() S3Config {
-	cfg := S3Config{
-		AccessKey:    os.Getenv("AWS_ACCESS_KEY_ID"),
-		SecretKey:    os.Getenv("AWS_SECRET_ACCESS_KEY"),
-		SessionToken: os.Getenv("AWS_SESSION_TOKEN"),
-		Region:       os.Getenv("AWS_REGION"),
-	}
-	if cfg.Region == "" {
-		cfg.Region = "us-east-1"
-	}
-	ep := strings.TrimSpace(os.Getenv("COFFER_S3_ENDPOINT"))
-	switch {
-	case strings.HasPrefix(ep, "http://"):
-		ep, cfg.Insecure = strings.TrimPrefix(ep, "http://"), true
-	case strings.HasPrefix(ep, "https://"):
-		ep = strings.TrimPrefix(ep, "https://")
-	}
-	cfg.Endpoint = strings.TrimSuffix(ep, "/")
-	// A custom endpoint is almost always a self-hosted server, where
-	// virtual-host addressing needs DNS that rarely exists.
-	cfg.PathStyle = cfg.Endpoint != ""
-	return cfg
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -266,7 +267,7 @@ func TestS3TLS(t *testing.T) {
 }
 
 // TestS3TLSOpenFromEnv goes the way the command does: COFFER_S3_ENDPOINT
-// with an https:// URL, then storage.Open.
+// with an https:// URL, read by package config, then storage.Open.
 func TestS3TLSOpenFromEnv(t *testing.T) {
 	ctx := context.Background()
 	caFile, certFile, keyFile := testutil.NewCA(t)
@@ -275,30 +276,33 @@ func TestS3TLSOpenFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_REGION", "")
 	location := "s3://" + srv.Bucket + "/env/prefix"
 
-	for _, env := range []string{"https://" + srv.Endpoint, "https://localhost:" + port + "/"} {
-		t.Setenv("COFFER_S3_ENDPOINT", env)
-		cfg := storage.S3ConfigFromEnv()
+	for _, ep := range []string{"https://" + srv.Endpoint, "https://localhost:" + port + "/"} {
+		env := map[string]string{"COFFER_S3_ENDPOINT": ep, "AWS_ACCESS_KEY_ID": srv.AccessKey, "AWS_SECRET_ACCESS_KEY": srv.SecretKey}
+		c, err := config.Load(config.LoadOptions{Env: func(k string) string { return env[k] }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := c.S3Config()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if cfg.Insecure || strings.Contains(cfg.Endpoint, "://") || strings.HasSuffix(cfg.Endpoint, "/") || !cfg.PathStyle {
-			t.Fatalf("COFFER_S3_ENDPOINT=%s: config %+v, want a bare host:port, TLS and path style", env, cfg)
+			t.Fatalf("COFFER_S3_ENDPOINT=%s: config %+v, want a bare host:port, TLS and path style", ep, cfg)
 		}
 
 		// Without the CA: refused, over TLS.
-		_, err := storage.Open(ctx, location, cfg)
+		_, err = storage.Open(ctx, location, cfg)
 		if err == nil || !strings.Contains(err.Error(), "not trusted") || !strings.Contains(err.Error(), "s3.ca_file") {
-			t.Fatalf("Open with COFFER_S3_ENDPOINT=%s and no ca_file: error %v, want one saying the certificate is not trusted", env, err)
+			t.Fatalf("Open with COFFER_S3_ENDPOINT=%s and no ca_file: error %v, want one saying the certificate is not trusted", ep, err)
 		}
 		noCredentials(t, err, cfg)
 
 		cfg.CAFile = caFile
 		s, err := storage.Open(ctx, location, cfg)
 		if err != nil {
-			t.Fatalf("Open with COFFER_S3_ENDPOINT=%s and ca_file: %v", env, err)
+			t.Fatalf("Open with COFFER_S3_ENDPOINT=%s and ca_file: %v", ep, err)
 		}
 		if got, want := s.Location(), "s3://"+srv.Bucket+"/env/prefix"; got != want {
 			t.Errorf("Location() = %q, want %q", got, want)

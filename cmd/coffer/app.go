@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -34,12 +33,12 @@ const (
 	exitInterrupted = 130
 )
 
-// globals are the options every command shares; flags and environment
-// variables win over the config file.
+// globals are the options every command shares. cfg is the merged
+// configuration (flags, environment, file; see package config); repo,
+// identity, signingKey and json are its values, for short.
 type globals struct {
 	stdout, stderr io.Writer
 	cfg            *config.Config
-	configPath     string
 	repo           string
 	identity       string
 	signingKey     string
@@ -99,11 +98,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
+		// The environment variables are read by package config, so that
+		// the daemon sees the same; the Usage strings name them the way
+		// urfave/cli's EnvVars would.
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "config", EnvVars: []string{"COFFER_CONFIG"}, Usage: "config file (YAML)"},
-			&cli.StringFlag{Name: "repo", EnvVars: []string{"COFFER_REPO"}, Usage: "repository: a path, file:// or s3://bucket/prefix"},
-			&cli.StringFlag{Name: "identity", EnvVars: []string{"COFFER_IDENTITY"}, Usage: "age identity file (restore, cat, verify --decrypt)"},
-			&cli.StringFlag{Name: "signing-key", EnvVars: []string{"COFFER_SIGNING_KEY"}, Usage: "signing.key (backup) or signing.pub (to pin the key when reading)"},
+			&cli.StringFlag{Name: "config", Usage: "config file (YAML) [$COFFER_CONFIG]"},
+			&cli.StringFlag{Name: "repo", Usage: "repository: a path, file:// or s3://bucket/prefix [$COFFER_REPO]"},
+			&cli.StringFlag{Name: "identity", Usage: "age identity file (restore, cat, verify --decrypt) [$COFFER_IDENTITY]"},
+			&cli.StringFlag{Name: "signing-key", Usage: "signing.key (backup) or signing.pub (to pin the key when reading) [$COFFER_SIGNING_KEY]"},
 			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log progress to stderr"},
 		},
@@ -132,51 +134,32 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	return app
 }
 
+// load merges the config file, the environment and the flags (package
+// config holds the precedence) and adds hints that name flags.
 func (g *globals) load(c *cli.Context) error {
-	g.configPath = c.String("config")
-	g.cfg = &config.Config{Uploads: 2}
-	if g.configPath != "" {
-		f, err := os.Open(g.configPath)
-		if err != nil {
-			return withHint(fmt.Errorf("config: %w", err), "check --config or COFFER_CONFIG")
-		}
-		defer f.Close()
-		cfg, err := config.Parse(f)
-		if err == nil {
-			err = cfg.Validate()
-		}
-		if err != nil {
-			return withHint(&usageError{fmt.Sprintf("%s: %s", g.configPath, oneLine(err.Error()))},
-				"fix %s and run again", g.configPath)
-		}
-		g.cfg = cfg
+	cfg, err := config.Load(config.LoadOptions{
+		File: c.String("config"),
+		Env:  os.Getenv,
+		Flags: config.Overrides{
+			Repository: c.String("repo"),
+			Identity:   c.String("identity"),
+			SigningKey: c.String("signing-key"),
+			JSON:       c.Bool("json"),
+		},
+	})
+	var re *config.ReadError
+	var ie *config.InvalidError
+	switch {
+	case errors.As(err, &re):
+		return withHint(err, "check --config or COFFER_CONFIG")
+	case errors.As(err, &ie):
+		return withHint(&usageError{fmt.Sprintf("%s: %s", ie.Path, oneLine(ie.Err.Error()))},
+			"fix %s and run again", ie.Path)
+	case err != nil:
+		return usagef("%v", err)
 	}
-	base := filepath.Dir(g.configPath)
-	rel := func(p string) string {
-		if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") || g.configPath == "" {
-			return p
-		}
-		return filepath.Join(base, p)
-	}
-	pick := func(flag, fromCfg string) string {
-		if v := c.String(flag); v != "" {
-			return v
-		}
-		return rel(fromCfg)
-	}
-	g.repo = pick("repo", g.cfg.Repository)
-	g.identity = pick("identity", g.cfg.Identity)
-	g.signingKey = pick("signing-key", g.cfg.SigningKey)
-	g.cfg.CacheDir = rel(g.cfg.CacheDir)
-	// File paths of sources are relative to the config file too, like
-	// every other path in it (DSNs are left alone).
-	for name, src := range g.cfg.Sources {
-		if src.Kind == "dir" || src.Kind == "sqlite" {
-			src.Location = rel(src.Location)
-			g.cfg.Sources[name] = src
-		}
-	}
-	g.json = c.Bool("json") || g.cfg.JSON
+	g.cfg = cfg
+	g.repo, g.identity, g.signingKey, g.json = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.JSON
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
@@ -190,33 +173,9 @@ func (g *globals) store(ctx context.Context) (storage.Store, error) {
 	if g.repo == "" {
 		return nil, usagef("no repository: give --repo, COFFER_REPO or repository: in the config file")
 	}
-	s3 := storage.S3ConfigFromEnv()
-	c := g.cfg.S3
-	https := strings.HasPrefix(os.Getenv("COFFER_S3_ENDPOINT"), "https://")
-	if c.Endpoint != "" {
-		// The config's endpoint, scheme included, replaces the
-		// environment's.
-		https = strings.HasPrefix(c.Endpoint, "https://")
-		s3.Insecure = strings.HasPrefix(c.Endpoint, "http://")
-		s3.Endpoint = strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(c.Endpoint, "http://"), "https://"), "/")
-		s3.PathStyle = true
-	}
-	if c.Region != "" {
-		s3.Region = c.Region
-	}
-	s3.PathStyle = s3.PathStyle || c.PathStyle
-	if c.Insecure {
-		if https {
-			return nil, usagef("s3.insecure asks for plain http, but the endpoint says https://; coffer never downgrades silently")
-		}
-		s3.Insecure = true
-	}
-	s3.SkipVerify = c.SkipVerify
-	if c.CAFile != "" {
-		s3.CAFile = c.CAFile
-	}
-	if c.AccessKey != "" {
-		s3.AccessKey, s3.SecretKey = c.AccessKey, c.SecretKey
+	s3, err := g.cfg.S3Config()
+	if err != nil {
+		return nil, &usageError{err.Error()}
 	}
 	st, err := storage.Open(ctx, g.repo, s3)
 	if err != nil {

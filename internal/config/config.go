@@ -1,6 +1,3 @@
-// Package config reads coffer's YAML configuration file. Parse reads it
-// over the defaults; Validate returns every problem at once, each naming the
-// key and its line.
 package config
 
 import (
@@ -16,7 +13,9 @@ import (
 	"github.com/cofferhq/coffer/internal/fingerprint"
 )
 
-// Config is coffer's configuration file.
+// Config is coffer's configuration: what Parse read from the file, or,
+// from Load, the file merged with the defaults, the environment and the
+// flags.
 type Config struct {
 	// Repository is a local path, a file:// URL or s3://bucket/prefix.
 	Repository string `yaml:"repository"`
@@ -26,17 +25,21 @@ type Config struct {
 	// SigningKey is signing.key on a backup host, or signing.pub to pin
 	// the key for restores and audits.
 	SigningKey string `yaml:"signing_key"`
-	// JSON makes every command print machine-readable JSON (--json).
+	// JSON makes every command print machine-readable JSON.
 	JSON bool `yaml:"json"`
 	// CacheDir holds the change cache of folder sources.
-	CacheDir string            `yaml:"cache_dir"`
-	Uploads  int               `yaml:"uploads"`
-	Sources  map[string]Source `yaml:"sources"`
+	CacheDir string `yaml:"cache_dir"`
+	// Uploads is the number of packs uploaded in parallel (default
+	// DefaultUploads).
+	Uploads int               `yaml:"uploads"`
+	Sources map[string]Source `yaml:"sources"`
 
 	lines map[string]int
 }
 
-// S3 settings; credentials come from the environment when not set here.
+// S3 settings. In the file, Endpoint is "host[:port]", "https://..." or
+// "http://..." (plain http); Load fills what the file leaves empty from the
+// environment, and S3Config turns the result into storage's settings.
 type S3 struct {
 	Endpoint   string `yaml:"endpoint"`
 	Region     string `yaml:"region"`
@@ -46,7 +49,18 @@ type S3 struct {
 	SkipVerify bool   `yaml:"skip_verify"`
 	AccessKey  string `yaml:"access_key_id"`
 	SecretKey  string `yaml:"secret_access_key"`
+	// SessionToken comes from AWS_SESSION_TOKEN only.
+	SessionToken string `yaml:"-"`
 }
+
+// Defaults.
+const (
+	DefaultUploads = 2
+	DefaultRegion  = "us-east-1"
+)
+
+// defaults is the configuration before any file, environment or flag.
+func defaults() *Config { return &Config{Uploads: DefaultUploads} }
 
 // Source is one configured source. In YAML it is either the short form
 // "KIND:LOCATION" or a mapping.
@@ -88,9 +102,11 @@ func SplitSpec(spec string) (kind, location string, err error) {
 // names Go types, into words about the file.
 var typeNames = regexp.MustCompile(`field (\S+) not found in type \S+`)
 
-// Parse reads a configuration. Unknown keys are errors, with their line.
+// Parse reads a configuration file over the defaults. Unknown keys are
+// errors, with their line. Parse neither validates nor resolves paths; Load
+// does both.
 func Parse(r io.Reader) (*Config, error) {
-	c := &Config{Uploads: 2}
+	c := defaults()
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -136,8 +152,8 @@ func (c *Config) Validate() error {
 		}
 		probs = append(probs, msg)
 	}
-	if c.Uploads < 1 || c.Uploads > 64 {
-		add("uploads", "must be between 1 and 64, not %d", c.Uploads)
+	if msg := uploadsProblem(c.Uploads); msg != "" {
+		add("uploads", "%s", msg)
 	}
 	if c.Repository != "" && strings.Contains(c.Repository, "://") &&
 		!strings.HasPrefix(c.Repository, "file://") && !strings.HasPrefix(c.Repository, "s3://") {
@@ -149,32 +165,51 @@ func (c *Config) Validate() error {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		s := c.Sources[n]
 		key := "sources." + n
 		if strings.ContainsAny(n, "=:/ ") || n == "" {
 			add(key, "source names may not contain '=', ':', '/' or spaces")
 		}
-		known := false
-		for _, k := range Kinds {
-			known = known || k == s.Kind
-		}
-		if !known {
-			add(key, "unknown kind %q (kinds: %s)", s.Kind, strings.Join(Kinds, ", "))
-		}
-		if s.Location == "" {
-			add(key, "no location")
-		}
-		for _, ch := range s.Checks {
-			if ch.Name == "" || ch.Query == "" {
-				add(key+".checks", "every check needs a name and a query")
-			}
-		}
-		if len(s.Checks) > 0 && s.Kind == "dir" {
-			add(key+".checks", "checks apply to database sources only")
-		}
+		validateSource(key, c.Sources[n], add)
 	}
 	if len(probs) == 0 {
 		return nil
 	}
 	return errors.New(strings.Join(probs, "\n"))
 }
+
+// uploadsProblem says what is wrong with a number of parallel uploads, or
+// returns "".
+func uploadsProblem(n int) string {
+	if n < 1 || n > 64 {
+		return fmt.Sprintf("must be between 1 and 64, not %d", n)
+	}
+	return ""
+}
+
+// validateSource checks one source, the part of Validate that depends on
+// its kind; add reports a problem under a key ("sources.NAME" or below).
+func validateSource(key string, s Source, add func(key, format string, args ...any)) {
+	known := false
+	for _, k := range Kinds {
+		known = known || k == s.Kind
+	}
+	if !known {
+		add(key, "unknown kind %q (kinds: %s)", s.Kind, strings.Join(Kinds, ", "))
+	}
+	if s.Location == "" {
+		add(key, "no location")
+	}
+	for _, ch := range s.Checks {
+		if ch.Name == "" || ch.Query == "" {
+			add(key+".checks", "every check needs a name and a query")
+		}
+	}
+	if len(s.Checks) > 0 && s.Kind == "dir" {
+		add(key+".checks", "checks apply to database sources only")
+	}
+}
+
+// fileLocation reports whether the location of a source of this kind is a
+// file path (relative to the config file when written in it) rather than
+// a DSN.
+func fileLocation(kind string) bool { return kind == "dir" || kind == "sqlite" }

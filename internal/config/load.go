@@ -1,0 +1,154 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Overrides are the settings given on a command line. The zero value of a
+// field means not given.
+type Overrides struct {
+	Repository string
+	Identity   string
+	SigningKey string
+	// JSON can only be turned on.
+	JSON    bool
+	Uploads int
+}
+
+// LoadOptions say where Load reads from.
+type LoadOptions struct {
+	// File is the configuration file. When empty, COFFER_CONFIG names it;
+	// when that is empty too, there is none and the defaults stand.
+	File string
+	// Env returns an environment variable; production passes os.Getenv,
+	// tests their own. Nil is an empty environment.
+	Env func(string) string
+	// Flags win over everything else.
+	Flags Overrides
+}
+
+// A ReadError is a configuration file that cannot be read.
+type ReadError struct {
+	Path string
+	Err  error
+}
+
+func (e *ReadError) Error() string { return "config: " + e.Err.Error() }
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// An InvalidError is a configuration file that does not parse or does not
+// validate. Err lists the problems, one per line.
+type InvalidError struct {
+	Path string
+	Err  error
+}
+
+func (e *InvalidError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Load reads the defaults, the file, the environment and the flags, in
+// this order, each winning over the ones before it (see the package
+// documentation), and returns the merged configuration. The file is
+// validated and its relative paths resolved before the environment and
+// the flags are applied.
+func Load(o LoadOptions) (*Config, error) {
+	env := o.Env
+	if env == nil {
+		env = func(string) string { return "" }
+	}
+	path := o.File
+	if path == "" {
+		path = env("COFFER_CONFIG")
+	}
+	c := defaults()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, &ReadError{Path: path, Err: err}
+		}
+		defer f.Close()
+		c, err = Parse(f)
+		if err == nil {
+			err = c.Validate()
+		}
+		if err != nil {
+			return nil, &InvalidError{Path: path, Err: err}
+		}
+		c.resolvePaths(filepath.Dir(path))
+	}
+	c.applyEnv(env)
+	if err := c.apply(o.Flags); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// resolvePaths makes the file's relative paths relative to dir, the
+// file's folder.
+func (c *Config) resolvePaths(dir string) {
+	rel := func(p *string) {
+		if *p == "" || filepath.IsAbs(*p) || strings.Contains(*p, "://") {
+			return
+		}
+		*p = filepath.Join(dir, *p)
+	}
+	rel(&c.Repository)
+	rel(&c.Identity)
+	rel(&c.SigningKey)
+	rel(&c.CacheDir)
+	for name, s := range c.Sources {
+		if fileLocation(s.Kind) {
+			rel(&s.Location)
+			c.Sources[name] = s
+		}
+	}
+}
+
+// applyEnv applies the environment: over the file for the repository and
+// the keys, under it for S3.
+func (c *Config) applyEnv(env func(string) string) {
+	set := func(dst *string, name string) {
+		if v := env(name); v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Repository, "COFFER_REPO")
+	set(&c.Identity, "COFFER_IDENTITY")
+	set(&c.SigningKey, "COFFER_SIGNING_KEY")
+
+	fill := func(dst *string, name string) {
+		if *dst == "" {
+			*dst = strings.TrimSpace(env(name))
+		}
+	}
+	fill(&c.S3.Endpoint, "COFFER_S3_ENDPOINT")
+	fill(&c.S3.Region, "AWS_REGION")
+	if c.S3.AccessKey == "" {
+		// The file's credentials are a pair: both or neither.
+		c.S3.AccessKey, c.S3.SecretKey = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
+	}
+	c.S3.SessionToken = env("AWS_SESSION_TOKEN")
+}
+
+// apply applies the flags.
+func (c *Config) apply(f Overrides) error {
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&c.Repository, f.Repository)
+	set(&c.Identity, f.Identity)
+	set(&c.SigningKey, f.SigningKey)
+	c.JSON = c.JSON || f.JSON
+	if f.Uploads != 0 {
+		if msg := uploadsProblem(f.Uploads); msg != "" {
+			return errors.New("uploads: " + msg)
+		}
+		c.Uploads = f.Uploads
+	}
+	return nil
+}
