@@ -17,13 +17,12 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// TestReadCatalogBoundedByRootSize: ReadCatalog checks the root's
-// size claim only after it has read and appended every chunk the root
-// lists (repo.go, the loop before "catalog contents do not match"). A root
-// that claims a tiny catalog but lists the same large chunk many times
-// makes the reader read and hold all of them: memory grows with the number
-// of references, not with root.Size (design.md claims the catalog is
-// bounded by "size bytes, allocated up front").
+// TestReadCatalogBoundedByRootSize: a catalog root that claims a tiny
+// catalog but lists the same large chunk many times (a forgery the holder
+// of the signing key can make) is refused as soon as its chunks exceed the
+// size it claims, before they are all read. ReadCatalog's memory is bounded
+// by root.Size, as design.md says ("size bytes, allocated up front"), not
+// by the number of references.
 func TestReadCatalogBoundedByRootSize(t *testing.T) {
 	ctx := context.Background()
 	tr := testrepo.New(t)

@@ -24,10 +24,10 @@ func main() {
 	seed := flag.Int64("seed", 1, "seed")
 	dsn := flag.String("dsn", "", "database to mutate")
 	mutate := flag.Float64("mutate", 0, "fraction of invoice rows to change")
-	// fixture.SizeForBytes assumes 1500 bytes per invoice; on PostgreSQL 15
-	// here -mb 1024 gave 709 MiB (about 1040 bytes per invoice), so the
-	// request is scaled to land near -mb.
-	scale := flag.Float64("scale", 1.44, "multiply the size asked of fixture.SizeForBytes")
+	// fixture.SizeForBytes counts 1040 bytes per invoice, as measured on
+	// PostgreSQL 15 (-mb 100 gives a 107 MB database); -scale corrects
+	// for a server that stores invoices more or less densely.
+	scale := flag.Float64("scale", 1, "multiply the size asked of fixture.SizeForBytes")
 	flag.Parse()
 	ctx := context.Background()
 	start := time.Now()
