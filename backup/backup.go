@@ -35,7 +35,8 @@ type Options struct {
 	Sources []source.Source
 	Tags    []string
 	Host    string
-	// Uploads is the number of packs encrypted and uploaded in parallel.
+	// Uploads is the number of packs encrypted and uploaded in parallel;
+	// default DefaultUploads.
 	Uploads int
 	// Workers hash and compress chunks; default GOMAXPROCS.
 	Workers int
@@ -45,6 +46,10 @@ type Options struct {
 	CacheDir string
 	Logger   *slog.Logger
 }
+
+// DefaultUploads is the number of packs uploaded in parallel unless
+// Options.Uploads says otherwise.
+const DefaultUploads = 2
 
 // Result of a backup.
 type Result struct {
@@ -151,7 +156,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 		b.workers = runtime.GOMAXPROCS(0)
 	}
 	if b.uploads <= 0 {
-		b.uploads = 2
+		b.uploads = DefaultUploads
 	}
 	var err error
 	if b.recipients, err = r.Recipients(); err != nil {

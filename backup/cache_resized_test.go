@@ -13,13 +13,10 @@ import (
 	"github.com/cofferhq/coffer/source/dir"
 )
 
-// TestCacheRefusesResizedPack: loadIndex forgets chunks whose pack is
-// no longer present "with the recorded size", so a backup re-stores them.
-// The change cache only checks that the pack name is listed (cache.go
-// lookup), and the new manifest then records the pack with its *new*
-// listed size: a pack replaced by a bucket writer with different-size
-// bytes is silently adopted by the next snapshot, which cannot be
-// restored, although the index path would have stored the file again.
+// TestCacheRefusesResizedPack: a pack that a bucket writer replaced with
+// bytes of another size is not in the loaded index, so the change cache
+// does not reuse its chunks: the next backup stores the file again rather
+// than adopting the pack at its new size (which no snapshot could restore).
 func TestCacheRefusesResizedPack(t *testing.T) {
 	ctx := context.Background()
 	tr := testrepo.New(t)

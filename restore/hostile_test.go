@@ -71,12 +71,10 @@ func TestRestoreRefusesEntryBelowSymlink(t *testing.T) {
 	}
 }
 
-// TestFileReaderCancelled: Source.Open's fileReader blocks
-// forever in Read when its context is cancelled before the dispatcher has
-// handed out the chunk Read waits for: the dispatcher returns on ctx.Done
-// without sending that index, so fr.results[fr.next] never receives, and
-// Read does not select on the context. A cancelled pg_restore / cat / sqlite
-// restore can hang instead of returning context.Canceled.
+// TestFileReaderCancelled: a file reader whose context is cancelled before
+// the dispatcher hands out the chunk Read waits for returns
+// context.Canceled instead of blocking, so a cancelled pg_restore, cat or
+// SQLite restore cannot hang.
 func TestFileReaderCancelled(t *testing.T) {
 	dir := t.TempDir()
 	big := make([]byte, 6<<20) // random: several chunks, not compressible

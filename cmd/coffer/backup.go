@@ -67,7 +67,7 @@ func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 			if !found {
 				return nil, usagef("source %q is neither NAME=KIND:LOCATION nor a name in the config file", a)
 			}
-			sc = specOf(c)
+			sc = c.Spec()
 		}
 		s, err := registry.New(name, sc)
 		if err != nil {
@@ -76,11 +76,6 @@ func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// specOf is the source.Spec of a configured source.
-func specOf(c config.Source) source.Spec {
-	return source.Spec{Kind: c.Kind, Location: c.Location, Exclude: c.Exclude, Checks: c.Checks, Globals: c.Globals}
 }
 
 // backupError marks an error of a backup run (its message unchanged), so
@@ -99,12 +94,11 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if err != nil {
 		return err
 	}
-	uploads := o.uploads
-	if uploads == 0 {
-		uploads = g.cfg.Uploads
+	if err := g.cfg.Apply(config.Overrides{Uploads: o.uploads}); err != nil {
+		return usagef("--%v", err)
 	}
 	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: g.keys.Signing, Sources: sources,
-		Tags: o.tags.Value(), Strict: o.strict, Uploads: uploads, CacheDir: cacheDir(g), Logger: g.log})
+		Tags: o.tags.Value(), Strict: o.strict, Uploads: g.cfg.Uploads, CacheDir: cacheDir(g), Logger: g.log})
 	if err != nil {
 		return &backupError{err}
 	}

@@ -10,7 +10,10 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/registry"
 )
 
 // Config is coffer's configuration: what Parse read from the file, or,
@@ -55,7 +58,7 @@ type S3 struct {
 
 // Defaults.
 const (
-	DefaultUploads = 2
+	DefaultUploads = backup.DefaultUploads
 	DefaultRegion  = "us-east-1"
 )
 
@@ -72,30 +75,23 @@ type Source struct {
 	Globals  bool                `yaml:"globals"`
 }
 
-// Kinds are the source kinds coffer knows.
-var Kinds = []string{"dir", "postgres", "mysql", "sqlite"}
-
 // UnmarshalYAML accepts the short form "KIND:LOCATION".
 func (s *Source) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
-		kind, loc, err := SplitSpec(n.Value)
+		spec, err := registry.ParseSpec(n.Value)
 		if err != nil {
 			return fmt.Errorf("line %d: %w", n.Line, err)
 		}
-		s.Kind, s.Location = kind, loc
+		s.Kind, s.Location = spec.Kind, spec.Location
 		return nil
 	}
 	type plain Source
 	return n.Decode((*plain)(s))
 }
 
-// SplitSpec splits "KIND:LOCATION".
-func SplitSpec(spec string) (kind, location string, err error) {
-	kind, location, ok := strings.Cut(spec, ":")
-	if !ok || kind == "" || location == "" {
-		return "", "", fmt.Errorf("source %q is not KIND:LOCATION (kinds: %s)", spec, strings.Join(Kinds, ", "))
-	}
-	return kind, location, nil
+// Spec is the source.Spec of a configured source.
+func (s Source) Spec() source.Spec {
+	return source.Spec{Kind: s.Kind, Location: s.Location, Exclude: s.Exclude, Checks: s.Checks, Globals: s.Globals}
 }
 
 // typeNames rewrites yaml's "field x not found in type config.S3", which
@@ -166,7 +162,7 @@ func (c *Config) Validate() error {
 	sort.Strings(names)
 	for _, n := range names {
 		key := "sources." + n
-		if strings.ContainsAny(n, "=:/ ") || n == "" {
+		if !registry.ValidName(n) {
 			add(key, "source names may not contain '=', ':', '/' or spaces")
 		}
 		validateSource(key, c.Sources[n], add)
@@ -189,27 +185,19 @@ func uploadsProblem(n int) string {
 // validateSource checks one source, the part of Validate that depends on
 // its kind; add reports a problem under a key ("sources.NAME" or below).
 func validateSource(key string, s Source, add func(key, format string, args ...any)) {
-	known := false
-	for _, k := range Kinds {
-		known = known || k == s.Kind
-	}
-	if !known {
-		add(key, "unknown kind %q (kinds: %s)", s.Kind, strings.Join(Kinds, ", "))
-	}
-	if s.Location == "" {
-		add(key, "no location")
-	}
-	for _, ch := range s.Checks {
-		if ch.Name == "" || ch.Query == "" {
-			add(key+".checks", "every check needs a name and a query")
+	for _, p := range registry.Check(s.Spec()) {
+		k := key
+		if p.Field != "" {
+			k += "." + p.Field
 		}
-	}
-	if len(s.Checks) > 0 && s.Kind == "dir" {
-		add(key+".checks", "checks apply to database sources only")
+		add(k, "%s", p.Msg)
 	}
 }
 
 // fileLocation reports whether the location of a source of this kind is a
 // file path (relative to the config file when written in it) rather than
 // a DSN.
-func fileLocation(kind string) bool { return kind == "dir" || kind == "sqlite" }
+func fileLocation(kind string) bool {
+	k, ok := registry.Lookup(kind)
+	return ok && k.Path
+}

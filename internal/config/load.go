@@ -133,6 +133,10 @@ func (c *Config) applyEnv(env func(string) string) {
 	c.S3.SessionToken = env("AWS_SESSION_TOKEN")
 }
 
+// Apply applies flags that only one command knows (such as a backup's
+// uploads) with the same precedence as Load: a flag given wins.
+func (c *Config) Apply(f Overrides) error { return c.apply(f) }
+
 // apply applies the flags.
 func (c *Config) apply(f Overrides) error {
 	set := func(dst *string, v string) {

@@ -59,28 +59,33 @@ func ValidName(name string) bool {
 	return name != "" && !strings.ContainsAny(name, "=:/ ")
 }
 
-// Check returns every problem of a configured source, in plain words
-// (empty when there is none). It connects to nothing.
-func Check(spec source.Spec) []string {
-	var probs []string
+// Problem is one problem of a configured source: Field is "" for the
+// source itself or the field at fault ("checks").
+type Problem struct {
+	Field, Msg string
+}
+
+// Check returns every problem of a configured source, in plain words. It
+// connects to nothing.
+func Check(spec source.Spec) []Problem {
+	var probs []Problem
 	k, ok := Lookup(spec.Kind)
 	if !ok {
-		probs = append(probs, (&UnknownKindError{spec.Kind}).Error())
+		probs = append(probs, Problem{"", (&UnknownKindError{spec.Kind}).Error()})
 	}
 	if spec.Location == "" {
-		probs = append(probs, "no location")
+		probs = append(probs, Problem{"", "no location"})
 	}
 	for _, ch := range spec.Checks {
 		if ch.Name == "" || ch.Query == "" {
-			probs = append(probs, "every check needs a name and a query")
-			break
+			probs = append(probs, Problem{"checks", "every check needs a name and a query"})
 		}
 	}
 	if ok && len(spec.Checks) > 0 && !k.Checks {
-		probs = append(probs, "checks apply to database sources only")
+		probs = append(probs, Problem{"checks", "checks apply to database sources only"})
 	}
 	if ok && spec.Globals && !k.Globals {
-		probs = append(probs, fmt.Sprintf("globals apply to postgres sources only, not %s", k.Name))
+		probs = append(probs, Problem{"globals", "globals apply to postgres sources only"})
 	}
 	return probs
 }
