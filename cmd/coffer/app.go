@@ -342,6 +342,8 @@ func hintFor(err error) string {
 		return "choose a new name, or use --replace to restore into a fresh database and swap it in after success"
 	case errors.Is(err, source.ErrTargetFileExists):
 		return "use --force to overwrite it"
+	case errors.Is(err, demo.ErrNotDemoDir):
+		return "choose a new or empty folder with --dir"
 	case errors.Is(err, demo.ErrNoTestdata):
 		return "run the demo from the coffer repository or pass --testdata"
 	}

@@ -18,7 +18,7 @@ func demoCommand(g *globals) *cli.Command {
 		Name:  "demo",
 		Usage: "run coffer end to end on the demo Airflow deployment from testdata (wipes --dir)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Value: ".coffer-demo", Destination: &o.dir, Usage: "working folder, wiped first"},
+			&cli.StringFlag{Name: "dir", Value: ".coffer-demo", Destination: &o.dir, Usage: "working folder, wiped first when an earlier demo made it"},
 			&cli.StringFlag{Name: "testdata", Destination: &o.testdata, Usage: "demo deployment (default: testdata/airflow-demo found upwards)"},
 		},
 		Action: func(c *cli.Context) error { return runDemo(c.Context, g, o) },

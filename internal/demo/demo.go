@@ -60,6 +60,30 @@ func FindTestdata() (string, error) {
 	}
 }
 
+// marker marks a folder the demo made, which a later run may wipe.
+const marker = ".coffer-demo"
+
+// ErrNotDemoDir is returned for a non-empty folder that an earlier demo
+// run did not make: the demo wipes its folder, and never someone else's.
+var ErrNotDemoDir = errors.New("folder is not empty and was not made by coffer demo")
+
+// wipe removes dir if it is empty or was made by the demo.
+func wipe(dir string) error {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if len(des) > 0 {
+		if _, err := os.Lstat(filepath.Join(dir, marker)); err != nil {
+			return fmt.Errorf("%s: %w", dir, ErrNotDemoDir)
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
 // Run runs the demo.
 func Run(ctx context.Context, o Options) error {
 	say := func(format string, args ...any) { fmt.Fprintf(o.Out, format+"\n", args...) }
@@ -67,10 +91,13 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := wipe(dir); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, marker), nil, 0o600); err != nil {
 		return err
 	}
 	deploy := filepath.Join(dir, "deployment")
