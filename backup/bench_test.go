@@ -227,11 +227,18 @@ func BenchmarkBackupDir(b *testing.B) {
 	var keyDir, lastWork string
 	var sk0 *keys.SigningKey
 	var r0 *repo.Repository
+	// b.Run calls each function more than once (b.N = 1, then more), so
+	// every iteration of every call gets its own folder.
+	runs := 0
+	next := func(kind string) string {
+		runs++
+		return filepath.Join(tmp, kind, strconv.Itoa(runs))
+	}
 	b.Run("backup", func(b *testing.B) {
 		b.SetBytes(size)
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			work := filepath.Join(tmp, "backup", strconv.Itoa(i))
+			work := next("backup")
 			r, sk, s := benchRepo(b, work)
 			b.StartTimer()
 			var res *backup.Result
@@ -284,7 +291,7 @@ func BenchmarkBackupDir(b *testing.B) {
 				b.Fatal(err)
 			}
 			pprof.Do(ctx, pprof.Labels("phase", "restore"), func(ctx context.Context) {
-				_, err = restore.RestoreDir(ctx, src, filepath.Join(tmp, "restore", strconv.Itoa(i)), restore.DirOptions{})
+				_, err = restore.RestoreDir(ctx, src, next("restore"), restore.DirOptions{})
 			})
 			if err != nil {
 				b.Fatal(err)

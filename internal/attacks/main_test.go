@@ -1,0 +1,69 @@
+// Package attacks is coffer's attack suite: each test performs one attack
+// on a real repository (local files, or a real versitygw for S3) as an
+// attacker with the access the test names would, and records whether coffer
+// refused or detected it and whether any data already backed up was lost.
+// TestMain prints one summary line:
+//
+//	attacks: tried N, detected N, data lost 0
+//
+// An attack that is not detected, or that loses data, also fails its test.
+package attacks
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"testing"
+)
+
+type outcome struct {
+	detected, lost bool
+}
+
+var (
+	mu      sync.Mutex
+	results = map[string]outcome{}
+)
+
+// record notes the outcome of the attack called name and fails t when the
+// attack went undetected or lost data.
+func record(t *testing.T, name string, detected, lost bool) {
+	t.Helper()
+	mu.Lock()
+	results[name] = outcome{detected, lost}
+	mu.Unlock()
+	if !detected {
+		t.Errorf("attack %q was not detected", name)
+	}
+	if lost {
+		t.Errorf("attack %q lost data that was backed up", name)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	mu.Lock()
+	var names []string
+	tried, detected, lost := 0, 0, 0
+	for n, o := range results {
+		names = append(names, n)
+		tried++
+		if o.detected {
+			detected++
+		}
+		if o.lost {
+			lost++
+		}
+	}
+	mu.Unlock()
+	sort.Strings(names)
+	if testing.Verbose() {
+		for _, n := range names {
+			o := results[n]
+			fmt.Printf("attack %-60s detected=%v lost=%v\n", n, o.detected, o.lost)
+		}
+	}
+	fmt.Printf("attacks: tried %d, detected %d, data lost %d\n", tried, detected, lost)
+	os.Exit(code)
+}
