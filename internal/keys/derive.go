@@ -3,6 +3,7 @@ package keys
 import (
 	"bytes"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -12,39 +13,39 @@ import (
 )
 
 const (
-	chunkIDInfo       = "coffer chunk-id v1"
-	polynomialInfo    = "coffer chunker-polynomial v1"
-	indexIdentityInfo = "coffer index-identity v1"
-
 	polySeedSize = 64
 	derivedMagic = "coffer-derived-v1\n"
 	identityHRP  = "AGE-SECRET-KEY-"
 )
 
-// Derived holds the per-repository secrets derived from a signing key.
-// They let a backup host that holds only recipients and the signing key
-// compute keyed chunk ids and read and extend the repository index.
+// Derived holds a repository's secrets: the key of the chunk ids, the
+// seed of the chunker polynomial and the index identity. They are random,
+// made once at init and never derived from any key, so that recipients and
+// host keys can change without changing them (and deduplication survives).
+// The name is historical. The repository stores them in its secrets
+// object, encrypted to the recipients, the owner's box and every
+// authorised host's box.
 type Derived struct {
 	ChunkKey      [32]byte // key for chunk ids
 	PolySeed      []byte   // 64 bytes that seed the chunker polynomial
 	IndexIdentity *age.X25519Identity
 }
 
-// Derive derives the secrets of the repository with id repoID with
-// HKDF-SHA256 over k's seed, using repoID as salt (see the package
-// documentation). The same key and id always give the same secrets; repoID
-// should be the repository's random id.
-func (k *SigningKey) Derive(repoID []byte) *Derived {
-	seed := k.priv.Seed()
-	d := &Derived{}
-	copy(d.ChunkKey[:], mustHKDF(seed, repoID, chunkIDInfo, 32))
-	d.PolySeed = mustHKDF(seed, repoID, polynomialInfo, polySeedSize)
-	id, err := identityFromScalar(mustHKDF(seed, repoID, indexIdentityInfo, 32))
+// NewDerived returns fresh random repository secrets.
+func NewDerived() (*Derived, error) {
+	d := &Derived{PolySeed: make([]byte, polySeedSize)}
+	if _, err := rand.Read(d.ChunkKey[:]); err != nil {
+		return nil, err
+	}
+	if _, err := rand.Read(d.PolySeed); err != nil {
+		return nil, err
+	}
+	id, err := age.GenerateX25519Identity()
 	if err != nil {
-		panic("keys: internal error: " + err.Error())
+		return nil, err
 	}
 	d.IndexIdentity = id
-	return d
+	return d, nil
 }
 
 func mustHKDF(secret, salt []byte, info string, n int) []byte {

@@ -8,20 +8,14 @@ import (
 	"golang.org/x/crypto/hkdf"
 )
 
-// deriveReference computes the MarshalBinary encoding of the derived
-// secrets with x/crypto's HKDF, independently of derive.go.
-func deriveReference(t *testing.T, seed, repoID []byte) []byte {
+// boxReference computes a box identity's X25519 scalar with x/crypto's
+// HKDF, independently of box.go: HKDF-SHA256 over the Ed25519 seed, empty
+// salt, the given info, 32 bytes.
+func boxReference(t *testing.T, seed []byte, info string) []byte {
 	t.Helper()
-	out := []byte("coffer-derived-v1\n")
-	for _, l := range []struct {
-		info string
-		n    int
-	}{{"coffer chunk-id v1", 32}, {"coffer chunker-polynomial v1", 64}, {"coffer index-identity v1", 32}} {
-		b := make([]byte, l.n)
-		if _, err := io.ReadFull(hkdf.New(sha256.New, seed, repoID, []byte(l.info)), b); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b...)
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(hkdf.New(sha256.New, seed, nil, []byte(info)), b); err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return b
 }

@@ -2,45 +2,52 @@ package keys_test
 
 import (
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"path/filepath"
 
 	"filippo.io/age"
 	"github.com/cofferhq/coffer/internal/keys"
 )
 
-// A backup host holds recipients.txt and signing.key; it encrypts to the
-// recipients and derives the repository's secrets from the signing key.
+// A key folder holds the three roles. The owner signs the repository
+// config; the backup host signs snapshots and opens the repository secrets
+// with its box identity; the restore operator's identity decrypts.
 func Example() {
 	dir, err := os.MkdirTemp("", "coffer-keys")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	if _, err := keys.Generate(dir); err != nil {
+	g, err := keys.Generate(dir)
+	if err != nil {
 		log.Fatal(err)
 	}
 
-	rs, err := keys.LoadRecipientsFile(filepath.Join(dir, keys.RecipientsFile))
+	owner, err := keys.LoadOwnerKey(g.OwnerKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	sk, err := keys.LoadSigningKey(filepath.Join(dir, keys.SigningKeyFile))
+	host, err := keys.LoadSigningKey(g.SigningKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	d := sk.Derive([]byte("repository id"))
-	w, err := age.Encrypt(io.Discard, append(keys.AgeRecipients(rs), d.IndexRecipient())...)
+	// The pin travels with the host's key file.
+	pin, err := keys.OwnerPin(g.SigningKey)
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := w.Close(); err != nil { // after writing the index
-		log.Fatal(err)
-	}
+	sig := owner.Sign([]byte("config"))
+	fmt.Println(pin.Verify([]byte("config"), sig))
 
-	sig := sk.Sign([]byte("manifest"))
-	fmt.Println(sk.Public().Verify([]byte("manifest"), sig))
-	// Output: true
+	// The owner encrypts the secrets to the host's box, published in
+	// signing.pub; the host decrypts them with the identity its seed gives.
+	hp, err := keys.LoadHostPublic(g.SigningPub)
+	if err != nil {
+		log.Fatal(err)
+	}
+	var _ age.Recipient = hp.Box
+	fmt.Println(hp.Box.String() == host.BoxIdentity().Recipient().String())
+	// Output:
+	// true
+	// true
 }

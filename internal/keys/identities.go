@@ -56,8 +56,8 @@ func parseAgeIdentities(b []byte, path string) ([]age.Identity, error) {
 		switch {
 		case strings.HasPrefix(line, "age1"), strings.HasPrefix(line, "ssh-"):
 			return nil, fmt.Errorf("identity file %s: line %d: found a recipient, not an identity", path, n+1)
-		case strings.HasPrefix(line, "coffer-signing-"):
-			return nil, fmt.Errorf("identity file %s: line %d: found a coffer signing key, not an age identity", path, n+1)
+		case strings.HasPrefix(line, "coffer-"):
+			return nil, fmt.Errorf("identity file %s: line %d: found a coffer %s, not an age identity", path, n+1, keyKind(line))
 		case strings.HasPrefix(line, "AGE-PLUGIN-"):
 			return nil, fmt.Errorf("identity file %s: line %d: plugin identities are not supported", path, n+1)
 		}

@@ -16,76 +16,187 @@ import (
 	"filippo.io/age"
 )
 
-// Names of the files in a key folder. Scripts rely on them.
+// Names of the files and folders of a key folder. Scripts rely on them.
+// A key folder written by [Generate] holds one folder per role, so that no
+// folder holds two roles' secrets, and the public files at its top:
+//
+//	DIR/owner/owner.key        the owner key (0600; folder 0700): keep it offline
+//	DIR/host/signing.key       the backup host's signing key (0600; folder 0700)
+//	DIR/restore/identity.txt   the restore operators' age identity (0600; folder 0700)
+//	DIR/owner.pub              the owner public key: the pin
+//	DIR/signing.pub            the host's public key and box recipient, for init and key add-host
+//	DIR/recipients.txt         the identity's age recipient, for init and key add-recipient
 const (
-	IdentityFile   = "identity.txt"
-	RecipientsFile = "recipients.txt"
+	OwnerDir   = "owner"
+	HostDir    = "host"
+	RestoreDir = "restore"
+
+	OwnerKeyFile   = "owner.key"
+	OwnerPubFile   = "owner.pub"
 	SigningKeyFile = "signing.key"
 	SigningPubFile = "signing.pub"
+	IdentityFile   = "identity.txt"
+	RecipientsFile = "recipients.txt"
 )
 
-// Generated describes a key folder written by [Generate].
-type Generated struct {
-	Dir           string
-	Recipient     string // the age1... recipient in recipients.txt
-	SigningPublic string // the text form of the public key in signing.pub
+// Role is one of the three key roles.
+type Role string
+
+// The key roles.
+const (
+	RoleOwner   Role = "owner"
+	RoleHost    Role = "host"
+	RoleRestore Role = "restore"
+)
+
+// Roles lists the roles in the order Generate writes them.
+var Roles = []Role{RoleOwner, RoleHost, RoleRestore}
+
+// GenerateOptions say which roles' keys Generate makes.
+type GenerateOptions struct {
+	// Roles to generate; empty means all three.
+	Roles []Role
+	// Owner is the owner public key that a host key or an identity made
+	// without the owner role carries on its "# coffer owner:" line.
+	Owner OwnerPublic
 }
 
-// Generate creates a new key folder in dir: a fresh age X25519 identity and
-// an Ed25519 signing key. It creates dir with mode 0700 if needed and never
-// overwrites an existing file: if any of the four files exists it returns an
-// error wrapping [fs.ErrExist] that names the file, and writes nothing.
-func Generate(dir string) (*Generated, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create key folder: %w", err)
+// Generated describes a key folder written by [Generate]. Paths of files
+// not written are empty.
+type Generated struct {
+	Dir string
+	// Owner is the owner public key (generated, or given).
+	Owner OwnerPublic
+	// Recipient is the age1... recipient in recipients.txt.
+	Recipient string
+	// SigningPublic is the text form of the host public key in signing.pub.
+	SigningPublic string
+	// HostBox is the host's box recipient.
+	HostBox string
+
+	OwnerKey, OwnerPub, SigningKey, SigningPub, Identity, Recipients string
+}
+
+// Generate creates a key folder with all three roles in dir (see the file
+// names above).
+func Generate(dir string) (*Generated, error) { return GenerateWith(dir, GenerateOptions{}) }
+
+// GenerateWith creates the keys of the roles o names in dir. It creates
+// dir (0755) and the role folders (0700) if needed and never overwrites an
+// existing file: if any file it would write exists it returns an error
+// wrapping [fs.ErrExist] that names the file, and writes nothing.
+func GenerateWith(dir string, o GenerateOptions) (*Generated, error) {
+	roles := map[Role]bool{}
+	for _, r := range o.Roles {
+		if r != RoleOwner && r != RoleHost && r != RoleRestore {
+			return nil, fmt.Errorf("unknown key role %q (owner, host or restore)", r)
+		}
+		roles[r] = true
 	}
-	for _, name := range []string{IdentityFile, RecipientsFile, SigningKeyFile, SigningPubFile} {
-		p := filepath.Join(dir, name)
+	if len(roles) == 0 {
+		for _, r := range Roles {
+			roles[r] = true
+		}
+	}
+	if roles[RoleOwner] && o.Owner != nil {
+		return nil, errors.New("an owner key is being generated: no other owner public key can be given")
+	}
+	g := &Generated{Dir: dir, Owner: o.Owner}
+	type file struct {
+		path *string
+		rel  string
+		data string
+		mode fs.FileMode
+	}
+	var files []file
+	var subdirs []string
+	if roles[RoleOwner] {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("generate owner key: %w", err)
+		}
+		ok := &OwnerKey{priv: priv}
+		g.Owner = ok.Public()
+		subdirs = append(subdirs, OwnerDir)
+		files = append(files,
+			file{&g.OwnerKey, filepath.Join(OwnerDir, OwnerKeyFile), ok.text(), 0o600},
+			file{&g.OwnerPub, OwnerPubFile, "# coffer owner public key: the pin every reader of the repository checks\n" +
+				"# fingerprint " + g.Owner.Fingerprint() + "\n" + g.Owner.String() + "\n", 0o644})
+	}
+	if roles[RoleHost] {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("generate signing key: %w", err)
+		}
+		sk := &SigningKey{priv: priv}
+		hp := sk.HostPublic()
+		g.SigningPublic, g.HostBox = hp.Key.String(), hp.Box.String()
+		subdirs = append(subdirs, HostDir)
+		files = append(files,
+			file{&g.SigningKey, filepath.Join(HostDir, SigningKeyFile), sk.text(g.Owner), 0o600},
+			file{&g.SigningPub, SigningPubFile, hp.text(), 0o644})
+	}
+	if roles[RoleRestore] {
+		id, err := age.GenerateX25519Identity()
+		if err != nil {
+			return nil, fmt.Errorf("generate age identity: %w", err)
+		}
+		g.Recipient = id.Recipient().String()
+		owner := ""
+		if g.Owner != nil {
+			owner = OwnerLinePrefix + g.Owner.String() + "\n"
+		}
+		subdirs = append(subdirs, RestoreDir)
+		files = append(files,
+			file{&g.Identity, filepath.Join(RestoreDir, IdentityFile), fmt.Sprintf("# created: %s\n# public key: %s\n%s%s\n",
+				time.Now().Format(time.RFC3339), g.Recipient, owner, id), 0o600},
+			file{&g.Recipients, RecipientsFile, g.Recipient + "\n", 0o644})
+	}
+
+	for _, f := range files {
+		p := filepath.Join(dir, f.rel)
 		if _, err := os.Lstat(p); err == nil {
 			return nil, fmt.Errorf("key file %s: %w", p, fs.ErrExist)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("check key file: %w", err)
 		}
 	}
-
-	id, err := age.GenerateX25519Identity()
-	if err != nil {
-		return nil, fmt.Errorf("generate age identity: %w", err)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create key folder: %w", err)
 	}
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generate signing key: %w", err)
-	}
-	recipient := id.Recipient().String()
-	sk := &SigningKey{priv: priv}
-	pk := PublicKey(pub)
-
-	files := []struct {
-		name string
-		data string
-		mode fs.FileMode
-	}{
-		{IdentityFile, fmt.Sprintf("# created: %s\n# public key: %s\n%s\n",
-			time.Now().Format(time.RFC3339), recipient, id), 0o600},
-		{RecipientsFile, recipient + "\n", 0o644},
-		{SigningKeyFile, sk.text(), 0o600},
-		{SigningPubFile, "# coffer signing public key (Ed25519)\n" + pk.String() + "\n", 0o644},
+	var made []string
+	for _, sub := range subdirs {
+		p := filepath.Join(dir, sub)
+		err := os.Mkdir(p, 0o700)
+		if err == nil {
+			made = append(made, p)
+			continue
+		}
+		if fi, serr := os.Lstat(p); serr != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("create key folder: %w", err)
+		}
 	}
 	var written []string
 	for _, f := range files {
-		p := filepath.Join(dir, f.name)
+		p := filepath.Join(dir, f.rel)
 		if err := writeNew(p, []byte(f.data), f.mode); err != nil {
 			for _, w := range written {
 				os.Remove(w)
 			}
+			for _, m := range made {
+				os.Remove(m)
+			}
 			return nil, err
 		}
 		written = append(written, p)
+		*f.path = p
 	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
+	for _, d := range append(subdirs, ".") {
+		if err := syncDir(filepath.Join(dir, d)); err != nil {
+			return nil, err
+		}
 	}
-	return &Generated{Dir: dir, Recipient: recipient, SigningPublic: pk.String()}, nil
+	return g, nil
 }
 
 // writeNew writes data to a temporary file next to path, syncs it, and
@@ -222,4 +333,19 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Path returns where a key folder written by [Generate] keeps the file
+// called name: owner.key, signing.key and identity.txt in their role's
+// folder, the public files at the top.
+func Path(dir, name string) string {
+	switch name {
+	case OwnerKeyFile:
+		return filepath.Join(dir, OwnerDir, name)
+	case SigningKeyFile:
+		return filepath.Join(dir, HostDir, name)
+	case IdentityFile:
+		return filepath.Join(dir, RestoreDir, name)
+	}
+	return filepath.Join(dir, name)
 }

@@ -74,17 +74,24 @@ func writeFile(t *testing.T, name, data string, mode fs.FileMode) string {
 func TestGenerate(t *testing.T) {
 	g, dir := generate(t)
 
-	fi, err := os.Stat(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fi.Mode().Perm(), fs.FileMode(0o700); got != want {
-		t.Errorf("dir mode = %04o, want %04o", got, want)
+	for _, d := range []struct {
+		path string
+		mode fs.FileMode
+	}{{dir, 0o755}, {filepath.Join(dir, OwnerDir), 0o700}, {filepath.Join(dir, HostDir), 0o700}, {filepath.Join(dir, RestoreDir), 0o700}} {
+		fi, err := os.Stat(d.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The top folder's mode depends on the umask; it must never be
+		// writable by others.
+		if got := fi.Mode().Perm(); got != d.mode && (d.mode == 0o700 || got&0o022 != 0) {
+			t.Errorf("%s mode = %04o, want %04o", d.path, got, d.mode)
+		}
 	}
 	for name, want := range map[string]fs.FileMode{
-		IdentityFile: 0o600, RecipientsFile: 0o644, SigningKeyFile: 0o600, SigningPubFile: 0o644,
+		OwnerKeyFile: 0o600, OwnerPubFile: 0o644, IdentityFile: 0o600, RecipientsFile: 0o644, SigningKeyFile: 0o600, SigningPubFile: 0o644,
 	} {
-		fi, err := os.Stat(filepath.Join(dir, name))
+		fi, err := os.Stat(Path(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,23 +99,32 @@ func TestGenerate(t *testing.T) {
 			t.Errorf("%s mode = %04o, want %04o", name, got, want)
 		}
 	}
-	entries, _ := os.ReadDir(dir)
-	if got, want := len(entries), 4; got != want {
-		t.Errorf("key folder has %d entries, want %d (temporary files left?)", got, want)
+	for sub, want := range map[string]int{".": 6, OwnerDir: 1, HostDir: 1, RestoreDir: 1} {
+		entries, _ := os.ReadDir(filepath.Join(dir, sub))
+		if got := len(entries); got != want {
+			t.Errorf("key folder %s has %d entries, want %d (temporary files left?)", sub, got, want)
+		}
+	}
+	for name, want := range map[string]string{OwnerKeyFile: g.OwnerKey, OwnerPubFile: g.OwnerPub, IdentityFile: g.Identity,
+		RecipientsFile: g.Recipients, SigningKeyFile: g.SigningKey, SigningPubFile: g.SigningPub} {
+		if got := Path(dir, name); got != want {
+			t.Errorf("Generated path of %s = %q, want %q", name, want, got)
+		}
 	}
 
 	// identity.txt is in age-keygen's format and matches recipients.txt.
-	idText, _ := os.ReadFile(filepath.Join(dir, IdentityFile))
+	idText, _ := os.ReadFile(Path(dir, IdentityFile))
 	lines := strings.Split(string(idText), "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], "# created: ") ||
-		lines[1] != "# public key: "+g.Recipient || !strings.HasPrefix(lines[2], "AGE-SECRET-KEY-1") || lines[3] != "" {
-		t.Errorf("identity.txt is not in age-keygen format")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "# created: ") ||
+		lines[1] != "# public key: "+g.Recipient || lines[2] != OwnerLinePrefix+g.Owner.String() ||
+		!strings.HasPrefix(lines[3], "AGE-SECRET-KEY-1") || lines[4] != "" {
+		t.Errorf("identity.txt is not in age-keygen format with the owner line:\n%s", idText)
 	}
 	ids, err := age.ParseIdentities(bytes.NewReader(idText))
 	if err != nil {
 		t.Fatalf("age.ParseIdentities(identity.txt): %v", err)
 	}
-	recText, _ := os.ReadFile(filepath.Join(dir, RecipientsFile))
+	recText, _ := os.ReadFile(Path(dir, RecipientsFile))
 	if got, want := string(recText), ids[0].(*age.X25519Identity).Recipient().String()+"\n"; got != want {
 		t.Errorf("recipients.txt = %q, want %q", got, want)
 	}
@@ -117,35 +133,68 @@ func TestGenerate(t *testing.T) {
 	}
 
 	// Our loaders agree.
-	rs, err := LoadRecipientsFile(filepath.Join(dir, RecipientsFile))
+	rs, err := LoadRecipientsFile(Path(dir, RecipientsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := LoadIdentities(filepath.Join(dir, IdentityFile))
+	loaded, err := LoadIdentities(Path(dir, IdentityFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := string(decrypt(t, encrypt(t, []byte("hi"), AgeRecipients(rs)...), loaded...)), "hi"; got != want {
 		t.Errorf("round trip = %q, want %q", got, want)
 	}
-	sk, err := LoadSigningKey(filepath.Join(dir, SigningKeyFile))
+	sk, err := LoadSigningKey(Path(dir, SigningKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := LoadPublicKey(filepath.Join(dir, SigningPubFile))
+	pk, err := LoadPublicKey(Path(dir, SigningPubFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !sk.Public().Equal(pk) || pk.String() != g.SigningPublic {
 		t.Errorf("signing.pub does not match signing.key")
 	}
+	hp, err := LoadHostPublic(Path(dir, SigningPubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hp.Box.String(), sk.BoxIdentity().Recipient().String(); got != want || got != g.HostBox {
+		t.Errorf("signing.pub box = %s, want %s (derived from signing.key)", got, want)
+	}
+
+	// The owner: owner.key, owner.pub, and the pin in the host's and the
+	// operator's files.
+	ok, err := LoadOwnerKey(Path(dir, OwnerKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := LoadOwnerPublic(Path(dir, OwnerPubFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ok.Public().Equal(op) || !op.Equal(g.Owner) {
+		t.Errorf("owner.pub does not match owner.key")
+	}
+	for _, f := range []string{IdentityFile, SigningKeyFile} {
+		pin, err := OwnerPin(Path(dir, f))
+		if err != nil || !pin.Equal(op) {
+			t.Errorf("OwnerPin(%s) = %v, %v; want the owner key", f, pin, err)
+		}
+	}
+	if pin, err := OwnerPin(Path(dir, RecipientsFile)); err != nil || pin != nil {
+		t.Errorf("OwnerPin(recipients.txt) = %v, %v; want none", pin, err)
+	}
 }
 
 func TestGenerateRefusesOverwrite(t *testing.T) {
-	for _, name := range []string{IdentityFile, RecipientsFile, SigningKeyFile, SigningPubFile} {
+	for _, name := range []string{OwnerKeyFile, OwnerPubFile, IdentityFile, RecipientsFile, SigningKeyFile, SigningPubFile} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			p := filepath.Join(dir, name)
+			p := Path(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				t.Fatal(err)
+			}
 			if err := os.WriteFile(p, []byte("keep me"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -159,14 +208,60 @@ func TestGenerateRefusesOverwrite(t *testing.T) {
 			if b, _ := os.ReadFile(p); string(b) != "keep me" {
 				t.Errorf("%s was overwritten", name)
 			}
-			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-				t.Errorf("Generate wrote files despite refusing: %d entries", len(entries))
+			n := 0
+			filepath.WalkDir(dir, func(_ string, d fs.DirEntry, _ error) error {
+				if !d.IsDir() {
+					n++
+				}
+				return nil
+			})
+			if n != 1 {
+				t.Errorf("Generate wrote files despite refusing: %d files", n)
 			}
 		})
 	}
 	_, dir := generate(t)
 	if _, err := Generate(dir); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("second Generate: err = %v, want fs.ErrExist", err)
+	}
+}
+
+// TestGenerateRoles: a new host key or identity for an existing owner
+// carries that owner's pin; the owner role cannot take another owner.
+func TestGenerateRoles(t *testing.T) {
+	g, _ := generate(t)
+	dir := filepath.Join(t.TempDir(), "newhost")
+	h, err := GenerateWith(dir, GenerateOptions{Roles: []Role{RoleHost}, Owner: g.Owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.OwnerKey != "" || h.Identity != "" || h.SigningKey == "" || h.SigningPub == "" {
+		t.Errorf("host-only Generate wrote %+v", h)
+	}
+	if pin, err := OwnerPin(h.SigningKey); err != nil || !pin.Equal(g.Owner) {
+		t.Errorf("new host key's pin = %v, %v", pin, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, OwnerDir)); err == nil {
+		t.Error("host-only Generate made an owner folder")
+	}
+	// The same folder takes a restore identity next.
+	r, err := GenerateWith(dir, GenerateOptions{Roles: []Role{RoleRestore}, Owner: g.Owner})
+	if err != nil || r.Identity == "" {
+		t.Fatalf("restore-only Generate: %+v, %v", r, err)
+	}
+	if _, err := GenerateWith(t.TempDir(), GenerateOptions{Roles: []Role{RoleOwner}, Owner: g.Owner}); err == nil {
+		t.Error("Generate(owner role, another owner) = nil error")
+	}
+	if _, err := GenerateWith(t.TempDir(), GenerateOptions{Roles: []Role{"admin"}}); err == nil {
+		t.Error("Generate(unknown role) = nil error")
+	}
+	// Without an owner, no pin line.
+	n, err := GenerateWith(filepath.Join(t.TempDir(), "k"), GenerateOptions{Roles: []Role{RoleRestore}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pin, err := OwnerPin(n.Identity); err != nil || pin != nil {
+		t.Errorf("OwnerPin(identity without owner) = %v, %v", pin, err)
 	}
 }
 
@@ -185,11 +280,11 @@ func TestAgeCLI(t *testing.T) {
 
 	// age CLI encrypts to recipients.txt, we decrypt.
 	out := filepath.Join(tmp, "cli.age")
-	if b, err := exec.Command(agePath, "-R", filepath.Join(dir, RecipientsFile), "-o", out, in).CombinedOutput(); err != nil {
+	if b, err := exec.Command(agePath, "-R", Path(dir, RecipientsFile), "-o", out, in).CombinedOutput(); err != nil {
 		t.Fatalf("age -R: %v\n%s", err, b)
 	}
 	ct, _ := os.ReadFile(out)
-	ids, err := LoadIdentities(filepath.Join(dir, IdentityFile))
+	ids, err := LoadIdentities(Path(dir, IdentityFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +293,7 @@ func TestAgeCLI(t *testing.T) {
 	}
 
 	// We encrypt, the age CLI decrypts with identity.txt.
-	rs, err := LoadRecipientsFile(filepath.Join(dir, RecipientsFile))
+	rs, err := LoadRecipientsFile(Path(dir, RecipientsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +301,7 @@ func TestAgeCLI(t *testing.T) {
 	if err := os.WriteFile(ours, encrypt(t, plain, AgeRecipients(rs)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := exec.Command(agePath, "-d", "-i", filepath.Join(dir, IdentityFile), ours).Output()
+	got, err := exec.Command(agePath, "-d", "-i", Path(dir, IdentityFile), ours).Output()
 	if err != nil {
 		t.Fatalf("age -d: %v", err)
 	}
@@ -336,18 +431,24 @@ func octal(m fs.FileMode) string {
 
 func TestLoadersRefusePublicModes(t *testing.T) {
 	_, dir := generate(t)
-	for _, name := range []string{IdentityFile, SigningKeyFile} {
-		p := filepath.Join(dir, name)
+	for _, name := range []string{IdentityFile, SigningKeyFile, OwnerKeyFile} {
+		p := Path(dir, name)
 		if err := os.Chmod(p, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var pe *PermissionError
-	if _, err := LoadIdentities(filepath.Join(dir, IdentityFile)); !errors.As(err, &pe) {
+	if _, err := LoadIdentities(Path(dir, IdentityFile)); !errors.As(err, &pe) {
 		t.Errorf("LoadIdentities(0644) = %v, want *PermissionError", err)
 	}
-	if _, err := LoadSigningKey(filepath.Join(dir, SigningKeyFile)); !errors.As(err, &pe) {
+	if _, err := LoadSigningKey(Path(dir, SigningKeyFile)); !errors.As(err, &pe) {
 		t.Errorf("LoadSigningKey(0644) = %v, want *PermissionError", err)
+	}
+	if _, err := LoadOwnerKey(Path(dir, OwnerKeyFile)); !errors.As(err, &pe) {
+		t.Errorf("LoadOwnerKey(0644) = %v, want *PermissionError", err)
+	}
+	if _, _, err := LoadOwner(Path(dir, OwnerKeyFile)); !errors.As(err, &pe) {
+		t.Errorf("LoadOwner(owner.key 0644) = %v, want *PermissionError", err)
 	}
 }
 
@@ -361,7 +462,7 @@ func assertNoLeak(t *testing.T, err error, secrets ...string) {
 			}
 			// Any 12-character window of a secret line is a leak.
 			for i := 12; i <= len(line); i++ {
-				if w := line[i-12 : i]; strings.Contains(err.Error(), w) && !strings.HasPrefix(w, "AGE-SECRET-K") && !strings.HasPrefix(w, "coffer-signi") {
+				if w := line[i-12 : i]; strings.Contains(err.Error(), w) && !strings.HasPrefix(w, "AGE-SECRET-K") && !strings.HasPrefix(w, "coffer-signi") && !strings.HasPrefix(w, "coffer-owner") {
 					t.Fatalf("error %q leaks key material %q", err, w)
 				}
 			}
@@ -429,7 +530,7 @@ func TestLoadIdentitiesErrors(t *testing.T) {
 		{"recipient", id.Recipient().String() + "\n", "line 1: found a recipient, not an identity"},
 		{"broken", "# x\n" + broken + "\n", "line 2: malformed or unsupported identity"},
 		{"empty", "# nothing\n", "no identities found"},
-		{"signing key", "coffer-signing-key-v1:AAAA\n", "line 1: found a coffer signing key"},
+		{"signing key", "coffer-signing-key-v1:AAAA\n", "line 1: found a coffer host signing key"},
 		{"age encrypted", "age-encryption.org/v1\n-> scrypt x 10\n", "passphrase-encrypted"},
 		{"bad pem", "-----BEGIN OPENSSH PRIVATE KEY-----\n" + secret + "\n-----END OPENSSH PRIVATE KEY-----\n", "malformed or unsupported ssh private key"},
 	} {
@@ -449,7 +550,7 @@ func TestLoadIdentitiesErrors(t *testing.T) {
 
 func TestSignVerify(t *testing.T) {
 	_, dir := generate(t)
-	sk, err := LoadSigningKey(filepath.Join(dir, SigningKeyFile))
+	sk, err := LoadSigningKey(Path(dir, SigningKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +579,7 @@ func TestSignVerify(t *testing.T) {
 		t.Errorf("ParsePublicKey(String()) = %v, %v", pk2, err)
 	}
 	_, other := generate(t)
-	sk2, _ := LoadSigningKey(filepath.Join(other, SigningKeyFile))
+	sk2, _ := LoadSigningKey(Path(other, SigningKeyFile))
 	if sk2.Public().Verify(msg, sig) || sk2.Public().Equal(pk) {
 		t.Error("another key verifies the signature")
 	}
@@ -488,16 +589,16 @@ func TestSignVerify(t *testing.T) {
 			t.Errorf("ParsePublicKey(%q) = nil error", s)
 		}
 	}
-	keyText, _ := os.ReadFile(filepath.Join(dir, SigningKeyFile))
-	keyLine := strings.Split(string(keyText), "\n")[1]
-	if _, err := ParsePublicKey(keyLine); err == nil || !strings.Contains(err.Error(), "found a signing key") {
+	keyText, _ := os.ReadFile(Path(dir, SigningKeyFile))
+	keyLine := strings.Split(string(keyText), "\n")[2]
+	if _, err := ParsePublicKey(keyLine); err == nil || !strings.Contains(err.Error(), "found a host signing key") {
 		t.Errorf("ParsePublicKey(signing key) = %v", err)
 	} else {
 		assertNoLeak(t, err, string(keyText))
 	}
 	// Loading a public key as the signing key and vice versa.
 	pubAsKey := writeFile(t, "k", pk.String()+"\n", 0o600)
-	if _, err := LoadSigningKey(pubAsKey); err == nil || !strings.Contains(err.Error(), "found a public key") {
+	if _, err := LoadSigningKey(pubAsKey); err == nil || !strings.Contains(err.Error(), "found a host public key") {
 		t.Errorf("LoadSigningKey(pub) = %v", err)
 	}
 	twoKeys := writeFile(t, "k2", string(keyText)+string(keyText), 0o600)
@@ -508,31 +609,23 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
-func TestDerive(t *testing.T) {
-	_, dir := generate(t)
-	sk, err := LoadSigningKey(filepath.Join(dir, SigningKeyFile))
+func TestSecrets(t *testing.T) {
+	d1, err := NewDerived()
 	if err != nil {
 		t.Fatal(err)
 	}
-	repoA, repoB := []byte("repository-a"), []byte("repository-b")
-	d1, d2 := sk.Derive(repoA), sk.Derive(repoA)
-	if d1.ChunkKey != d2.ChunkKey || !bytes.Equal(d1.PolySeed, d2.PolySeed) ||
-		d1.IndexIdentity.String() != d2.IndexIdentity.String() {
-		t.Fatal("Derive is not deterministic")
+	d2, err := NewDerived()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if got, want := len(d1.PolySeed), 64; got != want {
 		t.Errorf("len(PolySeed) = %d, want %d", got, want)
 	}
-	if bytes.Equal(d1.ChunkKey[:], d1.PolySeed[:32]) {
-		t.Error("ChunkKey and PolySeed share bytes: labels not distinct")
+	if d1.ChunkKey == d2.ChunkKey || bytes.Equal(d1.PolySeed, d2.PolySeed) || d1.IndexIdentity.String() == d2.IndexIdentity.String() {
+		t.Fatal("two NewDerived share secrets")
 	}
-	_, other := generate(t)
-	sk2, _ := LoadSigningKey(filepath.Join(other, SigningKeyFile))
-	for name, d := range map[string]*Derived{"other repo": sk.Derive(repoB), "other key": sk2.Derive(repoA)} {
-		if d.ChunkKey == d1.ChunkKey || bytes.Equal(d.PolySeed, d1.PolySeed) ||
-			d.IndexIdentity.String() == d1.IndexIdentity.String() {
-			t.Errorf("%s: derived secrets collide", name)
-		}
+	if d1.ChunkKey == [32]byte{} {
+		t.Fatal("zero chunk key")
 	}
 
 	// The index identity decrypts what is encrypted to its recipient.
@@ -545,6 +638,9 @@ func TestDerive(t *testing.T) {
 	b, err := d1.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := len(b), 18+32+64+32; got != want {
+		t.Errorf("encoding is %d bytes, want %d", got, want)
 	}
 	d3, err := UnmarshalDerived(b)
 	if err != nil {
@@ -569,23 +665,133 @@ func TestDerive(t *testing.T) {
 	}
 }
 
-// TestDeriveVector pins the derivation so that a change of labels or
-// construction, which would orphan every repository, fails loudly.
-func TestDeriveVector(t *testing.T) {
+// TestBoxVector pins the box derivations so that a change of label or
+// construction, which would lock every host and owner out of their
+// repositories' secrets, fails loudly.
+func TestBoxVector(t *testing.T) {
 	seed := make([]byte, 32)
 	for i := range seed {
 		seed[i] = byte(i)
 	}
 	sk := &SigningKey{priv: ed25519.NewKeyFromSeed(seed)}
-	d := sk.Derive([]byte("repo"))
-	b, err := d.MarshalBinary()
+	ok := &OwnerKey{priv: ed25519.NewKeyFromSeed(seed)}
+	for _, c := range []struct {
+		name, info string
+		id         *age.X25519Identity
+	}{{"host", "coffer host box v2", sk.BoxIdentity()}, {"owner", "coffer owner box v2", ok.BoxIdentity()}} {
+		scalar, err := identityScalar(c.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := boxReference(t, seed, c.info); !bytes.Equal(scalar, want) {
+			t.Errorf("%s box scalar = %x, want %x", c.name, scalar, want)
+		}
+	}
+	if sk.BoxIdentity().String() == ok.BoxIdentity().String() {
+		t.Error("host and owner boxes of one seed are equal: labels not distinct")
+	}
+}
+
+func TestOwnerKey(t *testing.T) {
+	g, dir := generate(t)
+	ok, err := LoadOwnerKey(Path(dir, OwnerKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Recompute independently from the documented construction.
-	want := deriveReference(t, seed, []byte("repo"))
-	if !bytes.Equal(b, want) {
-		t.Errorf("Derive encoding = %x, want %x", b, want)
+	msg := []byte("config")
+	sig := ok.Sign(msg)
+	if !ok.Public().Verify(msg, sig) {
+		t.Fatal("owner signature does not verify")
+	}
+	// An owner signature never verifies under a host key of the same bytes'
+	// holder, and owner and host keys do not stand in for each other.
+	sk, _ := LoadSigningKey(Path(dir, SigningKeyFile))
+	if sk.Public().Verify(msg, sig) {
+		t.Error("owner signature verifies under the host key")
+	}
+	if got := ok.Public().Fingerprint(); !strings.HasPrefix(got, "SHA256:") || len(got) != 7+43 {
+		t.Errorf("Fingerprint() = %q", got)
+	}
+	p, err := ParseOwnerPublic(" " + g.Owner.String() + "\n")
+	if err != nil || !p.Equal(g.Owner) {
+		t.Errorf("ParseOwnerPublic(String()) = %v, %v", p, err)
+	}
+	for _, c := range []struct{ in, want string }{
+		{sk.Public().String(), "found a host public key, not an owner public key"},
+		{"coffer-owner-pub-v1:AAAA", "malformed owner public key"},
+		{"", "malformed owner public key"},
+		{g.Recipient, "found an age recipient"},
+	} {
+		if _, err := ParseOwnerPublic(c.in); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("ParseOwnerPublic(%.20q) = %v, want %q", c.in, err, c.want)
+		}
+	}
+	if _, err := ParsePublicKey(g.Owner.String()); err == nil || !strings.Contains(err.Error(), "found an owner public key, not a host public key") {
+		t.Errorf("ParsePublicKey(owner pub) = %v", err)
+	}
+
+	// Each loader refuses the other role's files, naming what it found.
+	ownerText, _ := os.ReadFile(Path(dir, OwnerKeyFile))
+	hostText, _ := os.ReadFile(Path(dir, SigningKeyFile))
+	if _, err := LoadSigningKey(writeFile(t, "owner.key", string(ownerText), 0o600)); err == nil ||
+		!strings.Contains(err.Error(), "found an owner key, not a host signing key") {
+		t.Errorf("LoadSigningKey(owner.key) = %v", err)
+	} else {
+		assertNoLeak(t, err, string(ownerText))
+	}
+	if _, err := LoadOwnerKey(writeFile(t, "signing.key", string(hostText), 0o600)); err == nil ||
+		!strings.Contains(err.Error(), "found a host signing key, not an owner key") {
+		t.Errorf("LoadOwnerKey(signing.key) = %v", err)
+	} else {
+		assertNoLeak(t, err, string(hostText))
+	}
+	if _, err := LoadOwnerPublic(Path(dir, SigningPubFile)); err == nil {
+		t.Error("LoadOwnerPublic(signing.pub) = nil error")
+	}
+	if _, err := LoadHostPublic(Path(dir, OwnerPubFile)); err == nil || !strings.Contains(err.Error(), "found an owner public key") {
+		t.Errorf("LoadHostPublic(owner.pub) = %v", err)
+	}
+	if _, err := LoadIdentities(writeFile(t, "id", string(ownerText), 0o600)); err == nil {
+		t.Error("LoadIdentities(owner.key) = nil error")
+	} else {
+		assertNoLeak(t, err, string(ownerText))
+	}
+
+	// LoadOwner takes the literal, owner.pub or owner.key.
+	for _, arg := range []string{g.Owner.String(), Path(dir, OwnerPubFile), Path(dir, OwnerKeyFile)} {
+		k, pub, err := LoadOwner(arg)
+		if err != nil || !pub.Equal(g.Owner) || (k != nil) != (arg == Path(dir, OwnerKeyFile)) {
+			t.Errorf("LoadOwner(%s) = %v, %v, %v", arg, k, pub, err)
+		}
+	}
+	if _, _, err := LoadOwner(Path(dir, SigningPubFile)); err == nil {
+		t.Error("LoadOwner(signing.pub) = nil error")
+	}
+
+	// Pins: a malformed line, and two different owners, are errors.
+	if _, err := OwnerPin(writeFile(t, "i", OwnerLinePrefix+"coffer-owner-pub-v1:AAAA\n", 0o600)); err == nil {
+		t.Error("OwnerPin(malformed) = nil error")
+	}
+	other, _ := generate(t)
+	two := OwnerLinePrefix + g.Owner.String() + "\n" + OwnerLinePrefix + other.Owner.String() + "\n"
+	if _, err := OwnerPin(writeFile(t, "i", two, 0o600)); err == nil || !strings.Contains(err.Error(), "a second, different owner key") {
+		t.Errorf("OwnerPin(two owners) = %v", err)
+	}
+}
+
+func TestHostPublicFile(t *testing.T) {
+	_, dir := generate(t)
+	text, _ := os.ReadFile(Path(dir, SigningPubFile))
+	lines := strings.Split(strings.TrimSpace(string(text)), "\n")
+	for name, c := range map[string]struct{ in, want string }{
+		"no box":  {lines[0] + "\n" + lines[1] + "\n", "no coffer-host-box-v1 line"},
+		"no key":  {lines[2] + "\n", "no host public key found"},
+		"two":     {string(text) + lines[1] + "\n", "more than one key"},
+		"bad box": {lines[1] + "\ncoffer-host-box-v1:age1nope\n", "malformed host box recipient"},
+	} {
+		if _, err := LoadHostPublic(writeFile(t, "pub", c.in, 0o644)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: LoadHostPublic = %v, want %q", name, err, c.want)
+		}
 	}
 }
 

@@ -15,8 +15,9 @@ const (
 	signingFileLimit = 1 << 16
 )
 
-// SigningKey is coffer's Ed25519 signing key. It also seeds the derived
-// repository secrets (see [SigningKey.Derive]).
+// SigningKey is a backup host's Ed25519 signing key. It signs snapshot
+// manifests, and its seed derives the host's box identity (see
+// [SigningKey.BoxIdentity]).
 type SigningKey struct {
 	priv ed25519.PrivateKey
 }
@@ -33,8 +34,8 @@ func LoadSigningKey(path string) (*SigningKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing key file %s: %w", path, err)
 	}
-	if strings.HasPrefix(line, signingPubPrefix) {
-		return nil, fmt.Errorf("signing key file %s: line %d: found a public key, not a signing key", path, n)
+	if what := keyKind(line); what != "host signing key" {
+		return nil, fmt.Errorf("signing key file %s: line %d: found %s, not a host signing key", path, n, article(what))
 	}
 	seed, ok := decodeKey(line, signingKeyPrefix)
 	if !ok || len(seed) != ed25519.SeedSize {
@@ -43,10 +44,14 @@ func LoadSigningKey(path string) (*SigningKey, error) {
 	return &SigningKey{priv: ed25519.NewKeyFromSeed(seed)}, nil
 }
 
-// text returns the signing key file contents.
-func (k *SigningKey) text() string {
-	return "# coffer signing key (Ed25519): keep it secret\n" +
-		signingKeyPrefix + base64.StdEncoding.EncodeToString(k.priv.Seed()) + "\n"
+// text returns the signing key file contents; with an owner, the file
+// carries the owner's public key on a comment line.
+func (k *SigningKey) text(owner OwnerPublic) string {
+	s := "# coffer host signing key (Ed25519): signs snapshots; keep it on the backup host\n"
+	if owner != nil {
+		s += OwnerLinePrefix + owner.String() + "\n"
+	}
+	return s + signingKeyPrefix + base64.StdEncoding.EncodeToString(k.priv.Seed()) + "\n"
 }
 
 // Public returns the public key of k.
@@ -72,8 +77,11 @@ func (p PublicKey) String() string {
 // [PublicKey.String]. Surrounding white space is ignored.
 func ParsePublicKey(s string) (PublicKey, error) {
 	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, signingKeyPrefix) {
-		return nil, errors.New("found a signing key, not a public key")
+	if what := keyKind(s); what != "host public key" {
+		if what == "" {
+			return nil, errors.New("malformed signing public key")
+		}
+		return nil, fmt.Errorf("found %s, not a host public key", article(what))
 	}
 	b, ok := decodeKey(s, signingPubPrefix)
 	if !ok || len(b) != ed25519.PublicKeySize {
@@ -82,21 +90,14 @@ func ParsePublicKey(s string) (PublicKey, error) {
 	return PublicKey(b), nil
 }
 
-// LoadPublicKey reads a public key file such as signing.pub.
+// LoadPublicKey reads the signing public key of a host public key file
+// (signing.pub; see [LoadHostPublic]).
 func LoadPublicKey(path string) (PublicKey, error) {
-	b, err := readLimited(path, signingFileLimit)
+	h, err := LoadHostPublic(path)
 	if err != nil {
 		return nil, err
 	}
-	line, n, err := keyLine(b)
-	if err != nil {
-		return nil, fmt.Errorf("public key file %s: %w", path, err)
-	}
-	p, err := ParsePublicKey(line)
-	if err != nil {
-		return nil, fmt.Errorf("public key file %s: line %d: %w", path, n, err)
-	}
-	return p, nil
+	return h.Key, nil
 }
 
 // Verify reports whether sig is a valid signature of msg by p.
@@ -106,6 +107,10 @@ func (p PublicKey) Verify(msg, sig []byte) bool {
 	}
 	return ed25519.Verify(ed25519.PublicKey(p), msg, sig)
 }
+
+// Fingerprint returns "SHA256:" and the unpadded base64 of the SHA-256 of
+// the raw 32-byte key, as [OwnerPublic.Fingerprint].
+func (p PublicKey) Fingerprint() string { return OwnerPublic(p).Fingerprint() }
 
 // Equal reports whether p and q are the same key.
 func (p PublicKey) Equal(q PublicKey) bool {
