@@ -29,7 +29,8 @@ import (
 
 // Options of one backup.
 type Options struct {
-	// Repo must be opened with the signing key (repo.OpenOptions.Signing).
+	// Repo must be opened with the signing key (repo.OpenOptions.Signing),
+	// which must be authorised by the repository config.
 	Repo    *repo.Repository
 	Signing *keys.SigningKey
 	Sources []source.Source
@@ -129,10 +130,11 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if opts.Signing == nil {
 		return nil, ErrNoSigningKey
 	}
-	// Never publish a manifest that the repository's own key did not sign:
-	// readers would refuse it, and the secrets would come from another key.
-	if !opts.Signing.Public().Equal(r.Pinned) {
-		return nil, &repo.KeyMismatchError{Repo: r.Pinned.String(), Ours: opts.Signing.Public().String()}
+	// Never publish a manifest that readers would refuse: the key that
+	// signs must be the one the repository was opened with, authorised
+	// and not revoked.
+	if err := r.CheckWriter(opts.Signing); err != nil {
+		return nil, err
 	}
 	if len(opts.Sources) == 0 {
 		return nil, ErrNoSources
@@ -180,7 +182,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
 	id := repo.NewID()
 	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
-		Host: b.opts.Host, Tags: opts.Tags}
+		ConfigSeq: r.Config.Seq, Signer: opts.Signing.Public().String(), Host: b.opts.Host, Tags: opts.Tags}
 	return b, nil
 }
 

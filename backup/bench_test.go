@@ -34,6 +34,7 @@ import (
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/benchutil"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	dirkind "github.com/cofferhq/coffer/source/dir"
@@ -45,31 +46,8 @@ const benchStreamSize = 100 << 20
 // benchRepo creates keys and an initialised local repository in dir.
 func benchRepo(tb testing.TB, dir string) (*repo.Repository, *keys.SigningKey, storage.Store) {
 	tb.Helper()
-	ctx := context.Background()
-	g, err := keys.Generate(filepath.Join(dir, "keys"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := repo.Init(ctx, st, rs, sk); err != nil {
-		tb.Fatal(err)
-	}
-	r, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return r, sk, st
+	tr := testrepo.NewIn(tb, dir)
+	return tr.Host(tb), tr.Signing, tr.Store
 }
 
 // streamSource is a source of one file read from r, like a database dump.
@@ -273,11 +251,15 @@ func BenchmarkBackupDir(b *testing.B) {
 	})
 	b.Run("restore", func(b *testing.B) {
 		b.SetBytes(size)
-		ids, err := keys.LoadIdentities(filepath.Join(keyDir, keys.IdentityFile))
+		ids, err := keys.LoadIdentities(keys.Path(keyDir, keys.IdentityFile))
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := repo.Open(ctx, st, repo.OpenOptions{Identities: ids})
+		pin, err := keys.OwnerPin(keys.Path(keyDir, keys.IdentityFile))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := repo.Open(ctx, st, repo.OpenOptions{Owner: pin, Identities: ids})
 		if err != nil {
 			b.Fatal(err)
 		}

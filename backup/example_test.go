@@ -16,8 +16,9 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// A backup host holds recipients and the signing key only; the restore
-// operator holds the identity. Both run the same library code.
+// The owner key signs the repository config; the backup host holds its
+// signing key only (the owner's pin travels in it); the restore operator
+// holds the identity. Both run the same library code.
 func Example() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "coffer-example-")
@@ -29,15 +30,18 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	recipients, _ := keys.LoadRecipientsFile(filepath.Join(gen.Dir, keys.RecipientsFile))
-	sk, _ := keys.LoadSigningKey(filepath.Join(gen.Dir, keys.SigningKeyFile))
+	owner, _ := keys.LoadOwnerKey(gen.OwnerKey)
+	recipients, _ := keys.LoadRecipientsFile(gen.Recipients)
+	hostPub, _ := keys.LoadHostPublic(gen.SigningPub)
 	st, _ := storage.NewLocal(filepath.Join(dir, "repo"))
-	if _, err := repo.Init(ctx, st, recipients, sk); err != nil {
+	if _, err := repo.Init(ctx, st, repo.InitOptions{Owner: owner, Recipients: recipients, Hosts: []keys.HostPublic{hostPub}}); err != nil {
 		log.Fatal(err)
 	}
 
 	// The backup host.
-	host, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
+	sk, _ := keys.LoadSigningKey(gen.SigningKey)
+	pin, _ := keys.OwnerPin(gen.SigningKey)
+	host, err := repo.Open(ctx, st, repo.OpenOptions{Owner: pin, Signing: sk})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -49,8 +53,9 @@ func Example() {
 	fmt.Println("sources:", res.Manifest.Sources[0].Name, res.Manifest.Sources[0].Kind)
 
 	// The restore operator.
-	ids, _ := keys.LoadIdentities(filepath.Join(gen.Dir, keys.IdentityFile))
-	op, err := repo.Open(ctx, st, repo.OpenOptions{Pin: sk.Public(), Identities: ids})
+	ids, _ := keys.LoadIdentities(gen.Identity)
+	pin, _ = keys.OwnerPin(gen.Identity)
+	op, err := repo.Open(ctx, st, repo.OpenOptions{Owner: pin, Identities: ids})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -57,7 +57,11 @@ func parseAgeIdentities(b []byte, path string) ([]age.Identity, error) {
 		case strings.HasPrefix(line, "age1"), strings.HasPrefix(line, "ssh-"):
 			return nil, fmt.Errorf("identity file %s: line %d: found a recipient, not an identity", path, n+1)
 		case strings.HasPrefix(line, "coffer-"):
-			return nil, fmt.Errorf("identity file %s: line %d: found a coffer %s, not an age identity", path, n+1, keyKind(line))
+			what := keyKind(line)
+			if what == "" {
+				what = "key"
+			}
+			return nil, fmt.Errorf("identity file %s: line %d: found a coffer %s, not an age identity", path, n+1, what)
 		case strings.HasPrefix(line, "AGE-PLUGIN-"):
 			return nil, fmt.Errorf("identity file %s: line %d: plugin identities are not supported", path, n+1)
 		}

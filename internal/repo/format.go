@@ -7,8 +7,8 @@
 // doc/design.md specifies the format; this package is its only
 // implementation. Object names are:
 //
-//	config                  signed repository config (public)
-//	keys/<sha256>           derived repository secrets, age-encrypted to the recipients
+//	config/<seq>            signed repository config, one per change (public; signed by the owner key)
+//	keys/<sha256>           repository secrets, age-encrypted to the recipients and the owner's and hosts' boxes
 //	data/<xx>/<sha256>      packs: one age file each; the name is the SHA-256 of the ciphertext
 //	index/<sha256>          chunk index, age-encrypted to the recipients and the index key
 //	catalogs/<sha256>       per-snapshot catalog, age-encrypted to the recipients only
@@ -23,16 +23,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
 
 // Version is the repository format version this code writes and reads.
-const Version = 1
+const Version = 2
 
 // Object name prefixes.
 const (
-	ConfigName      = "config"
+	ConfigPrefix    = "config/"
 	KeysPrefix      = "keys/"
 	DataPrefix      = "data/"
 	IndexPrefix     = "index/"
@@ -49,22 +50,87 @@ const (
 	DefaultPackSize     = 16 << 20
 )
 
-// Config is the repository's config object. It is signed with the
-// repository's signing key; a backup checks that signature with its own key
-// before it trusts the recipients listed here.
+// legacyConfigName is where format version 1 kept its one config.
+const legacyConfigName = "config"
+
+// ConfigName is the object name of config number seq: "config/" and seq
+// in 10 decimal digits, so that names sort by seq.
+func ConfigName(seq int64) string { return fmt.Sprintf("%s%010d", ConfigPrefix, seq) }
+
+// parseConfigName returns the seq of a config object name.
+func parseConfigName(name string) (int64, bool) {
+	rest, ok := strings.CutPrefix(name, ConfigPrefix)
+	if !ok || len(rest) != 10 || strings.Trim(rest, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(rest, 10, 64)
+	return n, err == nil && n > 0
+}
+
+// Config is one version of the repository's config. Every version is an
+// object config/<seq> signed by the owner key; the newest that verifies
+// against the pinned owner key is the repository's config. A change (a
+// recipient added, a host revoked) writes seq+1, naming its predecessor's
+// hash in Prev.
 type Config struct {
-	Version    int       `json:"version"`
-	ID         string    `json:"id"`
-	Created    time.Time `json:"created"`
-	Recipients []string  `json:"recipients"`
-	SigningKey string    `json:"signing_key"`
+	Version int    `json:"version"`
+	ID      string `json:"id"`
+	Seq     int64  `json:"seq"`
+	// Prev is the SHA-256 of the previous config document; empty for the
+	// first.
+	Prev string `json:"prev"`
+	// Created is when this version was written.
+	Created time.Time `json:"created"`
+	// Owner is the owner public key that signs every version.
+	Owner      string       `json:"owner"`
+	Recipients []string     `json:"recipients"`
+	Hosts      []Host       `json:"hosts"`
+	Revoked    []Revocation `json:"revoked"`
 	// ChunkID names how chunk ids are computed: HMAC-SHA256 of the
-	// plaintext chunk under a key derived from the signing key.
+	// plaintext chunk under the random chunk key of the secrets object.
 	ChunkID string         `json:"chunk_id"`
 	Chunker ChunkerParams  `json:"chunker"`
 	Packs   PackParams     `json:"packs"`
 	Secrets ObjectRef      `json:"secrets"`
 	Extra   map[string]any `json:"extra,omitempty"`
+}
+
+// Host is a backup host authorised to publish snapshots: its signing
+// public key, the box recipient its seed derives, and when it was added.
+type Host struct {
+	Key   string    `json:"key"`
+	Box   string    `json:"box"`
+	Added time.Time `json:"added"`
+}
+
+// Revocation is a host key that may no longer publish snapshots. Keep
+// lists the snapshots it signed that existed and verified when it was
+// revoked: they stay valid; every other manifest it signs is refused,
+// whatever time it claims.
+type Revocation struct {
+	Key  string    `json:"key"`
+	Time time.Time `json:"time"`
+	Keep []string  `json:"keep"`
+}
+
+// HostEntry returns the authorised host with public key key, or nil.
+func (c *Config) HostEntry(key string) *Host {
+	for i := range c.Hosts {
+		if c.Hosts[i].Key == key {
+			return &c.Hosts[i]
+		}
+	}
+	return nil
+}
+
+// Revocation returns the revocation of host key key, or nil.
+func (c *Config) Revocation(key string) *Revocation {
+	for i := range c.Revoked {
+		if c.Revoked[i].Key == key {
+			return &c.Revoked[i]
+		}
+	}
+	return nil
 }
 
 // ChunkerParams configure content-defined chunking (restic's Rabin chunker
@@ -92,10 +158,14 @@ type ObjectRef struct {
 // Manifest is the signed, public description of one snapshot. A snapshot
 // exists if and only if its manifest does.
 type Manifest struct {
-	Version  int              `json:"version"`
-	ID       string           `json:"id"`
-	Repo     string           `json:"repo"`
-	Time     time.Time        `json:"time"`
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Repo    string    `json:"repo"`
+	Time    time.Time `json:"time"`
+	// ConfigSeq is the config version the writer used.
+	ConfigSeq int64 `json:"config_seq"`
+	// Signer is the host public key that signed the manifest.
+	Signer   string           `json:"signer"`
 	Host     string           `json:"host"`
 	Tags     []string         `json:"tags,omitempty"`
 	Sources  []ManifestSource `json:"sources"`
@@ -204,6 +274,9 @@ func (m *Manifest) Validate() error {
 	}
 	if !validHex(m.ID, 64) {
 		return fmt.Errorf("invalid snapshot id")
+	}
+	if m.ConfigSeq < 1 {
+		return fmt.Errorf("invalid config seq")
 	}
 	if !validHex(m.Catalog.SHA256, 64) || m.Catalog.Name != CatalogPrefix+m.Catalog.SHA256 {
 		return fmt.Errorf("invalid catalog reference")

@@ -1,11 +1,9 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +11,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"filippo.io/age"
@@ -50,142 +47,23 @@ func integrity(object string, format string, args ...any) error {
 
 // Repository is an opened repository: its store and verified config.
 type Repository struct {
-	Store  storage.Store
+	Store storage.Store
+	// Config is the newest config that verifies against the owner key.
 	Config Config
-	// Pinned is the signing public key signatures are checked against.
-	Pinned keys.PublicKey
+	// Problems are the config objects that were passed over: not signed
+	// by the owner key, or out of the chain. Readers report them (verify
+	// as integrity problems); the newest config that verifies is used.
+	Problems []error
 
+	owner      keys.OwnerPublic
+	configDoc  []byte // the document of Config
+	maxSeq     int64  // the highest config seq stored, valid or not
+	host       *keys.SigningKey
+	ownerKey   *keys.OwnerKey
 	identities []age.Identity
 	secretsMu  sync.Mutex
 	secrets    *keys.Derived
 	pol        chunker.Pol
-}
-
-// Init writes a new repository's config and secrets object. It refuses a
-// store that already holds a config.
-func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey) (*Config, error) {
-	if len(recipients) == 0 {
-		return nil, ErrNoRecipients
-	}
-	if _, err := st.Stat(ctx, ConfigName); err == nil {
-		return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
-	} else if !errors.Is(err, storage.ErrNotExist) {
-		return nil, err
-	}
-	cfg := Config{
-		Version:    Version,
-		ID:         NewID(),
-		Created:    time.Now().UTC().Truncate(time.Second),
-		SigningKey: sk.Public().String(),
-		ChunkID:    "hmac-sha256",
-		Chunker: ChunkerParams{Algorithm: "rabin-restic", MinSize: DefaultChunkMin,
-			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
-		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
-	}
-	var ageRecipients []age.Recipient
-	for _, r := range recipients {
-		cfg.Recipients = append(cfg.Recipients, r.Text)
-		ageRecipients = append(ageRecipients, r.Recipient)
-	}
-	id, _ := hex.DecodeString(cfg.ID)
-	secret, err := sk.Derive(id).MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	ct, err := Encrypt(secret, ageRecipients...)
-	if err != nil {
-		return nil, err
-	}
-	sum := HashHex(ct)
-	cfg.Secrets = ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, cfg.Secrets.Name, bytes.NewReader(ct), int64(len(ct)), storage.PutOptions{}); err != nil {
-		return nil, fmt.Errorf("write %s: %w", cfg.Secrets.Name, err)
-	}
-	doc, err := Sign(KindConfig, &cfg, sk)
-	if err != nil {
-		return nil, err
-	}
-	if err := st.Put(ctx, ConfigName, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		if errors.Is(err, storage.ErrExists) {
-			return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
-		}
-		return nil, fmt.Errorf("write config: %w", err)
-	}
-	return &cfg, nil
-}
-
-// OpenOptions say which keys an opened repository trusts and holds.
-type OpenOptions struct {
-	// Pin is the signing public key the config and manifests must be
-	// signed with. Nil trusts the key the config names (and says so).
-	Pin keys.PublicKey
-	// Signing, if set, is the backup host's signing key: its public half
-	// pins, and it derives the chunk-id and index secrets without an
-	// identity.
-	Signing *keys.SigningKey
-	// Identities decrypt catalogs, packs and the secrets object.
-	Identities []age.Identity
-}
-
-// Open reads and verifies a repository's config.
-func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository, error) {
-	doc, err := readAll(ctx, st, ConfigName, 1<<20)
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil, fmt.Errorf("%w at %s", ErrNotInitialized, st.Location())
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	var cfg Config
-	if err := ParseConfig(doc, &cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Version != Version {
-		return nil, fmt.Errorf("repository format version %d is not supported by this coffer (version %d)", cfg.Version, Version)
-	}
-	repoKey, err := keys.ParsePublicKey(cfg.SigningKey)
-	if err != nil {
-		return nil, integrity(ConfigName, "bad signing key: %v", err)
-	}
-	pin := opts.Pin
-	if opts.Signing != nil {
-		if pin != nil && !pin.Equal(opts.Signing.Public()) {
-			return nil, errors.New("the signing key and the pinned signing public key differ")
-		}
-		pin = opts.Signing.Public()
-	}
-	if pin != nil && !pin.Equal(repoKey) {
-		return nil, &KeyMismatchError{Repo: repoKey.String(), Ours: pin.String()}
-	}
-	if pin == nil {
-		pin = repoKey
-	}
-	if err := openSigned(KindConfig, doc, pin, &cfg); err != nil {
-		return nil, integrity(ConfigName, "%w", err)
-	}
-	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
-	if opts.Signing != nil {
-		id, _ := hex.DecodeString(cfg.ID)
-		r.secrets = opts.Signing.Derive(id)
-	}
-	return r, nil
-}
-
-// ParseConfig decodes a config document without checking its signature,
-// to learn which key claims to have signed it.
-func ParseConfig(doc []byte, cfg *Config) error {
-	if err := openSigned(KindConfig, doc, nil, cfg); err != nil {
-		return integrity(ConfigName, "%w", err)
-	}
-	return nil
-}
-
-// KeyMismatchError is returned when the repository is signed by another
-// key than the one given.
-type KeyMismatchError struct{ Repo, Ours string }
-
-func (e *KeyMismatchError) Error() string {
-	return fmt.Sprintf("repository is signed by %s, not by the given signing key %s", e.Repo, e.Ours)
 }
 
 // HasIdentity reports whether the repository was opened with an identity.
@@ -200,29 +78,36 @@ func (r *Repository) Recipients() ([]age.Recipient, error) {
 	for _, s := range r.Config.Recipients {
 		rc, err := keys.ParseRecipient(s)
 		if err != nil {
-			return nil, integrity(ConfigName, "recipient: %v", err)
+			return nil, integrity(ConfigName(r.Config.Seq), "recipient: %v", err)
 		}
 		out = append(out, rc.Recipient)
 	}
 	return out, nil
 }
 
-// Secrets returns the derived repository secrets: from the signing key on a
-// backup host, else by decrypting the secrets object with the identity.
+// Secrets returns the repository secrets, decrypting the secrets object
+// with the identities, the host's box identity or the owner's.
 func (r *Repository) Secrets(ctx context.Context) (*keys.Derived, error) {
 	r.secretsMu.Lock()
 	defer r.secretsMu.Unlock()
 	if r.secrets != nil {
 		return r.secrets, nil
 	}
-	if len(r.identities) == 0 {
+	ids := append([]age.Identity{}, r.identities...)
+	if r.host != nil {
+		ids = append(ids, r.host.BoxIdentity())
+	}
+	if r.ownerKey != nil {
+		ids = append(ids, r.ownerKey.BoxIdentity())
+	}
+	if len(ids) == 0 {
 		return nil, ErrNoIdentity
 	}
 	ct, err := r.ReadObject(ctx, r.Config.Secrets)
 	if err != nil {
 		return nil, err
 	}
-	plain, err := Decrypt(ct, r.identities...)
+	plain, err := Decrypt(ct, ids...)
 	if err != nil {
 		return nil, decryptError(r.Config.Secrets.Name, err)
 	}
@@ -338,11 +223,23 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	var m Manifest
-	if err := openSigned(KindManifest, doc, r.Pinned, &m); err != nil {
+	if err := openSigned(KindManifest, doc, nil, &m); err != nil {
+		return nil, integrity(name, "%w", err)
+	}
+	signer, err := r.manifestSigner(id, &m)
+	if err != nil {
+		return nil, integrity(name, "%w", err)
+	}
+	m = Manifest{}
+	if err := openSigned(KindManifest, doc, signer, &m); err != nil {
 		return nil, integrity(name, "%w", err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, integrity(name, "%w", err)
+	}
+	if m.ConfigSeq > r.Config.Seq {
+		return nil, integrity(name, "written under config %d, but the newest config that verifies is %d: a newer config was removed or replaced (rollback)",
+			m.ConfigSeq, r.Config.Seq)
 	}
 	if m.ID != id {
 		return nil, integrity(name, "manifest of snapshot %s stored under another name (replayed)", ShortID(m.ID))

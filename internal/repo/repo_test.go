@@ -28,7 +28,7 @@ func newKey(t testing.TB) (edKey, edPub) {
 
 func testManifest() *Manifest {
 	sum := strings.Repeat("ab", 32)
-	return &Manifest{Version: Version, ID: NewID(), Repo: NewID(), Time: time.Unix(1700000000, 0).UTC(), Host: "h",
+	return &Manifest{Version: Version, ID: NewID(), Repo: NewID(), Time: time.Unix(1700000000, 0).UTC(), ConfigSeq: 1, Host: "h",
 		Sources: []ManifestSource{{Name: "dags", Kind: "dir", Size: 10}},
 		Catalog: ObjectRef{Name: CatalogPrefix + sum, Size: 10, SHA256: sum},
 		Packs:   []PackRef{{SHA256: sum, Size: 100}}}

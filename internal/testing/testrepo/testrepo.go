@@ -18,52 +18,78 @@ import (
 type Repo struct {
 	Dir        string
 	Store      storage.Store
+	Keys       *keys.Generated
+	Owner      *keys.OwnerKey
 	Signing    *keys.SigningKey
 	Identities []age.Identity
 }
 
-// New generates keys and initialises a local repository.
+// New generates keys and initialises a local repository in a temporary
+// folder.
 func New(t testing.TB) *Repo {
 	t.Helper()
-	dir := t.TempDir()
-	g, err := keys.Generate(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := keys.LoadSigningKey(filepath.Join(g.Dir, keys.SigningKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := keys.LoadRecipientsFile(filepath.Join(g.Dir, keys.RecipientsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := keys.LoadIdentities(filepath.Join(g.Dir, keys.IdentityFile))
-	if err != nil {
-		t.Fatal(err)
-	}
+	return NewIn(t, t.TempDir())
+}
+
+// NewIn generates keys in dir/keys and initialises a local repository in
+// dir/repo.
+func NewIn(t testing.TB, dir string) *Repo {
+	t.Helper()
 	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Init(context.Background(), st, rs, sk); err != nil {
+	r := &Repo{Dir: dir, Store: st}
+	r.Keys, r.Owner, r.Signing, r.Identities = Keys(t, filepath.Join(dir, "keys"))
+	rs, err := keys.LoadRecipientsFile(r.Keys.Recipients)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &Repo{Dir: dir, Store: st, Signing: sk, Identities: ids}
+	hp, err := keys.LoadHostPublic(r.Keys.SigningPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Init(context.Background(), st, repo.InitOptions{Owner: r.Owner, Recipients: rs, Hosts: []keys.HostPublic{hp}}); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
-// Host opens the repository as an encrypt-only backup host: signing key,
-// no identity.
+// Keys generates a key folder of all three roles in dir and loads its
+// owner key, host signing key and identities.
+func Keys(t testing.TB, dir string) (*keys.Generated, *keys.OwnerKey, *keys.SigningKey, []age.Identity) {
+	t.Helper()
+	g, err := keys.Generate(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := keys.LoadOwnerKey(g.OwnerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := keys.LoadSigningKey(g.SigningKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := keys.LoadIdentities(g.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, ok, sk, ids
+}
+
+// Host opens the repository as an encrypt-only backup host: the owner pin
+// and the signing key, no identity.
 func (r *Repo) Host(t testing.TB) *repo.Repository {
 	t.Helper()
-	return r.open(t, repo.OpenOptions{Signing: r.Signing})
+	return r.open(t, repo.OpenOptions{Owner: r.Owner.Public(), Signing: r.Signing})
 }
 
-// Operator opens the repository as a restore operator: identity and the
-// pinned signing public key.
+// Operator opens the repository as a restore operator: the owner pin and
+// the identity.
 func (r *Repo) Operator(t testing.TB) *repo.Repository {
 	t.Helper()
-	return r.open(t, repo.OpenOptions{Pin: r.Signing.Public(), Identities: r.Identities})
+	return r.open(t, repo.OpenOptions{Owner: r.Owner.Public(), Identities: r.Identities})
 }
 
 func (r *Repo) open(t testing.TB, o repo.OpenOptions) *repo.Repository {
