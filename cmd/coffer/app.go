@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/demo"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/known"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
@@ -35,17 +36,22 @@ const (
 
 // globals are the options every command shares. cfg is the merged
 // configuration (flags, environment, file; see package config); repo,
-// identity, signingKey and json are its values, for short.
+// identity, signingKey, ownerKey and json are its values, for short.
 type globals struct {
 	stdout, stderr io.Writer
 	cfg            *config.Config
 	repo           string
 	identity       string
 	signingKey     string
+	ownerKey       string
 	json           bool
 	log            *slog.Logger
+	getenv         func(string) string
 	// keys are the keys open loaded, for commands that need them again.
 	keys repo.OpenOptions
+	// opened is the repository open opened, with what this client
+	// remembers of it.
+	opened *known.Opened
 }
 
 // usageError marks errors that exit 2.
@@ -94,8 +100,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
-		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
+		Description: "Three keys: the owner key (owner.key, offline) signs the repository config; the backup\n" +
+			"host's signing.key signs snapshots; the restore operators' identity.txt decrypts. Every command\n" +
+			"that reads a repository checks its config against the owner public key: --owner-key, else the\n" +
+			"\"# coffer owner:\" line of --identity or --signing-key, else what this client remembers\n" +
+			"($COFFER_STATE_DIR, default ~/.local/state/coffer).\n\n" +
+			"Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged or forged object, a\n" +
+			"rollback, or a restored database whose fingerprints differ), 130 interrupted.\n" +
+			"doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -105,7 +117,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "config", Usage: "config file (YAML) [$COFFER_CONFIG]"},
 			&cli.StringFlag{Name: "repo", Usage: "repository: a path, file:// or s3://bucket/prefix [$COFFER_REPO]"},
 			&cli.StringFlag{Name: "identity", Usage: "age identity file (restore, cat, verify --decrypt) [$COFFER_IDENTITY]"},
-			&cli.StringFlag{Name: "signing-key", Usage: "signing.key (backup) or signing.pub (to pin the key when reading) [$COFFER_SIGNING_KEY]"},
+			&cli.StringFlag{Name: "signing-key", Usage: "the backup host's signing.key (backup) [$COFFER_SIGNING_KEY]"},
+			&cli.StringFlag{Name: "owner-key", Usage: "owner.pub or coffer-owner-pub-v1:... to pin the repository; owner.key for init and key [$COFFER_OWNER_KEY]"},
 			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log progress to stderr"},
 		},
@@ -114,7 +127,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), keyCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -130,6 +143,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usagef("%v", err) }
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = app.OnUsageError
+		for _, sub := range cmd.Subcommands {
+			sub.OnUsageError = app.OnUsageError
+		}
 	}
 	return app
 }
@@ -137,13 +153,15 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // load merges the config file, the environment and the flags (package
 // config holds the precedence) and adds hints that name flags.
 func (g *globals) load(c *cli.Context) error {
+	g.getenv = os.Getenv
 	cfg, err := config.Load(config.LoadOptions{
 		File: c.String("config"),
-		Env:  os.Getenv,
+		Env:  g.getenv,
 		Flags: config.Overrides{
 			Repository: c.String("repo"),
 			Identity:   c.String("identity"),
 			SigningKey: c.String("signing-key"),
+			OwnerKey:   c.String("owner-key"),
 			JSON:       c.Bool("json"),
 		},
 	})
@@ -159,7 +177,7 @@ func (g *globals) load(c *cli.Context) error {
 		return usagef("%v", err)
 	}
 	g.cfg = cfg
-	g.repo, g.identity, g.signingKey, g.json = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.JSON
+	g.repo, g.identity, g.signingKey, g.ownerKey, g.json = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.OwnerKey, cfg.JSON
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
@@ -190,21 +208,26 @@ func (g *globals) store(ctx context.Context) (storage.Store, error) {
 	return st, nil
 }
 
-// openOptions loads the keys this invocation holds.
+// openOptions loads the keys this invocation holds. The host signing key
+// is loaded when a signing key is given (it may carry the owner pin) and
+// kept for opening only when the command signs.
 func (g *globals) openOptions(needSigning, needIdentity bool) (repo.OpenOptions, error) {
 	var o repo.OpenOptions
 	if g.signingKey != "" {
-		sk, pub, err := loadSigning(g.signingKey)
+		sk, err := keys.LoadSigningKey(g.signingKey)
 		if err != nil {
-			return o, err
+			if _, perr := keys.LoadHostPublic(g.signingKey); perr == nil {
+				err = withHint(fmt.Errorf("%s is a host public key: --signing-key takes the host's signing.key, and the owner key pins a repository", g.signingKey),
+					"pass --owner-key owner.pub to pin, and --signing-key host/signing.key only to back up")
+			}
+			return o, keyError(err)
 		}
-		o.Signing, o.Pin = sk, pub
+		if needSigning {
+			o.Signing = sk
+		}
 	}
 	if needSigning && o.Signing == nil {
-		if g.signingKey != "" {
-			return o, withHint(errors.New("a backup needs the private signing key, not signing.pub"), "pass --signing-key KEYS/signing.key")
-		}
-		return o, withHint(errors.New("no signing key: a backup signs its snapshot"), "pass --signing-key KEYS/signing.key or set COFFER_SIGNING_KEY")
+		return o, withHint(errors.New("no signing key: a backup signs its snapshot"), "pass --signing-key KEYS/host/signing.key or set COFFER_SIGNING_KEY")
 	}
 	if g.identity != "" {
 		ids, err := keys.LoadIdentities(g.identity)
@@ -219,16 +242,57 @@ func (g *globals) openOptions(needSigning, needIdentity bool) (repo.OpenOptions,
 	return o, nil
 }
 
-// loadSigning reads signing.key, or a signing.pub to pin.
-func loadSigning(path string) (*keys.SigningKey, keys.PublicKey, error) {
-	if pub, err := keys.LoadPublicKey(path); err == nil {
-		return nil, pub, nil
+// pin returns the owner public key this invocation was given, and where
+// from: --owner-key (or its variable or config key), else the
+// "# coffer owner:" line of the identity or the host's signing key. Two
+// that differ are an error. Nil: none given (the known-repositories store
+// may have one).
+func (g *globals) pin() (keys.OwnerPublic, string, error) {
+	var pin keys.OwnerPublic
+	var from string
+	if g.ownerKey != "" {
+		_, p, err := keys.LoadOwner(g.ownerKey)
+		if err != nil {
+			return nil, "", keyError(err)
+		}
+		pin, from = p, "--owner-key"
 	}
-	sk, err := keys.LoadSigningKey(path)
+	for _, f := range []string{g.identity, g.signingKey} {
+		if f == "" {
+			continue
+		}
+		p, err := keys.OwnerPin(f)
+		if err != nil {
+			return nil, "", keyError(err)
+		}
+		switch {
+		case p == nil:
+		case pin == nil:
+			pin, from = p, f
+		case !pin.Equal(p):
+			return nil, "", withHint(fmt.Errorf("%s names owner key %s, but %s names %s", from, pin.Fingerprint(), f, p.Fingerprint()),
+				"the keys belong to different repositories: give the ones of this repository")
+		}
+	}
+	return pin, from, nil
+}
+
+// ownerPrivate loads the owner key (owner.key) that init and the key
+// commands sign with.
+func (g *globals) ownerPrivate() (*keys.OwnerKey, error) {
+	if g.ownerKey == "" {
+		return nil, withHint(errors.New("no owner key: the owner key signs the repository config"),
+			"pass --owner-key KEYS/owner/owner.key (run coffer keygen to make one)")
+	}
+	k, _, err := keys.LoadOwner(g.ownerKey)
 	if err != nil {
-		return nil, nil, keyError(err)
+		return nil, keyError(err)
 	}
-	return sk, sk.Public(), nil
+	if k == nil {
+		return nil, withHint(fmt.Errorf("%s is the owner's public key; this command signs with the owner key", g.ownerKey),
+			"pass --owner-key KEYS/owner/owner.key")
+	}
+	return k, nil
 }
 
 func keyError(err error) error {
@@ -242,32 +306,76 @@ func keyError(err error) error {
 	return err
 }
 
-// open opens the repository with the keys this invocation holds.
+// knownStore is this client's known-repositories store.
+func (g *globals) knownStore() (*known.Store, error) {
+	dir, err := known.DefaultDir(g.getenv)
+	if err != nil {
+		return nil, withHint(err, "set COFFER_STATE_DIR")
+	}
+	return &known.Store{Dir: dir}, nil
+}
+
+// open opens the repository with the keys this invocation holds, pinned
+// to its owner key (see pin and package known).
 func (g *globals) open(ctx context.Context, needSigning, needIdentity bool) (*repo.Repository, error) {
 	o, err := g.openOptions(needSigning, needIdentity)
 	if err != nil {
 		return nil, err
 	}
+	return g.openWith(ctx, o)
+}
+
+func (g *globals) openWith(ctx context.Context, o repo.OpenOptions) (*repo.Repository, error) {
 	g.keys = o
+	pin, from, err := g.pin()
+	if err != nil {
+		return nil, err
+	}
+	ks, err := g.knownStore()
+	if err != nil {
+		return nil, err
+	}
 	st, err := g.store(ctx)
 	if err != nil {
 		return nil, err
 	}
-	r, err := repo.Open(ctx, st, o)
+	op, err := ks.Open(ctx, st, known.OpenOptions{Pin: pin, PinSource: from, Signing: o.Signing, OwnerKey: o.OwnerKey, Identities: o.Identities})
 	if err != nil {
-		var km *repo.KeyMismatchError
+		var (
+			ue *repo.UnpinnedError
+			om *repo.OwnerMismatchError
+			oc *known.OwnerChangedError
+			he *repo.HostError
+			rb *repo.RollbackError
+		)
 		switch {
 		case errors.Is(err, repo.ErrNotInitialized):
 			return nil, withHint(err, "run coffer init --repo %s first", g.repo)
-		case errors.As(err, &km):
-			return nil, withHint(err, "use the signing key this repository was initialised with; coffer never mixes keys")
+		case errors.As(err, &ue):
+			if ue.Claimed == nil {
+				return nil, withHint(err, "pass --owner-key owner.pub of this repository's owner")
+			}
+			return nil, withHint(err, "if %s is your owner key's fingerprint (coffer keygen printed it; it is in owner.pub), "+
+				"pass --owner-key owner.pub, or use an identity.txt or signing.key that carries the \"# coffer owner:\" line", ue.Claimed.Fingerprint())
+		case errors.As(err, &om):
+			return nil, withHint(err, "do not restore from it: check --repo, and whether someone replaced the repository's objects")
+		case errors.As(err, &oc):
+			return nil, withHint(err, "if the owner key really changed, check the new one with its owner, then remove %s", oc.Record)
+		case errors.As(err, &he):
+			if he.Revoked != nil {
+				return nil, withHint(err, "the owner revoked this key; back up with an authorised host key")
+			}
+			return nil, withHint(err, "the owner authorises it with coffer key add-host signing.pub")
+		case errors.As(err, &rb):
+			return nil, withHint(err, "someone removed config objects: have the owner check the repository before trusting it")
 		}
 		return nil, err
 	}
-	if o.Pin == nil {
-		fmt.Fprintln(g.stderr, "coffer: warning: signatures checked against the key the repository names; pin it with --signing-key signing.pub")
+	g.opened = op
+	for _, p := range op.Repo.Problems {
+		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", oneLine(p.Error()))
 	}
-	return r, nil
+	return op.Repo, nil
 }
 
 // report prints err the way STYLE.md says and returns the exit code.
@@ -296,7 +404,8 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue):
 		code = exitUsage
-	case errors.As(err, &ie), errors.As(err, &fm):
+	case errors.As(err, &ie), errors.As(err, &fm), errors.As(err, new(*repo.OwnerMismatchError)),
+		errors.As(err, new(*known.OwnerChangedError)), errors.As(err, new(*known.VanishedError)):
 		code = exitIntegrity
 	}
 	msg := err.Error()
@@ -331,9 +440,13 @@ func hintFor(err error) string {
 	case errors.Is(err, backup.ErrStrict):
 		return "fix the source or run without --strict"
 	case errors.Is(err, backup.ErrNoSigningKey):
-		return "pass --signing-key KEYS/signing.key or set COFFER_SIGNING_KEY"
+		return "pass --signing-key KEYS/host/signing.key or set COFFER_SIGNING_KEY"
 	case errors.Is(err, repo.ErrNoRecipients):
 		return "give --recipients-file or --recipient"
+	case errors.Is(err, repo.ErrConfigChanged):
+		return "coffer key list shows the config as it is now"
+	case errors.As(err, new(*known.VanishedError)):
+		return "name a snapshot id to restore anyway, and run coffer verify"
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		return "use --force to replace it after a successful restore"
 	case errors.Is(err, source.ErrRestoreOverSource):

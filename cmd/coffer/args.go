@@ -34,8 +34,28 @@ func interleave(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	var globalFlags, flags, pos []string
+	// A command with subcommands ("key list"): the first argument that
+	// is not a flag names the subcommand, whose flags are interleaved.
+	name := []string{args[i]}
 	rest := args[i+1:]
+	if len(cmd.Subcommands) > 0 {
+		for j := 0; j < len(rest); j++ {
+			a := rest[j]
+			if strings.HasPrefix(a, "-") {
+				if !strings.Contains(a, "=") && (takesValue(app.Flags, a) || takesValue(cmd.Flags, a)) {
+					j++
+				}
+				continue
+			}
+			if sub := cmd.Command(a); sub != nil {
+				name = append(name, a)
+				rest = append(append([]string{}, rest[:j]...), rest[j+1:]...)
+				cmd = sub
+			}
+			break
+		}
+	}
+	var globalFlags, flags, pos []string
 	for j := 0; j < len(rest); j++ {
 		a := rest[j]
 		if a == "--" {
@@ -58,7 +78,7 @@ func interleave(app *cli.App, args []string) []string {
 	}
 	out := append([]string{}, args[:i]...)
 	out = append(out, globalFlags...)
-	out = append(out, args[i])
+	out = append(out, name...)
 	out = append(out, flags...)
 	return append(out, pos...)
 }

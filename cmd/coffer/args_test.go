@@ -21,6 +21,10 @@ func TestInterleave(t *testing.T) {
 			[]string{"coffer", "--repo", "r", "backup", "--", "--json=dir:x"}},
 		{[]string{"coffer", "nosuch", "--repo", "r"}, []string{"coffer", "nosuch", "--repo", "r"}},
 		{[]string{"coffer", "verify", "--json", "--decrypt", "abc"}, []string{"coffer", "--json", "verify", "--decrypt", "abc"}},
+		// Subcommands take their flags after their name.
+		{[]string{"coffer", "key", "--owner-key", "o", "add-recipient", "age1x", "-R", "f"},
+			[]string{"coffer", "--owner-key", "o", "key", "add-recipient", "-R", "f", "age1x"}},
+		{[]string{"coffer", "key", "list", "--json"}, []string{"coffer", "--json", "key", "list"}},
 	}
 	for _, tt := range tests {
 		if got := interleave(app, tt.in); !slices.Equal(got, tt.want) {

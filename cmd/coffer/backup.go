@@ -94,6 +94,9 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := g.opened.Vanished(ctx); err != nil {
+		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", err)
+	}
 	if err := g.cfg.Apply(config.Overrides{Uploads: o.uploads}); err != nil {
 		return usagef("--%v", err)
 	}
@@ -103,6 +106,9 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 		return &backupError{err}
 	}
 	m := res.Manifest
+	if err := g.opened.Remember(ctx, []*repo.Manifest{m}, false); err != nil {
+		fmt.Fprintf(g.stderr, "coffer: warning: %v\n", err)
+	}
 	if g.json {
 		return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": m.Sources,
 			"stats": m.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": m.Duration.Seconds(), "warnings": res.Warnings})

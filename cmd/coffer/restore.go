@@ -99,6 +99,13 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 	if err != nil {
 		return nil, nil, err
 	}
+	if t.snapshot == "latest" {
+		// A newest snapshot seen before that is gone: "latest" would
+		// silently mean an older one.
+		if err := g.opened.Vanished(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
 	m, err := restore.Resolve(ctx, r, t.snapshot, before)
 	if err != nil {
 		return nil, nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/internal/known"
 	"github.com/cofferhq/coffer/internal/repo"
 )
 
@@ -34,12 +36,22 @@ func runSnapshots(ctx context.Context, g *globals) error {
 	if err != nil {
 		return err
 	}
+	vanished := g.opened.Vanished(ctx)
 	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
 		return err
 	}
 	for _, b := range bad {
 		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", b)
+	}
+	var ve *known.VanishedError
+	if errors.As(vanished, &ve) {
+		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", ve)
+	} else if vanished != nil {
+		return vanished
+	}
+	if err := g.opened.Remember(ctx, ms, true); err != nil {
+		return err
 	}
 	if g.json {
 		out := []snapshotJSON{}
@@ -63,5 +75,6 @@ func runSnapshots(ctx context.Context, g *globals) error {
 		return err
 	}
 	fmt.Fprintf(g.stdout, "%d snapshots\n", len(ms))
+	fmt.Fprintf(g.stdout, "recipients (config %d): %s\n", r.Config.Seq, strings.Join(recipientFingerprints(&r.Config), ", "))
 	return nil
 }

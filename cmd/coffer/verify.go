@@ -2,13 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/internal/known"
+	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 )
+
+// problemOf turns an integrity error into a verify problem.
+func problemOf(err error) restore.Problem {
+	var ie *repo.IntegrityError
+	if errors.As(err, &ie) {
+		return restore.Problem{Object: ie.Object, Error: ie.Err.Error()}
+	}
+	return restore.Problem{Object: "?", Error: err.Error()}
+}
 
 type verifyOptions struct {
 	decrypt, quick bool
@@ -43,12 +56,43 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 	if err != nil {
 		return err
 	}
+	vanished := g.opened.Vanished(ctx)
 	rep, err := restore.Verify(ctx, r, ids, depth)
 	if err != nil {
 		return err
 	}
+	// Config objects passed over and snapshots that vanished are problems
+	// of the repository as a whole.
+	var extra []restore.Problem
+	for _, p := range r.Problems {
+		extra = append(extra, problemOf(p))
+	}
+	var ve *known.VanishedError
+	if errors.As(vanished, &ve) {
+		for _, v := range ve.Snapshots {
+			extra = append(extra, restore.Problem{Object: repo.SnapshotName(v.ID),
+				Error: fmt.Sprintf("vanished: this client saw it on %s (snapshot of %s), the repository no longer has it",
+					v.Seen.Format(time.RFC3339), v.Time.Format(time.RFC3339))})
+		}
+	} else if vanished != nil {
+		return vanished
+	}
+	rep.Problems = append(extra, rep.Problems...)
+	if len(ids) == 0 {
+		ms, _, err := r.Manifests(ctx)
+		if err != nil {
+			return err
+		}
+		if err := g.opened.Remember(ctx, ms, true); err != nil {
+			return err
+		}
+	}
 	if g.json {
-		if err := printJSON(g.stdout, rep); err != nil {
+		if err := printJSON(g.stdout, struct {
+			*restore.Report
+			Config     int64    `json:"config"`
+			Recipients []string `json:"recipients"`
+		}{rep, r.Config.Seq, recipientFingerprints(&r.Config)}); err != nil {
 			return err
 		}
 	} else {
@@ -64,6 +108,7 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 			fmt.Fprintf(g.stdout, ", %d files decrypted", rep.Files)
 		}
 		fmt.Fprintf(g.stdout, ": %d problems\n", len(rep.Problems))
+		fmt.Fprintf(g.stdout, "recipients (config %d): %s\n", r.Config.Seq, strings.Join(recipientFingerprints(&r.Config), ", "))
 	}
 	if !rep.OK() {
 		fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", len(rep.Problems))

@@ -25,9 +25,12 @@ type Config struct {
 	S3         S3     `yaml:"s3"`
 	// Identity is the age identity file (restore operators only).
 	Identity string `yaml:"identity"`
-	// SigningKey is signing.key on a backup host, or signing.pub to pin
-	// the key for restores and audits.
+	// SigningKey is the backup host's signing.key.
 	SigningKey string `yaml:"signing_key"`
+	// OwnerKey pins the repository: the owner public key (owner.pub, or
+	// its text coffer-owner-pub-v1:...), or owner.key where the owner
+	// changes keys.
+	OwnerKey string `yaml:"owner_key"`
 	// JSON makes every command print machine-readable JSON.
 	JSON bool `yaml:"json"`
 	// CacheDir holds the change cache of folder sources.

@@ -26,6 +26,7 @@
 //	COFFER_REPO            repository
 //	COFFER_IDENTITY        identity
 //	COFFER_SIGNING_KEY     signing_key
+//	COFFER_OWNER_KEY       owner_key
 //	COFFER_S3_ENDPOINT     s3.endpoint: "host[:port]", "https://..." or "http://..." (plain http)
 //	AWS_ACCESS_KEY_ID      s3.access_key_id
 //	AWS_SECRET_ACCESS_KEY  s3.secret_access_key
@@ -34,8 +35,9 @@
 //
 // # Paths
 //
-// Relative paths in the file (repository, identity, signing_key, cache_dir
-// and the locations of dir and sqlite sources) are relative to the file's
+// Relative paths in the file (repository, identity, signing_key, owner_key
+// unless it holds the key itself, cache_dir and the locations of dir and
+// sqlite sources) are relative to the file's
 // folder; DSNs and URLs are left alone. Paths from the environment or flags
 // are used as given, relative to the working directory.
 //

@@ -13,6 +13,7 @@ type Overrides struct {
 	Repository string
 	Identity   string
 	SigningKey string
+	OwnerKey   string
 	// JSON can only be turned on.
 	JSON    bool
 	Uploads int
@@ -98,6 +99,9 @@ func (c *Config) resolvePaths(dir string) {
 	rel(&c.Repository)
 	rel(&c.Identity)
 	rel(&c.SigningKey)
+	if !strings.HasPrefix(strings.TrimSpace(c.OwnerKey), "coffer-owner-pub-") {
+		rel(&c.OwnerKey) // a file, not the key itself
+	}
 	rel(&c.CacheDir)
 	for name, s := range c.Sources {
 		if fileLocation(s.Kind) {
@@ -118,6 +122,7 @@ func (c *Config) applyEnv(env func(string) string) {
 	set(&c.Repository, "COFFER_REPO")
 	set(&c.Identity, "COFFER_IDENTITY")
 	set(&c.SigningKey, "COFFER_SIGNING_KEY")
+	set(&c.OwnerKey, "COFFER_OWNER_KEY")
 
 	fill := func(dst *string, name string) {
 		if *dst == "" {
@@ -147,6 +152,7 @@ func (c *Config) apply(f Overrides) error {
 	set(&c.Repository, f.Repository)
 	set(&c.Identity, f.Identity)
 	set(&c.SigningKey, f.SigningKey)
+	set(&c.OwnerKey, f.OwnerKey)
 	c.JSON = c.JSON || f.JSON
 	if f.Uploads != 0 {
 		if msg := uploadsProblem(f.Uploads); msg != "" {

@@ -123,6 +123,7 @@ func TestLoadPathsRelativeToFile(t *testing.T) {
 repository: repo
 identity: keys/identity.txt
 signing_key: keys/signing.key
+owner_key: keys/owner.pub
 cache_dir: cache
 sources:
   dags: dir:dags
@@ -140,6 +141,7 @@ sources:
 		{"repository", c.Repository, filepath.Join(etc, "repo")},
 		{"identity", c.Identity, filepath.Join(etc, "keys/identity.txt")},
 		{"signing_key", c.SigningKey, filepath.Join(etc, "keys/signing.key")},
+		{"owner_key", c.OwnerKey, filepath.Join(etc, "keys/owner.pub")},
 		{"cache_dir", c.CacheDir, filepath.Join(etc, "cache")},
 		{"sources.dags", c.Sources["dags"].Location, filepath.Join(etc, "dags")},
 		{"sources.abs", c.Sources["abs"].Location, "/opt/abs"},
@@ -150,6 +152,17 @@ sources:
 		if tc.got != tc.want {
 			t.Errorf("%s = %q, want %q", tc.what, tc.got, tc.want)
 		}
+	}
+
+	// The owner key's text is not a path.
+	lit := "coffer-owner-pub-v1:hSJNzGDa0CwzE4k6IozXd/JJ0K21w2P3Qh6Vtvb5YPs="
+	file = writeFile(t, filepath.Join(dir, "etc", "lit.yaml"), "owner_key: "+lit+"\n")
+	if c, err = Load(LoadOptions{File: file}); err != nil || c.OwnerKey != lit {
+		t.Errorf("owner_key literal = %q, %v; want %q", c.OwnerKey, err, lit)
+	}
+	if c, err = Load(LoadOptions{File: file, Env: mapEnv(map[string]string{"COFFER_OWNER_KEY": "env.pub"}),
+		Flags: Overrides{OwnerKey: "flag.pub"}}); err != nil || c.OwnerKey != "flag.pub" {
+		t.Errorf("owner_key with flag = %q, %v", c.OwnerKey, err)
 	}
 
 	// URLs stay as written; the environment's paths are the caller's.

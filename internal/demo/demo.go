@@ -114,28 +114,42 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	say("2. keys in %s (recipient %s)", gen.Dir, gen.Recipient)
+	say("2. keys in %s: owner %s, recipient %s", gen.Dir, gen.Owner.Fingerprint(), gen.Recipient)
 
 	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
 	if err != nil {
 		return err
 	}
-	recipients, err := keys.LoadRecipientsFile(filepath.Join(gen.Dir, keys.RecipientsFile))
+	// The owner: owner key, recipients and the host's public key.
+	owner, err := keys.LoadOwnerKey(gen.OwnerKey)
 	if err != nil {
 		return err
 	}
-	sk, err := keys.LoadSigningKey(filepath.Join(gen.Dir, keys.SigningKeyFile))
+	recipients, err := keys.LoadRecipientsFile(gen.Recipients)
 	if err != nil {
 		return err
 	}
-	cfg, err := repo.Init(ctx, st, recipients, sk)
+	hostPub, err := keys.LoadHostPublic(gen.SigningPub)
+	if err != nil {
+		return err
+	}
+	cfg, err := repo.Init(ctx, st, repo.InitOptions{Owner: owner, Recipients: recipients, Hosts: []keys.HostPublic{hostPub}})
 	if err != nil {
 		return err
 	}
 	say("3. repository %s at %s", repo.ShortID(cfg.ID), st.Location())
 
-	// The backup host: recipients and signing key only, no identity.
-	host, err := repo.Open(ctx, st, repo.OpenOptions{Signing: sk})
+	// The backup host: its signing key only, which carries the owner pin;
+	// no identity. The recipients come from the owner-signed config.
+	sk, err := keys.LoadSigningKey(gen.SigningKey)
+	if err != nil {
+		return err
+	}
+	hostPin, err := keys.OwnerPin(gen.SigningKey)
+	if err != nil {
+		return err
+	}
+	host, err := repo.Open(ctx, st, repo.OpenOptions{Owner: hostPin, Signing: sk})
 	if err != nil {
 		return err
 	}
@@ -178,16 +192,16 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 
-	// The restore operator: identity and the pinned signing public key.
-	ids, err := keys.LoadIdentities(filepath.Join(gen.Dir, keys.IdentityFile))
+	// The restore operator: the identity, which carries the owner pin.
+	ids, err := keys.LoadIdentities(gen.Identity)
 	if err != nil {
 		return err
 	}
-	pub, err := keys.LoadPublicKey(filepath.Join(gen.Dir, keys.SigningPubFile))
+	pin, err := keys.OwnerPin(gen.Identity)
 	if err != nil {
 		return err
 	}
-	op, err := repo.Open(ctx, st, repo.OpenOptions{Pin: pub, Identities: ids})
+	op, err := repo.Open(ctx, st, repo.OpenOptions{Owner: pin, Identities: ids})
 	if err != nil {
 		return err
 	}
@@ -238,7 +252,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("8. restored snapshot %s into %s in %s: folders identical, metadata database passes integrity_check and its fingerprints match",
 		repo.ShortID(m.ID), restored, time.Since(start).Round(time.Millisecond))
-	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed manifest", st.Location())
+	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document", st.Location())
 	return nil
 }
 
