@@ -96,10 +96,11 @@ func newCrashEnv(t *testing.T, repoURL string, extraEnv ...string) *crashEnv {
 		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
 		"TZ=UTC",
 		"COFFER_REPO=" + e.repo,
-		"COFFER_SIGNING_KEY=" + filepath.Join(gen.Dir, keys.SigningKeyFile),
-		"COFFER_IDENTITY=" + filepath.Join(gen.Dir, keys.IdentityFile),
+		"COFFER_STATE_DIR=" + filepath.Join(dir, "state"),
+		"COFFER_SIGNING_KEY=" + gen.SigningKey,
+		"COFFER_IDENTITY=" + gen.Identity,
 	}, extraEnv...)
-	e.mustRun("init", "-R", filepath.Join(gen.Dir, keys.RecipientsFile))
+	e.mustRun("init", "--owner-key", gen.OwnerKey, "-R", gen.Recipients, "--host", gen.SigningPub)
 	return e
 }
 

@@ -75,6 +75,8 @@ func scriptSetup(env *testscript.Env) error {
 	env.Vars = vars
 	env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 	env.Setenv("XDG_CACHE_HOME", filepath.Join(env.WorkDir, "cache"))
+	// The known-repositories store: what this "client" remembers.
+	env.Setenv("COFFER_STATE_DIR", filepath.Join(env.WorkDir, "state"))
 	env.Setenv("TZ", "UTC")
 	// A binary built with -race sleeps a second when it exits, unless told
 	// otherwise; the scripts run coffer a few hundred times.

@@ -51,7 +51,7 @@ func TestBackupUnreadableFileAsRoot(t *testing.T) {
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = dir
 		cmd.Env = []string{"HOME=" + dir, "XDG_CACHE_HOME=" + filepath.Join(dir, "cache"), "COFFER_REPO=" + filepath.Join(dir, "repo"),
-			"COFFER_SIGNING_KEY=" + filepath.Join(dir, "keys", "signing.key")}
+			"COFFER_SIGNING_KEY=" + filepath.Join(dir, "keys", "host", "signing.key")}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 		out, err := cmd.CombinedOutput()
 		code := 0
@@ -62,7 +62,7 @@ func TestBackupUnreadableFileAsRoot(t *testing.T) {
 		}
 		return string(out), code
 	}
-	for _, args := range [][]string{{"keygen", "--out", "keys"}, {"init", "-R", "keys/recipients.txt"}} {
+	for _, args := range [][]string{{"keygen", "--out", "keys"}, {"init", "--owner-key", "keys/owner/owner.key", "-R", "keys/recipients.txt", "--host", "keys/signing.pub"}} {
 		if out, code := run(args...); code != 0 {
 			t.Fatalf("coffer %s: exit %d\n%s", strings.Join(args, " "), code, out)
 		}
