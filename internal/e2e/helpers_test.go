@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
@@ -29,18 +30,18 @@ const sourceName = "docs"
 
 // env is one repository with its keys, opened twice: as the encrypt-only
 // backup host (signing key, no identity) and as the restore operator
-// (identity, pinned signing public key).
+// (identity), both pinned to the owner key.
 type env struct {
 	keyDir   string
 	keys     *keys.Generated
 	store    storage.Store
+	owner    *keys.OwnerKey
 	signing  *keys.SigningKey
-	pub      keys.PublicKey
 	ids      []age.Identity
 	cacheDir string
 
 	backupRepo  *repo.Repository // Signing only
-	restoreRepo *repo.Repository // Identities + Pin
+	restoreRepo *repo.Repository // Identities
 }
 
 func ctxT(t *testing.T) context.Context { return t.Context() }
@@ -51,28 +52,19 @@ func newEnv(t *testing.T, st storage.Store) *env {
 	t.Helper()
 	ctx := ctxT(t)
 	e := &env{keyDir: filepath.Join(t.TempDir(), "keys"), store: st, cacheDir: filepath.Join(t.TempDir(), "cache")}
-	g, err := keys.Generate(e.keyDir)
-	if err != nil {
-		t.Fatalf("keys.Generate: %v", err)
-	}
-	e.keys = g
-	rs, err := keys.LoadRecipientsFile(filepath.Join(e.keyDir, keys.RecipientsFile))
+	e.keys, e.owner, e.signing, e.ids = testrepo.Keys(t, e.keyDir)
+	rs, err := keys.LoadRecipientsFile(e.keys.Recipients)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.signing, err = keys.LoadSigningKey(filepath.Join(e.keyDir, keys.SigningKeyFile)); err != nil {
+	hp, err := keys.LoadHostPublic(e.keys.SigningPub)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if e.pub, err = keys.LoadPublicKey(filepath.Join(e.keyDir, keys.SigningPubFile)); err != nil {
-		t.Fatal(err)
-	}
-	if e.ids, err = keys.LoadIdentities(filepath.Join(e.keyDir, keys.IdentityFile)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := repo.Init(ctx, st, rs, e.signing); err != nil {
+	if _, err := repo.Init(ctx, st, repo.InitOptions{Owner: e.owner, Recipients: rs, Hosts: []keys.HostPublic{hp}}); err != nil {
 		t.Fatalf("repo.Init: %v", err)
 	}
-	if e.backupRepo, err = repo.Open(ctx, st, repo.OpenOptions{Signing: e.signing}); err != nil {
+	if e.backupRepo, err = repo.Open(ctx, st, repo.OpenOptions{Owner: e.owner.Public(), Signing: e.signing}); err != nil {
 		t.Fatalf("open for backup: %v", err)
 	}
 	if e.backupRepo.HasIdentity() {
@@ -85,7 +77,7 @@ func newEnv(t *testing.T, st storage.Store) *env {
 // openRestore opens the repository as a restore operator would, afresh.
 func (e *env) openRestore(t *testing.T) *repo.Repository {
 	t.Helper()
-	r, err := repo.Open(ctxT(t), e.store, repo.OpenOptions{Identities: e.ids, Pin: e.pub})
+	r, err := repo.Open(ctxT(t), e.store, repo.OpenOptions{Identities: e.ids, Owner: e.owner.Public()})
 	if err != nil {
 		t.Fatalf("open for restore: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	dirkind "github.com/cofferhq/coffer/source/dir"
@@ -20,26 +21,19 @@ import (
 
 // otherKeys is a second, unrelated key set (an attacker's, or a mix-up).
 type otherKeys struct {
-	dir        string
+	gen        *keys.Generated
 	recipients []keys.Recipient
+	owner      *keys.OwnerKey
 	signing    *keys.SigningKey
 	ids        []age.Identity
 }
 
 func newOtherKeys(t *testing.T) *otherKeys {
 	t.Helper()
-	o := &otherKeys{dir: filepath.Join(t.TempDir(), "other-keys")}
-	if _, err := keys.Generate(o.dir); err != nil {
-		t.Fatal(err)
-	}
+	o := &otherKeys{}
+	o.gen, o.owner, o.signing, o.ids = testrepo.Keys(t, filepath.Join(t.TempDir(), "other-keys"))
 	var err error
-	if o.recipients, err = keys.LoadRecipientsFile(filepath.Join(o.dir, keys.RecipientsFile)); err != nil {
-		t.Fatal(err)
-	}
-	if o.signing, err = keys.LoadSigningKey(filepath.Join(o.dir, keys.SigningKeyFile)); err != nil {
-		t.Fatal(err)
-	}
-	if o.ids, err = keys.LoadIdentities(filepath.Join(o.dir, keys.IdentityFile)); err != nil {
+	if o.recipients, err = keys.LoadRecipientsFile(o.gen.Recipients); err != nil {
 		t.Fatal(err)
 	}
 	return o
@@ -55,7 +49,7 @@ func TestE2EWrongIdentity(t *testing.T) {
 	m := e.backupDir(t, dir, false).Manifest
 	other := newOtherKeys(t)
 	ctx := ctxT(t)
-	r, err := repo.Open(ctx, e.store, repo.OpenOptions{Identities: other.ids, Pin: e.pub})
+	r, err := repo.Open(ctx, e.store, repo.OpenOptions{Identities: other.ids, Owner: e.owner.Public()})
 	if err != nil {
 		t.Fatalf("open with another identity: %v", err)
 	}
@@ -74,30 +68,31 @@ func TestE2EWrongIdentity(t *testing.T) {
 	}
 }
 
-// TestE2EWrongSigningKey: opening a repository with another signing key or
-// pinning another public key gives *repo.KeyMismatchError; backup.Run with
-// a signing key other than the one the repository was opened with fails and
-// publishes nothing.
-func TestE2EWrongSigningKey(t *testing.T) {
+// TestE2EWrongKeys: opening a repository with a host key its config does
+// not authorise gives *repo.HostError, pinning another owner
+// *repo.OwnerMismatchError; backup.Run with a signing key other than the
+// one the repository was opened with fails and publishes nothing.
+func TestE2EWrongKeys(t *testing.T) {
 	t.Parallel()
 	e := localEnv(t)
 	other := newOtherKeys(t)
 	ctx := ctxT(t)
-	var km *repo.KeyMismatchError
-	if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Signing: other.signing}); !errors.As(err, &km) {
-		t.Errorf("open with another signing key: %v, want *repo.KeyMismatchError", err)
+	var he *repo.HostError
+	if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Signing: other.signing}); !errors.As(err, &he) {
+		t.Errorf("open with another signing key: %v, want *repo.HostError", err)
 	} else {
 		t.Logf("open with another signing key: %v", err)
 	}
-	if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Pin: other.signing.Public(), Identities: e.ids}); !errors.As(err, &km) {
-		t.Errorf("open pinning another public key: %v, want *repo.KeyMismatchError", err)
+	var om *repo.OwnerMismatchError
+	if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: other.owner.Public(), Identities: e.ids}); !errors.As(err, &om) {
+		t.Errorf("open pinning another owner: %v, want *repo.OwnerMismatchError", err)
 	}
 
 	dir, _ := tree(t, smallTree)
 	_, err := backup.Run(ctx, backup.Options{Repo: e.backupRepo, Signing: other.signing, Host: "e2e-host",
 		Sources: []source.Source{&dirkind.Source{SourceName: sourceName, Path: dir}}})
-	if !errors.As(err, &km) {
-		t.Errorf("backup.Run with the repository opened by one key and signing with another: %v, want *repo.KeyMismatchError", err)
+	if err == nil || !strings.Contains(err.Error(), "opened with another host key") {
+		t.Errorf("backup.Run with the repository opened by one key and signing with another: %v", err)
 	}
 	if ids, _ := e.backupRepo.SnapshotIDs(ctx); len(ids) != 0 {
 		t.Errorf("a mixed-key backup published snapshots %v", ids)
@@ -105,35 +100,37 @@ func TestE2EWrongSigningKey(t *testing.T) {
 }
 
 // TestE2ESwappedConfig: someone with write access to the bucket replaces
-// the config to have backups encrypt to their recipients. A config of
-// another repository (signed by its own key) and our config with their
-// recipients re-signed by their key are both refused by the backup host,
-// which pins its own signing key, and by a restore operator pinning the
-// public key.
+// the config to have backups encrypt to their recipients. Another
+// repository's config, our config with their recipients re-signed by
+// their key, and our config edited in place are all refused or passed
+// over by the backup host and by a restore operator, both pinning the
+// owner key: backups keep encrypting to our recipients only.
 func TestE2ESwappedConfig(t *testing.T) {
 	t.Parallel()
 	e := localEnv(t)
 	other := newOtherKeys(t)
 	ctx := ctxT(t)
-	orig := readObject(t, e.store, repo.ConfigName)
+	name := repo.ConfigName(1)
+	orig := readObject(t, e.store, name)
 
 	// Their own repository's config.
 	theirs, err := storage.NewLocal(filepath.Join(t.TempDir(), "theirs"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Init(ctx, theirs, other.recipients, other.signing); err != nil {
+	hp, _ := keys.LoadHostPublic(other.gen.SigningPub)
+	if _, err := repo.Init(ctx, theirs, repo.InitOptions{Owner: other.owner, Recipients: other.recipients, Hosts: []keys.HostPublic{hp}}); err != nil {
 		t.Fatal(err)
 	}
-	foreign := readObject(t, theirs, repo.ConfigName)
+	foreign := readObject(t, theirs, name)
 
-	// Our config with their recipient, signed by their key.
+	// Our config with their recipient, signed by their owner key.
 	var cfg repo.Config
 	if err := repo.ParseConfig(orig, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Recipients = []string{other.recipients[0].Text}
-	resigned, err := repo.Sign(repo.KindConfig, &cfg, other.signing)
+	resigned, err := repo.Sign(repo.KindConfig, &cfg, other.owner)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,32 +143,132 @@ func TestE2ESwappedConfig(t *testing.T) {
 		want func(error) bool
 	}{
 		{"another repository's config", foreign, func(err error) bool {
-			var km *repo.KeyMismatchError
-			return errors.As(err, &km)
+			var om *repo.OwnerMismatchError
+			return errors.As(err, &om)
 		}},
-		{"our config re-signed by another key", resigned, isConfigSignatureError},
-		{"our config with edited recipients", edited, isConfigSignatureError},
+		{"our config re-signed by another key", resigned, notSignedByOwner(name)},
+		{"our config with edited recipients", edited, notSignedByOwner(name)},
 	}
 	dir, _ := tree(t, smallTree)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			replaceObject(t, e.store, repo.ConfigName, c.doc)
-			defer replaceObject(t, e.store, repo.ConfigName, orig)
-			_, err := repo.Open(ctx, e.store, repo.OpenOptions{Signing: e.signing})
+			replaceObject(t, e.store, name, c.doc)
+			defer replaceObject(t, e.store, name, orig)
+			_, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Signing: e.signing})
 			if !c.want(err) {
 				t.Errorf("backup host opened the swapped config: %v", err)
 			} else {
 				t.Logf("backup host: %v", err)
 			}
-			if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Pin: e.pub, Identities: e.ids}); !c.want(err) {
+			if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Identities: e.ids}); !c.want(err) {
 				t.Errorf("restore operator opened the swapped config: %v", err)
 			}
 		})
 	}
-	// With the original config back, the backup host works.
-	e.backupDir(t, dir, false)
+	// Their config added as the next seq (not replacing ours) is passed
+	// over: the backup host keeps our recipients.
+	if err := e.store.Put(ctx, repo.ConfigName(2), bytes.NewReader(resigned), int64(len(resigned)), storage.PutOptions{IfNotExists: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Signing: e.signing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Config.Seq != 1 || len(r.Config.Recipients) != 1 || r.Config.Recipients[0] != e.keys.Recipient || len(r.Problems) != 1 {
+		t.Fatalf("backup host took config %d with recipients %v (problems %v)", r.Config.Seq, r.Config.Recipients, r.Problems)
+	}
+	e.backupRepo = r
+	m := e.backupDir(t, dir, false).Manifest
+	if _, err := e.trySource(t, e.openRestore(t), m.ID); err != nil {
+		t.Errorf("our identity cannot read the snapshot made after the attack: %v", err)
+	}
+	r2, _ := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Identities: other.ids})
+	if _, err := restore.Load(ctx, r2, m); !errors.As(err, new(*repo.WrongIdentityError)) {
+		t.Errorf("their identity reads the snapshot made after the attack: %v", err)
+	}
 }
 
-func isConfigSignatureError(err error) bool {
-	return integrityObject(err) == repo.ConfigName && strings.Contains(err.Error(), "signature does not verify")
+func notSignedByOwner(name string) func(error) bool {
+	return func(err error) bool {
+		return integrityObject(err) == name && strings.Contains(err.Error(), "no config is signed by the owner key")
+	}
+}
+
+// TestE2ERotation: the owner adds a recipient and a host key and revokes
+// the first host key. Deduplication survives (the new host's backup of
+// unchanged data stores no new chunk), the new recipient reads the new
+// snapshot, the snapshot the revoked key signed stays valid, and the
+// revoked host can no longer back up.
+func TestE2ERotation(t *testing.T) {
+	t.Parallel()
+	e := localEnv(t)
+	ctx := ctxT(t)
+	dir, _ := tree(t, smallTree)
+	first := e.backupDir(t, dir, false).Manifest
+
+	newer := newOtherKeys(t) // a new operator identity and a new host key of the same owner
+	hp, _ := keys.LoadHostPublic(newer.gen.SigningPub)
+	owner, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), OwnerKey: e.owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keep, err := owner.SignedBy(ctx, e.signing.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := repo.UpdateConfig(ctx, owner, e.owner, func(c *repo.Config) error {
+		c.Recipients = append(c.Recipients, newer.gen.Recipient)
+		c.Hosts = []repo.Host{{Key: hp.Key.String(), Box: hp.Box.String()}}
+		c.Revoked = append(c.Revoked, repo.Revocation{Key: e.signing.Public().String(), Keep: keep})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("config %d: %d recipients, %d hosts, %d revoked", cfg.Seq, len(cfg.Recipients), len(cfg.Hosts), len(cfg.Revoked))
+
+	if _, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Signing: e.signing}); !errors.As(err, new(*repo.HostError)) {
+		t.Errorf("the revoked host opens the repository: %v", err)
+	}
+	host, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Signing: newer.signing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.Run(ctx, backup.Options{Repo: host, Signing: newer.signing, Host: "new-host",
+		Sources: []source.Source{&dirkind.Source{SourceName: sourceName, Path: dir}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Manifest.Stats
+	t.Logf("backup after rotation: read %s, new %s, stored %s", mib(s.BytesRead), mib(s.BytesNew), mib(s.BytesStored))
+	if s.BytesNew != 0 || s.ChunksNew > 1 {
+		t.Errorf("backup of unchanged data after rotation stored %d new bytes in %d new chunks: deduplication lost", s.BytesNew, s.ChunksNew)
+	}
+	if s.BytesStored > 64<<10 {
+		t.Errorf("backup of unchanged data after rotation stored %d bytes", s.BytesStored)
+	}
+
+	// The new operator reads the new snapshot; the old one reads both.
+	rn, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), Identities: newer.ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.trySource(t, rn, res.Manifest.ID); err != nil {
+		t.Errorf("the new recipient cannot read the snapshot after rotation: %v", err)
+	}
+	ro := e.openRestore(t)
+	for _, id := range []string{first.ID, res.Manifest.ID} {
+		src, err := e.trySource(t, ro, id)
+		if err != nil {
+			t.Fatalf("snapshot %s: %v", repo.ShortID(id), err)
+		}
+		out := filepath.Join(t.TempDir(), "out")
+		if _, err := restore.RestoreDir(ctx, src, out, restore.DirOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		compareTrees(t, dir, out)
+	}
+	if rep, err := restore.Verify(ctx, ro, nil, restore.Decrypt); err != nil || !rep.OK() {
+		t.Errorf("verify --decrypt after rotation: %v %+v", err, rep)
+	}
 }

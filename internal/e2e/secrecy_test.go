@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -60,8 +59,9 @@ func zstdCLI(t *testing.T, b []byte) []byte {
 // depth. Every stored object but the signed config and manifests is an age
 // file that the reference age CLI decrypts with identity.txt; packs end in
 // the CPAK0001 magic, catalogs and the index are zstd frames (checked with
-// the zstd CLI when present), and the index also decrypts with the index
-// identity derived from the signing key, which opens nothing else.
+// the zstd CLI when present), and the index also decrypts with the
+// repository's index identity, which opens nothing else; the host's box
+// identity opens the secrets object only.
 func TestE2EEncryptOnly(t *testing.T) {
 	t.Parallel()
 	ageBin, ok := testutil.FindBinary("age")
@@ -87,10 +87,18 @@ func TestE2EEncryptOnly(t *testing.T) {
 		t.Errorf("verify (read) without identity: %v %+v", err, rep)
 	}
 
-	identity := filepath.Join(e.keyDir, "identity.txt")
-	id, _ := hex.DecodeString(e.backupRepo.Config.ID)
+	identity := e.keys.Identity
+	secrets, err := e.backupRepo.Secrets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	indexIdentity := filepath.Join(t.TempDir(), "index-identity.txt")
-	if err := os.WriteFile(indexIdentity, []byte(e.signing.Derive(id).IndexIdentity.String()+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(indexIdentity, []byte(secrets.IndexIdentity.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The host's box identity opens the secrets object and nothing else.
+	boxIdentity := filepath.Join(t.TempDir(), "box-identity.txt")
+	if err := os.WriteFile(boxIdentity, []byte(e.signing.BoxIdentity().String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -120,6 +128,9 @@ func TestE2EEncryptOnly(t *testing.T) {
 			continue
 		}
 		_, indexErr := ageDecrypt(t, ageBin, indexIdentity, b)
+		if _, boxErr := ageDecrypt(t, ageBin, boxIdentity, b); (boxErr == nil) != (kind == "keys") {
+			t.Errorf("%s: the host's box identity decrypts it: %v (only the secrets object should)", oi.Name, boxErr == nil)
+		}
 		switch kind {
 		case "data":
 			if !bytes.HasSuffix(plain, []byte("CPAK0001")) {
@@ -177,7 +188,7 @@ func TestE2ENamesRevealNothing(t *testing.T) {
 
 	words := append([]string{"Rechnung", "Müller", "請求書", "Kunden", "invoice", "receipt", "tief-1",
 		"archive-big", "backup-2025", "Zahlung", "added-1", "Kundenliste", "ACME GmbH"}, st.Names...)
-	valid := regexp.MustCompile(`^(config|(keys|index|catalogs|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
+	valid := regexp.MustCompile(`^(config/[0-9]{10}|(keys|index|catalogs|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
 	var manifest []byte
 	for _, oi := range listObjects(t, e.store, "") {
 		if !valid.MatchString(oi.Name) {
