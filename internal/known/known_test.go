@@ -1,0 +1,180 @@
+package known
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/storage"
+)
+
+func TestDefaultDir(t *testing.T) {
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"COFFER_STATE_DIR": "/s", "XDG_STATE_HOME": "/x", "HOME": "/h"}, "/s"},
+		{map[string]string{"XDG_STATE_HOME": "/x", "HOME": "/h"}, "/x/coffer"},
+		{map[string]string{"XDG_STATE_HOME": "relative", "HOME": "/h"}, "/h/.local/state/coffer"},
+		{map[string]string{"HOME": "/h"}, "/h/.local/state/coffer"},
+	} {
+		got, err := DefaultDir(func(k string) string { return c.env[k] })
+		if err != nil || got != c.want {
+			t.Errorf("DefaultDir(%v) = %q, %v; want %q", c.env, got, err, c.want)
+		}
+	}
+}
+
+func TestRecords(t *testing.T) {
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+	id := strings.Repeat("ab", 32)
+	if r, err := s.Get(id); r != nil || err != nil {
+		t.Fatalf("Get(unknown) = %v, %v", r, err)
+	}
+	if _, err := s.Get("../x"); err == nil {
+		t.Error("Get(../x) = nil error")
+	}
+	want := &Record{Repository: id, Owner: "o", ConfigSeq: 3}
+	if err := s.Put(want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(id)
+	if err != nil || got.Owner != "o" || got.ConfigSeq != 3 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	for p, mode := range map[string]os.FileMode{s.Dir: 0o700, s.Path(id): 0o600} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: mode %v, %v; want %04o", p, fi.Mode().Perm(), err, mode)
+		}
+	}
+	// A record others may write is refused: it holds the pin.
+	os.Chmod(s.Path(id), 0o666)
+	if _, err := s.Get(id); err == nil || !strings.Contains(err.Error(), "writable by group or others") && !strings.Contains(err.Error(), "readable") {
+		t.Errorf("Get(0666) = %v", err)
+	}
+	os.Chmod(s.Path(id), 0o600)
+	os.WriteFile(s.Path(id), []byte("{"), 0o600)
+	if _, err := s.Get(id); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("Get(damaged) = %v", err)
+	}
+}
+
+// TestOpen: the first open needs a pin and remembers it; later opens use
+// the remembered one, refuse another, and refuse a rolled-back config.
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	_, other, _, _ := testrepo.Keys(t, filepath.Join(t.TempDir(), "other"))
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+
+	var ue *repo.UnpinnedError
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); !errors.As(err, &ue) {
+		t.Fatalf("first open without a pin = %v, want *repo.UnpinnedError", err)
+	}
+	op, err := s.Open(ctx, tr.Store, OpenOptions{Pin: tr.Owner.Public(), PinSource: "identity.txt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.PinSource != "identity.txt" || op.Record.ConfigSeq != 1 || op.Record.Owner != tr.Owner.Public().String() {
+		t.Errorf("record = %+v (pin from %s)", op.Record, op.PinSource)
+	}
+	op, err = s.Open(ctx, tr.Store, OpenOptions{})
+	if err != nil {
+		t.Fatalf("open with the remembered pin: %v", err)
+	}
+	if op.PinSource != "the known-repositories store" {
+		t.Errorf("pin from %q", op.PinSource)
+	}
+	var oc *OwnerChangedError
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{Pin: other.Public(), PinSource: "--owner-key"}); !errors.As(err, &oc) {
+		t.Errorf("open with another pin = %v, want *OwnerChangedError", err)
+	} else if !strings.Contains(err.Error(), "owner key changed") || !strings.Contains(err.Error(), "--owner-key names "+other.Public().Fingerprint()) {
+		t.Errorf("error %q", err)
+	}
+
+	// A second config, seen; then removed: rollback.
+	owner, err := s.Open(ctx, tr.Store, OpenOptions{OwnerKey: tr.Owner, Pin: tr.Owner.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.UpdateConfig(ctx, owner.Repo, tr.Owner, func(*repo.Config) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Store.Delete(ctx, repo.ConfigName(2)); err != nil {
+		t.Fatal(err)
+	}
+	var rb *repo.RollbackError
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); !errors.As(err, &rb) {
+		t.Errorf("open after rollback = %v, want *repo.RollbackError", err)
+	}
+}
+
+// TestVanished: the newest snapshot seen is remembered; once its manifest
+// is gone, Vanished names it, and keeps naming it.
+func TestVanished(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+	op, err := s.Open(ctx, tr.Store, OpenOptions{Pin: tr.Owner.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := []*repo.Manifest{
+		{ID: strings.Repeat("a", 64), Time: time.Unix(1000, 0).UTC()},
+		{ID: strings.Repeat("b", 64), Time: time.Unix(2000, 0).UTC()},
+	}
+	for _, m := range ms {
+		if err := tr.Store.Put(ctx, repo.SnapshotName(m.ID), strings.NewReader("x"), 1, storage.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := op.Remember(ctx, ms, true); err != nil {
+		t.Fatal(err)
+	}
+	if len(op.Record.Snapshots) != 1 || op.Record.Snapshots[0].ID != ms[1].ID {
+		t.Fatalf("remembered %+v, want the newest", op.Record.Snapshots)
+	}
+	if err := op.Vanished(ctx); err != nil {
+		t.Fatalf("Vanished = %v", err)
+	}
+	tr.Store.Delete(ctx, repo.SnapshotName(ms[1].ID))
+	op, err = s.Open(ctx, tr.Store, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ve *VanishedError
+	if err := op.Vanished(ctx); !errors.As(err, &ve) || len(ve.Snapshots) != 1 || ve.Snapshots[0].ID != ms[1].ID {
+		t.Fatalf("Vanished = %v", err)
+	} else if !strings.Contains(err.Error(), "bbbbbbbb") {
+		t.Errorf("error %q does not name the snapshot", err)
+	}
+	// Remembering what is there now keeps the vanished one.
+	if err := op.Remember(ctx, ms[:1], true); err != nil {
+		t.Fatal(err)
+	}
+	if err := op.Vanished(ctx); !errors.As(err, &ve) {
+		t.Errorf("after Remember, Vanished = %v", err)
+	}
+	// A backup's own snapshot replaces the older existing head.
+	c := &repo.Manifest{ID: strings.Repeat("c", 64), Time: time.Unix(3000, 0).UTC()}
+	tr.Store.Put(ctx, repo.SnapshotName(c.ID), strings.NewReader("x"), 1, storage.PutOptions{})
+	if err := op.Remember(ctx, []*repo.Manifest{c}, false); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range op.Record.Snapshots {
+		ids = append(ids, s.ID[:1])
+	}
+	if got := strings.Join(ids, ","); got != "b,c" {
+		t.Errorf("remembered %s, want b (vanished) and c", got)
+	}
+}
