@@ -24,6 +24,9 @@ type outcome struct {
 var (
 	mu      sync.Mutex
 	results = map[string]outcome{}
+	// cleanups run after every test (for example, removing a coffer
+	// binary built for the attacks that run the command).
+	cleanups []func()
 )
 
 // record notes the outcome of the attack called name and fails t when the
@@ -43,6 +46,9 @@ func record(t *testing.T, name string, detected, lost bool) {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 	mu.Lock()
 	var names []string
 	tried, detected, lost := 0, 0, 0

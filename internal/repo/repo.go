@@ -226,6 +226,11 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	if err := openSigned(KindManifest, doc, nil, &m); err != nil {
 		return nil, integrity(name, "%w", err)
 	}
+	if m.ConfigSeq > r.Config.Seq {
+		// Its signer may be a host that config authorised.
+		return nil, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the manifest is forged",
+			m.ConfigSeq, r.Config.Seq)
+	}
 	signer, err := r.manifestSigner(id, &m)
 	if err != nil {
 		return nil, integrity(name, "%w", err)
@@ -237,10 +242,7 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	if err := m.Validate(); err != nil {
 		return nil, integrity(name, "%w", err)
 	}
-	if m.ConfigSeq > r.Config.Seq {
-		return nil, integrity(name, "written under config %d, but the newest config that verifies is %d: a newer config was removed or replaced (rollback)",
-			m.ConfigSeq, r.Config.Seq)
-	}
+
 	if m.ID != id {
 		return nil, integrity(name, "manifest of snapshot %s stored under another name (replayed)", ShortID(m.ID))
 	}
