@@ -40,6 +40,8 @@ bench_init() {
   mkdir -p "$W/cmd" "$W/rss" "$W/out" "$W/json"
   : >"$W/rows.tsv"
   export RESTIC_PASSWORD=coffer-bench RESTIC_CACHE_DIR="$W/restic-cache"
+  # The repositories these runs make are remembered here, not in ~/.local.
+  export COFFER_STATE_DIR="$W/state"
   "$COFFER" keygen --out "$W/keys" >/dev/null
   KEYS="$W/keys"
 }

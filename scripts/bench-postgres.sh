@@ -40,14 +40,15 @@ RDSN=$(dsn "$RDB")
 W="$OUT/postgres-${MB}mb"
 bench_init
 C="$COFFER --json --repo"
-SK="--signing-key $KEYS/signing.key"
+SK="--signing-key $KEYS/host/signing.key"
+INIT="init --owner-key $KEYS/owner/owner.key --host $KEYS/signing.pub"
 REC="$KEYS/recipients.txt"
 DUMP="pg_dump -Fc -Z0 -d '$DSN'"
 
 # Day 1: fresh repositories each run.
 defcmd coffer-pg-day1 coffer "$W/out/coffer-pg-day1.json" \
   "$C $W/c1 $SK backup db=postgres:'$DSN' >$W/out/coffer-pg-day1.json"
-defprep coffer-pg-day1 "rm -rf $W/c1; $COFFER --repo $W/c1 $SK init -R $REC >/dev/null"
+defprep coffer-pg-day1 "rm -rf $W/c1; $COFFER --repo $W/c1 $INIT -R $REC >/dev/null"
 defcmd pg_dump-devnull none "" "$DUMP >/dev/null"
 defcmd pg_dump-zstd-age-day1 file "$W/day1.dump.zst.age" \
   "$DUMP | zstd -3 -T2 -q | age -R $REC >$W/day1.dump.zst.age"
@@ -77,7 +78,7 @@ section "database backup, day 2 (1% of invoices changed)" coffer-pg-day2 pg_dump
 
 # Restore of the day-1 snapshot into a new database.
 defcmd coffer-pg-restore none "" \
-  "$COFFER --repo $W/c1 --signing-key $KEYS/signing.pub --identity $KEYS/identity.txt restore latest:db --to-postgres '$RDSN' >$W/out/coffer-pg-restore.txt"
+  "$COFFER --repo $W/c1 --identity $KEYS/restore/identity.txt restore latest:db --to-postgres '$RDSN' >$W/out/coffer-pg-restore.txt"
 defprep coffer-pg-restore "psql -X -q -d '$ADMIN' -c 'drop database if exists $RDB with (force)'"
 defcmd pg_restore-j2 none "" "pg_restore -j2 -d '$RDSN' $W/day1.dump"
 defprep pg_restore-j2 "psql -X -q -d '$ADMIN' -c 'drop database if exists $RDB with (force)' -c 'create database $RDB'"

@@ -30,13 +30,14 @@ bench_init
 find "$DATA" -type f -exec cat {} + >/dev/null # warm the page cache
 
 C="$COFFER --json --repo"
-SK="--signing-key $KEYS/signing.key"
+SK="--signing-key $KEYS/host/signing.key"
+INIT="init --owner-key $KEYS/owner/owner.key --host $KEYS/signing.pub"
 REC="$KEYS/recipients.txt"
 
 # (a) First backup into a fresh repository each run.
 defcmd coffer-first coffer "$W/out/coffer-first.json" \
   "XDG_CACHE_HOME=$W/xdg1 $C $W/c1 $SK backup files=dir:$DATA >$W/out/coffer-first.json"
-defprep coffer-first "rm -rf $W/c1 $W/xdg1; $COFFER --repo $W/c1 $SK init -R $REC >/dev/null"
+defprep coffer-first "rm -rf $W/c1 $W/xdg1; $COFFER --repo $W/c1 $INIT -R $REC >/dev/null"
 defcmd tar-zstd-age-first file "$W/tar1.age" \
   "tar -C $DATA -cf - . | zstd -3 -T2 -q | age -R $REC >$W/tar1.age"
 defprep tar-zstd-age-first "rm -f $W/tar1.age"
@@ -81,10 +82,10 @@ trap - EXIT
 
 # (d) Restore of the first snapshot's data (latest in c1 and r1).
 defcmd coffer-restore none "" \
-  "$COFFER --repo $W/c1 --signing-key $KEYS/signing.pub --identity $KEYS/identity.txt restore latest --to $W/rc >$W/out/coffer-restore.txt"
+  "$COFFER --repo $W/c1 --identity $KEYS/restore/identity.txt restore latest --to $W/rc >$W/out/coffer-restore.txt"
 defprep coffer-restore "rm -rf $W/rc"
 defcmd age-zstd-tar-restore none "" \
-  "age -d -i $KEYS/identity.txt $W/tar1.age | zstd -d -q | tar -C $W/rt -xf -"
+  "age -d -i $KEYS/restore/identity.txt $W/tar1.age | zstd -d -q | tar -C $W/rt -xf -"
 defprep age-zstd-tar-restore "rm -rf $W/rt; mkdir $W/rt"
 defcmd restic-restore none "" \
   "restic -r $W/r1 restore latest --target $W/rr >$W/out/restic-restore.txt"

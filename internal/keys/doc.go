@@ -1,22 +1,28 @@
-// Package keys is coffer's key handling: generating a key folder, parsing
-// recipients and identities, signing, and deriving the per-repository
-// secrets that an encrypt-only backup host needs.
+// Package keys is coffer's key handling: the key folder of the three
+// roles, owner and host keys and their box identities, recipients and
+// identities, and the encoding of the repository secrets.
 //
 // # Key management
 //
-// A key folder holds four files with fixed names, which scripts rely on:
+// Three roles, each with its secret in a folder of its own (see
+// [Generate]; scripts rely on the names):
 //
-//	identity.txt    age X25519 identity, exactly as age-keygen writes it (0600)
-//	recipients.txt  the matching age1... recipient, one line (0644)
-//	signing.key     Ed25519 signing key (0600)
-//	signing.pub     Ed25519 public key (0644)
+//	DIR/owner/owner.key       owner key (0600; folder 0700): signs the repository config; keep it offline
+//	DIR/host/signing.key      the backup host's signing key (0600; folder 0700): signs snapshots
+//	DIR/restore/identity.txt  age X25519 identity (0600; folder 0700): decrypts; never on a backup host
+//	DIR/owner.pub             the owner public key: the pin every reader checks the config against
+//	DIR/signing.pub           the host's public key and box recipient, for the owner to authorise it
+//	DIR/recipients.txt        the identity's age1... recipient, one line
 //
-// A backup host needs only recipients.txt and signing.key: it encrypts to the
-// recipients, signs what it writes, and derives the keyed chunk-id key, the
-// chunker polynomial seed and the index identity from the signing key (see
-// [SigningKey.Derive]). identity.txt is needed only to restore; keep it
-// offline. Files holding secrets must not be accessible by group or others;
-// [CheckPrivate] enforces this before any secret is read.
+// identity.txt and signing.key carry the owner public key on a comment
+// line, "# coffer owner: coffer-owner-pub-v1:...", so that the pin travels
+// with the files the operators keep ([OwnerPin] reads it). A backup host
+// needs only signing.key: the repository config, signed by the owner,
+// gives it the recipients, and its box identity opens the repository
+// secrets. Files holding secrets must not be accessible by group or
+// others; [CheckPrivate] enforces this before any secret is read. Each
+// loader refuses the other roles' keys, saying what it found, and errors
+// never include key material.
 //
 // Recipients may be age X25519 (age1...), age post-quantum hybrid
 // (age1pq1...), ssh-ed25519 and ssh-rsa public keys. Identities may be age
@@ -24,27 +30,31 @@
 //
 // # Format
 //
-// signing.key is a text file: comment lines starting with "#", blank lines,
-// and exactly one key line
+// owner.key, owner.pub, signing.key and signing.pub are text files:
+// comment lines starting with "#", blank lines, and key lines
 //
-//	coffer-signing-key-v1:<base64 of the 32-byte Ed25519 seed>
-//
-// signing.pub has the same shape with one line
-//
-//	coffer-signing-pub-v1:<base64 of the 32-byte Ed25519 public key>
+//	coffer-owner-key-v1:<base64 of the 32-byte Ed25519 seed>        owner.key
+//	coffer-owner-pub-v1:<base64 of the 32-byte Ed25519 public key>  owner.pub
+//	coffer-signing-key-v1:<base64 of the 32-byte Ed25519 seed>      signing.key
+//	coffer-signing-pub-v1:<base64 of the 32-byte Ed25519 public key> signing.pub, with
+//	coffer-host-box-v1:<age1... X25519 recipient>                   signing.pub
 //
 // Base64 is standard encoding with padding (RFC 4648, section 4). The
-// public-key line is also the text form returned by [PublicKey.String] and
-// accepted by [ParsePublicKey].
+// public-key lines are also the text forms of [OwnerPublic.String] and
+// [PublicKey.String]. Fingerprints ([OwnerPublic.Fingerprint]) are
+// "SHA256:" and the unpadded base64 of the SHA-256 of the raw public key,
+// as ssh-keygen -l prints them; a recipient's ([RecipientFingerprint]) is
+// the first 16 hex digits of the SHA-256 of its text.
 //
-// Derived secrets come from HKDF-SHA256 over the Ed25519 seed, with the
-// repository id as salt and these info labels:
+// Box identities are X25519 identities derived from a key's Ed25519 seed
+// with HKDF-SHA256, empty salt, 32 bytes used as the X25519 scalar:
 //
-//	"coffer chunk-id v1"           32-byte ChunkKey
-//	"coffer chunker-polynomial v1" 64-byte PolySeed
-//	"coffer index-identity v1"     32-byte X25519 scalar of IndexIdentity
+//	"coffer owner box v2"  the owner's box ([OwnerKey.BoxIdentity])
+//	"coffer host box v2"   a host's box ([SigningKey.BoxIdentity])
 //
-// [Derived.MarshalBinary] encodes them as the 18-byte magic
-// "coffer-derived-v1\n" followed by ChunkKey (32 bytes), PolySeed (64 bytes)
-// and the index identity's scalar (32 bytes).
+// The repository secrets ([Derived]: chunk-id key, chunker polynomial
+// seed, index identity) are random ([NewDerived]), never derived from a
+// key. [Derived.MarshalBinary] encodes them as the 18-byte magic
+// "coffer-derived-v1\n" followed by ChunkKey (32 bytes), PolySeed (64
+// bytes) and the index identity's scalar (32 bytes).
 package keys
