@@ -94,10 +94,13 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 	if len(ms) > 0 {
 		// The secrets object serves every snapshot: without it an
 		// identity holder cannot check chunk ids.
-		sec := r.Config.Secrets
-		refs[sec.Name] = sec
-		for _, m := range ms {
-			users[sec.Name] = append(users[sec.Name], m.ID)
+		// The data keys serve every snapshot too: through them a
+		// recipient added later reads what was stored before it.
+		for _, sec := range []repo.ObjectRef{r.Config.Secrets, r.Config.DataKeys} {
+			refs[sec.Name] = sec
+			for _, m := range ms {
+				users[sec.Name] = append(users[sec.Name], m.ID)
+			}
 		}
 	}
 	names := make([]string, 0, len(refs))

@@ -443,6 +443,8 @@ func hintFor(err error) string {
 		return "pass --signing-key KEYS/host/signing.key or set COFFER_SIGNING_KEY"
 	case errors.Is(err, repo.ErrNoRecipients):
 		return "give --recipients-file or --recipient"
+	case errors.Is(err, repo.ErrNeedRecipientIdentity):
+		return "pass --identity with the identity.txt of a current recipient"
 	case errors.Is(err, repo.ErrConfigChanged):
 		return "coffer key list shows the config as it is now"
 	case errors.As(err, new(*known.VanishedError)):

@@ -23,8 +23,16 @@ func keyCommand(g *globals) *cli.Command {
 		Usage: "list and change the repository's recipients and host keys (the owner key signs changes)",
 		Description: "Every change writes the next config, signed by the owner key (--owner-key owner.key), and the\n" +
 			"repository secrets encrypted anew to the recipients, the owner and the authorised hosts. The\n" +
-			"secrets themselves stay, so deduplication survives. A removed recipient or revoked host still\n" +
-			"knows the chunk-id and index keys (doc/design.md).",
+			"secrets themselves stay, so deduplication survives. Adding or removing a recipient also needs\n" +
+			"the identity of a current recipient (--identity), which hands the data keys on: a recipient\n" +
+			"added later reads every snapshot; one removed reads nothing stored after. A removed recipient\n" +
+			"or revoked host still knows the chunk-id and index keys (doc/design.md).",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown key command %q (list, add-recipient, remove-recipient, add-host, revoke-host)", c.Args().First())
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
 		Subcommands: []*cli.Command{
 			{
 				Name:   "list",
@@ -163,7 +171,14 @@ func changeConfig(ctx context.Context, g *globals, edit func(r *repo.Repository,
 	if err != nil {
 		return err
 	}
-	r, err := g.openWith(ctx, repo.OpenOptions{OwnerKey: owner})
+	// A current recipient's identity hands the data keys on when the
+	// recipients change.
+	o, err := g.openOptions(false, false)
+	if err != nil {
+		return err
+	}
+	o.OwnerKey = owner
+	r, err := g.openWith(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -196,9 +196,10 @@ func notSignedByOwner(name string) func(error) bool {
 
 // TestE2ERotation: the owner adds a recipient and a host key and revokes
 // the first host key. Deduplication survives (the new host's backup of
-// unchanged data stores no new chunk), the new recipient reads the new
-// snapshot, the snapshot the revoked key signed stays valid, and the
-// revoked host can no longer back up.
+// unchanged data stores no new chunk), the new recipient reads both
+// snapshots (the data it deduplicates against was stored before it was
+// added: the data key hands it on), the snapshot the revoked key signed
+// stays valid, and the revoked host can no longer back up.
 func TestE2ERotation(t *testing.T) {
 	t.Parallel()
 	e := localEnv(t)
@@ -208,7 +209,7 @@ func TestE2ERotation(t *testing.T) {
 
 	newer := newOtherKeys(t) // a new operator identity and a new host key of the same owner
 	hp, _ := keys.LoadHostPublic(newer.gen.SigningPub)
-	owner, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), OwnerKey: e.owner})
+	owner, err := repo.Open(ctx, e.store, repo.OpenOptions{Owner: e.owner.Public(), OwnerKey: e.owner, Identities: e.ids})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +254,13 @@ func TestE2ERotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.trySource(t, rn, res.Manifest.ID); err != nil {
-		t.Errorf("the new recipient cannot read the snapshot after rotation: %v", err)
+	for _, id := range []string{first.ID, res.Manifest.ID} {
+		if _, err := e.trySource(t, rn, id); err != nil {
+			t.Errorf("the new recipient cannot read snapshot %s: %v", repo.ShortID(id), err)
+		}
+	}
+	if rep, err := restore.Verify(ctx, rn, nil, restore.Decrypt); err != nil || !rep.OK() {
+		t.Errorf("verify --decrypt by the new recipient: %v %+v", err, rep)
 	}
 	ro := e.openRestore(t)
 	for _, id := range []string{first.ID, res.Manifest.ID} {

@@ -128,7 +128,7 @@ func TestE2EEncryptOnly(t *testing.T) {
 			continue
 		}
 		_, indexErr := ageDecrypt(t, ageBin, indexIdentity, b)
-		if _, boxErr := ageDecrypt(t, ageBin, boxIdentity, b); (boxErr == nil) != (kind == "keys") {
+		if _, boxErr := ageDecrypt(t, ageBin, boxIdentity, b); (boxErr == nil) != (oi.Name == e.backupRepo.Config.Secrets.Name) {
 			t.Errorf("%s: the host's box identity decrypts it: %v (only the secrets object should)", oi.Name, boxErr == nil)
 		}
 		switch kind {

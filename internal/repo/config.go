@@ -25,6 +25,11 @@ const maxConfigDoc = 1 << 20
 // between reading the newest config and writing the next one.
 var ErrConfigChanged = errors.New("the repository config changed meanwhile (another key change landed first); run the command again")
 
+// ErrNeedRecipientIdentity is returned by UpdateConfig when the
+// recipients change but the repository was not opened with the identity
+// of a current recipient: the data keys are handed on through it.
+var ErrNeedRecipientIdentity = errors.New("changing the recipients needs the identity of a current recipient, which hands the data keys on to the new set")
+
 // ErrNoHosts is returned by Init without a host key.
 var ErrNoHosts = errors.New("no host key: a repository needs at least one backup host key")
 
@@ -144,6 +149,14 @@ func Init(ctx context.Context, st storage.Store, o InitOptions) (*Config, error)
 	if cfg.Secrets, err = putSecrets(ctx, st, &cfg, o.Owner, secrets); err != nil {
 		return nil, err
 	}
+	data, err := age.GenerateX25519Identity()
+	if err != nil {
+		return nil, err
+	}
+	cfg.DataRecipient = data.Recipient().String()
+	if cfg.DataKeys, err = putDataKeys(ctx, st, &cfg, []*age.X25519Identity{data}); err != nil {
+		return nil, err
+	}
 	if _, err := putConfig(ctx, st, &cfg, o.Owner); err != nil {
 		if errors.Is(err, ErrConfigChanged) {
 			return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
@@ -195,6 +208,63 @@ func putSecrets(ctx context.Context, st storage.Store, cfg *Config, owner *keys.
 		return ObjectRef{}, fmt.Errorf("write %s: %w", ref.Name, err)
 	}
 	return ref, nil
+}
+
+// putDataKeys stores the data identities, oldest first, as an age
+// identity file encrypted to cfg's recipients only.
+func putDataKeys(ctx context.Context, st storage.Store, cfg *Config, ids []*age.X25519Identity) (ObjectRef, error) {
+	var rs []age.Recipient
+	for _, s := range cfg.Recipients {
+		r, err := keys.ParseRecipient(s)
+		if err != nil {
+			return ObjectRef{}, fmt.Errorf("recipient: %w", err)
+		}
+		rs = append(rs, r.Recipient)
+	}
+	var b bytes.Buffer
+	b.WriteString("# coffer data keys, oldest first: packs, catalog roots and indexes are encrypted to one of them\n")
+	for _, id := range ids {
+		b.WriteString(id.String() + "\n")
+	}
+	ct, err := Encrypt(b.Bytes(), rs...)
+	if err != nil {
+		return ObjectRef{}, err
+	}
+	sum := HashHex(ct)
+	ref := ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
+	if err := st.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{IfNotExists: true}); err != nil {
+		return ObjectRef{}, fmt.Errorf("write %s: %w", ref.Name, err)
+	}
+	return ref, nil
+}
+
+// loadDataKeys decrypts the data keys object with the identities the
+// repository was opened with.
+func (r *Repository) loadDataKeys(ctx context.Context) ([]*age.X25519Identity, error) {
+	ct, err := r.ReadObject(ctx, r.Config.DataKeys)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := Decrypt(ct, r.identities...)
+	if err != nil {
+		return nil, decryptError(r.Config.DataKeys.Name, err)
+	}
+	ids, err := age.ParseIdentities(bytes.NewReader(plain))
+	if err != nil {
+		return nil, integrity(r.Config.DataKeys.Name, "malformed data keys")
+	}
+	var out []*age.X25519Identity
+	for _, id := range ids {
+		x, ok := id.(*age.X25519Identity)
+		if !ok {
+			return nil, integrity(r.Config.DataKeys.Name, "malformed data keys")
+		}
+		out = append(out, x)
+	}
+	if len(out) == 0 || out[len(out)-1].Recipient().String() != r.Config.DataRecipient {
+		return nil, integrity(r.Config.DataKeys.Name, "the newest data key is not the config's data recipient")
+	}
+	return out, nil
 }
 
 // putConfig signs cfg with the owner key and writes it as config/<seq>,
@@ -386,6 +456,18 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 			return nil, err
 		}
 	}
+	if len(r.identities) > 0 {
+		// With the data keys, an identity added as a recipient later
+		// reads what was stored before it. A recipient from the start
+		// does not need them: a damaged data keys object is verify's to
+		// report, not a reason to refuse its restore.
+		if ids, err := r.loadDataKeys(ctx); err == nil {
+			r.dataKeys = ids
+			for _, id := range ids {
+				r.identities = append(r.identities, id)
+			}
+		}
+	}
 	return r, nil
 }
 
@@ -399,6 +481,12 @@ func (c *Config) validate() error {
 	}
 	if !validHex(c.Secrets.SHA256, 64) || c.Secrets.Name != KeysPrefix+c.Secrets.SHA256 {
 		return errors.New("invalid secrets reference")
+	}
+	if !validHex(c.DataKeys.SHA256, 64) || c.DataKeys.Name != KeysPrefix+c.DataKeys.SHA256 {
+		return errors.New("invalid data keys reference")
+	}
+	if _, err := age.ParseX25519Recipient(c.DataRecipient); err != nil {
+		return errors.New("malformed data recipient")
 	}
 	for _, h := range c.Hosts {
 		if _, err := keys.ParsePublicKey(h.Key); err != nil {
@@ -494,6 +582,35 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	if len(next.Recipients) == 0 {
 		return nil, ErrNoRecipients
 	}
+	added, removed := diff(r.Config.Recipients, next.Recipients)
+	next.DataRecipient, next.DataKeys = r.Config.DataRecipient, r.Config.DataKeys
+	if added || removed {
+		if r.dataKeys == nil {
+			if len(r.identities) == 0 {
+				return nil, ErrNeedRecipientIdentity
+			}
+			ids, err := r.loadDataKeys(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", ErrNeedRecipientIdentity, err)
+			}
+			r.dataKeys = ids
+		}
+		ids := r.dataKeys
+		if removed {
+			// A removed recipient knows the data keys so far: what is
+			// stored from now on goes to a new one it never sees.
+			id, err := age.GenerateX25519Identity()
+			if err != nil {
+				return nil, err
+			}
+			ids = append(append([]*age.X25519Identity{}, ids...), id)
+			next.DataRecipient = id.Recipient().String()
+		}
+		if next.DataKeys, err = putDataKeys(ctx, r.Store, next, ids); err != nil {
+			return nil, err
+		}
+		r.dataKeys = ids
+	}
 	next.Version = Version
 	next.ID, next.Owner = r.Config.ID, r.Config.Owner
 	next.Seq = r.maxSeq + 1
@@ -511,6 +628,17 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	}
 	r.Config, r.configDoc, r.maxSeq = *next, doc, next.Seq
 	return next, nil
+}
+
+// diff reports whether b adds to or removes from a, as sets.
+func diff(a, b []string) (added, removed bool) {
+	for _, x := range b {
+		added = added || !contains(a, x)
+	}
+	for _, x := range a {
+		removed = removed || !contains(b, x)
+	}
+	return added, removed
 }
 
 func copyConfig(c *Config) (*Config, error) {

@@ -140,7 +140,7 @@ func TestUpdateConfig(t *testing.T) {
 	first := readDoc(t, tr.Store, repo.ConfigName(1))
 	g2, _, _, ids2 := testrepo.Keys(t, filepath.Join(t.TempDir(), "k2"))
 	open := func() *repo.Repository {
-		r, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), OwnerKey: tr.Owner})
+		r, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), OwnerKey: tr.Owner, Identities: tr.Identities})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,6 +178,35 @@ func TestUpdateConfig(t *testing.T) {
 	}
 	if _, err := tr.Host(t).Secrets(ctx); err != nil {
 		t.Errorf("host after the change: %v", err)
+	}
+	if cfg.DataRecipient != a.Config.DataRecipient || r.Config.DataKeys == (repo.ObjectRef{}) {
+		t.Error("adding a recipient changed the data key")
+	}
+
+	// Without a recipient's identity the owner cannot change recipients.
+	noID, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), OwnerKey: tr.Owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.UpdateConfig(ctx, noID, tr.Owner, func(c *repo.Config) error {
+		c.Recipients = c.Recipients[:1]
+		return nil
+	}); !errors.Is(err, repo.ErrNeedRecipientIdentity) {
+		t.Errorf("UpdateConfig without an identity = %v, want ErrNeedRecipientIdentity", err)
+	}
+	// Removing a recipient makes a new data key; the newest is the config's.
+	cfg3, err := repo.UpdateConfig(ctx, open(), tr.Owner, func(c *repo.Config) error {
+		c.Recipients = c.Recipients[:1]
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg3.DataRecipient == cfg.DataRecipient {
+		t.Error("removing a recipient kept the data key")
+	}
+	if _, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), Identities: ids2}); err != nil {
+		t.Errorf("the removed recipient cannot even open (the config is public): %v", err)
 	}
 }
 

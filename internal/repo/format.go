@@ -86,6 +86,15 @@ type Config struct {
 	Recipients []string     `json:"recipients"`
 	Hosts      []Host       `json:"hosts"`
 	Revoked    []Revocation `json:"revoked"`
+	// DataRecipient is the recipient of the current data key: packs,
+	// catalog roots and indexes are encrypted to it beside the
+	// recipients, so that a recipient added later reads what was stored
+	// before it (through DataKeys).
+	DataRecipient string `json:"data_recipient"`
+	// DataKeys is the object holding every data key's identity, oldest
+	// first, encrypted to the recipients only (never to a host or the
+	// owner).
+	DataKeys ObjectRef `json:"data_keys"`
 	// ChunkID names how chunk ids are computed: HMAC-SHA256 of the
 	// plaintext chunk under the random chunk key of the secrets object.
 	ChunkID string         `json:"chunk_id"`

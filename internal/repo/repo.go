@@ -61,6 +61,7 @@ type Repository struct {
 	host       *keys.SigningKey
 	ownerKey   *keys.OwnerKey
 	identities []age.Identity
+	dataKeys   []*age.X25519Identity // loaded with the identities
 	secretsMu  sync.Mutex
 	secrets    *keys.Derived
 	pol        chunker.Pol
@@ -72,7 +73,8 @@ func (r *Repository) HasIdentity() bool { return len(r.identities) > 0 }
 // Identities returns the identities the repository was opened with.
 func (r *Repository) Identities() []age.Identity { return r.identities }
 
-// Recipients parses the config's recipients.
+// Recipients returns what a backup encrypts packs, catalog roots and
+// indexes to: the config's recipients and the current data key.
 func (r *Repository) Recipients() ([]age.Recipient, error) {
 	var out []age.Recipient
 	for _, s := range r.Config.Recipients {
@@ -82,7 +84,11 @@ func (r *Repository) Recipients() ([]age.Recipient, error) {
 		}
 		out = append(out, rc.Recipient)
 	}
-	return out, nil
+	data, err := age.ParseX25519Recipient(r.Config.DataRecipient)
+	if err != nil {
+		return nil, integrity(ConfigName(r.Config.Seq), "malformed data recipient")
+	}
+	return append(out, data), nil
 }
 
 // Secrets returns the repository secrets, decrypting the secrets object
