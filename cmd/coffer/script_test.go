@@ -381,18 +381,27 @@ func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.Truncate(onlyFile(ts, args[0]), n))
 }
 
-// setvar NAME REGEXP
+// setvar [-q] NAME REGEXP
 //
-// sets NAME to the first submatch of REGEXP in the last command's stdout.
+// sets NAME to the first submatch of REGEXP in the last command's stdout
+// (multi-line mode: ^ and $ match at line ends); with -q, quoted for use
+// inside a regular expression (fingerprints hold + and /).
 func cmdSetvar(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: setvar NAME REGEXP")
+	quote := len(args) > 0 && args[0] == "-q"
+	if quote {
+		args = args[1:]
 	}
-	re, err := regexp.Compile(args[1])
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: setvar [-q] NAME REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
 	ts.Check(err)
 	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
 	if len(m) < 2 {
 		ts.Fatalf("no match for %q in stdout", args[1])
+	}
+	if quote {
+		m[1] = regexp.QuoteMeta(m[1])
 	}
 	ts.Setenv(args[0], m[1])
 }
