@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -98,14 +97,14 @@ func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk
 	}
 	sum := HashHex(ct)
 	cfg.Secrets = ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, cfg.Secrets.Name, bytes.NewReader(ct), int64(len(ct)), storage.PutOptions{}); err != nil {
-		return nil, fmt.Errorf("write %s: %w", cfg.Secrets.Name, err)
+	if err := PutObject(ctx, st, cfg.Secrets.Name, ct); err != nil {
+		return nil, err
 	}
 	doc, err := Sign(KindConfig, &cfg, sk)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Put(ctx, ConfigName, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
+	if err := PutObject(ctx, st, ConfigName, doc); err != nil {
 		if errors.Is(err, storage.ErrExists) {
 			return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
 		}
