@@ -26,6 +26,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // TestMain lets the test binary run as the coffer command in scripts (and
@@ -407,16 +408,22 @@ func cmdIsJSON(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// s3server
+// s3server [-locked]
 //
 // starts a versitygw for this script (skipping it, or failing under
 // COFFER_TEST_REQUIRE_SERVERS=1, when versitygw is missing) and sets
-// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket.
+// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket
+// (with object lock enabled with -locked).
 func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: s3server")
+	if neg || len(args) > 1 || (len(args) == 1 && args[0] != "-locked") {
+		ts.Fatalf("usage: s3server [-locked]")
 	}
-	cfg := testutil.StartS3(scriptT(ts))
+	var cfg storage.S3Config
+	if len(args) == 1 {
+		cfg = testutil.StartS3Locked(scriptT(ts))
+	} else {
+		cfg = testutil.StartS3(scriptT(ts))
+	}
 	ts.Setenv("COFFER_S3_ENDPOINT", "http://"+cfg.Endpoint)
 	ts.Setenv("AWS_ACCESS_KEY_ID", cfg.AccessKey)
 	ts.Setenv("AWS_SECRET_ACCESS_KEY", cfg.SecretKey)

@@ -62,7 +62,7 @@ type Repository struct {
 
 // Init writes a new repository's config and secrets object. It refuses a
 // store that already holds a config.
-func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey) (*Config, error) {
+func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey, opts ...InitOption) (*Config, error) {
 	if len(recipients) == 0 {
 		return nil, ErrNoRecipients
 	}
@@ -81,6 +81,15 @@ func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk
 			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
 		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
 	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.ObjectLock != nil {
+		if err := CheckObjectLock(ctx, st, cfg.ObjectLock); err != nil {
+			return nil, err
+		}
+	}
+	st = locked(st, &cfg)
 	var ageRecipients []age.Recipient
 	for _, r := range recipients {
 		cfg.Recipients = append(cfg.Recipients, r.Text)
@@ -162,7 +171,12 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	if err := openSigned(KindConfig, doc, pin, &cfg); err != nil {
 		return nil, integrity(ConfigName, "%w", err)
 	}
-	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
+	if cfg.ObjectLock != nil {
+		if err := cfg.ObjectLock.Validate(); err != nil {
+			return nil, integrity(ConfigName, "%w", err)
+		}
+	}
+	r := &Repository{Store: locked(st, &cfg), Config: cfg, Pinned: pin, identities: opts.Identities}
 	if opts.Signing != nil {
 		id, _ := hex.DecodeString(cfg.ID)
 		r.secrets = opts.Signing.Derive(id)

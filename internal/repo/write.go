@@ -30,7 +30,12 @@ var ErrManifestWrite = errors.New("write manifest")
 // sizes of all packs present. Damaged index objects and those id cannot
 // read are skipped: verify reports them, and nothing deduplicates against
 // them.
+//
+// A backup starts here, so LoadIndex first removes what killed writers
+// left (storage.CleanStale: temporary files, incomplete multipart
+// uploads), as far as the store's credentials allow.
 func LoadIndex(ctx context.Context, st storage.Store, id age.Identity) (packs []IndexPack, present map[string]int64, err error) {
+	_, _ = storage.CleanStale(ctx, st, storage.StaleAge) // best effort: a backup never fails for it
 	present = map[string]int64{}
 	err = st.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
 		present[oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]] = oi.Size
