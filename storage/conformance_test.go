@@ -272,6 +272,7 @@ func testStore(t *testing.T, newStore func(t *testing.T) storage.Store, firstVer
 			if _, err := s.Stat(ctx, "del/never"); !errors.Is(err, storage.ErrNotExist) {
 				t.Fatalf("Stat of a name never written = %v, want ErrNotExist", err)
 			}
+			assertShadowed(t, s, "del/x")
 			return
 		}
 		if _, err := s.Stat(ctx, "del/x"); !errors.Is(err, storage.ErrNotExist) {
@@ -294,6 +295,7 @@ func testStore(t *testing.T, newStore func(t *testing.T) storage.Store, firstVer
 		put(t, s, "over", data)
 		if firstVersions {
 			data = first // the overwrite is a newer version, which is ignored
+			defer assertShadowed(t, s, "over")
 		}
 		if got := get(t, s, "over"); !bytes.Equal(got, data) {
 			t.Fatalf("content = %q, want %q", got, data)
@@ -466,6 +468,28 @@ func assertNames(t *testing.T, s storage.Store, prefix string, want []string) {
 	t.Helper()
 	if got := listNames(t, s, prefix); !slices.Equal(got, want) {
 		t.Errorf("List(%q) = %q, want %q", prefix, got, want)
+	}
+}
+
+// assertShadowed checks that a first-versions store reports name as
+// overwritten or deleted, and nothing else.
+func assertShadowed(t *testing.T, s storage.Store, name string) {
+	t.Helper()
+	ow, ok := storage.As[storage.Overwrites](s)
+	if !ok {
+		t.Fatal("the store does not report overwritten objects")
+	}
+	got, err := ow.Overwritten(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, name) {
+		t.Errorf("Overwritten() = %q, want it to hold %s", got, name)
+	}
+	for _, n := range got {
+		if n != "del/x" && n != "over" {
+			t.Errorf("Overwritten() holds %s, which nobody overwrote or deleted", n)
+		}
 	}
 }
 

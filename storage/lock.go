@@ -43,8 +43,20 @@ func (r *retentionStore) Put(ctx context.Context, name string, rd io.Reader, siz
 // whatever plain PUTs and DELETEs did to the current versions. Put and
 // Delete go to s unchanged (a Delete only hides an object from readers
 // that do not look at versions).
+//
+// The store it returns is an Overwrites: it can list the names whose first
+// version is hidden behind newer versions or delete markers.
 func WithFirstVersions(s Store, v Versioned) Store {
 	return &firstVersions{Store: s, v: v, first: map[string]ObjectVersion{}}
+}
+
+// Overwrites is a store that reads the first versions of objects (see
+// WithFirstVersions) and can tell which of them someone overwrote or
+// deleted since.
+type Overwrites interface {
+	// Overwritten lists, in lexical order, the names starting with prefix
+	// whose first version has a newer version or a delete marker over it.
+	Overwritten(ctx context.Context, prefix string) ([]string, error)
 }
 
 type firstVersions struct {
@@ -52,8 +64,10 @@ type firstVersions struct {
 	v Versioned
 
 	mu    sync.Mutex
-	first map[string]ObjectVersion // resolved names
+	first map[string]ObjectVersion // resolved names; a first version never changes
 }
+
+var _ Overwrites = (*firstVersions)(nil)
 
 // Unwrap returns the wrapped Store.
 func (f *firstVersions) Unwrap() Store { return f.Store }
@@ -64,35 +78,70 @@ func (f *firstVersions) remember(ov ObjectVersion) {
 	f.mu.Unlock()
 }
 
-// List lists, for each name, its oldest stored version.
-func (f *firstVersions) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+// firsts calls fn with the first version of every name starting with
+// prefix, and whether newer versions or delete markers hide it.
+//
+// Within a name, listings give versions newest first, but servers differ
+// in where they put delete markers (versitygw lists a page's delete
+// markers before its versions; the S3 API keeps them in a separate
+// list): the versions of a name are grouped by name, and a delete marker
+// seen for a name before its versions end marks it as hidden.
+func (f *firstVersions) firsts(ctx context.Context, prefix string, fn func(ov ObjectVersion, hidden bool) error) error {
 	var cur ObjectVersion
-	var have, seen bool
+	var have bool
+	var n int                   // versions of cur's name
+	marked := map[string]bool{} // names with a delete marker seen
 	flush := func() error {
 		if !have {
 			return nil
 		}
 		have = false
+		hidden := n > 1 || marked[cur.Name]
+		delete(marked, cur.Name)
 		f.remember(cur)
-		return fn(cur.ObjectInfo)
+		return fn(cur, hidden)
 	}
-	var last string
 	err := f.v.ListVersions(ctx, prefix, func(ov ObjectVersion) error {
-		if seen && ov.Name != last {
+		if ov.DeleteMarker {
+			marked[ov.Name] = true
+			return nil
+		}
+		if have && ov.Name != cur.Name {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		seen, last = true, ov.Name
-		if !ov.DeleteMarker {
-			cur, have = ov, true // versions come newest first: the last one wins
+		if !have {
+			n = 0
 		}
+		cur, have = ov, true // newest first: the last one is the first written
+		n++
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	return flush()
+}
+
+// List lists, for each name, its oldest stored version.
+func (f *firstVersions) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return f.firsts(ctx, prefix, func(ov ObjectVersion, _ bool) error { return fn(ov.ObjectInfo) })
+}
+
+// Overwritten lists the names whose first version is hidden.
+func (f *firstVersions) Overwritten(ctx context.Context, prefix string) ([]string, error) {
+	var names []string
+	err := f.firsts(ctx, prefix, func(ov ObjectVersion, hidden bool) error {
+		if hidden {
+			names = append(names, ov.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list versions %s: %w", prefix, err)
+	}
+	return names, nil
 }
 
 // resolve finds the oldest stored version of name.

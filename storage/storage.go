@@ -107,8 +107,9 @@ type Versioned interface {
 	// Versioning reports whether the store keeps versions.
 	Versioning(ctx context.Context) (bool, error)
 	// ListVersions calls fn for every version and delete marker of the
-	// objects whose names start with prefix: in lexical order of names,
-	// newest first within a name.
+	// objects whose names start with prefix: the versions in lexical order
+	// of names, newest first within a name; delete markers may come
+	// anywhere before the versions of their page end (servers differ).
 	ListVersions(ctx context.Context, prefix string, fn func(ObjectVersion) error) error
 	// OpenVersion is Open of one version.
 	OpenVersion(ctx context.Context, name, versionID string, off, length int64) (io.ReadCloser, error)
