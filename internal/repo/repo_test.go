@@ -30,7 +30,7 @@ func newKey(t testing.TB) (edKey, edPub) {
 func testManifest() *Manifest {
 	sum := strings.Repeat("ab", 32)
 	return &Manifest{Version: Version, ID: NewID(), Repo: NewID(), Time: time.Unix(1700000000, 0).UTC(),
-		Seen: []string{strings.Repeat("cd", 32)},
+		Seen:    []string{strings.Repeat("cd", 32)},
 		Sources: []ManifestSource{{Name: "dags", Kind: "dir"}},
 		Private: ObjectRef{Name: PrivatePrefix + sum, Size: 600, SHA256: sum},
 		Catalog: ObjectRef{Name: CatalogPrefix + sum, Size: 10, SHA256: sum},
