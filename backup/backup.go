@@ -58,6 +58,10 @@ type Result struct {
 	Manifest *repo.Manifest
 	Private  *repo.Private
 	Warnings []string
+	// RepoWarnings are what the backup noticed about the repository as it
+	// started: manifests that do not verify, manifests dated in the
+	// future, snapshots that were deleted. They are not the snapshot's.
+	RepoWarnings []string
 	// BytesSkipped counts file bytes not read because the change cache
 	// said the files were unchanged.
 	BytesSkipped int64
@@ -200,14 +204,18 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 // names in its Seen. The new manifest names them, so that deleting any
 // snapshot but the newest leaves a trace that verify finds. Manifests dated
 // beyond the clock-skew bound are not heads (latest skips them too), and
-// neither are damaged ones; both are logged.
+// neither are damaged ones; both go to Result.RepoWarnings.
 func (b *run) heads(ctx context.Context) ([]string, error) {
 	ms, bad, err := b.r.Manifests(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read snapshots: %w", err)
 	}
+	warn := func(msg string) {
+		b.log.Info(msg)
+		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
+	}
 	for _, err := range bad {
-		b.log.Warn("a snapshot's manifest does not verify; run coffer verify", "error", err)
+		warn(fmt.Sprintf("%v: not counted as seen; run coffer verify", err))
 	}
 	present := make(map[string]bool, len(ms)+len(bad))
 	for _, m := range ms {
@@ -224,7 +232,7 @@ func (b *run) heads(ctx context.Context) ([]string, error) {
 		for _, id := range m.Seen {
 			named[id] = true
 			if !present[id] {
-				b.log.Warn(fmt.Sprintf("snapshot %s was deleted: named by %s; run coffer verify", repo.ShortID(id), repo.ShortID(m.ID)))
+				warn(fmt.Sprintf("snapshot %s was deleted: named by %s; run coffer verify", repo.ShortID(id), repo.ShortID(m.ID)))
 			}
 		}
 	}
@@ -232,7 +240,7 @@ func (b *run) heads(ctx context.Context) ([]string, error) {
 	for _, m := range ms {
 		switch {
 		case m.InFuture(b.start):
-			b.log.Warn(fmt.Sprintf("snapshot %s is dated %s, in the future: not counted as seen; run coffer verify",
+			warn(fmt.Sprintf("snapshot %s is dated %s, in the future: not counted as seen; run coffer verify",
 				repo.ShortID(m.ID), m.Time.Format(time.RFC3339)))
 		case !named[m.ID]:
 			heads = append(heads, m.ID)

@@ -105,9 +105,10 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	m, p := res.Manifest, res.Private
 	if g.json {
 		return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
-			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings})
+			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
+			"repository_warnings": res.RepoWarnings})
 	}
-	for _, w := range res.Warnings {
+	for _, w := range append(res.RepoWarnings, res.Warnings...) {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
 	fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)

@@ -118,7 +118,8 @@ func (e *mfRepo) must(args ...string) string {
 }
 
 // backup backs up the folder src (relative to e.dir) as source docs and
-// returns the snapshot id and the command's stderr.
+// returns the snapshot id and the warnings about the repository that the
+// backup printed.
 func (e *mfRepo) backup(src string, tags ...string) (string, string) {
 	e.t.Helper()
 	args := []string{"--json", "backup", "--signing-key", "keys/signing.key"}
@@ -129,11 +130,14 @@ func (e *mfRepo) backup(src string, tags ...string) (string, string) {
 	if code != 0 {
 		e.t.Fatalf("backup: exit %d\n%s%s", code, out, errOut)
 	}
-	var res struct{ Snapshot string }
+	var res struct {
+		Snapshot     string
+		RepoWarnings []string `json:"repository_warnings"`
+	}
 	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Snapshot == "" {
 		e.t.Fatalf("backup output %q: %v", out, err)
 	}
-	return res.Snapshot, errOut
+	return res.Snapshot, strings.Join(res.RepoWarnings, "\n")
 }
 
 // read runs a pinned read command with the identity.
