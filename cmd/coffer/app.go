@@ -105,9 +105,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"that reads a repository checks its config against the owner public key: --owner-key, else the\n" +
 			"\"# coffer owner:\" line of --identity or --signing-key, else what this client remembers\n" +
 			"($COFFER_STATE_DIR, default ~/.local/state/coffer).\n\n" +
-			"Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged or forged object, a\n" +
-			"rollback, or a restored database whose fingerprints differ), 130 interrupted.\n" +
-			"doc/design.md has the format.",
+			"Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged or forged object, a deleted\n" +
+			"or vanished snapshot, a manifest dated in the future, a changed owner key, a rollback, or a\n" +
+			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that

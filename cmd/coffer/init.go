@@ -2,18 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/storage"
 )
 
 type initOptions struct {
 	recipientsFiles cli.StringSlice
 	recipients      cli.StringSlice
 	hosts           cli.StringSlice
+	lockDays        int
+	lockMode        string
 }
 
 func initCommand(g *globals) *cli.Command {
@@ -29,6 +34,8 @@ func initCommand(g *globals) *cli.Command {
 			&cli.StringSliceFlag{Name: "recipients-file", Aliases: []string{"R"}, Destination: &o.recipientsFiles, Usage: "file of age or SSH recipients, one per line (repeatable)"},
 			&cli.StringSliceFlag{Name: "recipient", Aliases: []string{"r"}, Destination: &o.recipients, Usage: "an age1... or SSH public key recipient (repeatable)"},
 			&cli.StringSliceFlag{Name: "host", Destination: &o.hosts, Usage: "a backup host's signing.pub: the host may publish snapshots (repeatable)"},
+			&cli.IntFlag{Name: "object-lock-days", Destination: &o.lockDays, Usage: "write every object with S3 Object Lock retention for `N` days (the bucket must have object lock enabled)"},
+			&cli.StringFlag{Name: "lock-mode", Destination: &o.lockMode, Value: string(storage.LockGovernance), Usage: "object lock mode: governance (a principal allowed to bypass it can still delete) or compliance (nobody can until the retention ends)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -70,6 +77,16 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	if len(o.hosts.Value()) == 0 {
 		return withHint(usagef("no host key: give --host with the backup host's signing.pub"), "run coffer keygen --out KEYS to make keys")
 	}
+	var initOpts []repo.InitOption
+	if o.lockDays != 0 {
+		lock := repo.ObjectLock{Mode: strings.ToLower(o.lockMode), Days: o.lockDays}
+		if err := lock.Validate(); err != nil {
+			return usagef("--object-lock-days/--lock-mode: %v", err)
+		}
+		initOpts = append(initOpts, repo.WithObjectLock(lock))
+	} else if o.lockMode != string(storage.LockGovernance) {
+		return usagef("--lock-mode needs --object-lock-days")
+	}
 	var hosts []keys.HostPublic
 	for _, f := range o.hosts.Value() {
 		h, err := keys.LoadHostPublic(f)
@@ -86,7 +103,10 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := repo.Init(ctx, st, repo.InitOptions{Owner: owner, Recipients: rs, Hosts: hosts})
+	cfg, err := repo.Init(ctx, st, repo.InitOptions{Owner: owner, Recipients: rs, Hosts: hosts}, initOpts...)
+	if errors.Is(err, repo.ErrNoObjectLock) {
+		return withHint(err, "use an S3 bucket created with object lock enabled, or init without --object-lock-days")
+	}
 	if err != nil {
 		return err
 	}
@@ -99,5 +119,8 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	}
 	fmt.Fprintf(g.stdout, "created repository %s at %s (%d recipients, %d hosts)\n", repo.ShortID(cfg.ID), st.Location(), len(cfg.Recipients), len(cfg.Hosts))
 	fmt.Fprintf(g.stdout, "owner: %s\n", owner.Public().Fingerprint())
+	if l := cfg.ObjectLock; l != nil {
+		fmt.Fprintf(g.stdout, "object lock: every object is locked in %s mode for %d days from its write\n", l.Mode, l.Days)
+	}
 	return nil
 }

@@ -65,12 +65,21 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 	// of the repository as a whole.
 	var extra []restore.Problem
 	for _, p := range r.Problems {
-		extra = append(extra, problemOf(p))
+		p := problemOf(p)
+		p.Kind = restore.KindConfig
+		extra = append(extra, p)
 	}
 	var ve *known.VanishedError
 	if errors.As(vanished, &ve) {
+		reported := map[string]bool{}
+		for _, p := range rep.Problems {
+			reported[p.Object] = true
+		}
 		for _, v := range ve.Snapshots {
-			extra = append(extra, restore.Problem{Object: repo.SnapshotName(v.ID),
+			if reported[repo.SnapshotName(v.ID)] {
+				continue // found from the repository already ("deleted")
+			}
+			extra = append(extra, restore.Problem{Object: repo.SnapshotName(v.ID), Kind: restore.KindVanished,
 				Error: fmt.Sprintf("vanished: this client saw it on %s (snapshot of %s), the repository no longer has it",
 					v.Seen.Format(time.RFC3339), v.Time.Format(time.RFC3339))})
 		}
@@ -83,7 +92,7 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 		if err != nil {
 			return err
 		}
-		if err := g.opened.Remember(ctx, ms, true); err != nil {
+		if err := g.opened.Remember(ms); err != nil {
 			return err
 		}
 	}
@@ -98,21 +107,46 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 	} else {
 		for _, p := range rep.Problems {
 			fmt.Fprintf(g.stdout, "BAD %s: %s", p.Object, p.Error)
-			if len(p.Snapshots) > 0 {
+			if len(p.Snapshots) > 0 && p.Kind == "" {
 				fmt.Fprintf(g.stdout, " (breaks snapshots %s)", strings.Join(p.Snapshots, ", "))
 			}
 			fmt.Fprintln(g.stdout)
+		}
+		for _, w := range rep.Warnings {
+			fmt.Fprintf(g.stdout, "WARN %s: %s\n", w.Object, w.Message)
 		}
 		fmt.Fprintf(g.stdout, "verified %d snapshots, %d objects, %s (%s)", rep.Snapshots, rep.Objects, humanBytes(rep.Bytes), rep.Depth)
 		if rep.Files > 0 {
 			fmt.Fprintf(g.stdout, ", %d files decrypted", rep.Files)
 		}
-		fmt.Fprintf(g.stdout, ": %d problems\n", len(rep.Problems))
+		fmt.Fprintf(g.stdout, ": %d problems", len(rep.Problems))
+		if len(rep.Warnings) > 0 {
+			fmt.Fprintf(g.stdout, ", %d warnings", len(rep.Warnings))
+		}
+		fmt.Fprintln(g.stdout)
 		fmt.Fprintf(g.stdout, "recipients (config %d): %s\n", r.Config.Seq, strings.Join(recipientFingerprints(&r.Config), ", "))
 	}
+	if len(rep.Overwritten) > 0 {
+		fmt.Fprintf(g.stderr, "coffer: warning: %d objects were overwritten or deleted in the bucket after coffer wrote them; the originals, kept by versioning, were read instead: %s\n",
+			len(rep.Overwritten), strings.Join(rep.Overwritten, ", "))
+		fmt.Fprintln(g.stderr, "coffer: hint: someone holds the bucket's write credentials: rotate the backup host's S3 credentials and check the bucket's access log")
+	}
 	if !rep.OK() {
-		fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", len(rep.Problems))
-		fmt.Fprintln(g.stderr, "coffer: hint: the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
+		damaged := 0
+		for _, p := range rep.Problems {
+			if p.Kind == "" {
+				damaged++
+			}
+		}
+		if damaged == len(rep.Problems) {
+			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", damaged)
+			fmt.Fprintln(g.stderr, "coffer: hint: the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
+		} else {
+			// Deleted snapshots or manifests dated in the future: someone
+			// changed the repository's history.
+			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d problems (%d damaged objects)\n", len(rep.Problems), damaged)
+			fmt.Fprintln(g.stderr, "coffer: hint: snapshots were deleted, a manifest is dated in the future, or a config is forged; keep the repository as it is, and check who can write to it and which host keys it trusts")
+		}
 		return &exitError{code: exitIntegrity}
 	}
 	return nil

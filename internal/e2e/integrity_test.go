@@ -250,9 +250,9 @@ func TestE2EIntegrity(t *testing.T) {
 		}, repo.SnapshotName(replayed), "", replayed, false, true, "replayed", false},
 		{"edit a manifest field", func(t *testing.T) func() {
 			b := readObject(t, st, secondName)
-			edited := bytes.Replace(b, []byte(`"host": "e2e-host"`), []byte(`"host": "e2e-hosT"`), 1)
+			edited := bytes.Replace(b, []byte(`"kind": "dir"`), []byte(`"kind": "diR"`), 1)
 			if bytes.Equal(b, edited) {
-				t.Fatalf("manifest has no host field to edit:\n%s", b)
+				t.Fatalf("manifest has no source kind to edit:\n%s", b)
 			}
 			return put(t, secondName, edited)
 		}, secondName, "", d.second.ID, false, true, "signature does not verify", false},
@@ -390,12 +390,13 @@ func forgePack(t *testing.T, e *env, ct []byte) ([]byte, repo.IndexChunk) {
 		t.Fatal("no uncompressed chunk in the pack")
 	}
 	plain[chunk.Offset+chunk.Length/2] ^= 0x01
-	rcpt, err := age.ParseX25519Recipient(e.keys.Recipient)
+	// The recipients and the data key are public: the same header size.
+	rcpts, err := e.backupRepo.Recipients()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	w, err := age.Encrypt(&out, rcpt)
+	w, err := age.Encrypt(&out, rcpts...)
 	if err != nil {
 		t.Fatal(err)
 	}

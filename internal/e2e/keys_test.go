@@ -240,7 +240,7 @@ func TestE2ERotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := res.Manifest.Stats
+	s := res.Private.Stats
 	t.Logf("backup after rotation: read %s, new %s, stored %s", mib(s.BytesRead), mib(s.BytesNew), mib(s.BytesStored))
 	if s.BytesNew != 0 || s.ChunksNew > 1 {
 		t.Errorf("backup of unchanged data after rotation stored %d new bytes in %d new chunks: deduplication lost", s.BytesNew, s.ChunksNew)

@@ -299,46 +299,29 @@ func (o *Opened) Vanished(ctx context.Context) error {
 	return &VanishedError{Snapshots: gone}
 }
 
-// Remember records the newest of ms (the verified manifests the client
-// read) as the newest snapshots seen, keeping every remembered snapshot
-// that vanished, and saves the record. With all set, ms is every
-// manifest in the repository and the previous heads that still exist are
-// replaced; otherwise they are kept beside the new ones.
-func (o *Opened) Remember(ctx context.Context, ms []*repo.Manifest, all bool) error {
-	ids, err := o.Repo.SnapshotIDs(ctx)
-	if err != nil {
-		return err
-	}
-	exists := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		exists[id] = true
+// Remember records the heads of ms (verified manifests the client read:
+// those no other of them names in its seen list) as the newest snapshots
+// seen, and saves the record. A snapshot remembered before is forgotten
+// only when a manifest of ms names it as seen (a newer snapshot
+// superseded it); so one that vanished, or whose manifest no longer
+// verifies, stays and stays reported.
+func (o *Opened) Remember(ms []*repo.Manifest) error {
+	named := map[string]bool{}
+	for _, m := range ms {
+		for _, id := range m.Seen {
+			named[id] = true
+		}
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	seen := map[string]Snapshot{}
 	for _, s := range o.Record.Snapshots {
-		if !exists[s.ID] || !all {
+		if !named[s.ID] {
 			seen[s.ID] = s
 		}
 	}
 	for _, m := range heads(ms) {
 		if _, ok := seen[m.ID]; !ok {
 			seen[m.ID] = Snapshot{ID: m.ID, Time: m.Time, Seen: now}
-		}
-	}
-	if !all && len(seen) > 0 {
-		// Without the whole list, keep only the newest existing one
-		// beside the vanished ones.
-		var newest *Snapshot
-		for id, s := range seen {
-			if exists[id] && (newest == nil || s.Time.After(newest.Time)) {
-				s := s
-				newest = &s
-			}
-		}
-		for id := range seen {
-			if exists[id] && newest != nil && id != newest.ID {
-				delete(seen, id)
-			}
 		}
 	}
 	o.Record.Snapshots = o.Record.Snapshots[:0]
@@ -349,16 +332,20 @@ func (o *Opened) Remember(ctx context.Context, ms []*repo.Manifest, all bool) er
 	return o.Save()
 }
 
-// heads returns the newest snapshots of ms: the newest by time.
+// heads returns the snapshots of ms that no other of them names in its
+// seen list: the newest of each line of backups.
 func heads(ms []*repo.Manifest) []*repo.Manifest {
-	var newest *repo.Manifest
+	named := map[string]bool{}
 	for _, m := range ms {
-		if newest == nil || m.Time.After(newest.Time) {
-			newest = m
+		for _, id := range m.Seen {
+			named[id] = true
 		}
 	}
-	if newest == nil {
-		return nil
+	var out []*repo.Manifest
+	for _, m := range ms {
+		if !named[m.ID] {
+			out = append(out, m)
+		}
 	}
-	return []*repo.Manifest{newest}
+	return out
 }

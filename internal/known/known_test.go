@@ -130,14 +130,14 @@ func TestVanished(t *testing.T) {
 	}
 	ms := []*repo.Manifest{
 		{ID: strings.Repeat("a", 64), Time: time.Unix(1000, 0).UTC()},
-		{ID: strings.Repeat("b", 64), Time: time.Unix(2000, 0).UTC()},
+		{ID: strings.Repeat("b", 64), Time: time.Unix(2000, 0).UTC(), Seen: []string{strings.Repeat("a", 64)}},
 	}
 	for _, m := range ms {
 		if err := tr.Store.Put(ctx, repo.SnapshotName(m.ID), strings.NewReader("x"), 1, storage.PutOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := op.Remember(ctx, ms, true); err != nil {
+	if err := op.Remember(ms); err != nil {
 		t.Fatal(err)
 	}
 	if len(op.Record.Snapshots) != 1 || op.Record.Snapshots[0].ID != ms[1].ID {
@@ -158,16 +158,16 @@ func TestVanished(t *testing.T) {
 		t.Errorf("error %q does not name the snapshot", err)
 	}
 	// Remembering what is there now keeps the vanished one.
-	if err := op.Remember(ctx, ms[:1], true); err != nil {
+	if err := op.Remember(ms[:1]); err != nil {
 		t.Fatal(err)
 	}
 	if err := op.Vanished(ctx); !errors.As(err, &ve) {
 		t.Errorf("after Remember, Vanished = %v", err)
 	}
-	// A backup's own snapshot replaces the older existing head.
-	c := &repo.Manifest{ID: strings.Repeat("c", 64), Time: time.Unix(3000, 0).UTC()}
+	// A backup's own snapshot replaces the head it saw.
+	c := &repo.Manifest{ID: strings.Repeat("c", 64), Time: time.Unix(3000, 0).UTC(), Seen: []string{strings.Repeat("a", 64)}}
 	tr.Store.Put(ctx, repo.SnapshotName(c.ID), strings.NewReader("x"), 1, storage.PutOptions{})
-	if err := op.Remember(ctx, []*repo.Manifest{c}, false); err != nil {
+	if err := op.Remember([]*repo.Manifest{c}); err != nil {
 		t.Fatal(err)
 	}
 	var ids []string

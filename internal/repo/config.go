@@ -102,7 +102,7 @@ type InitOptions struct {
 
 // Init writes a new repository's secrets object and its first config,
 // signed by the owner key. It refuses a store that already holds a config.
-func Init(ctx context.Context, st storage.Store, o InitOptions) (*Config, error) {
+func Init(ctx context.Context, st storage.Store, o InitOptions, opts ...InitOption) (*Config, error) {
 	if len(o.Recipients) == 0 {
 		return nil, ErrNoRecipients
 	}
@@ -132,6 +132,15 @@ func Init(ctx context.Context, st storage.Store, o InitOptions) (*Config, error)
 			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
 		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
 	}
+	for _, opt := range opts {
+		opt(&cfg)
+	}
+	if cfg.ObjectLock != nil {
+		if err := CheckObjectLock(ctx, st, cfg.ObjectLock); err != nil {
+			return nil, err
+		}
+	}
+	st = locked(st, &cfg)
 	for _, r := range o.Recipients {
 		if !contains(cfg.Recipients, r.Text) {
 			cfg.Recipients = append(cfg.Recipients, r.Text)
@@ -204,8 +213,8 @@ func putSecrets(ctx context.Context, st storage.Store, cfg *Config, owner *keys.
 	}
 	sum := HashHex(ct)
 	ref := ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{IfNotExists: true}); err != nil {
-		return ObjectRef{}, fmt.Errorf("write %s: %w", ref.Name, err)
+	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
+		return ObjectRef{}, err
 	}
 	return ref, nil
 }
@@ -232,8 +241,8 @@ func putDataKeys(ctx context.Context, st storage.Store, cfg *Config, ids []*age.
 	}
 	sum := HashHex(ct)
 	ref := ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{IfNotExists: true}); err != nil {
-		return ObjectRef{}, fmt.Errorf("write %s: %w", ref.Name, err)
+	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
+		return ObjectRef{}, err
 	}
 	return ref, nil
 }
@@ -275,15 +284,13 @@ func putConfig(ctx context.Context, st storage.Store, cfg *Config, owner *keys.O
 	if err != nil {
 		return nil, err
 	}
+	// PutObject counts our own retried write as success.
 	name := ConfigName(cfg.Seq)
-	if err := st.Put(ctx, name, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
+	if err := PutObject(ctx, st, name, doc); err != nil {
 		if errors.Is(err, storage.ErrExists) {
-			if sameObject(ctx, st, name, doc) {
-				return doc, nil // our own retried write
-			}
 			return nil, fmt.Errorf("write %s: %w", name, ErrConfigChanged)
 		}
-		return nil, fmt.Errorf("write %s: %w", name, err)
+		return nil, err
 	}
 	return doc, nil
 }
@@ -447,10 +454,16 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 		}
 		return nil, integrity(ConfigName(seqs[len(seqs)-1]), "no config is signed by the owner key %s", opts.Owner.Fingerprint())
 	}
+	if newest.ObjectLock != nil {
+		if err := newest.ObjectLock.Validate(); err != nil {
+			return nil, integrity(ConfigName(newest.Seq), "%w", err)
+		}
+	}
 	if newest.Seq < opts.MinSeq {
 		return nil, &IntegrityError{Object: ConfigName(opts.MinSeq), Err: &RollbackError{Newest: newest.Seq, Seen: opts.MinSeq}}
 	}
 	r.Config, r.configDoc = *newest, prevDoc
+	r.Store = locked(st, &r.Config)
 	if opts.Signing != nil {
 		if err := r.checkHost(opts.Signing); err != nil {
 			return nil, err
@@ -619,6 +632,7 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	if next.Revoked == nil {
 		next.Revoked = []Revocation{}
 	}
+	next.ObjectLock = r.Config.ObjectLock // the bucket's, not the owner's to change here
 	if next.Secrets, err = putSecrets(ctx, r.Store, next, owner, secrets); err != nil {
 		return nil, err
 	}

@@ -273,7 +273,8 @@ func TestManifestSigners(t *testing.T) {
 		sum := strings.Repeat("ab", 32)
 		m := &repo.Manifest{Version: repo.Version, ID: repo.NewID(), Repo: repoID, Time: at, ConfigSeq: seq,
 			Signer: sk.Public().String(), Sources: []repo.ManifestSource{{Name: "d", Kind: "dir"}},
-			Catalog: repo.ObjectRef{Name: repo.CatalogPrefix + sum, Size: 1, SHA256: sum}}
+			Catalog: repo.ObjectRef{Name: repo.CatalogPrefix + sum, Size: 1, SHA256: sum},
+			Private: repo.ObjectRef{Name: repo.PrivatePrefix + sum, Size: 1, SHA256: sum}}
 		if err := repo.WriteManifest(ctx, tr.Store, m, sk); err != nil {
 			t.Fatal(err)
 		}
