@@ -55,10 +55,26 @@ const DefaultUploads = 2
 type Result struct {
 	Manifest *repo.Manifest
 	Warnings []string
+	// Skipped lists what sources left out because they could not read it
+	// (source.Skipper). When it is not empty the snapshot is saved and
+	// marked incomplete (Manifest.Incomplete).
+	Skipped []Skipped
 	// BytesSkipped counts file bytes not read because the change cache
 	// said the files were unchanged.
 	BytesSkipped int64
 }
+
+// Skipped is one path a source left out.
+type Skipped struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
+	Error  string `json:"error"`
+}
+
+// SkippedMeta is the source metadata key (in the encrypted catalog) under
+// which a source's skipped paths are recorded, as a list of
+// {"path", "error"}.
+const SkippedMeta = "skipped"
 
 // ErrManifestWrite is wrapped when writing the manifest failed: on S3 a
 // write whose answer was lost may still have landed, so the snapshot may
@@ -341,6 +357,7 @@ func (b *run) publish(ctx context.Context) error {
 	}
 	sort.Slice(b.m.Packs, func(i, j int) bool { return b.m.Packs[i].SHA256 < b.m.Packs[j].SHA256 })
 	p := b.p
+	b.m.Incomplete = len(b.res.Skipped) > 0
 	b.m.Duration = time.Since(b.start)
 	b.m.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
 		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
@@ -362,6 +379,7 @@ type sourceWriter struct {
 	strict   bool
 	inflight int
 	meta     map[string]json.RawMessage
+	skipped  []skippedPath
 	files    []*fileRec
 	queue    []pendingChunk
 	paths    map[string]bool
@@ -525,6 +543,26 @@ func (w *sourceWriter) Warn(format string, args ...any) error {
 	w.log.Warn(msg)
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
+}
+
+type skippedPath struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// Skip leaves out a path the source could not read: the snapshot is
+// saved, marked incomplete, and the path is recorded in the source's
+// metadata and in the warnings. A strict backup fails instead.
+func (w *sourceWriter) Skip(path string, err error) error {
+	if w.strict {
+		return fmt.Errorf("%q: %v (%w)", path, err, source.ErrStrict)
+	}
+	msg := fmt.Sprintf("%s: skipped %q: %v", w.name, path, err)
+	w.log.Info(msg) // the caller reports Result.Warnings
+	w.res.Warnings = append(w.res.Warnings, msg)
+	w.res.Skipped = append(w.res.Skipped, Skipped{Source: w.name, Path: path, Error: err.Error()})
+	w.skipped = append(w.skipped, skippedPath{Path: path, Error: err.Error()})
+	return w.SetMeta(SkippedMeta, w.skipped)
 }
 
 // Unchanged records an unchanged file from the change cache without

@@ -24,12 +24,14 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// Exit codes.
+// Exit codes. exitIncomplete: a backup saved its snapshot, but a source
+// left out something it could not read (without --strict).
 const (
 	exitOK          = 0
 	exitFailure     = 1
 	exitUsage       = 2
 	exitIntegrity   = 3
+	exitIncomplete  = 4
 	exitInterrupted = 130
 )
 
@@ -95,7 +97,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
 		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
+			"restored database whose fingerprints differ), 4 snapshot saved, incomplete (backup left out\n" +
+			"files or folders it could not read; --strict makes that a failure), 130 interrupted.\n" +
+			"doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that

@@ -27,6 +27,8 @@ type snapshotJSON struct {
 	Tags    []string              `json:"tags"`
 	Sources []repo.ManifestSource `json:"sources"`
 	Size    int64                 `json:"size"`
+	// Incomplete: a source left out what it could not read.
+	Incomplete bool `json:"incomplete"`
 }
 
 func runSnapshots(ctx context.Context, g *globals) error {
@@ -45,19 +47,36 @@ func runSnapshots(ctx context.Context, g *globals) error {
 		out := []snapshotJSON{}
 		for _, m := range ms {
 			out = append(out, snapshotJSON{ID: m.ID, Time: m.Time, Host: m.Host, Tags: append([]string{}, m.Tags...),
-				Sources: m.Sources, Size: m.TotalSize()})
+				Sources: m.Sources, Size: m.TotalSize(), Incomplete: m.Incomplete})
 		}
 		return printJSON(g.stdout, out)
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tHOST\tSOURCES\tTAGS\tSIZE")
+	// A NOTE column only when a snapshot needs one, so that rows have
+	// no trailing blanks.
+	notes := false
+	for _, m := range ms {
+		notes = notes || m.Incomplete
+	}
+	header := "ID\tTIME\tHOST\tSOURCES\tTAGS\tSIZE"
+	if notes {
+		header += "\tNOTE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, m := range ms {
 		var names []string
 		for _, s := range m.Sources {
 			names = append(names, s.Name)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", repo.ShortID(m.ID), m.Time.Local().Format("2006-01-02 15:04:05"),
+		row := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", repo.ShortID(m.ID), m.Time.Local().Format("2006-01-02 15:04:05"),
 			m.Host, strings.Join(names, ","), strings.Join(m.Tags, ","), humanBytes(m.TotalSize()))
+		switch {
+		case m.Incomplete:
+			row += "\tincomplete"
+		case notes:
+			row += "\t-"
+		}
+		fmt.Fprintln(tw, row)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

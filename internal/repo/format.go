@@ -92,18 +92,22 @@ type ObjectRef struct {
 // Manifest is the signed, public description of one snapshot. A snapshot
 // exists if and only if its manifest does.
 type Manifest struct {
-	Version  int              `json:"version"`
-	ID       string           `json:"id"`
-	Repo     string           `json:"repo"`
-	Time     time.Time        `json:"time"`
-	Host     string           `json:"host"`
-	Tags     []string         `json:"tags,omitempty"`
-	Sources  []ManifestSource `json:"sources"`
-	Catalog  ObjectRef        `json:"catalog"`
-	Indexes  []ObjectRef      `json:"indexes,omitempty"`
-	Packs    []PackRef        `json:"packs"`
-	Stats    Stats            `json:"stats"`
-	Duration time.Duration    `json:"duration_ns"`
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Repo    string    `json:"repo"`
+	Time    time.Time `json:"time"`
+	// Incomplete is set when a source left out something it could not
+	// read (a folder's unreadable file): the snapshot holds everything
+	// else. The skipped paths are in the encrypted catalog.
+	Incomplete bool             `json:"incomplete"`
+	Host       string           `json:"host"`
+	Tags       []string         `json:"tags,omitempty"`
+	Sources    []ManifestSource `json:"sources"`
+	Catalog    ObjectRef        `json:"catalog"`
+	Indexes    []ObjectRef      `json:"indexes,omitempty"`
+	Packs      []PackRef        `json:"packs"`
+	Stats      Stats            `json:"stats"`
+	Duration   time.Duration    `json:"duration_ns"`
 }
 
 // ManifestSource is the public part of one source: its name, kind and size.
