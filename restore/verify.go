@@ -66,6 +66,13 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		for _, err := range bad {
 			rep.add(err, nil)
 		}
+		_, junk, err := r.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range junk {
+			rep.add(&repo.IntegrityError{Object: name, Err: errors.New("not a snapshot: its name is not a snapshot id (ignored by every other command)")}, nil)
+		}
 	} else {
 		for _, id := range ids {
 			m, err := Resolve(ctx, r, id, time.Time{})

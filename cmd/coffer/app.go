@@ -153,7 +153,10 @@ func (g *globals) load(c *cli.Context) error {
 	})
 	var re *config.ReadError
 	var ie *config.InvalidError
+	var pe *config.PermissionError
 	switch {
+	case errors.As(err, &pe):
+		return withHint(err, "%s", pe.Hint())
 	case errors.As(err, &re):
 		return withHint(err, "check --config or COFFER_CONFIG")
 	case errors.As(err, &ie):
@@ -263,6 +266,8 @@ func (g *globals) open(ctx context.Context, needSigning, needIdentity bool) (*re
 		switch {
 		case errors.Is(err, repo.ErrNotInitialized):
 			return nil, withHint(err, "run coffer init --repo %s first", g.repo)
+		case errors.Is(err, repo.ErrNotCoffer):
+			return nil, withHint(err, "check --repo (or COFFER_REPO): it names another tool's repository; coffer init needs an empty location")
 		case errors.As(err, &km):
 			return nil, withHint(err, "use the signing key this repository was initialised with; coffer never mixes keys")
 		}
