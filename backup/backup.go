@@ -112,6 +112,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	b.cache.save(b.log)
+	b.ledger.save(b.log)
 	b.res.Manifest = b.m
 	return b.res, nil
 }
@@ -128,6 +129,7 @@ type run struct {
 	idFunc     func([]byte) repo.ChunkID
 	known      map[repo.ChunkID]loc
 	cache      *changeCache
+	ledger     *ledger
 	workers    int
 	uploads    int
 	p          *pipeline // sources
@@ -187,17 +189,44 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if b.idFunc, err = r.ChunkIDFunc(ctx); err != nil {
 		return nil, err
 	}
-	packs, present, err := repo.LoadIndex(ctx, r.Store, b.secrets.IndexIdentity)
-	if err != nil {
+	if err := b.loadDedup(ctx); err != nil {
 		return nil, err
 	}
-	b.known = knownChunks(packs)
-	b.log.Debug("index loaded", "packs", len(present), "chunks", len(b.known))
 	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
 	id := repo.NewID()
 	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
 		Host: b.opts.Host, Tags: opts.Tags}
 	return b, nil
+}
+
+// loadDedup loads what the backup deduplicates against: the indexes that
+// verified manifests and repair records reference, less the packs that
+// changed in the store since this host first saw them (the ledger).
+func (b *run) loadDedup(ctx context.Context) error {
+	d, err := b.r.LoadDedup(ctx, b.secrets.IndexIdentity)
+	if err != nil {
+		return err
+	}
+	for _, s := range d.Skipped {
+		b.log.Info("not deduplicating against it", "object", s)
+	}
+	b.ledger = loadLedger(b.opts.CacheDir, b.r.Config.ID, b.log)
+	changed := b.ledger.check(d.Present, d.Vouched, d.Damaged)
+	if len(changed) > 0 {
+		msg := changedWarning(changed)
+		b.log.Info(msg)
+		b.res.Warnings = append(b.res.Warnings, msg)
+	}
+	packs := d.Packs[:0:0]
+	for _, ip := range d.Packs {
+		if !changed[ip.SHA256] {
+			packs = append(packs, ip)
+		}
+	}
+	b.known = knownChunks(packs)
+	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
+		"changed", len(changed), "chunks", len(b.known))
+	return nil
 }
 
 // knownChunks maps every indexed chunk to its location.
@@ -218,8 +247,10 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 }
 
 func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
-	return newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
+	p.ledger = b.ledger
+	return p
 }
 
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {

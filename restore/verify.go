@@ -107,6 +107,20 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 			users[sec.Name] = append(users[sec.Name], m.ID)
 		}
 	}
+	if len(ids) == 0 {
+		// Repair records steer what backups deduplicate against: check
+		// their signatures and the indexes they name like the rest.
+		repairs, bad, err := r.Repairs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+		for _, rp := range repairs {
+			refs[rp.Index.Name] = rp.Index
+		}
+	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
 		names = append(names, n)

@@ -98,6 +98,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"mkfiles":  cmdMkfiles,
 	"cmpdir":   cmdCmpdir,
 	"flipbyte": cmdFlipbyte,
+	"largest":  cmdLargest,
 	"truncate": cmdTruncate,
 	"setvar":   cmdSetvar,
 	"isjson":   cmdIsJSON,
@@ -393,6 +394,28 @@ func cmdFlipbyte(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	b[off] ^= 0xff
 	ts.Check(os.WriteFile(p, b, 0o600))
+}
+
+// largest VAR GLOB
+//
+// sets VAR to the path of the largest file GLOB matches (a data pack rather
+// than a catalog pack).
+func cmdLargest(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: largest VAR GLOB")
+	}
+	ms, err := filepath.Glob(ts.MkAbs(args[1]))
+	ts.Check(err)
+	best, size := "", int64(-1)
+	for _, m := range ms {
+		if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			best, size = m, fi.Size()
+		}
+	}
+	if best == "" {
+		ts.Fatalf("%s matches no file", args[1])
+	}
+	ts.Setenv(args[0], best)
 }
 
 // truncate FILE|GLOB N
