@@ -43,6 +43,12 @@ type Report struct {
 	Bytes     int64     `json:"bytes"`
 	Files     int       `json:"files,omitempty"`
 	Problems  []Problem `json:"problems"`
+	// Overwritten names the objects of the repository that someone
+	// overwrote or deleted in a versioned bucket (object lock) after coffer
+	// wrote them: the bucket kept the originals, which are what coffer
+	// reads and checked. Not a problem of the snapshots, but a sign that
+	// the bucket's write credentials are in other hands.
+	Overwritten []string `json:"overwritten,omitempty"`
 }
 
 // OK reports whether no problem was found.
@@ -141,16 +147,22 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 		rep.Bytes += ref.Size
 	}
-	if depth < Decrypt {
-		return rep, nil
-	}
-	for _, m := range ms {
-		if broken[m.Catalog.Name] {
-			continue
+	if depth >= Decrypt {
+		for _, m := range ms {
+			if broken[m.Catalog.Name] {
+				continue
+			}
+			if err := verifyContents(ctx, r, m, rep, broken); err != nil {
+				return nil, err
+			}
 		}
-		if err := verifyContents(ctx, r, m, rep, broken); err != nil {
+	}
+	if ow, ok := storage.As[storage.Overwrites](r.Store); ok {
+		names, err := ow.Overwritten(ctx, "")
+		if err != nil {
 			return nil, err
 		}
+		rep.Overwritten = names
 	}
 	return rep, nil
 }

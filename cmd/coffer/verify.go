@@ -76,6 +76,11 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 		}
 		fmt.Fprintf(g.stdout, ": %d problems\n", len(rep.Problems))
 	}
+	if len(rep.Overwritten) > 0 {
+		fmt.Fprintf(g.stderr, "coffer: warning: %d objects were overwritten or deleted in the bucket after coffer wrote them; the originals, kept by versioning, were read instead: %s\n",
+			len(rep.Overwritten), strings.Join(rep.Overwritten, ", "))
+		fmt.Fprintln(g.stderr, "coffer: hint: someone holds the bucket's write credentials: rotate the backup host's S3 credentials and check the bucket's access log")
+	}
 	if !rep.OK() {
 		fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", len(rep.Problems))
 		if damagedPack(rep) {

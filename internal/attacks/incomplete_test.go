@@ -387,7 +387,10 @@ func incRecipients(t *testing.T, c *incCLI) []age.Recipient {
 // repair, backups leave the pack out for good. (The snapshot made before
 // the swap stays damaged: the swap destroyed its data in the bucket, and
 // verify names it; the files it held are restorable from the new
-// snapshots. Object lock is the defence against the swap itself.)
+// snapshots. The bucket here keeps no versions; in one that does, coffer
+// reads the first version of every object and the swap changes nothing
+// it reads: see the append-only attacks. Object lock is the defence
+// against the swap itself.)
 func TestAttackSamePackSwapS3(t *testing.T) {
 	t.Parallel()
 	cfg := testutil.StartS3(t)

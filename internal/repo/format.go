@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Version is the repository format version this code writes and reads.
@@ -65,6 +67,31 @@ type Config struct {
 	Packs   PackParams     `json:"packs"`
 	Secrets ObjectRef      `json:"secrets"`
 	Extra   map[string]any `json:"extra,omitempty"`
+	// ObjectLock, if set, has every object written with S3 Object Lock
+	// retention for ObjectLock.Days from its write.
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
+}
+
+// ObjectLock is a repository's S3 Object Lock setting: every object is
+// locked in Mode ("governance" or "compliance") for Days days from the
+// moment it is written.
+type ObjectLock struct {
+	Mode string `json:"mode"`
+	Days int    `json:"days"`
+}
+
+// MaxObjectLockDays bounds ObjectLock.Days (100 years, as S3 does).
+const MaxObjectLockDays = 36500
+
+// Validate checks the mode and the number of days.
+func (l *ObjectLock) Validate() error {
+	if !storage.LockMode(l.Mode).Valid() {
+		return fmt.Errorf("object lock mode %q: want %q or %q", l.Mode, storage.LockGovernance, storage.LockCompliance)
+	}
+	if l.Days < 1 || l.Days > MaxObjectLockDays {
+		return fmt.Errorf("object lock of %d days: want 1 to %d", l.Days, MaxObjectLockDays)
+	}
+	return nil
 }
 
 // ChunkerParams configure content-defined chunking (restic's Rabin chunker

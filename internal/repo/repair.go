@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -88,13 +87,7 @@ func WriteRepair(ctx context.Context, st storage.Store, rp *Repair, s Signer) er
 	if err != nil {
 		return err
 	}
-	name := RepairName(rp.ID)
-	if err := st.Put(ctx, name, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, st, name, doc) {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	return nil
+	return PutObject(ctx, st, RepairName(rp.ID), doc)
 }
 
 // ReadRepair reads and verifies repair record id: signed by the key that
@@ -184,7 +177,12 @@ type Dedup struct {
 // for one) are never read. An index object must match the size and hash
 // its reference records. A pack's chunks are kept only when the pack is
 // present with its recorded size and no repair record named it damaged.
+//
+// A backup starts here, so LoadDedup first removes what killed writers
+// left (storage.CleanStale: temporary files, incomplete multipart
+// uploads), as far as the store's credentials allow.
 func (r *Repository) LoadDedup(ctx context.Context, id age.Identity) (*Dedup, error) {
+	_, _ = storage.CleanStale(ctx, r.Store, storage.StaleAge) // best effort: a backup never fails for it
 	d := &Dedup{Present: map[string]storage.ObjectInfo{}, Damaged: map[string]bool{}, Vouched: map[string]time.Time{}}
 	err := r.Store.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
 		d.Present[oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]] = oi

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -121,8 +120,8 @@ func PutSealed(ctx context.Context, st storage.Store, prefix string, v any, reci
 	}
 	sum := HashHex(ct)
 	ref := ObjectRef{Name: prefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{}); err != nil {
-		return ref, fmt.Errorf("write %s: %w", ref.Name, err)
+	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
+		return ref, err
 	}
 	return ref, nil
 }
@@ -134,23 +133,10 @@ func WriteManifest(ctx context.Context, st storage.Store, m *Manifest, s Signer)
 	if err != nil {
 		return err
 	}
-	name := SnapshotName(m.ID)
-	if err := st.Put(ctx, name, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		// A retried write whose first attempt landed finds its own
-		// manifest: that is success.
-		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, st, name, doc) {
-			return fmt.Errorf("%w: %w", ErrManifestWrite, err)
-		}
+	// A retried write whose first attempt landed finds its own manifest:
+	// PutObject counts that as success.
+	if err := PutObject(ctx, st, SnapshotName(m.ID), doc); err != nil {
+		return fmt.Errorf("%w: %w", ErrManifestWrite, err)
 	}
 	return nil
-}
-
-func sameObject(ctx context.Context, st storage.Store, name string, want []byte) bool {
-	rc, err := st.Open(ctx, name, 0, -1)
-	if err != nil {
-		return false
-	}
-	defer rc.Close()
-	got, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
-	return err == nil && bytes.Equal(got, want)
 }
