@@ -96,10 +96,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
-		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 4 snapshot saved, incomplete (backup left out\n" +
-			"files or folders it could not read; --strict makes that a failure), 130 interrupted.\n" +
-			"doc/design.md has the format.",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, a deleted\n" +
+			"snapshot, a manifest dated in the future, or a restored database whose fingerprints differ),\n" +
+			"4 snapshot saved, incomplete (backup left out files or folders it could not read; --strict\n" +
+			"makes that a failure), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that

@@ -100,7 +100,10 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := restore.Resolve(ctx, r, t.snapshot, before)
+	m, warns, err := restore.ResolveWarn(ctx, r, t.snapshot, before)
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -170,7 +170,8 @@ type Dedup struct {
 }
 
 // LoadDedup reads what a backup deduplicates against, with id (the index
-// identity): the index objects that verified manifests reference, written
+// identity) and ms, the manifests that verified (Manifests): the index
+// objects they reference, written
 // after the newest verified repair record, and that record's rebuilt
 // index. Index objects that no verified manifest or record references
 // (written by anyone who can encrypt to the index key, an identity holder
@@ -181,7 +182,7 @@ type Dedup struct {
 // A backup starts here, so LoadDedup first removes what killed writers
 // left (storage.CleanStale: temporary files, incomplete multipart
 // uploads), as far as the store's credentials allow.
-func (r *Repository) LoadDedup(ctx context.Context, id age.Identity) (*Dedup, error) {
+func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manifest) (*Dedup, error) {
 	_, _ = storage.CleanStale(ctx, r.Store, storage.StaleAge) // best effort: a backup never fails for it
 	d := &Dedup{Present: map[string]storage.ObjectInfo{}, Damaged: map[string]bool{}, Vouched: map[string]time.Time{}}
 	err := r.Store.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
@@ -191,15 +192,11 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity) (*Dedup, er
 	if err != nil {
 		return nil, fmt.Errorf("list packs: %w", err)
 	}
-	ms, badManifests, err := r.Manifests(ctx)
-	if err != nil {
-		return nil, err
-	}
 	repairs, badRepairs, err := r.Repairs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range append(badManifests, badRepairs...) {
+	for _, e := range badRepairs {
 		d.Skipped = append(d.Skipped, e.Error())
 	}
 	var since time.Time

@@ -397,17 +397,39 @@ func (r *Repository) ListSnapshots(ctx context.Context) (ids, junk []string, err
 	return ids, junk, err
 }
 
+// manifestReaders is how many manifests Manifests reads at once: every
+// backup (for its "seen"), "latest" and verify read them all, and on S3
+// each is one request.
+const manifestReaders = 8
+
 // Manifests reads every manifest, sorted by time. Damaged manifests are
-// returned as errors beside the good ones.
+// returned as errors beside the good ones, in the order of their names.
 func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error) {
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	got := make([]*Manifest, len(ids))
+	errs := make([]error, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manifestReaders, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				got[i], errs[i] = r.ReadManifest(ctx, ids[i])
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	var ms []*Manifest
 	var bad []error
-	for _, id := range ids {
-		m, err := r.ReadManifest(ctx, id)
+	for i, err := range errs {
 		if err != nil {
 			var ie *IntegrityError
 			if errors.As(err, &ie) {
@@ -416,7 +438,7 @@ func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error
 			}
 			return nil, nil, err
 		}
-		ms = append(ms, m)
+		ms = append(ms, got[i])
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Time.Before(ms[j].Time) })
 	return ms, bad, nil

@@ -36,6 +36,7 @@ type CatalogEncoder struct {
 	size    int64
 	cur     ManifestSource
 	done    []ManifestSource
+	sizes   []PrivateSource
 }
 
 // NewCatalogEncoder starts the catalog of snapshot id on w.
@@ -95,20 +96,20 @@ func (c *CatalogEncoder) endSource() error {
 		return nil
 	}
 	_, err := fmt.Fprintf(c.bw, `],"sha256":%q,"size":%d}`, hex.EncodeToString(c.h.Sum(nil)), c.size)
-	c.cur.Size = c.size
 	c.done = append(c.done, c.cur)
+	c.sizes = append(c.sizes, PrivateSource{Name: c.cur.Name, Size: c.size})
 	c.open = false
 	return err
 }
 
-// Close ends the catalog and returns the public part of each source, for
-// the manifest.
-func (c *CatalogEncoder) Close() ([]ManifestSource, error) {
+// Close ends the catalog and returns the public part of each source (for
+// the manifest) and each source's size (for the private part).
+func (c *CatalogEncoder) Close() ([]ManifestSource, []PrivateSource, error) {
 	if err := c.endSource(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.bw.WriteString("]}")
-	return c.done, c.bw.Flush()
+	return c.done, c.sizes, c.bw.Flush()
 }
 
 // PutSealed encrypts v to recipients and stores it under prefix and the
