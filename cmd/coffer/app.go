@@ -25,12 +25,14 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// Exit codes.
+// Exit codes. exitIncomplete: a backup saved its snapshot, but a source
+// left out something it could not read (without --strict).
 const (
 	exitOK          = 0
 	exitFailure     = 1
 	exitUsage       = 2
 	exitIntegrity   = 3
+	exitIncomplete  = 4
 	exitInterrupted = 130
 )
 
@@ -107,7 +109,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"($COFFER_STATE_DIR, default ~/.local/state/coffer).\n\n" +
 			"Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged or forged object, a deleted\n" +
 			"or vanished snapshot, a manifest dated in the future, a changed owner key, a rollback, or a\n" +
-			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
+			"restored database whose fingerprints differ), 4 snapshot saved, incomplete (backup left out\n" +
+			"files or folders it could not read; --strict makes that a failure), 130 interrupted.\n" +
+			"doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -127,7 +131,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), keyCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -167,7 +171,10 @@ func (g *globals) load(c *cli.Context) error {
 	})
 	var re *config.ReadError
 	var ie *config.InvalidError
+	var pe *config.PermissionError
 	switch {
+	case errors.As(err, &pe):
+		return withHint(err, "%s", pe.Hint())
 	case errors.As(err, &re):
 		return withHint(err, "check --config or COFFER_CONFIG")
 	case errors.As(err, &ie):
@@ -351,6 +358,8 @@ func (g *globals) openWith(ctx context.Context, o repo.OpenOptions) (*repo.Repos
 		switch {
 		case errors.Is(err, repo.ErrNotInitialized):
 			return nil, withHint(err, "run coffer init --repo %s first", g.repo)
+		case errors.Is(err, repo.ErrNotCoffer):
+			return nil, withHint(err, "check --repo (or COFFER_REPO): it names another tool's repository; coffer init needs an empty location")
 		case errors.As(err, &ue):
 			if ue.Claimed == nil {
 				return nil, withHint(err, "pass --owner-key owner.pub of this repository's owner")

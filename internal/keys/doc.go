@@ -24,9 +24,10 @@
 // loader refuses the other roles' keys, saying what it found, and errors
 // never include key material.
 //
-// Recipients may be age X25519 (age1...), age post-quantum hybrid
-// (age1pq1...), ssh-ed25519 and ssh-rsa public keys. Identities may be age
-// identity files and unencrypted ssh-ed25519 or ssh-rsa private keys.
+// Recipients may be age X25519 (age1...), ssh-ed25519 and ssh-rsa public
+// keys; post-quantum age1pq1... recipients are refused ([ErrPostQuantum]).
+// Identities may be age identity files and unencrypted ssh-ed25519 or
+// ssh-rsa private keys.
 //
 // # Format
 //

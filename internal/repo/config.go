@@ -116,7 +116,13 @@ func Init(ctx context.Context, st storage.Store, o InitOptions, opts ...InitOpti
 	if err != nil {
 		return nil, err
 	}
-	if len(seqs) > 0 || hasLegacyConfig(ctx, st) {
+	if len(seqs) > 0 {
+		return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
+	}
+	if err := noConfig(ctx, st); !errors.Is(err, ErrNotInitialized) {
+		if errors.Is(err, ErrNotCoffer) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
 	}
 	now := time.Now().UTC().Truncate(time.Second)
@@ -316,9 +322,19 @@ func hasLegacyConfig(ctx context.Context, st storage.Store) bool {
 	return err == nil
 }
 
-// noConfig is the error for a store without a config object.
+// noConfig is the error for a store without a config object: not
+// initialised, a repository of format version 1 (one "config" object), or
+// another tool's repository (restic keeps a "config" too).
 func noConfig(ctx context.Context, st storage.Store) error {
 	if hasLegacyConfig(ctx, st) {
+		doc, err := readAll(ctx, st, legacyConfigName, maxConfigDoc)
+		if err != nil {
+			return fmt.Errorf("read config: %w", err)
+		}
+		if !IsSignedDocument(doc) {
+			// Not damage: something else lives here.
+			return fmt.Errorf("%s is %w: its config object is not a coffer config", st.Location(), ErrNotCoffer)
+		}
 		return fmt.Errorf("repository format version 1 is not supported by this coffer (version %d)", Version)
 	}
 	return fmt.Errorf("%w at %s", ErrNotInitialized, st.Location())
@@ -545,22 +561,23 @@ func (r *Repository) CheckWriter(sk *keys.SigningKey) error {
 	return r.checkHost(sk)
 }
 
-// manifestSigner returns the key that must have signed manifest m of
-// snapshot id (as decoded, unverified): an authorised host key, or a
-// revoked one whose keep list names id.
-func (r *Repository) manifestSigner(id string, m *Manifest) (keys.PublicKey, error) {
-	k, err := keys.ParsePublicKey(m.Signer)
+// signerKey returns the key that must have signed the document (a
+// manifest or a repair record) with id id that names signer (as decoded,
+// unverified): an authorised host key, or a revoked one whose keep list
+// names id.
+func (r *Repository) signerKey(id, signer string) (keys.PublicKey, error) {
+	k, err := keys.ParsePublicKey(signer)
 	if err != nil {
 		return nil, fmt.Errorf("signer: %v", err)
 	}
-	if rev := r.Config.Revocation(m.Signer); rev != nil {
+	if rev := r.Config.Revocation(signer); rev != nil {
 		if contains(rev.Keep, id) {
 			return k, nil
 		}
 		return nil, fmt.Errorf("signed by host key %s, revoked on %s, and not among the snapshots it signed before (backdated or forged)",
 			k.Fingerprint(), rev.Time.Format(time.RFC3339))
 	}
-	if r.Config.HostEntry(m.Signer) == nil {
+	if r.Config.HostEntry(signer) == nil {
 		return nil, fmt.Errorf("signed by host key %s, which the repository config does not authorise", k.Fingerprint())
 	}
 	return k, nil
@@ -664,10 +681,14 @@ func copyConfig(c *Config) (*Config, error) {
 	return &out, json.Unmarshal(b, &out)
 }
 
-// SignedBy returns the ids of the snapshots whose manifests the host key
-// key signed and that verify now, for a revocation's keep list.
+// SignedBy returns the ids of the snapshots and repair records that the
+// host key key signed and that verify now, for a revocation's keep list.
 func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string, error) {
 	ms, _, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rps, _, err := r.Repairs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -675,6 +696,11 @@ func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string
 	for _, m := range ms {
 		if m.Signer == key.String() {
 			ids = append(ids, m.ID)
+		}
+	}
+	for _, rp := range rps {
+		if rp.Signer == key.String() {
+			ids = append(ids, rp.ID)
 		}
 	}
 	sort.Strings(ids)
