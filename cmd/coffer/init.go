@@ -111,8 +111,10 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 		return err
 	}
 	// Remember the repository: from now on this client knows its owner.
+	// The repository exists either way; a client that cannot remember it
+	// pins it later from the key files.
 	if _, err := g.openWith(ctx, repo.OpenOptions{}); err != nil {
-		return err
+		fmt.Fprintf(g.stderr, "coffer: warning: the repository was created, but this client did not remember it: %s\n", oneLine(err.Error()))
 	}
 	if g.json {
 		return printJSON(g.stdout, cfg)
