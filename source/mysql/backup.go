@@ -88,6 +88,9 @@ type Info struct {
 	// that a restore can run them again.
 	Checks []fingerprint.Check `json:"checks,omitempty"`
 	Format int                 `json:"format"`
+	// Grants on the database at backup time (see grants.go); nil in
+	// snapshots that predate them.
+	Grants []Grant `json:"grants"`
 }
 
 // Source backs up one MySQL or MariaDB database (kind "mysql").
@@ -139,6 +142,9 @@ func (s *Source) backup(ctx context.Context, w source.Writer) error {
 		return err
 	}
 	info.Checks = s.Checks
+	if info.Grants, err = readGrants(ctx, conn); err != nil {
+		return err
+	}
 	start := time.Now().UTC().Truncate(time.Second)
 	if err := beginMySQLSnapshot(ctx, conn); err != nil {
 		return err

@@ -20,6 +20,7 @@ var Kind = source.Kind{
 	},
 	Target: "new database (DSN)",
 	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
-		return Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force})
+		_, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force})
+		return err
 	},
 }

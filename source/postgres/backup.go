@@ -44,6 +44,7 @@ type Info struct {
 	PgDumpVersion    string              `json:"pg_dump_version"`   // "15.20"
 	Checks           []fingerprint.Check `json:"checks,omitempty"`  // the check queries, re-run on restore
 	Globals          bool                `json:"globals,omitempty"`
+	Owners           *Owners             `json:"owners,omitempty"` // see owners.go
 }
 
 // Source backs up one PostgreSQL database with pg_dump. The dump and
@@ -95,6 +96,9 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	var snapshot string
 	if err := tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&snapshot); err != nil {
 		return fmt.Errorf("postgres %s: export snapshot: %w", info.Database, err)
+	}
+	if info.Owners, err = readOwners(ctx, tx); err != nil {
+		return fmt.Errorf("postgres %s: %w", info.Database, err)
 	}
 
 	dctx, cancel := context.WithCancel(ctx)

@@ -35,6 +35,10 @@ type Options struct {
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
+	// Owner is the role to own the restored database and what its
+	// original owner owned; when empty, the original owner does if that
+	// role exists on the target server (see owners.go).
+	Owner string
 }
 
 // Result describes a finished PostgreSQL restore.
@@ -46,6 +50,7 @@ type Result struct {
 	DumpBytes    int64
 	Fingerprints fingerprint.Fingerprints
 	Globals      bool // the snapshot has roles and tablespaces (see Globals); never applied
+	Owner        *OwnerResult
 }
 
 const defaultMemoryBudget = 1 << 30
@@ -123,11 +128,17 @@ func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Opti
 		}
 	}()
 
-	if err := runPgRestore(ctx, src, dump, targetDSN, into, pgRestore, opts, res); err != nil {
+	// A snapshot that records owners and privileges has them applied by
+	// pgSetOwners, to the roles that exist here.
+	noACL := info.Owners != nil
+	if err := runPgRestore(ctx, src, dump, targetDSN, into, pgRestore, opts, noACL, res); err != nil {
 		return nil, err
 	}
 	intoCfg := cfg.Copy()
 	intoCfg.Database = into
+	if res.Owner, err = pgOwn(ctx, intoCfg, into, info.Owners, opts.Owner); err != nil {
+		return nil, err
+	}
 	got, err := pgFingerprints(ctx, intoCfg, info.Checks)
 	if err != nil {
 		return nil, fmt.Errorf("fingerprints of restored database %q: %w", into, err)
@@ -180,6 +191,16 @@ func pgTempName(name, infix string) string {
 	return name + suffix
 }
 
+// pgOwn gives the restored database into to its owner (see owners.go).
+func pgOwn(ctx context.Context, cfg *pgx.ConnConfig, into string, rec *Owners, given string) (*OwnerResult, error) {
+	conn, err := ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return pgSetOwners(ctx, conn, into, rec, given)
+}
+
 func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
 	conn, err := ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -197,7 +218,7 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 // runPgRestore restores the dump into database into. With one job it streams
 // the dump into pg_restore's stdin in a single transaction; with more it
 // gives pg_restore a memory-backed file, never a plaintext file on disk.
-func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, res *Result) error {
+func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, noACL bool, res *Result) error {
 	env, err := CommandEnv(dsn, into)
 	if err != nil {
 		return err
@@ -207,6 +228,9 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 		budget = defaultMemoryBudget
 	}
 	args := []string{"--no-owner", "--exit-on-error", "--no-password", "--dbname=" + env.ConnString}
+	if noACL {
+		args = append(args, "--no-privileges")
+	}
 	var (
 		stdin io.Reader
 		extra []*os.File
