@@ -87,7 +87,7 @@ func readGrants(ctx context.Context, conn *sql.Conn) ([]Grant, error) {
 	return out, nil
 }
 
-// parseGrantee splits "'user'@'host'" (a role is "'role'" or "'role'@”").
+// parseGrantee splits "'user'@'host'"; a role has no host part, or an empty one.
 func parseGrantee(s string) (user, host string, ok bool) {
 	if !strings.HasPrefix(s, "'") {
 		return "", "", false
