@@ -38,6 +38,19 @@ type Result struct {
 	Grants   *GrantResult
 }
 
+// Restored says what the restore did: which accounts may use the database.
+func (r *Result) Restored() *source.Restored {
+	out := &source.Restored{Facts: map[string]any{"database": r.Database}}
+	if r.Grants != nil {
+		out.Lines = append(out.Lines, r.Grants.String())
+		out.Facts["owner"] = r.Grants.Owner()
+		if len(r.Grants.Missing) > 0 {
+			out.Facts["grants_left_out_for"] = r.Grants.Missing
+		}
+	}
+	return out
+}
+
 // Restore restores a mysql source (see Source) into the
 // database named by targetDSN, which coffer creates. The dump is streamed
 // statement by statement over one connection; nothing is written to disk.

@@ -53,6 +53,24 @@ type Result struct {
 	Owner        *OwnerResult
 }
 
+// Restored says what the restore did: which role owns the database.
+func (r *Result) Restored() *source.Restored {
+	out := &source.Restored{Facts: map[string]any{"database": r.Database}}
+	if r.Owner != nil {
+		out.Lines = append(append(out.Lines, r.Owner.String()), r.Owner.Notes()...)
+		out.Facts["owner"] = r.Owner.Role
+		out.Facts["owner_reason"] = r.Owner.Reason
+		if len(r.Owner.MissingGrantees) > 0 {
+			out.Facts["privileges_left_out_for"] = r.Owner.MissingGrantees
+		}
+	}
+	if r.KeptOld != "" {
+		out.Lines = append(out.Lines, fmt.Sprintf("the replaced database could not be dropped; it is kept as %s", r.KeptOld))
+		out.Facts["kept_old"] = r.KeptOld
+	}
+	return out
+}
+
 const defaultMemoryBudget = 1 << 30
 
 // Restore restores a PostgreSQL snapshot source into the database

@@ -19,7 +19,10 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, Path: spec.Location, Checks: spec.Checks}, nil
 	},
 	Target: "file",
-	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
-		return Restore(ctx, src, target, o.Force)
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
+		if err := Restore(ctx, src, target, o.Force); err != nil {
+			return nil, err
+		}
+		return &source.Restored{Facts: map[string]any{"file": target}}, nil
 	},
 }
