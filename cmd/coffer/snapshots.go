@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -10,13 +11,28 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/restore"
 )
 
+type snapshotsOptions struct {
+	source, tag string
+}
+
 func snapshotsCommand(g *globals) *cli.Command {
+	o := &snapshotsOptions{}
 	return &cli.Command{
-		Name:   "snapshots",
-		Usage:  "list snapshots (needs no identity)",
-		Action: func(c *cli.Context) error { return runSnapshots(c.Context, g) },
+		Name:  "snapshots",
+		Usage: "list snapshots (needs no identity; with one, also what their airflow sources hold and their consistent points)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", Destination: &o.source, Usage: "only snapshots that hold this source"},
+			&cli.StringFlag{Name: "tag", Destination: &o.tag, Usage: "only snapshots with this tag"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("snapshots takes no arguments")
+			}
+			return runSnapshots(c.Context, g, o)
+		},
 	}
 }
 
@@ -29,7 +45,7 @@ type snapshotJSON struct {
 	Size    int64                 `json:"size"`
 }
 
-func runSnapshots(ctx context.Context, g *globals) error {
+func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	r, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
@@ -41,6 +57,8 @@ func runSnapshots(ctx context.Context, g *globals) error {
 	for _, b := range bad {
 		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", b)
 	}
+	f := restore.Filter{Source: o.source, Tag: o.tag}
+	ms = slices.DeleteFunc(ms, func(m *repo.Manifest) bool { return !f.Match(m) })
 	if g.json {
 		out := []snapshotJSON{}
 		for _, m := range ms {
