@@ -19,6 +19,21 @@ type Spec struct {
 	Checks []fingerprint.Check
 	// Globals also backs up a PostgreSQL server's roles and tablespaces.
 	Globals bool
+	// Airflow holds the airflow kind's settings.
+	Airflow AirflowSpec
+}
+
+// AirflowSpec are the settings of an airflow source beyond its LOCATION
+// (AIRFLOW_HOME).
+type AirflowSpec struct {
+	// Config is the deployment's airflow.cfg; default $AIRFLOW_CONFIG,
+	// else LOCATION/airflow.cfg.
+	Config string
+	// EnvFile holds the deployment's AIRFLOW__... variables, one KEY=VALUE
+	// a line, as the deployment's processes see them.
+	EnvFile string
+	// IncludeLogs also backs up the task logs ([logging] base_log_folder).
+	IncludeLogs bool
 }
 
 // Kind describes one source kind. The registry (source/registry) is the one
@@ -36,6 +51,10 @@ type Kind struct {
 	Checks bool
 	// Globals reports that the kind understands Spec.Globals.
 	Globals bool
+	// First reports that sources of this kind are backed up before the
+	// other sources of a snapshot: an Airflow metadata database is dumped
+	// before the stores its tasks write to (doc/design.md says why).
+	First bool
 	// New builds a source of this kind. It checks spec without connecting
 	// to anything.
 	New func(name string, spec Spec) (Source, error)
