@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -414,6 +415,9 @@ func (r *resolver) run(ctx context.Context, setting, command string) (string, er
 	cmd.Env = r.env.list()
 	cmd.Dir = r.home
 	cmd.WaitDelay = time.Second
+	// The command's own children (a shell's) go with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out limitedBuffer
 	out.max = 1 << 20
 	cmd.Stdout = &out
