@@ -27,9 +27,9 @@ type backupOptions struct {
 func backupCommand(g *globals) *cli.Command {
 	o := &backupOptions{}
 	return &cli.Command{
-		Name:        "backup",
-		Usage:       "back up sources into one snapshot",
-		ArgsUsage:   "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
+		Name:      "backup",
+		Usage:     "back up sources into one snapshot",
+		ArgsUsage: "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
 		Description: "KIND:LOCATION is one of:\n" + registry.Help() + "\n" +
 			"Airflow sources are backed up first (their metadata database before the stores their\n" +
 			"tasks write to). When an Airflow deployment's Fernet key is missing or does not decrypt\n" +
