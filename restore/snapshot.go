@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,24 +35,7 @@ func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.T
 		return nil, errors.New("no snapshot given")
 	}
 	if spec == "latest" {
-		ms, bad, err := r.Manifests(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if len(bad) > 0 {
-			// A damaged manifest may be the newest snapshot: "latest"
-			// would silently mean an older one.
-			return nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
-		}
-		for i := len(ms) - 1; i >= 0; i-- {
-			if before.IsZero() || ms[i].Time.Before(before) {
-				return ms[i], nil
-			}
-		}
-		if before.IsZero() {
-			return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
-		}
-		return nil, fmt.Errorf("%w before %s", ErrNoSnapshot, before.Format(time.RFC3339))
+		return Latest(ctx, r, Filter{Before: before})
 	}
 	spec = strings.ToLower(spec)
 	ids, err := r.SnapshotIDs(ctx)
@@ -72,6 +56,63 @@ func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.T
 	default:
 		return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
 	}
+}
+
+// Filter selects snapshots by what their public manifest says.
+type Filter struct {
+	Source string    // holds a source of this name
+	Tag    string    // carries this tag
+	Before time.Time // taken before this time
+}
+
+// Match reports whether m passes the filter.
+func (f Filter) Match(m *repo.Manifest) bool {
+	if !f.Before.IsZero() && !m.Time.Before(f.Before) {
+		return false
+	}
+	if f.Tag != "" && !slices.Contains(m.Tags, f.Tag) {
+		return false
+	}
+	if f.Source != "" && !slices.ContainsFunc(m.Sources, func(s repo.ManifestSource) bool { return s.Name == f.Source }) {
+		return false
+	}
+	return true
+}
+
+// Latest returns the newest snapshot that f matches ("latest",
+// "latest:SOURCE").
+func Latest(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, error) {
+	ms, bad, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		// A damaged manifest may be the newest snapshot: "latest"
+		// would silently mean an older one.
+		return nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
+	}
+	for i := len(ms) - 1; i >= 0; i-- {
+		if f.Match(ms[i]) {
+			return ms[i], nil
+		}
+	}
+	var what []string
+	if f.Source != "" {
+		what = append(what, fmt.Sprintf("holds source %q", f.Source))
+	}
+	if f.Tag != "" {
+		what = append(what, fmt.Sprintf("has tag %q", f.Tag))
+	}
+	if !f.Before.IsZero() {
+		what = append(what, "was taken before "+f.Before.Format(time.RFC3339))
+	}
+	if f.Source == "" && f.Tag == "" && !f.Before.IsZero() {
+		return nil, fmt.Errorf("%w before %s", ErrNoSnapshot, f.Before.Format(time.RFC3339))
+	}
+	if len(ms) == 0 || len(what) == 0 {
+		return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+	}
+	return nil, fmt.Errorf("%w: none of the %d snapshots %s", ErrNoSnapshot, len(ms), strings.Join(what, " and "))
 }
 
 // Snapshot is a snapshot opened for reading: its verified manifest and

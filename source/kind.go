@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
 )
@@ -61,9 +62,27 @@ type Kind struct {
 	// Target says what Restore's target is, for help ("new database
 	// (DSN)").
 	Target string
-	// Restore restores a source of this kind into target (a DSN, a file),
-	// all or nothing. It is nil for kinds whose only target is a folder.
-	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) error
+	// Restore restores a source of this kind into target (a DSN, a file;
+	// a folder for a composite kind), all or nothing, and says what it
+	// did. It is nil for kinds whose only target is a folder.
+	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) (*Restored, error)
+	// Composite reports a kind made of other kinds' parts (airflow): its
+	// Restore's target is a folder, and RestoreOptions.DatabaseKind and
+	// Database say where its database part goes.
+	Composite bool
+}
+
+// Restored is what a kind's Restore reports, for people and programs. It
+// never holds a secret.
+type Restored struct {
+	// Lines state what was restored, one fact per line ("owned by role
+	// airflow, its original owner").
+	Lines []string
+	// Facts are the same facts for machine-readable output.
+	Facts map[string]any
+	// NextSteps are what to do with the restored state, one command or
+	// instruction per line.
+	NextSteps []string
 }
 
 // RestoreOptions are understood by every kind's Restore; a kind ignores
@@ -79,6 +98,42 @@ type RestoreOptions struct {
 	Jobs int
 	// MemoryBudget caps the memory a restore may hold a dump in.
 	MemoryBudget int64
+	// Owner is the role (PostgreSQL) or account (MySQL) that is to own
+	// the restored database; when empty, its original owner does if it
+	// exists on the target.
+	Owner string
+
+	// DatabaseKind and Database are where a composite kind restores its
+	// database part: a kind ("postgres") and that kind's target (a DSN).
+	DatabaseKind, Database string
+	// The options below are the airflow kind's (see source/airflow).
+	// RewriteConfig makes the restored configuration name the restored
+	// database and folders, and nothing of the source.
+	RewriteConfig bool
+	// Paused pauses every DAG in the restored metadata database.
+	Paused bool
+	// WithSecrets writes the deployment's secrets into the target folder.
+	WithSecrets bool
+	// AirflowVersion, when set, refuses a snapshot whose schema is not
+	// that version's.
+	AirflowVersion string
+}
+
+// ConsistentKey is the metadata key under which a source (or a part of a
+// composite source, "metadb.consistent") records its consistent point: the
+// instant its contents are of.
+const ConsistentKey = "consistent"
+
+// ConsistentPoint is the instant a source's contents are of: a time, and
+// the database's own position when it has one.
+type ConsistentPoint struct {
+	Time   time.Time `json:"time"`
+	LSN    string    `json:"lsn,omitempty"`    // PostgreSQL WAL position
+	Binlog string    `json:"binlog,omitempty"` // MySQL "file:position"
+	// End is when reading ended, for sources read over a span rather than
+	// in one snapshot (folders): their contents are from between Time and
+	// End.
+	End *time.Time `json:"end,omitempty"`
 }
 
 // Errors a kind's Restore wraps, so that callers can say what to do.

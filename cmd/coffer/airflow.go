@@ -64,7 +64,7 @@ func runAirflowInspect(ctx context.Context, g *globals, o *airflowInspectOptions
 		}
 		return err
 	}
-	desc := d.Describe(ctx)
+	desc := d.Inspect(ctx)
 	if g.json {
 		return printJSON(g.stdout, desc)
 	}

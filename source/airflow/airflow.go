@@ -41,10 +41,11 @@ import (
 
 // Kind is the airflow kind's registry entry.
 var Kind = source.Kind{
-	Name:     "airflow",
-	Location: "an Airflow deployment's AIRFLOW_HOME (in the config file also airflow: {config, env_file, include_logs})",
-	Path:     true,
-	First:    true,
+	Name:      "airflow",
+	Location:  "an Airflow deployment's AIRFLOW_HOME (in the config file also airflow: {config, env_file, include_logs})",
+	Path:      true,
+	First:     true,
+	Composite: true,
 	New: func(name string, spec source.Spec) (source.Source, error) {
 		return &Source{SourceName: name, Options: Options{Home: spec.Location, Config: spec.Airflow.Config, EnvFile: spec.Airflow.EnvFile},
 			IncludeLogs: spec.Airflow.IncludeLogs}, nil
@@ -96,7 +97,7 @@ type Meta struct {
 	DagsFolder    string    `json:"dags_folder"`
 	DagsGit       *GitState `json:"dags_git,omitempty"`
 	PluginsFolder string    `json:"plugins_folder"`
-	LogFolder     string    `json:"log_folder"`
+	LogFolder     string    `json:"base_log_folder"`
 	Logs          bool      `json:"logs"`
 	RemoteLogging bool      `json:"remote_logging,omitempty"`
 

@@ -51,7 +51,7 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	m.Parts = append(m.Parts, PartMetaDB)
 	m.AlembicRevision, m.AlembicRevisionFAB = info.alembic, info.alembicFAB
-	m.AirflowVersion = VersionOf(info.alembic)
+	m.AirflowVersion = AirflowVersion(info.alembic)
 	m.Fernet = info.fernet
 	if err := s.judgeFernet(w, d, m.Fernet, checkErr); err != nil {
 		return err
@@ -336,7 +336,7 @@ type captureWriter struct {
 }
 
 func (c *captureWriter) SetMeta(key string, v any) error {
-	if p, ok := v.(source.ConsistentPoint); ok && key == source.ConsistentMeta {
+	if p, ok := v.(source.ConsistentPoint); ok && key == source.ConsistentKey {
 		c.p = &p
 	}
 	return c.Writer.SetMeta(key, v)

@@ -104,7 +104,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	// A folder is read over a span, not at one instant.
 	end := time.Now().UTC()
-	return w.SetMeta(source.ConsistentMeta, source.ConsistentPoint{Time: start, End: &end})
+	return w.SetMeta(source.ConsistentKey, source.ConsistentPoint{Time: start, End: &end})
 }
 
 func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, p string, e source.Entry, info fs.FileInfo) error {

@@ -87,6 +87,9 @@ type Info struct {
 	// that a restore can run them again.
 	Checks []fingerprint.Check `json:"checks,omitempty"`
 	Format int                 `json:"format"`
+	// Grants on the database at backup time (see grants.go); nil in
+	// snapshots that predate them.
+	Grants []Grant `json:"grants"`
 }
 
 // Source backs up one MySQL or MariaDB database (kind "mysql").
@@ -143,6 +146,9 @@ func (s *Source) backup(ctx context.Context, w source.Writer) error {
 		return err
 	}
 	info.Checks = s.Checks
+	if info.Grants, err = readGrants(ctx, conn); err != nil {
+		return err
+	}
 	start := time.Now().UTC().Truncate(time.Second)
 	if err := beginMySQLSnapshot(ctx, conn); err != nil {
 		return err
@@ -173,7 +179,7 @@ func (s *Source) backup(ctx context.Context, w source.Writer) error {
 	if err := w.SetMeta(MetaKey, info); err != nil {
 		return err
 	}
-	if err := w.SetMeta(source.ConsistentMeta, point); err != nil {
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
 		return err
 	}
 	if s.InSnapshot != nil {

@@ -44,6 +44,7 @@ type Info struct {
 	PgDumpVersion    string              `json:"pg_dump_version"`   // "15.20"
 	Checks           []fingerprint.Check `json:"checks,omitempty"`  // the check queries, re-run on restore
 	Globals          bool                `json:"globals,omitempty"`
+	Owners           *Owners             `json:"owners,omitempty"` // see owners.go
 }
 
 // Source backs up one PostgreSQL database with pg_dump. The dump and
@@ -102,6 +103,9 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	point, err := consistentPoint(ctx, tx)
 	if err != nil {
+		return fmt.Errorf("postgres %s: %w", info.Database, err)
+	}
+	if info.Owners, err = readOwners(ctx, tx); err != nil {
 		return fmt.Errorf("postgres %s: %w", info.Database, err)
 	}
 
@@ -170,7 +174,7 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
-	if err := w.SetMeta(source.ConsistentMeta, point); err != nil {
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
 		return err
 	}
 	return w.SetMeta(MetaKey, info)

@@ -23,12 +23,15 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, DSN: dsn, Checks: spec.Checks, Globals: spec.Globals}, nil
 	},
 	Target: "new database (DSN)",
-	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
 		target, err := DSN(target)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		_, err = Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Jobs: o.Jobs, MemoryBudget: o.MemoryBudget})
-		return err
+		res, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Jobs: o.Jobs, MemoryBudget: o.MemoryBudget, Owner: o.Owner})
+		if err != nil {
+			return nil, err
+		}
+		return res.Restored(), nil
 	},
 }

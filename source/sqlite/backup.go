@@ -110,7 +110,7 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
-	if err := w.SetMeta(source.ConsistentMeta, point); err != nil {
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
 		return err
 	}
 	return w.SetMeta(MetaKey, info)

@@ -26,12 +26,15 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, Path: path, Checks: spec.Checks}, nil
 	},
 	Target: "file",
-	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
-		path, err := PathOf(target)
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
+		target, err := PathOf(target)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return Restore(ctx, src, path, o.Force)
+		if err := Restore(ctx, src, target, o.Force); err != nil {
+			return nil, err
+		}
+		return &source.Restored{Facts: map[string]any{"file": target}}, nil
 	},
 }
 

@@ -6,9 +6,9 @@ import (
 	"sort"
 )
 
-// Description is what Discover found, with every secret masked: what
+// Inspection is what Discover found, with every secret masked: what
 // coffer airflow inspect prints.
-type Description struct {
+type Inspection struct {
 	Home       string `json:"home"`
 	ConfigPath string `json:"config_path"`
 	EnvFile    string `json:"env_file,omitempty"`
@@ -50,11 +50,11 @@ type SecretState struct {
 	Problem string `json:"problem,omitempty"`
 }
 
-// Describe describes the deployment, reading the DAGs folder's git state.
-func (d *Deployment) Describe(ctx context.Context) *Description {
-	desc := &Description{Home: d.Home, ConfigPath: d.ConfigPath, EnvFile: d.EnvFile}
-	desc.MetaDB.Kind, desc.MetaDB.URL, desc.MetaDB.User, desc.MetaDB.Schema = d.MetaDB.Kind, d.MetaDB.Redacted, d.MetaDB.User, d.MetaDB.Schema
-	desc.MetaDB.From = d.Origins["database.sql_alchemy_conn"]
+// Inspect describes the deployment, reading the DAGs folder's git state.
+func (d *Deployment) Inspect(ctx context.Context) *Inspection {
+	ins := &Inspection{Home: d.Home, ConfigPath: d.ConfigPath, EnvFile: d.EnvFile}
+	ins.MetaDB.Kind, ins.MetaDB.URL, ins.MetaDB.User, ins.MetaDB.Schema = d.MetaDB.Kind, d.MetaDB.Redacted, d.MetaDB.User, d.MetaDB.Schema
+	ins.MetaDB.From = d.Origins["database.sql_alchemy_conn"]
 	for _, f := range []Folder{
 		{Part: PartDags, Path: d.DagsFolder, From: d.Origins["core.dags_folder"]},
 		{Part: PartPlugins, Path: d.PluginsFolder, From: d.Origins["core.plugins_folder"]},
@@ -62,17 +62,17 @@ func (d *Deployment) Describe(ctx context.Context) *Description {
 	} {
 		fi, err := os.Stat(f.Path)
 		f.Exists = err == nil && fi.IsDir()
-		desc.Folders = append(desc.Folders, f)
+		ins.Folders = append(ins.Folders, f)
 		if f.Part == PartDags && !f.Exists {
-			desc.Problems = append(desc.Problems, "the DAGs folder "+f.Path+" does not exist: a backup fails")
+			ins.Problems = append(ins.Problems, "the DAGs folder "+f.Path+" does not exist: a backup fails")
 		}
 	}
 	for name := range d.ConfigFiles {
-		desc.ConfigFiles = append(desc.ConfigFiles, name)
+		ins.ConfigFiles = append(ins.ConfigFiles, name)
 	}
-	sort.Strings(desc.ConfigFiles)
+	sort.Strings(ins.ConfigFiles)
 	if g, err := gitState(ctx, d.DagsFolder); err == nil {
-		desc.DagsGit = g
+		ins.DagsGit = g
 	}
 	for _, s := range []struct {
 		opt option
@@ -93,10 +93,10 @@ func (d *Deployment) Describe(ctx context.Context) *Description {
 				st.Problem = d.FernetKeyErr.Error()
 			}
 			if st.Problem != "" {
-				desc.Problems = append(desc.Problems, "core.fernet_key: "+st.Problem)
+				ins.Problems = append(ins.Problems, "core.fernet_key: "+st.Problem)
 			}
 		}
-		desc.Secrets = append(desc.Secrets, st)
+		ins.Secrets = append(ins.Secrets, st)
 	}
-	return desc
+	return ins
 }
