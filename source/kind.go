@@ -20,6 +20,21 @@ type Spec struct {
 	Checks []fingerprint.Check
 	// Globals also backs up a PostgreSQL server's roles and tablespaces.
 	Globals bool
+	// Airflow holds the airflow kind's settings.
+	Airflow AirflowSpec
+}
+
+// AirflowSpec are the settings of an airflow source beyond its LOCATION
+// (AIRFLOW_HOME).
+type AirflowSpec struct {
+	// Config is the deployment's airflow.cfg; default $AIRFLOW_CONFIG,
+	// else LOCATION/airflow.cfg.
+	Config string
+	// EnvFile holds the deployment's AIRFLOW__... variables, one KEY=VALUE
+	// a line, as the deployment's processes see them.
+	EnvFile string
+	// IncludeLogs also backs up the task logs ([logging] base_log_folder).
+	IncludeLogs bool
 }
 
 // Kind describes one source kind. The registry (source/registry) is the one
@@ -37,6 +52,10 @@ type Kind struct {
 	Checks bool
 	// Globals reports that the kind understands Spec.Globals.
 	Globals bool
+	// First reports that sources of this kind are backed up before the
+	// other sources of a snapshot: an Airflow metadata database is dumped
+	// before the stores its tasks write to (doc/design.md says why).
+	First bool
 	// New builds a source of this kind. It checks spec without connecting
 	// to anything.
 	New func(name string, spec Spec) (Source, error)
@@ -111,6 +130,10 @@ type ConsistentPoint struct {
 	Time   time.Time `json:"time"`
 	LSN    string    `json:"lsn,omitempty"`    // PostgreSQL WAL position
 	Binlog string    `json:"binlog,omitempty"` // MySQL "file:position"
+	// End is when reading ended, for sources read over a span rather than
+	// in one snapshot (folders): their contents are from between Time and
+	// End.
+	End *time.Time `json:"end,omitempty"`
 }
 
 // Errors a kind's Restore wraps, so that callers can say what to do.

@@ -26,11 +26,15 @@ import (
 
 // Exit codes.
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitIntegrity   = 3
-	exitInterrupted = 130
+	exitOK        = 0
+	exitFailure   = 1
+	exitUsage     = 2
+	exitIntegrity = 3
+	// exitUnrestorable: the snapshot was saved, but the source cannot be
+	// restored as it is (an Airflow deployment whose Fernet key is
+	// missing or does not decrypt its values).
+	exitUnrestorable = 5
+	exitInterrupted  = 130
 )
 
 // globals are the options every command shares. cfg is the merged
@@ -95,7 +99,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
 		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
+			"restored database whose fingerprints differ), 5 snapshot saved, but the Airflow deployment\n" +
+			"cannot be restored as is (its Fernet key is missing or wrong), 130 interrupted.\n" +
+			"doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -114,7 +120,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), airflowCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -279,6 +285,7 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	var ie *repo.IntegrityError
 	var fm *fingerprint.MismatchError
 	var ee *exitError
+	var ur *unrestorableError
 	code := exitFailure
 	switch {
 	case errors.As(err, &ee):
@@ -298,6 +305,8 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 		code = exitUsage
 	case errors.As(err, &ie), errors.As(err, &fm):
 		code = exitIntegrity
+	case errors.As(err, &ur):
+		code = exitUnrestorable
 	}
 	msg := err.Error()
 	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)

@@ -61,7 +61,8 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
 	ct, _ := w.(source.ChangeTracker)
-	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+	start := time.Now().UTC()
+	err = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}
@@ -98,6 +99,12 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 			return w.Warn("%s: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
 		}
 	})
+	if err != nil {
+		return err
+	}
+	// A folder is read over a span, not at one instant.
+	end := time.Now().UTC()
+	return w.SetMeta(source.ConsistentKey, source.ConsistentPoint{Time: start, End: &end})
 }
 
 func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, p string, e source.Entry, info fs.FileInfo) error {
