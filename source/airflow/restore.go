@@ -36,53 +36,8 @@ import (
 // target folder, renamed into place last. If the database fails, the
 // folder is never created; if the files fail, the new database is dropped.
 
-// Metadata keys of an airflow source (the layout is in doc/design.md).
-const (
-	infoKey    = "airflow"
-	secretsKey = "airflow.secrets"
-)
-
-// Paths inside an airflow source.
-const (
-	metadbDir  = "metadb"
-	dagsDir    = "dags"
-	pluginsDir = "plugins"
-	logsDir    = "logs"
-	configDir  = "config"
-)
-
-// restoreInfo is the part of the airflow metadata a restore reads.
-type restoreInfo struct {
-	Version         int    `json:"version"`
-	Home            string `json:"home"`
-	ConfigPath      string `json:"config_path"`
-	MetadbKind      string `json:"metadb_kind"`
-	AlembicRevision string `json:"alembic_revision"`
-	AirflowVersion  string `json:"airflow_version"`
-	DagsFolder      string `json:"dags_folder"`
-	PluginsFolder   string `json:"plugins_folder"`
-	BaseLogFolder   string `json:"base_log_folder"`
-	DagsGit         *struct {
-		Head   string `json:"head"`
-		Branch string `json:"branch"`
-		Dirty  bool   `json:"dirty"`
-	} `json:"dags_git"`
-	Fernet *struct {
-		Keys    int `json:"keys"`
-		Checked int `json:"checked"`
-		Failed  int `json:"failed"`
-	} `json:"fernet"`
-}
-
-// restoreSecrets are the secrets an airflow snapshot holds.
-type restoreSecrets struct {
-	FernetKey          string `json:"fernet_key"`
-	WebserverSecretKey string `json:"webserver_secret_key"`
-	APISecretKey       string `json:"api_secret_key"`
-	JWTSecret          string `json:"jwt_secret"`
-}
-
-func (s restoreSecrets) values() []string {
+// secretValues lists every secret value, each Fernet key on its own.
+func secretValues(s Secrets) []string {
 	var out []string
 	for _, k := range strings.Split(s.FernetKey, ",") {
 		if k = strings.TrimSpace(k); k != "" {
@@ -145,7 +100,7 @@ type Result struct {
 	SecretNames     []string // what secrets.env holds, by name
 	HasSecrets      bool     // the snapshot holds secrets
 	NextSteps       []string
-	info            restoreInfo
+	meta            Meta
 }
 
 // ErrHomeNotEmpty is wrapped when the target folder exists and is not an
@@ -184,38 +139,38 @@ func restoreKind(ctx context.Context, src source.Reader, target string, o source
 // Restore restores the airflow source src as a whole deployment, as
 // described above.
 func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result, error) {
-	var info restoreInfo
-	if err := src.Meta(infoKey, &info); err != nil {
+	var info Meta
+	if err := src.Meta(MetaKey, &info); err != nil {
 		return nil, fmt.Errorf("source %s is not an airflow snapshot: %w", src.Name(), err)
 	}
-	if info.MetadbKind == "" {
+	if info.MetaDBKind == "" {
 		return nil, fmt.Errorf("source %s records no metadata database kind", src.Name())
 	}
-	if o.DatabaseKind != info.MetadbKind {
-		return nil, &DatabaseKindError{Need: info.MetadbKind, Got: o.DatabaseKind}
+	if o.DatabaseKind != info.MetaDBKind {
+		return nil, &DatabaseKindError{Need: info.MetaDBKind, Got: o.DatabaseKind}
 	}
 	if o.Database == "" {
-		return nil, &DatabaseKindError{Need: info.MetadbKind}
+		return nil, &DatabaseKindError{Need: info.MetaDBKind}
 	}
 	if o.AirflowVersion != "" {
 		if err := checkVersion(o.AirflowVersion, info.AlembicRevision); err != nil {
 			return nil, err
 		}
 	}
-	if o.Owner != "" && info.MetadbKind == "sqlite" {
+	if o.Owner != "" && info.MetaDBKind == "sqlite" {
 		return nil, errors.New("a SQLite metadata database has no owner to set")
 	}
 	tr, ok := src.(source.TreeRestorer)
 	if !ok {
 		return nil, fmt.Errorf("source %s: this reader cannot restore folders", src.Name())
 	}
-	var secrets restoreSecrets
-	err := src.Meta(secretsKey, &secrets)
+	var secrets Secrets
+	err := src.Meta(SecretsMetaKey, &secrets)
 	hasSecrets := err == nil
 	if err != nil && !errors.Is(err, source.ErrNoMeta) {
 		return nil, fmt.Errorf("source %s: secrets: %w", src.Name(), err)
 	}
-	if o.WithSecrets && (!hasSecrets || len(secrets.values()) == 0) {
+	if o.WithSecrets && (!hasSecrets || len(secretValues(secrets)) == 0) {
 		return nil, fmt.Errorf("source %s: %w", src.Name(), ErrNoSecrets)
 	}
 	home, err := filepath.Abs(o.Home)
@@ -233,8 +188,8 @@ func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result,
 	if err := os.Mkdir(staging, 0o700); err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
-	res := &Result{Home: home, DatabaseKind: info.MetadbKind, AlembicRevision: info.AlembicRevision,
-		AirflowVersion: info.AirflowVersion, HasSecrets: hasSecrets, info: info}
+	res := &Result{Home: home, DatabaseKind: info.MetaDBKind, AlembicRevision: info.AlembicRevision,
+		AirflowVersion: info.AirflowVersion, HasSecrets: hasSecrets, meta: info}
 	if res.AirflowVersion == "" {
 		res.AirflowVersion = AirflowVersion(info.AlembicRevision)
 	}
@@ -259,16 +214,16 @@ func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result,
 	res.Owner, res.OwnerLine, res.OwnerNotes = db.owner, db.ownerLine, db.ownerNotes
 	res.Connection = redactURL(db.conn)
 	if o.Paused {
-		if res.DAGs, res.Paused, err = pauseDAGs(ctx, info.MetadbKind, db.target); err != nil {
+		if res.DAGs, res.Paused, err = pauseDAGs(ctx, info.MetaDBKind, db.target); err != nil {
 			return nil, fmt.Errorf("pause the DAGs of the restored database: %w", err)
 		}
 		res.PausedAll = true
-	} else if res.DAGs, err = countDAGs(ctx, info.MetadbKind, db.target); err != nil {
+	} else if res.DAGs, err = countDAGs(ctx, info.MetaDBKind, db.target); err != nil {
 		return nil, fmt.Errorf("count the DAGs of the restored database: %w", err)
 	}
 
 	// 2. AIRFLOW_HOME, in the staging folder.
-	for _, part := range []string{dagsDir, pluginsDir, logsDir} {
+	for _, part := range []string{PartDags, PartPlugins, PartLogs} {
 		e, ok := source.Lookup(src, part)
 		if !ok {
 			continue
@@ -347,10 +302,10 @@ type metadb struct {
 	undo       func()
 }
 
-func restoreMetadb(ctx context.Context, src source.Reader, info restoreInfo, o RestoreOptions, home, staging string) (*metadb, error) {
-	sub := source.Sub(src, metadbDir, info.MetadbKind)
+func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreOptions, home, staging string) (*metadb, error) {
+	sub := source.Sub(src, PartMetaDB, info.MetaDBKind)
 	db := &metadb{target: o.Database}
-	switch info.MetadbKind {
+	switch info.MetaDBKind {
 	case "postgres":
 		var pi postgres.Info
 		if err := sub.Meta(postgres.MetaKey, &pi); err == nil {
@@ -412,7 +367,7 @@ func restoreMetadb(ctx context.Context, src source.Reader, info restoreInfo, o R
 		db.passwordOK = true
 		return db, nil
 	default:
-		return nil, fmt.Errorf("metadata database kind %q is not one coffer restores", info.MetadbKind)
+		return nil, fmt.Errorf("metadata database kind %q is not one coffer restores", info.MetaDBKind)
 	}
 	if u, err := url.Parse(db.conn); err == nil && u.User != nil {
 		db.connUser = u.User.Username()
@@ -514,22 +469,21 @@ func withDB(ctx context.Context, kind, target string, f func(exec func(string) (
 // configFiles maps the snapshot's config/ files to their place in
 // AIRFLOW_HOME; other files under config/ go to AIRFLOW_HOME itself.
 var configFiles = map[string]string{
-	"airflow.cfg":                "airflow.cfg",
-	"webserver_config.py":        "webserver_config.py",
-	"airflow_local_settings.py":  "config/airflow_local_settings.py",
-	"airflow_local_settings.pyc": "",
+	CfgAirflow:       "airflow.cfg",
+	CfgWebserver:     "webserver_config.py",
+	CfgLocalSettings: "config/airflow_local_settings.py",
 }
 
-func restoreConfigFiles(ctx context.Context, src source.Reader, info restoreInfo, o RestoreOptions, db *metadb, home, staging string, secrets restoreSecrets, res *Result) error {
+func restoreConfigFiles(ctx context.Context, src source.Reader, info Meta, o RestoreOptions, db *metadb, home, staging string, secrets Secrets, res *Result) error {
 	var files []source.Entry
 	for _, e := range src.Entries() {
-		if e.Type == source.TypeFile && strings.HasPrefix(e.Path, configDir+"/") {
+		if e.Type == source.TypeFile && strings.HasPrefix(e.Path, PartConfig+"/") {
 			files = append(files, e)
 		}
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	for _, e := range files {
-		name := strings.TrimPrefix(e.Path, configDir+"/")
+		name := strings.TrimPrefix(e.Path, PartConfig+"/")
 		rel, ok := configFiles[name]
 		if !ok {
 			rel = name
@@ -544,7 +498,7 @@ func restoreConfigFiles(ctx context.Context, src source.Reader, info restoreInfo
 		if err != nil {
 			return err
 		}
-		if name == "airflow.cfg" && o.RewriteConfig {
+		if name == CfgAirflow && o.RewriteConfig {
 			data, res.ConfigChanges = rewriteConfig(data, rewriteFor(data, info, db, home, secrets))
 			res.ConfigRewritten = true
 		}
@@ -596,12 +550,12 @@ func writeFileExcl(p string, data []byte, mode fs.FileMode) error {
 }
 
 // rewriteFor gathers what rewriteConfig must replace and remove.
-func rewriteFor(cfg []byte, info restoreInfo, db *metadb, home string, secrets restoreSecrets) cfgRewrite {
+func rewriteFor(cfg []byte, info Meta, db *metadb, home string, secrets Secrets) cfgRewrite {
 	rw := cfgRewrite{home: home, conn: db.conn, executor: "LocalExecutor"}
-	if info.MetadbKind == "sqlite" && !strings.HasPrefix(AirflowVersion(info.AlembicRevision)+info.AirflowVersion, "3") {
+	if info.MetaDBKind == "sqlite" && !strings.HasPrefix(AirflowVersion(info.AlembicRevision)+info.AirflowVersion, "3") {
 		rw.executor = "SequentialExecutor"
 	}
-	for _, p := range []string{info.Home, info.DagsFolder, info.PluginsFolder, info.BaseLogFolder} {
+	for _, p := range []string{info.Home, info.DagsFolder, info.PluginsFolder, info.LogFolder} {
 		if p = strings.TrimRight(p, "/"); p != "" {
 			rw.sourcePaths = append(rw.sourcePaths, p)
 		}
@@ -617,7 +571,7 @@ func rewriteFor(cfg []byte, info restoreInfo, db *metadb, home string, secrets r
 	if db.sourceDB != "" {
 		rw.sourceDBs = append(rw.sourceDBs, db.sourceDB)
 	}
-	rw.sourceSecret = secrets.values()
+	rw.sourceSecret = secretValues(secrets)
 	for _, c := range parseCfgLines(cfg) {
 		if c.key == "" {
 			continue
@@ -680,7 +634,7 @@ var envSafe = regexp.MustCompile(`^[A-Za-z0-9_=+/.,:@%-]*$`)
 
 // writeSecrets writes the secrets as AIRFLOW__ environment variables, one
 // per line, in a new file of mode 0600; it returns their names.
-func writeSecrets(p string, s restoreSecrets) ([]string, error) {
+func writeSecrets(p string, s Secrets) ([]string, error) {
 	var b strings.Builder
 	b.WriteString("# Airflow secrets restored by coffer. Keep this file private; load it with: set -a; . ./secrets.env; set +a\n")
 	var names []string
@@ -739,12 +693,12 @@ func (r *Result) Restored() *source.Restored {
 		out.Lines = append(out.Lines, fmt.Sprintf("DAGs: %d, paused or not as at backup time", r.DAGs))
 	}
 	parts := strings.Join(r.Parts, ", ")
-	if g := r.info.DagsGit; g != nil && g.Head != "" {
+	if g := r.meta.DagsGit; g != nil && g.Head != "" {
 		state := "clean"
 		if g.Dirty {
 			state = "with uncommitted changes"
 		}
-		parts = strings.Replace(parts, dagsDir, fmt.Sprintf("dags (git %s on %s, %s)", short(g.Head), orUnknown(g.Branch), state), 1)
+		parts = strings.Replace(parts, PartDags, fmt.Sprintf("dags (git %s on %s, %s)", short(g.Head), orUnknown(g.Branch), state), 1)
 	}
 	out.Lines = append(out.Lines, fmt.Sprintf("AIRFLOW_HOME %s: %s; %d files, %s", r.Home, parts, r.Files, humanBytes(r.Bytes)))
 	if r.ConfigRewritten {
@@ -801,7 +755,7 @@ func humanBytes(n int64) string {
 func nextSteps(r *Result, o RestoreOptions, db *metadb) []string {
 	var s []string
 	s = append(s, "export AIRFLOW_HOME="+shellQuote(r.Home))
-	if r.info.ConfigPath != "" && path.Base(r.info.ConfigPath) == "airflow.cfg" {
+	if r.meta.ConfigPath != "" && r.meta.ConfigPath != path.Join(r.meta.Home, "airflow.cfg") {
 		s = append(s, "unset AIRFLOW_CONFIG   # the restored airflow.cfg is in AIRFLOW_HOME")
 	}
 	switch {

@@ -58,8 +58,8 @@ func TestRewriteConfig(t *testing.T) {
 		sourceSecret: []string{"cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=", "web-secret-value-123"},
 	}
 	db := &metadb{conn: rw.conn, sourceDB: "af_prod_main"}
-	info := restoreInfo{Home: "/srv/prod-airflow", DagsFolder: "/srv/prod-airflow/dags"}
-	rw = rewriteFor([]byte(prodCfg), info, db, rw.home, restoreSecrets{FernetKey: rw.sourceSecret[0], WebserverSecretKey: rw.sourceSecret[1]})
+	info := Meta{Home: "/srv/prod-airflow", DagsFolder: "/srv/prod-airflow/dags"}
+	rw = rewriteFor([]byte(prodCfg), info, db, rw.home, Secrets{FernetKey: rw.sourceSecret[0], WebserverSecretKey: rw.sourceSecret[1]})
 	out, changes := rewriteConfig([]byte(prodCfg), rw)
 	got := string(out)
 	for _, bad := range []string{"/srv/prod-airflow", "pg-prod-1", "af_prod_main", "s3cr3t-pw", "cw_0x689RpI", "web-secret-value",
@@ -112,7 +112,7 @@ func TestRewriteConfig(t *testing.T) {
 
 func TestRewriteConfigAddsDatabaseSection(t *testing.T) {
 	in := "[core]\nsql_alchemy_conn = sqlite:////srv/a/airflow.db\nload_examples = False"
-	rw := rewriteFor([]byte(in), restoreInfo{Home: "/srv/a"}, &metadb{conn: "sqlite:////tmp/b/airflow.db"}, "/tmp/b", restoreSecrets{})
+	rw := rewriteFor([]byte(in), Meta{Home: "/srv/a"}, &metadb{conn: "sqlite:////tmp/b/airflow.db"}, "/tmp/b", Secrets{})
 	out, _ := rewriteConfig([]byte(in), rw)
 	want := "[core]\nsql_alchemy_conn = sqlite:////tmp/b/airflow.db\nload_examples = False\n\n[database]\nsql_alchemy_conn = sqlite:////tmp/b/airflow.db\n"
 	if string(out) != want {
@@ -124,8 +124,8 @@ func TestRewriteConfigHomeInsideSourceName(t *testing.T) {
 	// The restored home starts with the source home's path: rebased
 	// values must not count as naming the source.
 	in := "[core]\ndags_folder = /opt/airflow/dags\nexecutor = airflow.providers.celery.executors.celery_executor.CeleryExecutor\n"
-	rw := rewriteFor([]byte(in), restoreInfo{Home: "/opt/airflow", MetadbKind: "sqlite", AlembicRevision: "5f2621c13b39"},
-		&metadb{conn: "sqlite:////opt/airflow-restored/airflow.db"}, "/opt/airflow-restored", restoreSecrets{})
+	rw := rewriteFor([]byte(in), Meta{Home: "/opt/airflow", MetaDBKind: "sqlite", AlembicRevision: "5f2621c13b39"},
+		&metadb{conn: "sqlite:////opt/airflow-restored/airflow.db"}, "/opt/airflow-restored", Secrets{})
 	out, _ := rewriteConfig([]byte(in), rw)
 	if !strings.Contains(string(out), "dags_folder = /opt/airflow-restored/dags\n") || !strings.Contains(string(out), "executor = SequentialExecutor\n") {
 		t.Errorf("got\n%s", out)
