@@ -107,7 +107,7 @@ type Deployment struct {
 	Revision   string
 	FernetKeys []string
 	// KeyFile holds the key list for KeyIn "cmd" and "cfg_cmd".
-	KeyFile                                      string
+	KeyFile                                     string
 	WebserverSecretKey, APISecretKey, JWTSecret string
 	// Plain maps every encrypted value ("connection \"erp_api\" extra") to
 	// its plaintext.
@@ -442,12 +442,19 @@ func makeRepo(ctx context.Context, dir string, now time.Time) (Git, error) {
 		func() error { _, err := git("commit", "-q", "-m", "Add vendor_sync"); return err },
 		func() error { _, err := git("checkout", "-q", "-b", "feature/vendor-sync-v2"); return err },
 		func() error { return edit("vendor_sync.py", "\n# v2: page through /api/v2/vendors 500 at a time\n") },
-		func() error { _, err := git("commit", "-q", "-am", "vendor_sync: page through the ERP API"); return err },
+		func() error {
+			_, err := git("commit", "-q", "-am", "vendor_sync: page through the ERP API")
+			return err
+		},
 		func() error { _, err := git("checkout", "-q", "-b", "hotfix/payment-timeout", "main"); return err },
-		func() error { return edit("payment_run.py", "\n# hotfix: the bank gateway answers within 20 minutes\n") },
+		func() error {
+			return edit("payment_run.py", "\n# hotfix: the bank gateway answers within 20 minutes\n")
+		},
 		func() error { _, err := git("commit", "-q", "-am", "payment_run: shorter bank timeout"); return err },
 		func() error { _, err := git("checkout", "-q", "main"); return err },
-		func() error { return edit("invoice_validate.py", "\n# TODO: tolerate rounding differences of one cent\n") },
+		func() error {
+			return edit("invoice_validate.py", "\n# TODO: tolerate rounding differences of one cent\n")
+		},
 		func() error {
 			return os.WriteFile(filepath.Join(dir, "notes.md"), []byte("Ideas for the next sprint.\n"), 0o644)
 		},
