@@ -101,10 +101,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
-		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 5 snapshot saved, but the Airflow deployment\n" +
-			"cannot be restored as is (its Fernet key is missing or wrong), 130 interrupted.\n" +
-			"doc/design.md has the format.",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, a deleted\n" +
+			"snapshot, a manifest dated in the future, or a restored database whose fingerprints differ),\n" +
+			"5 snapshot saved, but the Airflow deployment cannot be restored as is (its Fernet key is\n" +
+			"missing or wrong), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that

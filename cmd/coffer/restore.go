@@ -111,10 +111,14 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		return nil, nil, err
 	}
 	var m *repo.Manifest
+	var warns []string
 	if t.snapshot == "latest" && t.source != "" {
-		m, err = restore.Latest(ctx, r, restore.Filter{Source: t.source, Before: before})
+		m, warns, err = restore.LatestWarn(ctx, r, restore.Filter{Source: t.source, Before: before})
 	} else {
-		m, err = restore.Resolve(ctx, r, t.snapshot, before)
+		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
+	}
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
 	if err != nil {
 		return nil, nil, err
