@@ -55,8 +55,15 @@ const DefaultUploads = 2
 
 // Result of a backup.
 type Result struct {
+	// Manifest is the public, signed part of the snapshot; Private the part
+	// sealed to the recipients (host, tags, sizes, statistics, duration).
 	Manifest *repo.Manifest
+	Private  *repo.Private
 	Warnings []string
+	// RepoWarnings are what the backup noticed about the repository as it
+	// started: manifests that do not verify, manifests dated in the
+	// future, snapshots that were deleted. They are not the snapshot's.
+	RepoWarnings []string
 	// BytesSkipped counts file bytes not read because the change cache
 	// said the files were unchanged.
 	BytesSkipped int64
@@ -128,12 +135,15 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 	if err := b.storeCatalogRoot(ctx, root); err != nil {
 		return nil, err
 	}
+	if err := b.storePrivate(ctx); err != nil {
+		return nil, err
+	}
 	// The manifest is written last: from here on the snapshot exists.
 	if err := b.publish(ctx); err != nil {
 		return nil, err
 	}
 	b.cache.save(b.log)
-	b.res.Manifest = b.m
+	b.res.Manifest, b.res.Private = b.m, b.priv
 	return b.res, nil
 }
 
@@ -156,6 +166,7 @@ type run struct {
 	sources    []*sourceWriter
 	used       map[string]int64 // packs the snapshot references
 	m          *repo.Manifest
+	priv       *repo.Private
 	res        *Result
 }
 
@@ -215,10 +226,65 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	b.known = knownChunks(packs)
 	b.log.Debug("index loaded", "packs", len(present), "chunks", len(b.known))
 	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
+	heads, err := b.heads(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := repo.NewID()
-	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
-		Host: b.opts.Host, Tags: opts.Tags}
+	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(), Seen: heads}
+	b.priv = &repo.Private{Version: repo.Version, Snapshot: id, Host: b.opts.Host, Tags: opts.Tags}
 	return b, nil
+}
+
+// heads returns the ids of the snapshot heads the backup sees as it
+// starts: among the manifests that verify, those that no other of them
+// names in its Seen. The new manifest names them, so that deleting any
+// snapshot but the newest leaves a trace that verify finds. Manifests dated
+// beyond the clock-skew bound are not heads (latest skips them too), and
+// neither are damaged ones; both go to Result.RepoWarnings.
+func (b *run) heads(ctx context.Context) ([]string, error) {
+	ms, bad, err := b.r.Manifests(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read snapshots: %w", err)
+	}
+	warn := func(msg string) {
+		b.log.Info(msg)
+		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
+	}
+	for _, err := range bad {
+		warn(fmt.Sprintf("%v: not counted as seen; run coffer verify", err))
+	}
+	present := make(map[string]bool, len(ms)+len(bad))
+	for _, m := range ms {
+		present[m.ID] = true
+	}
+	for _, err := range bad {
+		var ie *repo.IntegrityError
+		if errors.As(err, &ie) {
+			present[strings.TrimPrefix(ie.Object, repo.SnapshotsPrefix)] = true
+		}
+	}
+	named := map[string]bool{}
+	for _, m := range ms {
+		for _, id := range m.Seen {
+			named[id] = true
+			if !present[id] {
+				warn(fmt.Sprintf("snapshot %s was deleted: named by %s; run coffer verify", repo.ShortID(id), repo.ShortID(m.ID)))
+			}
+		}
+	}
+	heads := []string{}
+	for _, m := range ms {
+		switch {
+		case m.InFuture(b.start):
+			warn(fmt.Sprintf("snapshot %s is dated %s, in the future: not counted as seen; run coffer verify",
+				repo.ShortID(m.ID), m.Time.Format(time.RFC3339)))
+		case !named[m.ID]:
+			heads = append(heads, m.ID)
+		}
+	}
+	sort.Strings(heads)
+	return heads, nil
 }
 
 // knownChunks maps every indexed chunk to its location.
@@ -338,8 +404,8 @@ func (b *run) encodeCatalog(w io.Writer) error {
 			}
 		}
 	}
-	srcs, err := enc.Close()
-	b.m.Sources = srcs
+	srcs, sizes, err := enc.Close()
+	b.m.Sources, b.priv.Sources = srcs, sizes
 	return err
 }
 
@@ -371,16 +437,29 @@ func (b *run) storeCatalogRoot(ctx context.Context, root *repo.CatalogRoot) erro
 	return nil
 }
 
+// storePrivate completes the snapshot's private part (statistics,
+// duration, warnings) and writes it, readable by the recipients only. Its
+// own size is not in BytesStored.
+func (b *run) storePrivate(ctx context.Context) error {
+	p := b.p
+	b.priv.Duration = time.Since(b.start)
+	b.priv.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
+		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
+	b.priv.Warnings = b.res.Warnings
+	ref, err := repo.PutPrivate(ctx, b.r.Store, b.priv, b.recipients...)
+	if err != nil {
+		return err
+	}
+	b.m.Private = ref
+	return nil
+}
+
 // publish completes the manifest and writes it.
 func (b *run) publish(ctx context.Context) error {
 	for sum, size := range b.used {
 		b.m.Packs = append(b.m.Packs, repo.PackRef{SHA256: sum, Size: size})
 	}
 	sort.Slice(b.m.Packs, func(i, j int) bool { return b.m.Packs[i].SHA256 < b.m.Packs[j].SHA256 })
-	p := b.p
-	b.m.Duration = time.Since(b.start)
-	b.m.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
-		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
 	return repo.WriteManifest(ctx, b.r.Store, b.m, b.opts.Signing)
 }
 

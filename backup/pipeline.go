@@ -19,7 +19,7 @@ import (
 //	  -> jobs (cap workers; each source keeps at most inflight chunks
 //	     outstanding) -> workers: keyed id, dedup lookup, zstd
 //	  -> pack builder (one open pack) -> sealed (cap 1)
-//	  -> uploaders: age encrypt, SHA-256, storage.Put (Options.Uploads)
+//	  -> uploaders: age encrypt, SHA-256, repo.PutObject (Options.Uploads)
 //
 // Memory is bounded by inflight chunk buffers (each ChunkMax), one open
 // pack, one sealed pack queued plus one held by each worker blocked on the
@@ -219,8 +219,8 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 	sum := repo.HashHex(ct.Bytes())
 	name := repo.PackName(sum)
 	size := int64(ct.Len())
-	if err := p.store.Put(p.ctx, name, bytes.NewReader(ct.Bytes()), size, storage.PutOptions{}); err != nil {
-		return fmt.Errorf("upload pack %s: %w", name, err)
+	if err := repo.PutObject(p.ctx, p.store, name, ct.Bytes()); err != nil {
+		return fmt.Errorf("upload pack: %w", err)
 	}
 	p.bytesStored.Add(size)
 	p.mu.Lock()

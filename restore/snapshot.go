@@ -15,6 +15,7 @@ import (
 	"hash"
 	"io"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -29,18 +30,30 @@ var ErrNoMeta = source.ErrNoMeta
 var ErrNoSnapshot = errors.New("no such snapshot")
 
 // Resolve finds the manifest that spec names: a full id, a unique prefix,
-// or "latest" (the newest before before, if before is not zero).
+// or "latest" (the newest before before, if before is not zero, among the
+// manifests not dated in the future). It drops the warnings ResolveWarn
+// returns.
 func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.Time) (*repo.Manifest, error) {
+	m, _, err := ResolveWarn(ctx, r, spec, before)
+	return m, err
+}
+
+// ResolveWarn is Resolve, and also returns warnings for the user: manifests
+// dated more than repo.MaxClockSkew in the future (which "latest" skips),
+// and snapshots that a manifest it read names as seen but that no longer
+// exist (deleted).
+func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before time.Time) (*repo.Manifest, []string, error) {
 	if spec == "" {
-		return nil, errors.New("no snapshot given")
+		return nil, nil, errors.New("no snapshot given")
 	}
+	now := time.Now()
 	if spec == "latest" {
-		return Latest(ctx, r, Filter{Before: before})
+		return LatestWarn(ctx, r, Filter{Before: before})
 	}
 	spec = strings.ToLower(spec)
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var match []string
 	for _, id := range ids {
@@ -50,27 +63,87 @@ func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.T
 	}
 	switch len(match) {
 	case 0:
-		return nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
+		return nil, nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
 	case 1:
-		return r.ReadManifest(ctx, match[0])
 	default:
-		return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
+		return nil, nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
 	}
+	m, err := r.ReadManifest(ctx, match[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+	}
+	var warns []string
+	for _, d := range Deletions([]*repo.Manifest{m}, present) {
+		warns = append(warns, d.String()+" (run coffer verify)")
+	}
+	if m.InFuture(now) {
+		warns = append(warns, futureMessage(m))
+	}
+	return m, warns, nil
 }
 
-// Filter selects snapshots by what their public manifest says.
+// Deletion is a snapshot that manifests name as seen but that does not
+// exist: it was deleted (there is no prune yet that may delete snapshots).
+type Deletion struct {
+	ID string
+	// NamedBy are the snapshots whose manifests name it.
+	NamedBy []string
+}
+
+func (d Deletion) String() string {
+	short := make([]string, len(d.NamedBy))
+	for i, id := range d.NamedBy {
+		short[i] = repo.ShortID(id)
+	}
+	return fmt.Sprintf("snapshot %s was deleted: named by %s", repo.ShortID(d.ID), strings.Join(short, ", "))
+}
+
+// Deletions returns the snapshots that some manifest of ms names in its
+// Seen and that present (the ids of every listed manifest, damaged ones
+// included) lacks, sorted by id.
+func Deletions(ms []*repo.Manifest, present map[string]bool) []Deletion {
+	by := map[string][]string{}
+	for _, m := range ms {
+		for _, id := range m.Seen {
+			if !present[id] {
+				by[id] = append(by[id], m.ID)
+			}
+		}
+	}
+	out := make([]Deletion, 0, len(by))
+	for id, named := range by {
+		sort.Strings(named)
+		out = append(out, Deletion{ID: id, NamedBy: named})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// futureMessage says that m is dated beyond the clock-skew bound.
+func futureMessage(m *repo.Manifest) string {
+	return fmt.Sprintf("snapshot %s is dated %s, more than %s in the future (a wrong clock on its backup host, or a host key in other hands)",
+		repo.ShortID(m.ID), m.Time.UTC().Format(time.RFC3339), repo.MaxClockSkew)
+}
+
+// Filter selects snapshots. Tags are in the private part, sealed to the
+// recipients: a Tag filter needs it.
 type Filter struct {
 	Source string    // holds a source of this name
 	Tag    string    // carries this tag
 	Before time.Time // taken before this time
 }
 
-// Match reports whether m passes the filter.
-func (f Filter) Match(m *repo.Manifest) bool {
+// Match reports whether m, with its private part p (nil when unknown),
+// passes the filter. Without p no snapshot has a tag.
+func (f Filter) Match(m *repo.Manifest, p *repo.Private) bool {
 	if !f.Before.IsZero() && !m.Time.Before(f.Before) {
 		return false
 	}
-	if f.Tag != "" && !slices.Contains(m.Tags, f.Tag) {
+	if f.Tag != "" && (p == nil || !slices.Contains(p.Tags, f.Tag)) {
 		return false
 	}
 	if f.Source != "" && !slices.ContainsFunc(m.Sources, func(s repo.ManifestSource) bool { return s.Name == f.Source }) {
@@ -80,21 +153,49 @@ func (f Filter) Match(m *repo.Manifest) bool {
 }
 
 // Latest returns the newest snapshot that f matches ("latest",
-// "latest:SOURCE").
+// "latest:SOURCE"). It drops the warnings LatestWarn returns.
 func Latest(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, error) {
+	m, _, err := LatestWarn(ctx, r, f)
+	return m, err
+}
+
+// LatestWarn is Latest, and also returns the warnings of ResolveWarn:
+// deleted snapshots, and manifests dated in the future, which it skips.
+func LatestWarn(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, []string, error) {
 	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(bad) > 0 {
 		// A damaged manifest may be the newest snapshot: "latest"
 		// would silently mean an older one.
-		return nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
+		return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
 	}
+	present := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		present[m.ID] = true
+	}
+	var warns []string
+	for _, d := range Deletions(ms, present) {
+		warns = append(warns, d.String()+" (run coffer verify)")
+	}
+	now := time.Now()
 	for i := len(ms) - 1; i >= 0; i-- {
-		if f.Match(ms[i]) {
-			return ms[i], nil
+		m := ms[i]
+		var p *repo.Private
+		if f.Tag != "" {
+			if p, err = r.ReadPrivate(ctx, m); err != nil {
+				return nil, warns, err
+			}
 		}
+		if !f.Match(m, p) {
+			continue
+		}
+		if m.InFuture(now) {
+			warns = append(warns, futureMessage(m)+": not taken as latest (run coffer verify)")
+			continue
+		}
+		return m, warns, nil
 	}
 	var what []string
 	if f.Source != "" {
@@ -106,13 +207,13 @@ func Latest(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, 
 	if !f.Before.IsZero() {
 		what = append(what, "was taken before "+f.Before.Format(time.RFC3339))
 	}
-	if f.Source == "" && f.Tag == "" && !f.Before.IsZero() {
-		return nil, fmt.Errorf("%w before %s", ErrNoSnapshot, f.Before.Format(time.RFC3339))
+	switch {
+	case f.Source == "" && f.Tag == "" && !f.Before.IsZero():
+		return nil, warns, fmt.Errorf("%w before %s", ErrNoSnapshot, f.Before.Format(time.RFC3339))
+	case len(ms) == 0 || len(what) == 0:
+		return nil, warns, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 	}
-	if len(ms) == 0 || len(what) == 0 {
-		return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
-	}
-	return nil, fmt.Errorf("%w: none of the %d snapshots %s", ErrNoSnapshot, len(ms), strings.Join(what, " and "))
+	return nil, warns, fmt.Errorf("%w: none of the %d snapshots %s", ErrNoSnapshot, len(ms), strings.Join(what, " and "))
 }
 
 // Snapshot is a snapshot opened for reading: its verified manifest and

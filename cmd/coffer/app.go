@@ -21,6 +21,9 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/mysql"
+	"github.com/cofferhq/coffer/source/postgres"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -98,10 +101,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
-		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 5 snapshot saved, but the Airflow deployment\n" +
-			"cannot be restored as is (its Fernet key is missing or wrong), 130 interrupted.\n" +
-			"doc/design.md has the format.",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, a deleted\n" +
+			"snapshot, a manifest dated in the future, or a restored database whose fingerprints differ),\n" +
+			"5 snapshot saved, but the Airflow deployment cannot be restored as is (its Fernet key is\n" +
+			"missing or wrong), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -328,6 +331,8 @@ func hintFor(err error) string {
 	}
 	var wi *repo.WrongIdentityError
 	var ue *usageError
+	var dk *airflow.DatabaseKindError
+	var ve *airflow.VersionError
 	switch {
 	case errors.As(err, &wi):
 		return "use the identity.txt that belongs to one of the repository's recipients"
@@ -351,6 +356,16 @@ func hintFor(err error) string {
 		return "choose a new name, or use --replace to restore into a fresh database and swap it in after success"
 	case errors.Is(err, source.ErrTargetFileExists):
 		return "use --force to overwrite it"
+	case errors.Is(err, airflow.ErrHomeNotEmpty):
+		return "choose a new or empty folder for --to"
+	case errors.Is(err, airflow.ErrNoSecrets):
+		return "restore without --with-secrets, and give Airflow the Fernet key(s) yourself"
+	case errors.As(err, &dk):
+		return fmt.Sprintf("restore with --to DIR --to-%s TARGET", dk.Need)
+	case errors.As(err, &ve):
+		return "leave out --airflow-version, or give the version the snapshot was taken with"
+	case errors.Is(err, postgres.ErrNoSuchRole), errors.Is(err, mysql.ErrNoSuchAccount):
+		return "create it first, or name an existing one with --owner"
 	case errors.Is(err, demo.ErrNotDemoDir):
 		return "choose a new or empty folder with --dir"
 	case errors.Is(err, demo.ErrNoTestdata):

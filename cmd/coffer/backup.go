@@ -122,27 +122,27 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 			unrestorable = append(unrestorable, rep.Unrestorable...)
 		}
 	}
-	m := res.Manifest
+	m, p := res.Manifest, res.Private
 	if g.json {
-		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": m.Sources,
-			"stats": m.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": m.Duration.Seconds(), "warnings": res.Warnings,
-			"notes": notes, "unrestorable": unrestorable}); err != nil {
+		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
+			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
+			"repository_warnings": res.RepoWarnings, "notes": notes, "unrestorable": unrestorable}); err != nil {
 			return err
 		}
 		return backupOutcome(m, unrestorable, postErr)
 	}
-	for _, w := range res.Warnings {
+	for _, w := range append(res.RepoWarnings, res.Warnings...) {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
 	fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
 	fmt.Fprintf(g.stdout, "  sources:      %s\n", sourceNames(m))
-	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(m.Stats.BytesRead))
+	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(p.Stats.BytesRead))
 	if res.BytesSkipped > 0 {
 		fmt.Fprintf(g.stdout, " (%s unchanged, not read)", humanBytes(res.BytesSkipped))
 	}
-	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(m.Stats.BytesNew))
-	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(m.Stats.BytesStored))
-	fmt.Fprintf(g.stdout, "  duration:     %s\n", m.Duration.Round(time.Millisecond))
+	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(p.Stats.BytesNew))
+	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(p.Stats.BytesStored))
+	fmt.Fprintf(g.stdout, "  duration:     %s\n", p.Duration.Round(time.Millisecond))
 	for _, n := range notes {
 		fmt.Fprintf(g.stdout, "  %s\n", n)
 	}

@@ -111,10 +111,14 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		return nil, nil, err
 	}
 	var m *repo.Manifest
+	var warns []string
 	if t.snapshot == "latest" && t.source != "" {
-		m, err = restore.Latest(ctx, r, restore.Filter{Source: t.source, Before: before})
+		m, warns, err = restore.LatestWarn(ctx, r, restore.Filter{Source: t.source, Before: before})
 	} else {
-		m, err = restore.Resolve(ctx, r, t.snapshot, before)
+		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
+	}
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -224,9 +228,13 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db 
 	if err != nil {
 		return restoreError(g, err)
 	}
+	points := src.Snapshot().ConsistentPoints()
 	if g.json {
 		out := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "target": o.to,
-			"duration_seconds": time.Since(start).Seconds(), "next_steps": res.NextSteps}
+			"duration_seconds": time.Since(start).Seconds(), "next_steps": res.NextSteps, "consistent": points}
+		if skew, ok := restore.Skew(points); ok {
+			out["skew_seconds"] = skew.Seconds()
+		}
 		for k, v := range res.Facts {
 			out[k] = v
 		}
@@ -234,6 +242,9 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db 
 	}
 	fmt.Fprintf(g.stdout, "restored %s:%s (%s) to %s in %s\n", repo.ShortID(m.ID), src.Name(), src.Kind(), o.to,
 		time.Since(start).Round(time.Millisecond))
+	if s := restore.DescribePoints(points); s != "" {
+		res.Lines = append(res.Lines, "snapshot's consistent points: "+s)
+	}
 	printRestored(g, res)
 	if !o.withSecrets {
 		fmt.Fprintln(g.stdout, "secrets: not written (restore with --with-secrets to get DIR/secrets.env; the Fernet key(s) decrypt the restored connections and variables)")

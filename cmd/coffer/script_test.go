@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/minio/minio-go/v7"
 	"github.com/rogpeppe/go-internal/testscript"
 	_ "modernc.org/sqlite"
 
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // TestMain lets the test binary run as the coffer command in scripts (and
@@ -102,6 +104,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"setvar":   cmdSetvar,
 	"isjson":   cmdIsJSON,
 	"s3server": cmdS3Server,
+	"s3raw":    cmdS3Raw,
 	"sqlite":   cmdSQLite,
 	"pgserver": cmdPgServer,
 	"pgdb":     cmdPgDB,
@@ -407,21 +410,52 @@ func cmdIsJSON(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// s3server
+// s3server [-locked]
 //
 // starts a versitygw for this script (skipping it, or failing under
 // COFFER_TEST_REQUIRE_SERVERS=1, when versitygw is missing) and sets
-// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket.
+// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket
+// (with object lock enabled with -locked).
 func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: s3server")
+	if neg || len(args) > 1 || (len(args) == 1 && args[0] != "-locked") {
+		ts.Fatalf("usage: s3server [-locked]")
 	}
-	cfg := testutil.StartS3(scriptT(ts))
+	var cfg storage.S3Config
+	if len(args) == 1 {
+		cfg = testutil.StartS3Locked(scriptT(ts))
+	} else {
+		cfg = testutil.StartS3(scriptT(ts))
+	}
 	ts.Setenv("COFFER_S3_ENDPOINT", "http://"+cfg.Endpoint)
 	ts.Setenv("AWS_ACCESS_KEY_ID", cfg.AccessKey)
 	ts.Setenv("AWS_SECRET_ACCESS_KEY", cfg.SecretKey)
 	ts.Setenv("AWS_REGION", cfg.Region)
 	ts.Setenv("BUCKET", cfg.Bucket)
+}
+
+// s3raw put KEY FILE | s3raw rm KEY
+//
+// overwrites (a plain PUT) or deletes (no version: a delete marker in a
+// versioned bucket) KEY of $BUCKET straight through the S3 API, with the
+// script's credentials: what anyone holding them can do.
+func cmdS3Raw(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || (args[0] == "put") != (len(args) == 3) || (args[0] != "put" && args[0] != "rm") {
+		ts.Fatalf("usage: s3raw put KEY FILE | s3raw rm KEY")
+	}
+	cfg := storage.S3Config{Endpoint: strings.TrimPrefix(ts.Getenv("COFFER_S3_ENDPOINT"), "http://"), Insecure: true,
+		AccessKey: ts.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: ts.Getenv("AWS_SECRET_ACCESS_KEY"), Region: ts.Getenv("AWS_REGION")}
+	c, err := testutil.Client(cfg)
+	ts.Check(err)
+	ctx := context.Background()
+	bucket := ts.Getenv("BUCKET")
+	if args[0] == "rm" {
+		ts.Check(c.RemoveObject(ctx, bucket, args[1], minio.RemoveObjectOptions{}))
+		return
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[2]))
+	ts.Check(err)
+	_, err = c.PutObject(ctx, bucket, args[1], bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+	ts.Check(err)
 }
 
 // sqlite FILE SQL

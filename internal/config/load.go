@@ -138,6 +138,11 @@ func (c *Config) applyEnv(env func(string) string) {
 		c.S3.AccessKey, c.S3.SecretKey = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
 	}
 	c.S3.SessionToken = env("AWS_SESSION_TOKEN")
+	fill(&c.S3.CredentialsFile, "AWS_SHARED_CREDENTIALS_FILE")
+	if home := env("HOME"); c.S3.CredentialsFile == "" && home != "" {
+		c.S3.CredentialsFile = filepath.Join(home, ".aws", "credentials")
+	}
+	fill(&c.S3.Profile, "AWS_PROFILE")
 }
 
 // Apply applies flags that only one command knows (such as a backup's

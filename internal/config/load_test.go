@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // mapEnv is an environment for Load.
@@ -277,6 +279,41 @@ func TestS3ConfigSettings(t *testing.T) {
 	}
 	if !s.PathStyle || !s.SkipVerify || s.CAFile != "/etc/ca.pem" || s.Insecure {
 		t.Fatalf("from the file: %+v, want path style, skip_verify and ca_file, and TLS", s)
+	}
+}
+
+// TestS3CredentialChainSettings: the shared credentials file and profile
+// come from the file, else AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE,
+// else ~/.aws/credentials; the metadata service is asked unless s3.iam is
+// false.
+func TestS3CredentialChainSettings(t *testing.T) {
+	load := func(file string, env map[string]string) storage.S3Config {
+		t.Helper()
+		o := LoadOptions{Env: mapEnv(env)}
+		if file != "" {
+			o.File = writeFile(t, filepath.Join(t.TempDir(), "c.yaml"), file)
+		}
+		c, err := Load(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.S3Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := load("", map[string]string{"HOME": "/home/op"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/home/op/.aws/credentials", ""}; got != want || !s.IAM {
+		t.Fatalf("defaults: %q, IAM %v; want %q and IAM", got, s.IAM, want)
+	}
+	s = load("", map[string]string{"HOME": "/home/op", "AWS_SHARED_CREDENTIALS_FILE": "/etc/coffer/aws", "AWS_PROFILE": "backup"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/etc/coffer/aws", "backup"}; got != want {
+		t.Fatalf("from the environment: %q, want %q", got, want)
+	}
+	s = load("s3:\n  credentials_file: /srv/aws\n  profile: nightly\n  iam: false\n", map[string]string{"AWS_PROFILE": "backup"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/srv/aws", "nightly"}; got != want || s.IAM {
+		t.Fatalf("from the file: %q, IAM %v; want %q, no IAM", got, s.IAM, want)
 	}
 }
 

@@ -50,6 +50,8 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, Options: Options{Home: spec.Location, Config: spec.Airflow.Config, EnvFile: spec.Airflow.EnvFile},
 			IncludeLogs: spec.Airflow.IncludeLogs}, nil
 	},
+	Target:  "new AIRFLOW_HOME folder, with its metadata database restored into a new database",
+	Restore: restoreKind,
 }
 
 // Metadata keys of an airflow source.

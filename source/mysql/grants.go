@@ -141,6 +141,7 @@ type GrantResult struct {
 type AccountGrants struct {
 	Account    string
 	Privileges []string
+	Tables     []string // tables it was granted privileges on, by name
 }
 
 func (r *GrantResult) String() string {
@@ -271,11 +272,15 @@ func applyGrants(ctx context.Context, conn *sql.Conn, db string, recorded []Gran
 			if k.table != "" {
 				what = []string{strings.Join(privs[k], ", ") + " on " + k.table}
 			}
-			if i, ok := byAccount[acc]; ok {
-				res.Accounts[i].Privileges = append(res.Accounts[i].Privileges, what...)
-			} else {
-				byAccount[acc] = len(res.Accounts)
-				res.Accounts = append(res.Accounts, AccountGrants{Account: acc, Privileges: append([]string(nil), what...)})
+			i, ok := byAccount[acc]
+			if !ok {
+				i = len(res.Accounts)
+				byAccount[acc] = i
+				res.Accounts = append(res.Accounts, AccountGrants{Account: acc})
+			}
+			res.Accounts[i].Privileges = append(res.Accounts[i].Privileges, what...)
+			if k.table != "" {
+				res.Accounts[i].Tables = append(res.Accounts[i].Tables, k.table)
 			}
 		}
 		for m := range missing {
