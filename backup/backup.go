@@ -60,6 +60,10 @@ type Result struct {
 	Manifest *repo.Manifest
 	Private  *repo.Private
 	Warnings []string
+	// Skipped lists what sources left out because they could not read it
+	// (source.Skipper). When it is not empty the snapshot is saved and
+	// marked incomplete (Manifest.Incomplete).
+	Skipped []Skipped
 	// RepoWarnings are what the backup noticed about the repository as it
 	// started: manifests that do not verify, manifests dated in the
 	// future, snapshots that were deleted. They are not the snapshot's.
@@ -68,6 +72,18 @@ type Result struct {
 	// said the files were unchanged.
 	BytesSkipped int64
 }
+
+// Skipped is one path a source left out.
+type Skipped struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
+	Error  string `json:"error"`
+}
+
+// SkippedMeta is the source metadata key (in the encrypted catalog) under
+// which a source's skipped paths are recorded, as a list of
+// {"path", "error"}.
+const SkippedMeta = "skipped"
 
 // ErrManifestWrite is wrapped when writing the manifest failed: on S3 a
 // write whose answer was lost may still have landed, so the snapshot may
@@ -143,6 +159,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	b.cache.save(b.log)
+	b.ledger.save(b.log)
 	b.res.Manifest, b.res.Private = b.m, b.priv
 	return b.res, nil
 }
@@ -159,6 +176,7 @@ type run struct {
 	idFunc     func([]byte) repo.ChunkID
 	known      map[repo.ChunkID]loc
 	cache      *changeCache
+	ledger     *ledger
 	workers    int
 	uploads    int
 	p          *pipeline // sources
@@ -219,21 +237,51 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if b.idFunc, err = r.ChunkIDFunc(ctx); err != nil {
 		return nil, err
 	}
-	packs, present, err := repo.LoadIndex(ctx, r.Store, b.secrets.IndexIdentity)
+	// Every manifest is read once: for what to deduplicate against and
+	// for the heads the new manifest names.
+	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("read snapshots: %w", err)
+	}
+	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
-	b.known = knownChunks(packs)
-	b.log.Debug("index loaded", "packs", len(present), "chunks", len(b.known))
 	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
-	heads, err := b.heads(ctx)
-	if err != nil {
-		return nil, err
-	}
+	heads := b.heads(ms, bad)
 	id := repo.NewID()
 	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(), Seen: heads}
 	b.priv = &repo.Private{Version: repo.Version, Snapshot: id, Host: b.opts.Host, Tags: opts.Tags}
 	return b, nil
+}
+
+// loadDedup loads what the backup deduplicates against: the indexes that
+// verified manifests and repair records reference, less the packs that
+// changed in the store since this host first saw them (the ledger).
+func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
+	d, err := b.r.LoadDedup(ctx, b.secrets.IndexIdentity, ms)
+	if err != nil {
+		return err
+	}
+	for _, s := range d.Skipped {
+		b.log.Info("not deduplicating against it", "object", s)
+	}
+	b.ledger = loadLedger(b.opts.CacheDir, b.r.Config.ID, b.log)
+	changed := b.ledger.check(d.Present, d.Vouched, d.Damaged)
+	if len(changed) > 0 {
+		msg := changedWarning(changed)
+		b.log.Info(msg)
+		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
+	}
+	packs := d.Packs[:0:0]
+	for _, ip := range d.Packs {
+		if !changed[ip.SHA256] {
+			packs = append(packs, ip)
+		}
+	}
+	b.known = knownChunks(packs)
+	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
+		"changed", len(changed), "chunks", len(b.known))
+	return nil
 }
 
 // heads returns the ids of the snapshot heads the backup sees as it
@@ -242,11 +290,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 // snapshot but the newest leaves a trace that verify finds. Manifests dated
 // beyond the clock-skew bound are not heads (latest skips them too), and
 // neither are damaged ones; both go to Result.RepoWarnings.
-func (b *run) heads(ctx context.Context) ([]string, error) {
-	ms, bad, err := b.r.Manifests(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read snapshots: %w", err)
-	}
+func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 	warn := func(msg string) {
 		b.log.Info(msg)
 		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
@@ -284,7 +328,7 @@ func (b *run) heads(ctx context.Context) ([]string, error) {
 		}
 	}
 	sort.Strings(heads)
-	return heads, nil
+	return heads
 }
 
 // knownChunks maps every indexed chunk to its location.
@@ -305,8 +349,10 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 }
 
 func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
-	return newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
+	p.ledger = b.ledger
+	return p
 }
 
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
@@ -460,6 +506,7 @@ func (b *run) publish(ctx context.Context) error {
 		b.m.Packs = append(b.m.Packs, repo.PackRef{SHA256: sum, Size: size})
 	}
 	sort.Slice(b.m.Packs, func(i, j int) bool { return b.m.Packs[i].SHA256 < b.m.Packs[j].SHA256 })
+	b.m.Incomplete = len(b.res.Skipped) > 0
 	return repo.WriteManifest(ctx, b.r.Store, b.m, b.opts.Signing)
 }
 
@@ -478,6 +525,7 @@ type sourceWriter struct {
 	strict   bool
 	inflight int
 	meta     map[string]json.RawMessage
+	skipped  []skippedPath
 	files    []*fileRec
 	queue    []pendingChunk
 	paths    map[string]bool
@@ -642,6 +690,26 @@ func (w *sourceWriter) Warn(format string, args ...any) error {
 	w.log.Info("warning", "msg", msg)
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
+}
+
+type skippedPath struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// Skip leaves out a path the source could not read: the snapshot is
+// saved, marked incomplete, and the path is recorded in the source's
+// metadata and in the warnings. A strict backup fails instead.
+func (w *sourceWriter) Skip(path string, err error) error {
+	if w.strict {
+		return fmt.Errorf("%q: %v (%w)", path, err, source.ErrStrict)
+	}
+	msg := fmt.Sprintf("%s: skipped %q: %v", w.name, path, err)
+	w.log.Info(msg) // the caller reports Result.Warnings
+	w.res.Warnings = append(w.res.Warnings, msg)
+	w.res.Skipped = append(w.res.Skipped, Skipped{Source: w.name, Path: path, Error: err.Error()})
+	w.skipped = append(w.skipped, skippedPath{Path: path, Error: err.Error()})
+	return w.SetMeta(SkippedMeta, w.skipped)
 }
 
 // Unchanged records an unchanged file from the change cache without

@@ -76,6 +76,7 @@ type pipeline struct {
 	cur     *repo.PackBuilder
 	curSlot *packSlot
 	stored  []repo.IndexPack // packs this backup wrote, for the new index
+	ledger  *ledger          // remembers the packs written, as stored
 
 	bytesRead   atomic.Int64
 	bytesNew    atomic.Int64
@@ -223,7 +224,17 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 		return fmt.Errorf("upload pack: %w", err)
 	}
 	p.bytesStored.Add(size)
+	// The ledger remembers the pack as the store describes it now, so
+	// that a later same-size swap is noticed (see ledger.go).
+	var oi storage.ObjectInfo
+	var statErr error
+	if p.ledger != nil {
+		oi, statErr = p.store.Stat(p.ctx, name)
+	}
 	p.mu.Lock()
+	if p.ledger != nil && statErr == nil {
+		p.ledger.wrote(oi, sum)
+	}
 	sp.slot.sha, sp.slot.size = sum, size
 	p.stored = append(p.stored, repo.IndexPack{SHA256: sum, Size: size, Chunks: chunks})
 	p.mu.Unlock()

@@ -108,6 +108,13 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		for _, err := range bad {
 			rep.add(err, nil)
 		}
+		_, junk, err := r.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range junk {
+			rep.add(&repo.IntegrityError{Object: name, Err: errors.New("not a snapshot: its name is not a snapshot id (ignored by every other command)")}, nil)
+		}
 	} else {
 		for _, id := range ids {
 			m, err := Resolve(ctx, r, id, time.Time{})
@@ -137,8 +144,19 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 				Kind: KindFuture, Snapshots: []string{repo.ShortID(m.ID)}})
 		}
 	}
+	// Repair records steer what backups deduplicate against: check their
+	// signatures, and the indexes they name like the rest (they are no
+	// orphans).
+	var repairs []*repo.Repair
 	if len(ids) == 0 {
-		if err := unreferenced(ctx, r, ms, len(listed) == 0, rep); err != nil {
+		var bad []error
+		if repairs, bad, err = r.Repairs(ctx); err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+		if err := unreferenced(ctx, r, ms, repairs, len(listed) == 0, rep); err != nil {
 			return nil, err
 		}
 	}
@@ -160,6 +178,9 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		for _, m := range ms {
 			users[sec.Name] = append(users[sec.Name], m.ID)
 		}
+	}
+	for _, rp := range repairs {
+		refs[rp.Index.Name] = rp.Index
 	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
@@ -216,15 +237,18 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 }
 
 // unreferenced lists the catalog roots, indexes, private parts and packs
-// that no manifest of ms references. Each is a warning (a killed backup
+// that no manifest of ms (and, for indexes, no repair record) references. Each is a warning (a killed backup
 // leaves packs, an index, a catalog root or a private part behind), except
 // when the repository lists no snapshot at all (none) while catalog roots,
 // indexes or private parts exist: then every manifest was deleted, or every
 // backup so far was killed between writing those and its manifest, and
 // that is one problem. Orphaned packs alone (a first backup killed while
 // uploading) stay a warning.
-func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, none bool, rep *Report) error {
+func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, repairs []*repo.Repair, none bool, rep *Report) error {
 	used := map[string]bool{}
+	for _, rp := range repairs {
+		used[rp.Index.Name] = true
+	}
 	for _, m := range ms {
 		for _, ref := range m.Objects() {
 			used[ref.Name] = true

@@ -40,7 +40,10 @@ var (
 	_ Cleaner = (*Local)(nil)
 )
 
-// NewLocal returns a Store in dir, creating it (0700) if needed.
+// NewLocal returns a Store in dir. A missing dir is created (0700, with
+// its missing parents) by the first Put, never before: a store that is
+// only read (snapshots, verify, restore) leaves no trace, and reads as
+// empty.
 func NewLocal(dir string) (*Local, error) {
 	if dir == "" {
 		return nil, errors.New("local store: empty directory")
@@ -49,14 +52,12 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local store %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("local store: %w", err)
-	}
 	fi, err := os.Stat(abs)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("local store: %w", err)
-	}
-	if !fi.IsDir() {
+	case !fi.IsDir():
 		return nil, fmt.Errorf("local store %s: not a directory", abs)
 	}
 	return &Local{dir: abs}, nil
@@ -246,8 +247,8 @@ func (l *Local) walk(ctx context.Context, dir, rel, prefix string, fn func(Objec
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && rel != "" {
-			return nil // removed while listing
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while listing, or a store never written to
 		}
 		return fmt.Errorf("list %s: %w", prefix, err)
 	}

@@ -36,7 +36,7 @@ func backupCommand(g *globals) *cli.Command {
 			"every encrypted value, the snapshot is saved and backup exits 5 (--strict: fails, exit 1).",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
-			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read"},
+			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read or could not be read (without it, unreadable files and folders are left out and the backup exits 4)"},
 			&cli.IntFlag{Name: "uploads", Destination: &o.uploads, Usage: "packs uploaded in parallel (default from config, else 2)"},
 			&cli.StringSliceFlag{Name: "pre", Destination: &o.pre, Usage: "command (sh -c) to run before the backup; a failing one aborts it (repeatable; replaces the config file's hooks.pre)"},
 			&cli.StringSliceFlag{Name: "post", Destination: &o.post, Usage: "command (sh -c) to run after the backup, always (repeatable; replaces hooks.post)"},
@@ -124,17 +124,23 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	}
 	m, p := res.Manifest, res.Private
 	if g.json {
+		skipped := append([]backup.Skipped{}, res.Skipped...)
 		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
 			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
-			"repository_warnings": res.RepoWarnings, "notes": notes, "unrestorable": unrestorable}); err != nil {
+			"repository_warnings": res.RepoWarnings, "incomplete": m.Incomplete, "skipped": skipped,
+			"notes": notes, "unrestorable": unrestorable}); err != nil {
 			return err
 		}
-		return backupOutcome(m, unrestorable, postErr)
+		return backupOutcome(g, m, res, unrestorable, postErr)
 	}
 	for _, w := range append(res.RepoWarnings, res.Warnings...) {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
-	fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
+	if m.Incomplete {
+		fmt.Fprintf(g.stdout, "snapshot %s saved, incomplete: %d paths not read\n", m.ID, len(res.Skipped))
+	} else {
+		fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
+	}
 	fmt.Fprintf(g.stdout, "  sources:      %s\n", sourceNames(m))
 	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(p.Stats.BytesRead))
 	if res.BytesSkipped > 0 {
@@ -146,7 +152,7 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	for _, n := range notes {
 		fmt.Fprintf(g.stdout, "  %s\n", n)
 	}
-	return backupOutcome(m, unrestorable, postErr)
+	return backupOutcome(g, m, res, unrestorable, postErr)
 }
 
 // unrestorableError is a saved snapshot that cannot restore a source as
@@ -162,16 +168,31 @@ func (e *unrestorableError) Error() string {
 }
 
 // backupOutcome is the error of a backup whose snapshot was saved: a
-// failed post hook, or a source that cannot be restored as it is.
-func backupOutcome(m *repo.Manifest, unrestorable []string, postErr error) error {
+// failed post hook (exit 1), a source that cannot be restored as it is
+// (exit 5), or an incomplete snapshot (exit 4), in this order.
+func backupOutcome(g *globals, m *repo.Manifest, res *backup.Result, unrestorable []string, postErr error) error {
 	if postErr != nil {
 		return fmt.Errorf("snapshot %s saved, but %w", repo.ShortID(m.ID), postErr)
 	}
 	if len(unrestorable) > 0 {
+		if m.Incomplete {
+			incomplete(g, m, res)
+		}
 		return withHint(&unrestorableError{id: m.ID, problems: unrestorable},
 			"give coffer the deployment's Fernet key (its env_file, AIRFLOW__CORE__FERNET_KEY or _CMD) and back up again; --strict makes this a failure")
 	}
-	return nil
+	return incomplete(g, m, res)
+}
+
+// incomplete ends a backup whose snapshot was saved without what its
+// sources could not read: exit 4, after a warning that says so.
+func incomplete(g *globals, m *repo.Manifest, res *backup.Result) error {
+	if !m.Incomplete {
+		return nil
+	}
+	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)\n",
+		repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
+	return &exitError{code: exitIncomplete}
 }
 
 func sourceNames(m *repo.Manifest) string {

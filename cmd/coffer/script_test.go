@@ -100,6 +100,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"mkfiles":  cmdMkfiles,
 	"cmpdir":   cmdCmpdir,
 	"flipbyte": cmdFlipbyte,
+	"largest":  cmdLargest,
 	"truncate": cmdTruncate,
 	"setvar":   cmdSetvar,
 	"isjson":   cmdIsJSON,
@@ -127,6 +128,8 @@ func scriptT(ts *testscript.TestScript) testing.TB {
 // within DURATION). For a non-zero N it also checks stderr the way
 // STYLE.md asks: exactly one "coffer: error:" line, at most one
 // "coffer: hint:" line, every line starting with "coffer: ", no panic.
+// Exit 4 (a snapshot saved, incomplete) is no error: it wants warnings
+// and no "coffer: error:" line.
 func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! exits")
@@ -160,7 +163,11 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if max > 0 && took > max {
 		ts.Fatalf("%s took %s, want at most %s", args[0], took.Round(time.Millisecond), max)
 	}
-	if want != 0 {
+	if want == exitIncomplete {
+		if msg := checkIncompleteOutput(ts.ReadFile("stderr")); msg != "" {
+			ts.Fatalf("stderr: %s", msg)
+		}
+	} else if want != 0 {
 		if msg := checkErrorOutput(ts.ReadFile("stderr")); msg != "" {
 			ts.Fatalf("stderr: %s", msg)
 		}
@@ -190,6 +197,26 @@ func checkErrorOutput(stderr string) string {
 		return fmt.Sprintf("%d coffer: error: lines, want 1", errs)
 	case hints > 1:
 		return fmt.Sprintf("%d coffer: hint: lines, want at most 1", hints)
+	}
+	return ""
+}
+
+// checkIncompleteOutput returns what is wrong with the stderr of a
+// backup that exited 4, or "": only "coffer: warning:" lines, at least
+// one.
+func checkIncompleteOutput(stderr string) string {
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic:") {
+		return "a Go panic or stack trace"
+	}
+	warnings := 0
+	for _, l := range strings.Split(strings.TrimRight(stderr, "\n"), "\n") {
+		if !strings.HasPrefix(l, "coffer: warning: ") {
+			return fmt.Sprintf("line %q is not a coffer: warning: line", l)
+		}
+		warnings++
+	}
+	if warnings == 0 {
+		return "no coffer: warning: line"
 	}
 	return ""
 }
@@ -370,6 +397,28 @@ func cmdFlipbyte(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	b[off] ^= 0xff
 	ts.Check(os.WriteFile(p, b, 0o600))
+}
+
+// largest VAR GLOB
+//
+// sets VAR to the path of the largest file GLOB matches (a data pack rather
+// than a catalog pack).
+func cmdLargest(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: largest VAR GLOB")
+	}
+	ms, err := filepath.Glob(ts.MkAbs(args[1]))
+	ts.Check(err)
+	best, size := "", int64(-1)
+	for _, m := range ms {
+		if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			best, size = m, fi.Size()
+		}
+	}
+	if best == "" {
+		ts.Fatalf("%s matches no file", args[1])
+	}
+	ts.Setenv(args[0], best)
 }
 
 // truncate FILE|GLOB N

@@ -60,6 +60,8 @@ type snapshotJSON struct {
 	// SkewSeconds is the time between the earliest and latest database
 	// snapshot among the sources.
 	SkewSeconds *float64 `json:"skew_seconds,omitempty"`
+	// Incomplete: a source left out what it could not read.
+	Incomplete bool `json:"incomplete"`
 }
 
 type sourceJSON struct {
@@ -145,7 +147,7 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	if g.json {
 		out := []snapshotJSON{}
 		for i, m := range ms {
-			s := snapshotJSON{ID: m.ID, Time: m.Time, Sources: sourcesJSON(m, privs[i])}
+			s := snapshotJSON{ID: m.ID, Time: m.Time, Sources: sourcesJSON(m, privs[i]), Incomplete: m.Incomplete}
 			if p := privs[i]; p != nil {
 				size := p.TotalSize()
 				s.Host, s.Tags, s.Size = &p.Host, p.Tags, &size
@@ -159,25 +161,42 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	}
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
-	if r.HasIdentity() {
-		fmt.Fprintln(tw, "ID\tTIME\tHOST\tSOURCES\tTAGS\tSIZE")
-	} else {
-		fmt.Fprintln(tw, "ID\tTIME\tSOURCES")
+	// A NOTE column only when a snapshot needs one, so that rows have
+	// no trailing blanks.
+	notes := false
+	for _, m := range ms {
+		notes = notes || m.Incomplete
 	}
+	header := "ID\tTIME\tSOURCES"
+	if r.HasIdentity() {
+		header = "ID\tTIME\tHOST\tSOURCES\tTAGS\tSIZE"
+	}
+	if notes {
+		header += "\tNOTE"
+	}
+	fmt.Fprintln(tw, header)
 	for i, m := range ms {
 		var names []string
 		for _, s := range m.Sources {
 			names = append(names, s.Name)
 		}
 		id, when, srcs := repo.ShortID(m.ID), m.Time.Local().Format("2006-01-02 15:04:05"), strings.Join(names, ",")
+		var row string
 		switch p := privs[i]; {
 		case !r.HasIdentity():
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", id, when, srcs)
+			row = fmt.Sprintf("%s\t%s\t%s", id, when, srcs)
 		case p == nil:
-			fmt.Fprintf(tw, "%s\t%s\t?\t%s\t?\t?\n", id, when, srcs)
+			row = fmt.Sprintf("%s\t%s\t?\t%s\t?\t?", id, when, srcs)
 		default:
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, when, p.Host, srcs, strings.Join(p.Tags, ","), humanBytes(p.TotalSize()))
+			row = fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, when, p.Host, srcs, strings.Join(p.Tags, ","), humanBytes(p.TotalSize()))
 		}
+		switch {
+		case m.Incomplete:
+			row += "\tincomplete"
+		case notes:
+			row += "\t-"
+		}
+		fmt.Fprintln(tw, row)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

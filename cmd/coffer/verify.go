@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 )
 
@@ -26,6 +27,16 @@ func verifyCommand(g *globals) *cli.Command {
 		},
 		Action: func(c *cli.Context) error { return runVerify(c.Context, g, o, c.Args().Slice()) },
 	}
+}
+
+// damagedPack reports whether verify found a damaged or missing pack.
+func damagedPack(rep *restore.Report) bool {
+	for _, p := range rep.Problems {
+		if strings.HasPrefix(p.Object, repo.DataPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) error {
@@ -84,10 +95,16 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 				damaged++
 			}
 		}
-		if damaged == len(rep.Problems) {
+		switch {
+		case damaged == len(rep.Problems) && damagedPack(rep):
+			// Backing up right away could deduplicate against the
+			// damaged pack: a repair record makes backups leave it out.
+			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", damaged)
+			fmt.Fprintln(g.stderr, "coffer: hint: a pack is damaged: run coffer repair (with the identity and the signing key), then back up again; the snapshots named above stay damaged")
+		case damaged == len(rep.Problems):
 			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", damaged)
 			fmt.Fprintln(g.stderr, "coffer: hint: the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
-		} else {
+		default:
 			// Deleted snapshots or manifests dated in the future: someone
 			// changed the repository's history.
 			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d problems (%d damaged objects)\n", len(rep.Problems), damaged)

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -266,6 +267,9 @@ func TestS3ConfigSettings(t *testing.T) {
   ca_file: /etc/ca.pem
   skip_verify: true
 `)
+	if err := os.Chmod(path, 0o600); err != nil { // it holds a secret key
+		t.Fatal(err)
+	}
 	c, err = Load(LoadOptions{File: path, Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -423,5 +427,47 @@ sources:
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Load(bad) = %v, want %q", err, want)
 		}
+	}
+}
+
+// TestLoadRefusesReadableSecrets: a file that holds a secret (the S3
+// secret key, a password in a DSN) is refused, like a key file, when group
+// or others may access it; without a secret any mode is fine.
+func TestLoadRefusesReadableSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text, key string
+	}{
+		{"s3", "s3:\n  access_key_id: ak\n  secret_access_key: sk\n", "s3.secret_access_key"},
+		{"dsn", "sources:\n  metadb: postgres:postgres://airflow:hunter2@db/airflow\n", "a password in sources.metadb"},
+		{"keywords", "sources:\n  metadb: {kind: postgres, location: \"host=db user=airflow password=hunter2\"}\n", "a password in sources.metadb"},
+		{"none", "repository: /r\nsources:\n  metadb: postgres:postgres://airflow@db/airflow\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, filepath.Join(dir, tc.name+".yaml"), tc.text)
+			for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o600, 0o400} {
+				if err := os.Chmod(path, mode); err != nil {
+					t.Fatal(err)
+				}
+				_, err := Load(LoadOptions{File: path})
+				var pe *PermissionError
+				if tc.key == "" || mode&0o077 == 0 {
+					if err != nil {
+						t.Errorf("mode %04o: %v", mode, err)
+					}
+					continue
+				}
+				if !errors.As(err, &pe) {
+					t.Fatalf("mode %04o: error %v, want a PermissionError", mode, err)
+				}
+				want := "config file " + path + " holds a secret (" + tc.key + ") and is accessible by group or others (mode 0" + strconv.FormatUint(uint64(mode), 8) + ")"
+				if err.Error() != want {
+					t.Errorf("error = %q, want %q", err, want)
+				}
+				if got, want := pe.Hint(), "chmod 600 "+path; got != want {
+					t.Errorf("hint = %q, want %q", got, want)
+				}
+			}
+		})
 	}
 }

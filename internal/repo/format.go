@@ -132,11 +132,15 @@ type Manifest struct {
 	// Seen are the snapshot heads the writer saw when it started: among the
 	// manifests it could read and verify, those that no other of them names
 	// in its Seen. A snapshot named here that does not exist was deleted.
-	Seen    []string         `json:"seen"`
-	Sources []ManifestSource `json:"sources"`
-	Catalog ObjectRef        `json:"catalog"`
-	Indexes []ObjectRef      `json:"indexes,omitempty"`
-	Packs   []PackRef        `json:"packs"`
+	Seen []string `json:"seen"`
+	// Incomplete is set when a source left out something it could not
+	// read (a folder's unreadable file): the snapshot holds everything
+	// else. The skipped paths are in the encrypted catalog.
+	Incomplete bool             `json:"incomplete"`
+	Sources    []ManifestSource `json:"sources"`
+	Catalog    ObjectRef        `json:"catalog"`
+	Indexes    []ObjectRef      `json:"indexes,omitempty"`
+	Packs      []PackRef        `json:"packs"`
 	// Private is the object sealed to the recipients that holds the host,
 	// tags, sizes, statistics, duration and warnings.
 	Private ObjectRef `json:"private"`

@@ -26,6 +26,10 @@ import (
 // ErrNotInitialized is returned when a repository has no config object.
 var ErrNotInitialized = errors.New("repository not initialised")
 
+// ErrNotCoffer is wrapped when a store holds a config object that is not a
+// coffer config at all (another tool's repository, such as restic's).
+var ErrNotCoffer = errors.New("not a coffer repository")
+
 // ErrNoIdentity is returned when an operation needs to decrypt but no
 // identity was given.
 var ErrNoIdentity = errors.New("no identity: this operation decrypts and needs the age identity")
@@ -143,6 +147,10 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if !IsSignedDocument(doc) {
+		// Not damage: something else lives here.
+		return nil, fmt.Errorf("%s is %w: its config object is not a coffer config", st.Location(), ErrNotCoffer)
 	}
 	var cfg Config
 	if err := ParseConfig(doc, &cfg); err != nil {
@@ -366,14 +374,27 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	return &m, nil
 }
 
-// SnapshotIDs lists the ids of every manifest object.
+// SnapshotIDs lists the ids of every manifest object. Objects under
+// snapshots/ whose name is not a snapshot id are not snapshots, and are
+// left out (ListSnapshots returns them).
 func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
-		ids = append(ids, strings.TrimPrefix(oi.Name, SnapshotsPrefix))
+	ids, _, err := r.ListSnapshots(ctx)
+	return ids, err
+}
+
+// ListSnapshots lists snapshots/: the ids of the manifest objects, and the
+// names of objects there that are not named by a snapshot id (coffer never
+// writes one: verify reports them; nothing else reads them).
+func (r *Repository) ListSnapshots(ctx context.Context) (ids, junk []string, err error) {
+	err = r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Name, SnapshotsPrefix); validHex(id, 64) {
+			ids = append(ids, id)
+		} else {
+			junk = append(junk, oi.Name)
+		}
 		return nil
 	})
-	return ids, err
+	return ids, junk, err
 }
 
 // manifestReaders is how many manifests Manifests reads at once: every

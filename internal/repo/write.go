@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strings"
 
 	"filippo.io/age"
 
@@ -24,59 +23,6 @@ import (
 // ErrManifestWrite is wrapped when writing a manifest failed: on S3 a write
 // whose answer was lost may still have landed, so the snapshot may exist.
 var ErrManifestWrite = errors.New("write manifest")
-
-// LoadIndex reads every index object that id can decrypt and returns the
-// packs they describe that are present in st at the recorded size, and the
-// sizes of all packs present. Damaged index objects and those id cannot
-// read are skipped: verify reports them, and nothing deduplicates against
-// them.
-//
-// A backup starts here, so LoadIndex first removes what killed writers
-// left (storage.CleanStale: temporary files, incomplete multipart
-// uploads), as far as the store's credentials allow.
-func LoadIndex(ctx context.Context, st storage.Store, id age.Identity) (packs []IndexPack, present map[string]int64, err error) {
-	_, _ = storage.CleanStale(ctx, st, storage.StaleAge) // best effort: a backup never fails for it
-	present = map[string]int64{}
-	err = st.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
-		present[oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]] = oi.Size
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list packs: %w", err)
-	}
-	var names []string
-	err = st.List(ctx, IndexPrefix, func(oi storage.ObjectInfo) error {
-		names = append(names, oi.Name)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list index: %w", err)
-	}
-	for _, name := range names {
-		rc, err := st.Open(ctx, name, 0, -1)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		ct, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		if HashHex(ct) != strings.TrimPrefix(name, IndexPrefix) {
-			continue // damaged
-		}
-		var ix Index
-		if err := Unseal(ct, &ix, id); err != nil {
-			continue // not ours to read, or damaged
-		}
-		for _, ip := range ix.Packs {
-			if size, ok := present[ip.SHA256]; ok && size == ip.Size {
-				packs = append(packs, ip)
-			}
-		}
-	}
-	return packs, present, nil
-}
 
 // CatalogEncoder writes a Catalog as JSON one entry at a time, so that a
 // catalog of millions of entries is never whole in memory. Call Source for
