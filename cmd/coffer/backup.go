@@ -169,23 +169,30 @@ func (e *unrestorableError) Error() string {
 
 // backupOutcome is the error of a backup whose snapshot was saved: a
 // failed post hook (exit 1), a source that cannot be restored as it is
-// (exit 5), or a snapshot without what its sources could not read (exit
-// 4, after a warning that says so).
+// (exit 5), or an incomplete snapshot (exit 4), in this order.
 func backupOutcome(g *globals, m *repo.Manifest, res *backup.Result, unrestorable []string, postErr error) error {
-	if m.Incomplete {
-		fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)\n",
-			repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
-	}
-	switch {
-	case postErr != nil:
+	if postErr != nil {
 		return fmt.Errorf("snapshot %s saved, but %w", repo.ShortID(m.ID), postErr)
-	case len(unrestorable) > 0:
+	}
+	if len(unrestorable) > 0 {
+		if m.Incomplete {
+			incomplete(g, m, res)
+		}
 		return withHint(&unrestorableError{id: m.ID, problems: unrestorable},
 			"give coffer the deployment's Fernet key (its env_file, AIRFLOW__CORE__FERNET_KEY or _CMD) and back up again; --strict makes this a failure")
-	case m.Incomplete:
-		return &exitError{code: exitIncomplete}
 	}
-	return nil
+	return incomplete(g, m, res)
+}
+
+// incomplete ends a backup whose snapshot was saved without what its
+// sources could not read: exit 4, after a warning that says so.
+func incomplete(g *globals, m *repo.Manifest, res *backup.Result) error {
+	if !m.Incomplete {
+		return nil
+	}
+	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)\n",
+		repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
+	return &exitError{code: exitIncomplete}
 }
 
 func sourceNames(m *repo.Manifest) string {

@@ -53,8 +53,6 @@ type snapshotJSON struct {
 	Host    *string      `json:"host,omitempty"`
 	Tags    []string     `json:"tags,omitempty"`
 	Size    *int64       `json:"size,omitempty"`
-	// Incomplete: a source left out what it could not read.
-	Incomplete bool `json:"incomplete"`
 	// With an identity: what airflow sources hold, and the consistent
 	// points of the sources.
 	Airflow    map[string]*airflow.Summary `json:"airflow,omitempty"`
@@ -62,6 +60,8 @@ type snapshotJSON struct {
 	// SkewSeconds is the time between the earliest and latest database
 	// snapshot among the sources.
 	SkewSeconds *float64 `json:"skew_seconds,omitempty"`
+	// Incomplete: a source left out what it could not read.
+	Incomplete bool `json:"incomplete"`
 }
 
 type sourceJSON struct {

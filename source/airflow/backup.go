@@ -344,6 +344,15 @@ func (c *captureWriter) SetMeta(key string, v any) error {
 
 func (c *captureWriter) point() *source.ConsistentPoint { return c.p }
 
+// Skip passes on what a part could not read (source.Skipper), so that a
+// folder part leaves it out as it would unnested.
+func (c *captureWriter) Skip(path string, err error) error {
+	if s, ok := c.Writer.(source.Skipper); ok {
+		return s.Skip(path, err)
+	}
+	return fmt.Errorf("%q: %w", path, err)
+}
+
 type captureTracker struct {
 	*captureWriter
 	source.ChangeTracker
