@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
 )
 
 // DirOptions tune a folder restore.
@@ -374,4 +375,18 @@ func modeBits(m fs.FileMode) fs.FileMode {
 		out |= fs.ModeSticky
 	}
 	return out
+}
+
+var _ source.TreeRestorer = (*Source)(nil)
+
+// RestoreTree implements source.TreeRestorer with RestoreDir.
+func (s *Source) RestoreTree(ctx context.Context, dir, target string) (int, int64, error) {
+	if _, err := os.Lstat(target); err == nil {
+		return 0, 0, fmt.Errorf("%w: %s", ErrTargetNotEmpty, target)
+	}
+	res, err := RestoreDir(ctx, s, target, DirOptions{SubPath: dir})
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.Files, res.Bytes, nil
 }

@@ -22,18 +22,25 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/mysql"
+	"github.com/cofferhq/coffer/source/postgres"
 	"github.com/cofferhq/coffer/storage"
 )
 
 // Exit codes. exitIncomplete: a backup saved its snapshot, but a source
 // left out something it could not read (without --strict).
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitIntegrity   = 3
-	exitIncomplete  = 4
-	exitInterrupted = 130
+	exitOK         = 0
+	exitFailure    = 1
+	exitUsage      = 2
+	exitIntegrity  = 3
+	exitIncomplete = 4
+	// exitUnrestorable: the snapshot was saved, but the source cannot be
+	// restored as it is (an Airflow deployment whose Fernet key is
+	// missing or does not decrypt its values).
+	exitUnrestorable = 5
+	exitInterrupted  = 130
 )
 
 // globals are the options every command shares. cfg is the merged
@@ -110,8 +117,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged or forged object, a deleted\n" +
 			"or vanished snapshot, a manifest dated in the future, a changed owner key, a rollback, or a\n" +
 			"restored database whose fingerprints differ), 4 snapshot saved, incomplete (backup left out\n" +
-			"files or folders it could not read; --strict makes that a failure), 130 interrupted.\n" +
-			"doc/design.md has the format.",
+			"files or folders it could not read; --strict makes that a failure), 5 snapshot saved, but the\n" +
+			"Airflow deployment cannot be restored as is (its Fernet key is missing or wrong), 130\n" +
+			"interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -131,7 +139,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -396,6 +404,7 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	var ie *repo.IntegrityError
 	var fm *fingerprint.MismatchError
 	var ee *exitError
+	var ur *unrestorableError
 	code := exitFailure
 	switch {
 	case errors.As(err, &ee):
@@ -416,6 +425,8 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	case errors.As(err, &ie), errors.As(err, &fm), errors.As(err, new(*repo.OwnerMismatchError)),
 		errors.As(err, new(*known.OwnerChangedError)), errors.As(err, new(*known.VanishedError)):
 		code = exitIntegrity
+	case errors.As(err, &ur):
+		code = exitUnrestorable
 	}
 	msg := err.Error()
 	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)
@@ -437,6 +448,8 @@ func hintFor(err error) string {
 	}
 	var wi *repo.WrongIdentityError
 	var ue *usageError
+	var dk *airflow.DatabaseKindError
+	var ve *airflow.VersionError
 	switch {
 	case errors.As(err, &wi):
 		return "use the identity.txt that belongs to one of the repository's recipients"
@@ -466,6 +479,16 @@ func hintFor(err error) string {
 		return "choose a new name, or use --replace to restore into a fresh database and swap it in after success"
 	case errors.Is(err, source.ErrTargetFileExists):
 		return "use --force to overwrite it"
+	case errors.Is(err, airflow.ErrHomeNotEmpty):
+		return "choose a new or empty folder for --to"
+	case errors.Is(err, airflow.ErrNoSecrets):
+		return "restore without --with-secrets, and give Airflow the Fernet key(s) yourself"
+	case errors.As(err, &dk):
+		return fmt.Sprintf("restore with --to DIR --to-%s TARGET", dk.Need)
+	case errors.As(err, &ve):
+		return "leave out --airflow-version, or give the version the snapshot was taken with"
+	case errors.Is(err, postgres.ErrNoSuchRole), errors.Is(err, mysql.ErrNoSuchAccount):
+		return "create it first, or name an existing one with --owner"
 	case errors.Is(err, demo.ErrNotDemoDir):
 		return "choose a new or empty folder with --dir"
 	case errors.Is(err, demo.ErrNoTestdata):

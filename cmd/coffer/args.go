@@ -34,11 +34,13 @@ func interleave(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
-	// A command with subcommands ("key list"): the first argument that
-	// is not a flag names the subcommand, whose flags are interleaved.
+	// A command with subcommands ("key list", "airflow inspect"): the
+	// first argument that is not a flag names the subcommand (flags may
+	// come before it), whose flags are the ones to move.
 	name := []string{args[i]}
 	rest := args[i+1:]
-	if len(cmd.Subcommands) > 0 {
+	for found := true; found && len(cmd.Subcommands) > 0; {
+		found = false
 		for j := 0; j < len(rest); j++ {
 			a := rest[j]
 			if strings.HasPrefix(a, "-") {
@@ -50,7 +52,7 @@ func interleave(app *cli.App, args []string) []string {
 			if sub := cmd.Command(a); sub != nil {
 				name = append(name, a)
 				rest = append(append([]string{}, rest[:j]...), rest[j+1:]...)
-				cmd = sub
+				cmd, found = sub, true
 			}
 			break
 		}

@@ -25,6 +25,7 @@ func TestInterleave(t *testing.T) {
 		{[]string{"coffer", "key", "--owner-key", "o", "add-recipient", "age1x", "-R", "f"},
 			[]string{"coffer", "--owner-key", "o", "key", "add-recipient", "-R", "f", "age1x"}},
 		{[]string{"coffer", "key", "list", "--json"}, []string{"coffer", "--json", "key", "list"}},
+		{[]string{"coffer", "airflow", "inspect", "home", "--json", "--env-file", "e"}, []string{"coffer", "--json", "airflow", "inspect", "--env-file", "e", "home"}},
 	}
 	for _, tt := range tests {
 		if got := interleave(app, tt.in); !slices.Equal(got, tt.want) {

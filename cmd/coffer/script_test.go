@@ -44,6 +44,15 @@ type cleanupM struct{ m *testing.M }
 
 func (c cleanupM) Run() int {
 	defer removeShared()
+	// Tests that run the command in this process (not through a script)
+	// remember repositories in a folder of their own, never in the
+	// caller's ~/.local/state.
+	state, err := os.MkdirTemp("", "coffer-test-state-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(state)
+	os.Setenv("COFFER_STATE_DIR", state)
 	return c.m.Run()
 }
 
