@@ -393,7 +393,7 @@ func (w *sourceWriter) add(e source.Entry) error {
 		w.paths = map[string]bool{}
 	}
 	if w.paths[e.Path] {
-		return fmt.Errorf("%s: entry written twice", e.Path)
+		return fmt.Errorf("%q: entry written twice", e.Path)
 	}
 	w.paths[e.Path] = true
 	return nil
@@ -404,7 +404,7 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 		return w.WriteFile(ctx, e, strings.NewReader(""))
 	}
 	if e.Type != source.TypeDir && e.Type != source.TypeSymlink {
-		return fmt.Errorf("%s: unknown entry type %q", e.Path, e.Type)
+		return fmt.Errorf("%q: unknown entry type %q", e.Path, e.Type)
 	}
 	if err := w.add(e); err != nil {
 		return err
@@ -421,7 +421,7 @@ func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reade
 	rec := &fileRec{entry: catalogEntry(e)}
 	w.files = append(w.files, rec)
 	if err := w.chunk(ctx, r, rec); err != nil {
-		return fmt.Errorf("%s: %w", e.Path, err)
+		return fmt.Errorf("%q: %w", e.Path, err)
 	}
 	return nil
 }

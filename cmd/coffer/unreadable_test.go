@@ -74,7 +74,7 @@ func TestBackupUnreadableFileAsRoot(t *testing.T) {
 	if msg := checkErrorOutput(out); msg != "" {
 		t.Errorf("stderr: %s\n%s", msg, out)
 	}
-	want := regexp.MustCompile(`(?m)^coffer: error: source docs: read .*src/sub/secret.txt: permission denied$`)
+	want := regexp.MustCompile(`(?m)^coffer: error: source docs: read ".*src/sub/secret.txt": permission denied$`)
 	if !want.MatchString(out) {
 		t.Errorf("backup output = %q, want an error naming src/sub/secret.txt", out)
 	}

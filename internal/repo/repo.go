@@ -6,7 +6,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -443,8 +442,8 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 	if int64(len(buf)) != root.Size || HashHex(buf) != root.SHA256 {
 		return nil, integrity(name, "catalog contents do not match the catalog root")
 	}
-	var c Catalog
-	if err := json.Unmarshal(buf, &c); err != nil {
+	c, err := DecodeCatalog(buf)
+	if err != nil {
 		return nil, integrity(name, "decode catalog: %v", err)
 	}
 	if c.Snapshot != m.ID {
@@ -458,5 +457,5 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 			return nil, integrity(name, "references pack %s that the manifest does not list", ShortID(p))
 		}
 	}
-	return &c, nil
+	return c, nil
 }
