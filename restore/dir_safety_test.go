@@ -78,9 +78,24 @@ func mountTmpfs(t *testing.T, dir string) {
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=4m"); err != nil {
 		t.Skipf("cannot mount a tmpfs on %s: %v", dir, err)
 	}
+	// Unmount wherever the mount ended up (it moves with a renamed
+	// parent): never leave one behind.
+	root := filepath.Dir(dir)
+	for strings.Count(root, "/") > 2 && !strings.HasPrefix(filepath.Base(root), "Test") {
+		root = filepath.Dir(root)
+	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], root+"/")) {
+				if err := unix.Unmount(f[4], unix.MNT_DETACH); err != nil {
+					t.Errorf("unmount %s: %v", f[4], err)
+				}
+			}
 		}
 	})
 }
