@@ -1,0 +1,107 @@
+package source
+
+import (
+	"context"
+	"io"
+	"strings"
+)
+
+// A composite kind (such as airflow) stores other kinds' contents inside
+// its own source: each part under a path prefix ("metadb/") with its
+// metadata under a key prefix ("metadb."). Prefix and Sub are the two
+// halves: the part's Backup writes through Prefix, its Restore reads
+// through Sub, and neither part knows it is nested.
+
+// Prefix returns a Writer that stores w's entries under dir (a slash
+// separated path without a trailing slash; the part's root "." becomes
+// dir) and its metadata under key prefix dir+".".
+func Prefix(w Writer, dir string) Writer {
+	pw := &prefixWriter{w: w, dir: dir}
+	if ct, ok := w.(ChangeTracker); ok {
+		return &prefixTracker{prefixWriter: pw, ct: ct}
+	}
+	return pw
+}
+
+type prefixWriter struct {
+	w   Writer
+	dir string
+}
+
+func (p *prefixWriter) path(rel string) string {
+	if rel == "." || rel == "" {
+		return p.dir
+	}
+	return p.dir + "/" + rel
+}
+
+func (p *prefixWriter) WriteFile(ctx context.Context, e Entry, r io.Reader) error {
+	e.Path = p.path(e.Path)
+	return p.w.WriteFile(ctx, e, r)
+}
+
+func (p *prefixWriter) WriteEntry(ctx context.Context, e Entry) error {
+	e.Path = p.path(e.Path)
+	return p.w.WriteEntry(ctx, e)
+}
+
+func (p *prefixWriter) SetMeta(key string, v any) error { return p.w.SetMeta(p.dir+"."+key, v) }
+
+func (p *prefixWriter) Warn(format string, args ...any) error {
+	return p.w.Warn(p.dir+": "+format, args...)
+}
+
+type prefixTracker struct {
+	*prefixWriter
+	ct ChangeTracker
+}
+
+func (p *prefixTracker) Unchanged(e Entry, st FileState) (bool, error) {
+	e.Path = p.path(e.Path)
+	return p.ct.Unchanged(e, st)
+}
+
+func (p *prefixTracker) Remember(path string, st FileState) { p.ct.Remember(p.path(path), st) }
+
+// Sub returns a Reader of the part of r stored under dir by Prefix: its
+// entries with dir stripped (dir itself becomes "."), and its metadata
+// keys without the dir+"." prefix. kind is the part's kind.
+func Sub(r Reader, dir, kind string) Reader {
+	return &subReader{r: r, dir: dir, kind: kind}
+}
+
+type subReader struct {
+	r         Reader
+	dir, kind string
+}
+
+func (s *subReader) Name() string { return s.r.Name() + "/" + s.dir }
+func (s *subReader) Kind() string { return s.kind }
+
+func (s *subReader) Meta(key string, v any) error { return s.r.Meta(s.dir+"."+key, v) }
+
+func (s *subReader) Entries() []Entry {
+	var out []Entry
+	for _, e := range s.r.Entries() {
+		switch {
+		case e.Path == s.dir:
+			e.Path = "."
+		case strings.HasPrefix(e.Path, s.dir+"/"):
+			e.Path = strings.TrimPrefix(e.Path, s.dir+"/")
+		default:
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func (s *subReader) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	p := strings.TrimPrefix(path, "/")
+	if p == "." || p == "" {
+		p = s.dir
+	} else {
+		p = s.dir + "/" + p
+	}
+	return s.r.Open(ctx, p)
+}

@@ -1,0 +1,61 @@
+package source_test
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/testing/memsource"
+	"github.com/cofferhq/coffer/source"
+)
+
+// TestPrefixSub stores a part under a prefix and reads it back through
+// Sub exactly as the part wrote it.
+func TestPrefixSub(t *testing.T) {
+	ctx := context.Background()
+	snap := memsource.New("deploy", "airflow")
+	w := source.Prefix(snap, "metadb")
+	if err := w.WriteEntry(ctx, source.Entry{Path: ".", Type: source.TypeDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile(ctx, source.Entry{Path: "dump.sql", Type: source.TypeFile}, strings.NewReader("select 1;")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.SetMeta("mysql", map[string]int{"format": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.WriteFile(ctx, source.Entry{Path: "dags/a.py", Type: source.TypeFile}, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := snap.Files["metadb/dump.sql"]; !ok {
+		t.Fatalf("stored paths %v, want metadb/dump.sql", snap.Files)
+	}
+
+	r := source.Sub(snap, "metadb", "mysql")
+	if got, want := r.Kind(), "mysql"; got != want {
+		t.Errorf("Kind() = %q, want %q", got, want)
+	}
+	var paths []string
+	for _, e := range r.Entries() {
+		paths = append(paths, e.Path)
+	}
+	if got, want := strings.Join(paths, ","), ".,dump.sql"; got != want {
+		t.Errorf("entries %s, want %s", got, want)
+	}
+	var m map[string]int
+	if err := r.Meta("mysql", &m); err != nil || m["format"] != 1 {
+		t.Errorf("Meta(mysql) = %v, %v", m, err)
+	}
+	rc, err := r.Open(ctx, "dump.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(rc)
+	if got, want := string(b), "select 1;"; got != want {
+		t.Errorf("Open(dump.sql) = %q, want %q", got, want)
+	}
+	if _, ok := source.Lookup(r, "a.py"); ok {
+		t.Error("Sub shows an entry from outside its prefix")
+	}
+}
