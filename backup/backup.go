@@ -54,12 +54,35 @@ const DefaultUploads = 2
 
 // Result of a backup.
 type Result struct {
+	// Manifest is the public, signed part of the snapshot; Private the part
+	// sealed to the recipients (host, tags, sizes, statistics, duration).
 	Manifest *repo.Manifest
+	Private  *repo.Private
 	Warnings []string
+	// Skipped lists what sources left out because they could not read it
+	// (source.Skipper). When it is not empty the snapshot is saved and
+	// marked incomplete (Manifest.Incomplete).
+	Skipped []Skipped
+	// RepoWarnings are what the backup noticed about the repository as it
+	// started: manifests that do not verify, manifests dated in the
+	// future, snapshots that were deleted. They are not the snapshot's.
+	RepoWarnings []string
 	// BytesSkipped counts file bytes not read because the change cache
 	// said the files were unchanged.
 	BytesSkipped int64
 }
+
+// Skipped is one path a source left out.
+type Skipped struct {
+	Source string `json:"source"`
+	Path   string `json:"path"`
+	Error  string `json:"error"`
+}
+
+// SkippedMeta is the source metadata key (in the encrypted catalog) under
+// which a source's skipped paths are recorded, as a list of
+// {"path", "error"}.
+const SkippedMeta = "skipped"
 
 // ErrManifestWrite is wrapped when writing the manifest failed: on S3 a
 // write whose answer was lost may still have landed, so the snapshot may
@@ -92,12 +115,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := b.storeCatalogRoot(ctx, root); err != nil {
 		return nil, err
 	}
+	if err := b.storePrivate(ctx); err != nil {
+		return nil, err
+	}
 	// The manifest is written last: from here on the snapshot exists.
 	if err := b.publish(ctx); err != nil {
 		return nil, err
 	}
 	b.cache.save(b.log)
-	b.res.Manifest = b.m
+	b.ledger.save(b.log)
+	b.res.Manifest, b.res.Private = b.m, b.priv
 	return b.res, nil
 }
 
@@ -113,6 +140,7 @@ type run struct {
 	idFunc     func([]byte) repo.ChunkID
 	known      map[repo.ChunkID]loc
 	cache      *changeCache
+	ledger     *ledger
 	workers    int
 	uploads    int
 	p          *pipeline // sources
@@ -120,6 +148,7 @@ type run struct {
 	sources    []*sourceWriter
 	used       map[string]int64 // packs the snapshot references
 	m          *repo.Manifest
+	priv       *repo.Private
 	res        *Result
 }
 
@@ -172,17 +201,98 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if b.idFunc, err = r.ChunkIDFunc(ctx); err != nil {
 		return nil, err
 	}
-	packs, present, err := repo.LoadIndex(ctx, r.Store, b.secrets.IndexIdentity)
+	// Every manifest is read once: for what to deduplicate against and
+	// for the heads the new manifest names.
+	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
+		return nil, fmt.Errorf("read snapshots: %w", err)
+	}
+	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
-	b.known = knownChunks(packs)
-	b.log.Debug("index loaded", "packs", len(present), "chunks", len(b.known))
 	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
+	heads := b.heads(ms, bad)
 	id := repo.NewID()
-	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
-		Host: b.opts.Host, Tags: opts.Tags}
+	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(), Seen: heads}
+	b.priv = &repo.Private{Version: repo.Version, Snapshot: id, Host: b.opts.Host, Tags: opts.Tags}
 	return b, nil
+}
+
+// loadDedup loads what the backup deduplicates against: the indexes that
+// verified manifests and repair records reference, less the packs that
+// changed in the store since this host first saw them (the ledger).
+func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
+	d, err := b.r.LoadDedup(ctx, b.secrets.IndexIdentity, ms)
+	if err != nil {
+		return err
+	}
+	for _, s := range d.Skipped {
+		b.log.Info("not deduplicating against it", "object", s)
+	}
+	b.ledger = loadLedger(b.opts.CacheDir, b.r.Config.ID, b.log)
+	changed := b.ledger.check(d.Present, d.Vouched, d.Damaged)
+	if len(changed) > 0 {
+		msg := changedWarning(changed)
+		b.log.Info(msg)
+		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
+	}
+	packs := d.Packs[:0:0]
+	for _, ip := range d.Packs {
+		if !changed[ip.SHA256] {
+			packs = append(packs, ip)
+		}
+	}
+	b.known = knownChunks(packs)
+	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
+		"changed", len(changed), "chunks", len(b.known))
+	return nil
+}
+
+// heads returns the ids of the snapshot heads the backup sees as it
+// starts: among the manifests that verify, those that no other of them
+// names in its Seen. The new manifest names them, so that deleting any
+// snapshot but the newest leaves a trace that verify finds. Manifests dated
+// beyond the clock-skew bound are not heads (latest skips them too), and
+// neither are damaged ones; both go to Result.RepoWarnings.
+func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
+	warn := func(msg string) {
+		b.log.Info(msg)
+		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
+	}
+	for _, err := range bad {
+		warn(fmt.Sprintf("%v: not counted as seen; run coffer verify", err))
+	}
+	present := make(map[string]bool, len(ms)+len(bad))
+	for _, m := range ms {
+		present[m.ID] = true
+	}
+	for _, err := range bad {
+		var ie *repo.IntegrityError
+		if errors.As(err, &ie) {
+			present[strings.TrimPrefix(ie.Object, repo.SnapshotsPrefix)] = true
+		}
+	}
+	named := map[string]bool{}
+	for _, m := range ms {
+		for _, id := range m.Seen {
+			named[id] = true
+			if !present[id] {
+				warn(fmt.Sprintf("snapshot %s was deleted: named by %s; run coffer verify", repo.ShortID(id), repo.ShortID(m.ID)))
+			}
+		}
+	}
+	heads := []string{}
+	for _, m := range ms {
+		switch {
+		case m.InFuture(b.start):
+			warn(fmt.Sprintf("snapshot %s is dated %s, in the future: not counted as seen; run coffer verify",
+				repo.ShortID(m.ID), m.Time.Format(time.RFC3339)))
+		case !named[m.ID]:
+			heads = append(heads, m.ID)
+		}
+	}
+	sort.Strings(heads)
+	return heads
 }
 
 // knownChunks maps every indexed chunk to its location.
@@ -203,8 +313,10 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 }
 
 func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
-	return newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
+	p.ledger = b.ledger
+	return p
 }
 
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
@@ -302,8 +414,8 @@ func (b *run) encodeCatalog(w io.Writer) error {
 			}
 		}
 	}
-	srcs, err := enc.Close()
-	b.m.Sources = srcs
+	srcs, sizes, err := enc.Close()
+	b.m.Sources, b.priv.Sources = srcs, sizes
 	return err
 }
 
@@ -335,16 +447,30 @@ func (b *run) storeCatalogRoot(ctx context.Context, root *repo.CatalogRoot) erro
 	return nil
 }
 
+// storePrivate completes the snapshot's private part (statistics,
+// duration, warnings) and writes it, readable by the recipients only. Its
+// own size is not in BytesStored.
+func (b *run) storePrivate(ctx context.Context) error {
+	p := b.p
+	b.priv.Duration = time.Since(b.start)
+	b.priv.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
+		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
+	b.priv.Warnings = b.res.Warnings
+	ref, err := repo.PutPrivate(ctx, b.r.Store, b.priv, b.recipients...)
+	if err != nil {
+		return err
+	}
+	b.m.Private = ref
+	return nil
+}
+
 // publish completes the manifest and writes it.
 func (b *run) publish(ctx context.Context) error {
 	for sum, size := range b.used {
 		b.m.Packs = append(b.m.Packs, repo.PackRef{SHA256: sum, Size: size})
 	}
 	sort.Slice(b.m.Packs, func(i, j int) bool { return b.m.Packs[i].SHA256 < b.m.Packs[j].SHA256 })
-	p := b.p
-	b.m.Duration = time.Since(b.start)
-	b.m.Stats = repo.Stats{BytesRead: p.bytesRead.Load(), BytesNew: p.bytesNew.Load(),
-		BytesStored: p.bytesStored.Load(), Chunks: p.chunks.Load(), ChunksNew: p.chunksNew.Load()}
+	b.m.Incomplete = len(b.res.Skipped) > 0
 	return repo.WriteManifest(ctx, b.r.Store, b.m, b.opts.Signing)
 }
 
@@ -363,6 +489,7 @@ type sourceWriter struct {
 	strict   bool
 	inflight int
 	meta     map[string]json.RawMessage
+	skipped  []skippedPath
 	files    []*fileRec
 	queue    []pendingChunk
 	paths    map[string]bool
@@ -536,6 +663,26 @@ func (w *sourceWriter) Warn(format string, args ...any) error {
 	w.log.Warn(msg)
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
+}
+
+type skippedPath struct {
+	Path  string `json:"path"`
+	Error string `json:"error"`
+}
+
+// Skip leaves out a path the source could not read: the snapshot is
+// saved, marked incomplete, and the path is recorded in the source's
+// metadata and in the warnings. A strict backup fails instead.
+func (w *sourceWriter) Skip(path string, err error) error {
+	if w.strict {
+		return fmt.Errorf("%q: %v (%w)", path, err, source.ErrStrict)
+	}
+	msg := fmt.Sprintf("%s: skipped %q: %v", w.name, path, err)
+	w.log.Info(msg) // the caller reports Result.Warnings
+	w.res.Warnings = append(w.res.Warnings, msg)
+	w.res.Skipped = append(w.res.Skipped, Skipped{Source: w.name, Path: path, Error: err.Error()})
+	w.skipped = append(w.skipped, skippedPath{Path: path, Error: err.Error()})
+	return w.SetMeta(SkippedMeta, w.skipped)
 }
 
 // Unchanged records an unchanged file from the change cache without

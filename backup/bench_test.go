@@ -115,7 +115,7 @@ func BenchmarkBackupStream(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				stored = res.Manifest.Stats.BytesStored
+				stored = res.Private.Stats.BytesStored
 				b.StopTimer()
 				os.RemoveAll(dir)
 				b.StartTimer()
@@ -137,7 +137,7 @@ func TestBackupRSSChild(t *testing.T) {
 		t.Skip("child process of BenchmarkBackupRSS only")
 	}
 	res := runBackup(t, t.TempDir(), streamSource{benchutil.Stream(n, 2, false)})
-	if got := res.Manifest.Stats.BytesRead; got != n {
+	if got := res.Private.Stats.BytesRead; got != n {
 		t.Fatalf("read %d bytes, want %d", got, n)
 	}
 	// The parent cannot use the child's rusage: on Linux, ru_maxrss

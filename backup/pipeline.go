@@ -19,7 +19,7 @@ import (
 //	  -> jobs (cap workers; each source keeps at most inflight chunks
 //	     outstanding) -> workers: keyed id, dedup lookup, zstd
 //	  -> pack builder (one open pack) -> sealed (cap 1)
-//	  -> uploaders: age encrypt, SHA-256, storage.Put (Options.Uploads)
+//	  -> uploaders: age encrypt, SHA-256, repo.PutObject (Options.Uploads)
 //
 // Memory is bounded by inflight chunk buffers (each ChunkMax), one open
 // pack, one sealed pack queued plus one held by each worker blocked on the
@@ -76,6 +76,7 @@ type pipeline struct {
 	cur     *repo.PackBuilder
 	curSlot *packSlot
 	stored  []repo.IndexPack // packs this backup wrote, for the new index
+	ledger  *ledger          // remembers the packs written, as stored
 
 	bytesRead   atomic.Int64
 	bytesNew    atomic.Int64
@@ -219,11 +220,21 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 	sum := repo.HashHex(ct.Bytes())
 	name := repo.PackName(sum)
 	size := int64(ct.Len())
-	if err := p.store.Put(p.ctx, name, bytes.NewReader(ct.Bytes()), size, storage.PutOptions{}); err != nil {
-		return fmt.Errorf("upload pack %s: %w", name, err)
+	if err := repo.PutObject(p.ctx, p.store, name, ct.Bytes()); err != nil {
+		return fmt.Errorf("upload pack: %w", err)
 	}
 	p.bytesStored.Add(size)
+	// The ledger remembers the pack as the store describes it now, so
+	// that a later same-size swap is noticed (see ledger.go).
+	var oi storage.ObjectInfo
+	var statErr error
+	if p.ledger != nil {
+		oi, statErr = p.store.Stat(p.ctx, name)
+	}
 	p.mu.Lock()
+	if p.ledger != nil && statErr == nil {
+		p.ledger.wrote(oi, sum)
+	}
 	sp.slot.sha, sp.slot.size = sum, size
 	p.stored = append(p.stored, repo.IndexPack{SHA256: sum, Size: size, Chunks: chunks})
 	p.mu.Unlock()

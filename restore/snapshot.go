@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sort"
 	"strings"
 	"time"
 
@@ -28,35 +29,60 @@ var ErrNoMeta = source.ErrNoMeta
 var ErrNoSnapshot = errors.New("no such snapshot")
 
 // Resolve finds the manifest that spec names: a full id, a unique prefix,
-// or "latest" (the newest before before, if before is not zero).
+// or "latest" (the newest before before, if before is not zero, among the
+// manifests not dated in the future). It drops the warnings ResolveWarn
+// returns.
 func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.Time) (*repo.Manifest, error) {
+	m, _, err := ResolveWarn(ctx, r, spec, before)
+	return m, err
+}
+
+// ResolveWarn is Resolve, and also returns warnings for the user: manifests
+// dated more than repo.MaxClockSkew in the future (which "latest" skips),
+// and snapshots that a manifest it read names as seen but that no longer
+// exist (deleted).
+func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before time.Time) (*repo.Manifest, []string, error) {
 	if spec == "" {
-		return nil, errors.New("no snapshot given")
+		return nil, nil, errors.New("no snapshot given")
 	}
+	now := time.Now()
 	if spec == "latest" {
 		ms, bad, err := r.Manifests(ctx)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(bad) > 0 {
 			// A damaged manifest may be the newest snapshot: "latest"
 			// would silently mean an older one.
-			return nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
+			return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
+		}
+		present := make(map[string]bool, len(ms))
+		for _, m := range ms {
+			present[m.ID] = true
+		}
+		var warns []string
+		for _, d := range Deletions(ms, present) {
+			warns = append(warns, d.String()+" (run coffer verify)")
 		}
 		for i := len(ms) - 1; i >= 0; i-- {
-			if before.IsZero() || ms[i].Time.Before(before) {
-				return ms[i], nil
+			m := ms[i]
+			if m.InFuture(now) {
+				warns = append(warns, futureMessage(m)+": not taken as latest (run coffer verify)")
+				continue
+			}
+			if before.IsZero() || m.Time.Before(before) {
+				return m, warns, nil
 			}
 		}
 		if before.IsZero() {
-			return nil, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+			return nil, warns, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
 		}
-		return nil, fmt.Errorf("%w before %s", ErrNoSnapshot, before.Format(time.RFC3339))
+		return nil, warns, fmt.Errorf("%w before %s", ErrNoSnapshot, before.Format(time.RFC3339))
 	}
 	spec = strings.ToLower(spec)
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var match []string
 	for _, id := range ids {
@@ -66,12 +92,70 @@ func Resolve(ctx context.Context, r *repo.Repository, spec string, before time.T
 	}
 	switch len(match) {
 	case 0:
-		return nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
+		return nil, nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
 	case 1:
-		return r.ReadManifest(ctx, match[0])
 	default:
-		return nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
+		return nil, nil, fmt.Errorf("snapshot prefix %q is ambiguous (%d matches)", spec, len(match))
 	}
+	m, err := r.ReadManifest(ctx, match[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	present := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		present[id] = true
+	}
+	var warns []string
+	for _, d := range Deletions([]*repo.Manifest{m}, present) {
+		warns = append(warns, d.String()+" (run coffer verify)")
+	}
+	if m.InFuture(now) {
+		warns = append(warns, futureMessage(m))
+	}
+	return m, warns, nil
+}
+
+// Deletion is a snapshot that manifests name as seen but that does not
+// exist: it was deleted (there is no prune yet that may delete snapshots).
+type Deletion struct {
+	ID string
+	// NamedBy are the snapshots whose manifests name it.
+	NamedBy []string
+}
+
+func (d Deletion) String() string {
+	short := make([]string, len(d.NamedBy))
+	for i, id := range d.NamedBy {
+		short[i] = repo.ShortID(id)
+	}
+	return fmt.Sprintf("snapshot %s was deleted: named by %s", repo.ShortID(d.ID), strings.Join(short, ", "))
+}
+
+// Deletions returns the snapshots that some manifest of ms names in its
+// Seen and that present (the ids of every listed manifest, damaged ones
+// included) lacks, sorted by id.
+func Deletions(ms []*repo.Manifest, present map[string]bool) []Deletion {
+	by := map[string][]string{}
+	for _, m := range ms {
+		for _, id := range m.Seen {
+			if !present[id] {
+				by[id] = append(by[id], m.ID)
+			}
+		}
+	}
+	out := make([]Deletion, 0, len(by))
+	for id, named := range by {
+		sort.Strings(named)
+		out = append(out, Deletion{ID: id, NamedBy: named})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// futureMessage says that m is dated beyond the clock-skew bound.
+func futureMessage(m *repo.Manifest) string {
+	return fmt.Sprintf("snapshot %s is dated %s, more than %s in the future (a wrong clock on its backup host, or a host key in other hands)",
+		repo.ShortID(m.ID), m.Time.UTC().Format(time.RFC3339), repo.MaxClockSkew)
 }
 
 // Snapshot is a snapshot opened for reading: its verified manifest and

@@ -28,11 +28,32 @@ const (
 	Decrypt
 )
 
-// Problem is one integrity failure: the object and the snapshots it breaks.
+// Problem is one integrity failure: the object and the snapshots it
+// breaks. Kind is empty for a damaged or missing object, else one of the
+// Problem kinds below.
 type Problem struct {
 	Object    string   `json:"object"`
 	Error     string   `json:"error"`
+	Kind      string   `json:"kind,omitempty"`
 	Snapshots []string `json:"snapshots,omitempty"`
+}
+
+// Problem kinds that are not damage: the repository's history was changed.
+const (
+	// KindDeleted: a manifest names as seen a snapshot that does not exist.
+	KindDeleted = "deleted"
+	// KindFuture: a manifest is dated beyond repo.MaxClockSkew.
+	KindFuture = "future"
+	// KindUnpublished: no snapshot exists, yet catalog roots, indexes or
+	// private parts do.
+	KindUnpublished = "unpublished"
+)
+
+// Warning is something verify noticed that does not make a snapshot
+// unrestorable, such as an object no snapshot references.
+type Warning struct {
+	Object  string `json:"object"`
+	Message string `json:"message"`
 }
 
 // Report of a verify run.
@@ -43,6 +64,13 @@ type Report struct {
 	Bytes     int64     `json:"bytes"`
 	Files     int       `json:"files,omitempty"`
 	Problems  []Problem `json:"problems"`
+	Warnings  []Warning `json:"warnings,omitempty"`
+	// Overwritten names the objects of the repository that someone
+	// overwrote or deleted in a versioned bucket (object lock) after coffer
+	// wrote them: the bucket kept the originals, which are what coffer
+	// reads and checked. Not a problem of the snapshots, but a sign that
+	// the bucket's write credentials are in other hands.
+	Overwritten []string `json:"overwritten,omitempty"`
 }
 
 // OK reports whether no problem was found.
@@ -51,11 +79,25 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 // Verify checks the given snapshots (all when ids is empty) at depth.
 // Integrity failures are collected in the report; an error is returned only
 // when verification itself could not run (storage unreachable, no key).
+//
+// Besides the objects the snapshots reference, it reports as problems the
+// snapshots that a manifest names as seen but that were deleted, and
+// manifests dated more than repo.MaxClockSkew in the future. When checking
+// every snapshot it also lists catalog roots, indexes, private parts and
+// packs that no manifest references: warnings, because a killed backup
+// leaves them legitimately, except when no snapshot exists at all while
+// catalog roots, indexes or private parts do (every manifest deleted): that
+// is a problem. With an identity (and at least read depth) it also
+// decrypts and checks every snapshot's private part.
 func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) (*Report, error) {
 	if depth == Decrypt && !r.HasIdentity() {
 		return nil, repo.ErrNoIdentity
 	}
 	rep := &Report{Depth: [...]string{"quick", "read", "decrypt"}[depth]}
+	listed, err := r.SnapshotIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var ms []*repo.Manifest
 	if len(ids) == 0 {
 		all, bad, err := r.Manifests(ctx)
@@ -65,6 +107,13 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		ms = all
 		for _, err := range bad {
 			rep.add(err, nil)
+		}
+		_, junk, err := r.ListSnapshots(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, name := range junk {
+			rep.add(&repo.IntegrityError{Object: name, Err: errors.New("not a snapshot: its name is not a snapshot id (ignored by every other command)")}, nil)
 		}
 	} else {
 		for _, id := range ids {
@@ -81,6 +130,36 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 	}
 	rep.Snapshots = len(ms)
+	present := make(map[string]bool, len(listed))
+	for _, id := range listed {
+		present[id] = true
+	}
+	for _, d := range Deletions(ms, present) {
+		rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotName(d.ID), Error: d.String(), Kind: KindDeleted})
+	}
+	now := time.Now()
+	for _, m := range ms {
+		if m.InFuture(now) {
+			rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotName(m.ID), Error: futureMessage(m) + ": latest skips it",
+				Kind: KindFuture, Snapshots: []string{repo.ShortID(m.ID)}})
+		}
+	}
+	// Repair records steer what backups deduplicate against: check their
+	// signatures, and the indexes they name like the rest (they are no
+	// orphans).
+	var repairs []*repo.Repair
+	if len(ids) == 0 {
+		var bad []error
+		if repairs, bad, err = r.Repairs(ctx); err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+		if err := unreferenced(ctx, r, ms, repairs, len(listed) == 0, rep); err != nil {
+			return nil, err
+		}
+	}
 
 	// Every object once, remembering which snapshots use it.
 	users := map[string][]string{}
@@ -99,6 +178,9 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		for _, m := range ms {
 			users[sec.Name] = append(users[sec.Name], m.ID)
 		}
+	}
+	for _, rp := range repairs {
+		refs[rp.Index.Name] = rp.Index
 	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
@@ -120,18 +202,100 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 		rep.Bytes += ref.Size
 	}
-	if depth < Decrypt {
-		return rep, nil
-	}
-	for _, m := range ms {
-		if broken[m.Catalog.Name] {
-			continue
+	if depth >= Read && r.HasIdentity() {
+		for _, m := range ms {
+			if broken[m.Private.Name] {
+				continue
+			}
+			if _, err := r.ReadPrivate(ctx, m); err != nil {
+				var ie *repo.IntegrityError
+				if !errors.As(err, &ie) {
+					return nil, err
+				}
+				rep.add(err, []string{m.ID})
+			}
 		}
-		if err := verifyContents(ctx, r, m, rep, broken); err != nil {
+	}
+	if depth >= Decrypt {
+		for _, m := range ms {
+			if broken[m.Catalog.Name] {
+				continue
+			}
+			if err := verifyContents(ctx, r, m, rep, broken); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if ow, ok := storage.As[storage.Overwrites](r.Store); ok {
+		names, err := ow.Overwritten(ctx, "")
+		if err != nil {
 			return nil, err
 		}
+		rep.Overwritten = names
 	}
 	return rep, nil
+}
+
+// unreferenced lists the catalog roots, indexes, private parts and packs
+// that no manifest of ms (and, for indexes, no repair record) references. Each is a warning (a killed backup
+// leaves packs, an index, a catalog root or a private part behind), except
+// when the repository lists no snapshot at all (none) while catalog roots,
+// indexes or private parts exist: then every manifest was deleted, or every
+// backup so far was killed between writing those and its manifest, and
+// that is one problem. Orphaned packs alone (a first backup killed while
+// uploading) stay a warning.
+func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, repairs []*repo.Repair, none bool, rep *Report) error {
+	used := map[string]bool{}
+	for _, rp := range repairs {
+		used[rp.Index.Name] = true
+	}
+	for _, m := range ms {
+		for _, ref := range m.Objects() {
+			used[ref.Name] = true
+		}
+	}
+	var orphans []string
+	count := map[string]int{}
+	for _, prefix := range []string{repo.CatalogPrefix, repo.IndexPrefix, repo.PrivatePrefix} {
+		err := r.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+			if !used[oi.Name] {
+				orphans = append(orphans, oi.Name)
+				count[prefix]++
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list %s: %w", prefix, err)
+		}
+	}
+	var packs, packBytes int64
+	err := r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
+		if !used[oi.Name] {
+			packs++
+			packBytes += oi.Size
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("list %s: %w", repo.DataPrefix, err)
+	}
+	sort.Strings(orphans)
+	if none && len(orphans) > 0 {
+		rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotsPrefix, Kind: KindUnpublished,
+			Error: fmt.Sprintf("no snapshot, but %d catalog roots, %d indexes and %d private parts that no snapshot references: "+
+				"the manifests were deleted (or every backup so far was killed before it published)",
+				count[repo.CatalogPrefix], count[repo.IndexPrefix], count[repo.PrivatePrefix])})
+	} else {
+		for _, name := range orphans {
+			rep.Warnings = append(rep.Warnings, Warning{Object: name,
+				Message: "no snapshot references it (left by a killed backup, or its snapshot's manifest was deleted)"})
+		}
+	}
+	if packs > 0 {
+		rep.Warnings = append(rep.Warnings, Warning{Object: repo.DataPrefix,
+			Message: fmt.Sprintf("%d packs (%d bytes) that no snapshot references (left by killed backups, or their snapshots' manifests were deleted)", packs, packBytes)})
+	}
+	return nil
 }
 
 func (rep *Report) add(err error, snaps []string) {

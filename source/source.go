@@ -82,6 +82,18 @@ type Writer interface {
 // backup treats warnings as errors.
 var ErrStrict = errors.New("warning is an error in a strict backup")
 
+// Skipper is an optional capability of a Writer, found by type assertion:
+// a source that can leave out what it cannot read (a folder's unreadable
+// file or subfolder) asks it instead of failing. Without it, the source
+// fails.
+type Skipper interface {
+	// Skip records that path (relative to the source root, as in Entry)
+	// was left out because of err. The snapshot is then saved but marked
+	// incomplete. In a strict backup Skip returns an error wrapping
+	// ErrStrict, and the source must fail with it.
+	Skip(path string, err error) error
+}
+
 // FileState identifies one version of a file on disk: its size, times and
 // inode. A file whose state is unchanged since the last backup need not be
 // read again.

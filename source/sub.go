@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -73,6 +74,15 @@ func (p *prefixWriter) SetMeta(key string, v any) error { return p.w.SetMeta(p.d
 
 func (p *prefixWriter) Warn(format string, args ...any) error {
 	return p.w.Warn(p.dir+": "+format, args...)
+}
+
+// Skip passes a part's unreadable path on, under dir, when w can leave it
+// out (Skipper); otherwise the part fails, as it would unnested.
+func (p *prefixWriter) Skip(path string, err error) error {
+	if s, ok := p.w.(Skipper); ok {
+		return s.Skip(p.path(path), err)
+	}
+	return fmt.Errorf("%q: %w", p.path(path), err)
 }
 
 type prefixTracker struct {

@@ -2,6 +2,7 @@ package source_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -84,5 +85,36 @@ func TestPrefixWritesPartFolder(t *testing.T) {
 	}
 	if got, want := strings.Join(got, ","), "metadb:dir,metadb/dump.pgdump:file,metadb/globals.sql:file,dags:dir"; got != want {
 		t.Errorf("entries %s, want %s", got, want)
+	}
+}
+
+type skipRecorder struct {
+	*memsource.Snap
+	skipped []string
+}
+
+func (s *skipRecorder) Skip(path string, err error) error {
+	s.skipped = append(s.skipped, path+": "+err.Error())
+	return nil
+}
+
+// TestPrefixSkip: a nested part's unreadable path is left out through the
+// writer's Skipper, under the part's prefix; a writer without one fails
+// the part.
+func TestPrefixSkip(t *testing.T) {
+	rec := &skipRecorder{Snap: memsource.New("deploy", "airflow")}
+	s, ok := source.Prefix(rec, "dags").(source.Skipper)
+	if !ok {
+		t.Fatal("Prefix hides the writer's Skipper")
+	}
+	if err := s.Skip("x/secret.py", errors.New("open: permission denied")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(rec.skipped, ";"), "dags/x/secret.py: open: permission denied"; got != want {
+		t.Errorf("skipped %q, want %q", got, want)
+	}
+	plain := source.Prefix(memsource.New("deploy", "airflow"), "dags").(source.Skipper)
+	if err := plain.Skip("x", errors.New("denied")); err == nil {
+		t.Error("Skip through a writer without Skipper succeeded")
 	}
 }

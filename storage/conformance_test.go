@@ -23,7 +23,10 @@ import (
 
 // testStore runs the conformance suite every backend must pass. newStore
 // returns an empty store; subtests use distinct names so they may share it.
-func testStore(t *testing.T, newStore func(t *testing.T) storage.Store) {
+// A firstVersions store (a versioned bucket read through
+// WithFirstVersions) keeps showing what was first written under a name:
+// overwrites and deletes do not change what it reads.
+func testStore(t *testing.T, newStore func(t *testing.T) storage.Store, firstVersions bool) {
 	ctx := context.Background()
 
 	t.Run("roundtrip", func(t *testing.T) {
@@ -257,6 +260,21 @@ func testStore(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		if err := s.Delete(ctx, "del/x"); err != nil {
 			t.Fatal(err)
 		}
+		if firstVersions {
+			// The delete marker hides nothing from this reader.
+			if got := get(t, s, "del/x"); string(got) != "x" {
+				t.Fatalf("after Delete: %q, want the first version", got)
+			}
+			if _, err := s.Stat(ctx, "del/x"); err != nil {
+				t.Fatalf("Stat after Delete: %v", err)
+			}
+			assertNames(t, s, "del/", []string{"del/x", "del/y"})
+			if _, err := s.Stat(ctx, "del/never"); !errors.Is(err, storage.ErrNotExist) {
+				t.Fatalf("Stat of a name never written = %v, want ErrNotExist", err)
+			}
+			assertShadowed(t, s, "del/x")
+			return
+		}
 		if _, err := s.Stat(ctx, "del/x"); !errors.Is(err, storage.ErrNotExist) {
 			t.Fatalf("Stat after Delete = %v, want ErrNotExist", err)
 		}
@@ -271,9 +289,14 @@ func testStore(t *testing.T, newStore func(t *testing.T) storage.Store) {
 
 	t.Run("overwrite", func(t *testing.T) {
 		s := newStore(t)
-		put(t, s, "over", randBytes(5000))
+		first := randBytes(5000)
+		put(t, s, "over", first)
 		data := []byte("shorter")
 		put(t, s, "over", data)
+		if firstVersions {
+			data = first // the overwrite is a newer version, which is ignored
+			defer assertShadowed(t, s, "over")
+		}
 		if got := get(t, s, "over"); !bytes.Equal(got, data) {
 			t.Fatalf("content = %q, want %q", got, data)
 		}
@@ -448,6 +471,28 @@ func assertNames(t *testing.T, s storage.Store, prefix string, want []string) {
 	}
 }
 
+// assertShadowed checks that a first-versions store reports name as
+// overwritten or deleted, and nothing else.
+func assertShadowed(t *testing.T, s storage.Store, name string) {
+	t.Helper()
+	ow, ok := storage.As[storage.Overwrites](s)
+	if !ok {
+		t.Fatal("the store does not report overwritten objects")
+	}
+	got, err := ow.Overwritten(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(got, name) {
+		t.Errorf("Overwritten() = %q, want it to hold %s", got, name)
+	}
+	for _, n := range got {
+		if n != "del/x" && n != "over" {
+			t.Errorf("Overwritten() holds %s, which nobody overwrote or deleted", n)
+		}
+	}
+}
+
 func TestLocal(t *testing.T) {
 	testStore(t, func(t *testing.T) storage.Store {
 		s, err := storage.NewLocal(filepath.Join(t.TempDir(), "repo"))
@@ -455,7 +500,7 @@ func TestLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, false)
 }
 
 func TestS3(t *testing.T) {
@@ -471,7 +516,27 @@ func TestS3(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, false)
+}
+
+// TestS3FirstVersions runs the suite in a bucket with object lock (and so
+// versioning) opened as storage.Open opens it: read through
+// WithFirstVersions.
+func TestS3FirstVersions(t *testing.T) {
+	cfg := testutil.StartS3Locked(t)
+	cfg.PartSize = 5 << 20
+	var n int
+	testStore(t, func(t *testing.T) storage.Store {
+		n++
+		s, err := storage.Open(context.Background(), fmt.Sprintf("s3://%s/run%d", cfg.Bucket, n), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := storage.As[storage.Versioned](s); !ok {
+			t.Fatal("the store of a versioned bucket is not Versioned")
+		}
+		return s
+	}, true)
 }
 
 func TestS3Prefix(t *testing.T) {

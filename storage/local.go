@@ -13,24 +13,37 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // tempMarker separates an object's name from the random suffix of the
 // temporary file it is written to. Files containing it are never objects.
 const tempMarker = ".tmp-"
 
+// StaleAge is the age after which what an interrupted write left behind (a
+// local temporary file, an incomplete S3 multipart upload) is removed: no
+// write of an object takes that long, so its writer is gone.
+const StaleAge = time.Hour
+
 // Local is a Store kept in a directory of the local filesystem. Every object
 // is a file (0600) under that directory, in folders (0700) that follow the
 // slashes of its name. Writes are atomic: a temporary file is written, synced
 // and renamed (or hard-linked for IfNotExists) into place, and the folder is
-// synced after.
+// synced after. Temporary files that a killed process left are removed by
+// List (and CleanStale) once they are older than StaleAge.
 type Local struct {
 	dir string
 }
 
-var _ Store = (*Local)(nil)
+var (
+	_ Store   = (*Local)(nil)
+	_ Cleaner = (*Local)(nil)
+)
 
-// NewLocal returns a Store in dir, creating it (0700) if needed.
+// NewLocal returns a Store in dir. A missing dir is created (0700, with
+// its missing parents) by the first Put, never before: a store that is
+// only read (snapshots, verify, restore) leaves no trace, and reads as
+// empty.
 func NewLocal(dir string) (*Local, error) {
 	if dir == "" {
 		return nil, errors.New("local store: empty directory")
@@ -39,14 +52,12 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("local store %s: %w", dir, err)
 	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return nil, fmt.Errorf("local store: %w", err)
-	}
 	fi, err := os.Stat(abs)
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("local store: %w", err)
-	}
-	if !fi.IsDir() {
+	case !fi.IsDir():
 		return nil, fmt.Errorf("local store %s: not a directory", abs)
 	}
 	return &Local{dir: abs}, nil
@@ -84,6 +95,9 @@ func (l *Local) Put(ctx context.Context, name string, r io.Reader, size int64, o
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
+	}
+	if opts.Retention != nil {
+		return permanent(fmt.Errorf("put %s: %w: a local folder cannot lock objects", name, ErrLockUnsupported))
 	}
 	final := l.path(name)
 	dir := filepath.Dir(final)
@@ -233,8 +247,8 @@ func (l *Local) walk(ctx context.Context, dir, rel, prefix string, fn func(Objec
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && rel != "" {
-			return nil // removed while listing
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while listing, or a store never written to
 		}
 		return fmt.Errorf("list %s: %w", prefix, err)
 	}
@@ -251,7 +265,11 @@ func (l *Local) walk(ctx context.Context, dir, rel, prefix string, fn func(Objec
 				continue
 			}
 		} else {
-			if !e.Type().IsRegular() || !strings.HasPrefix(key, prefix) || strings.Contains(e.Name(), tempMarker) {
+			if strings.Contains(e.Name(), tempMarker) {
+				removeStale(filepath.Join(dir, e.Name()), e, time.Now().Add(-StaleAge))
+				continue
+			}
+			if !e.Type().IsRegular() || !strings.HasPrefix(key, prefix) {
 				continue
 			}
 		}
@@ -277,6 +295,45 @@ func (l *Local) walk(ctx context.Context, dir, rel, prefix string, fn func(Objec
 		}
 	}
 	return nil
+}
+
+// removeStale removes the temporary file p if it was last written before
+// cutoff, and reports whether it did.
+func removeStale(p string, e fs.DirEntry, cutoff time.Time) bool {
+	if !e.Type().IsRegular() {
+		return false
+	}
+	fi, err := e.Info()
+	if err != nil || !fi.ModTime().Before(cutoff) {
+		return false
+	}
+	return os.Remove(p) == nil
+}
+
+// CleanStale removes every temporary file in the store last written more
+// than olderThan ago.
+func (l *Local) CleanStale(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	n := 0
+	err := filepath.WalkDir(l.dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !e.IsDir() && strings.Contains(e.Name(), tempMarker) && removeStale(p, e, cutoff) {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("clean %s: %w", l.dir, err)
+	}
+	return n, nil
 }
 
 // Delete removes the object; a missing object is not an error.

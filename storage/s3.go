@@ -3,8 +3,10 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -40,7 +42,16 @@ type S3Config struct {
 	// Prefix is prepended (with a slash) to every object name.
 	Prefix string
 
+	// AccessKey, SecretKey and SessionToken are static credentials. When
+	// they are empty, the credentials come from the first of these that
+	// gives any: the profile Profile (default "default") of the shared
+	// credentials file CredentialsFile (the AWS CLI's format), then, with
+	// IAM, the instance metadata service (an EC2 instance role, an ECS task
+	// role, an EKS web identity; minio-go reads their AWS_* discovery
+	// variables itself). With none, requests are anonymous.
 	AccessKey, SecretKey, SessionToken string
+	CredentialsFile, Profile           string
+	IAM                                bool
 
 	// PathStyle addresses the bucket in the path rather than the host name
 	// (needed by most self-hosted servers).
@@ -66,7 +77,12 @@ type S3 struct {
 	partSize uint64
 }
 
-var _ Store = (*S3)(nil)
+var (
+	_ Store     = (*S3)(nil)
+	_ Versioned = (*S3)(nil)
+	_ Locker    = (*S3)(nil)
+	_ Cleaner   = (*S3)(nil)
+)
 
 const (
 	dialTimeout  = 5 * time.Second
@@ -98,8 +114,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Empty keys make minio-go send anonymous requests.
-	creds := credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)
+	creds := s3Credentials(cfg)
 	lookup := minio.BucketLookupAuto
 	if cfg.PathStyle {
 		lookup = minio.BucketLookupPath
@@ -168,6 +183,33 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		prefix += "/"
 	}
 	return &S3{client: client, bucket: cfg.Bucket, prefix: prefix, endpoint: endpoint, partSize: partSize}, nil
+}
+
+// iamTimeout bounds each request to the instance metadata service, which
+// off the cloud may not answer at all.
+const iamTimeout = 2 * time.Second
+
+// s3Credentials is the chain S3Config describes: static keys, then the
+// shared credentials file, then the instance metadata service. A chain
+// where no provider gives keys signs nothing: the requests are anonymous.
+func s3Credentials(cfg S3Config) *credentials.Credentials {
+	chain := []credentials.Provider{&credentials.Static{Value: credentials.Value{
+		AccessKeyID: cfg.AccessKey, SecretAccessKey: cfg.SecretKey, SessionToken: cfg.SessionToken,
+		SignerType: credentials.SignatureV4}}}
+	if cfg.AccessKey != "" || cfg.SecretKey != "" {
+		return credentials.New(chain[0])
+	}
+	if cfg.CredentialsFile != "" {
+		profile := cfg.Profile
+		if profile == "" {
+			profile = "default"
+		}
+		chain = append(chain, &credentials.FileAWSCredentials{Filename: cfg.CredentialsFile, Profile: profile})
+	}
+	if cfg.IAM {
+		chain = append(chain, &credentials.IAM{Client: &http.Client{Timeout: iamTimeout}})
+	}
+	return credentials.NewChainCredentials(chain)
 }
 
 func s3Transport(cfg S3Config) (*http.Transport, error) {
@@ -285,8 +327,10 @@ func s3CheckName(name string) error {
 }
 
 // Put uploads the object: in one request when size is known and at most a
-// part, else as a multipart upload of PartSize parts. IfNotExists sends
-// If-None-Match: *.
+// part, else as a multipart upload of PartSize parts, which is aborted when
+// the upload fails or is canceled. IfNotExists sends If-None-Match: *;
+// Retention the object lock headers (the bucket must have object lock
+// enabled).
 func (s *S3) Put(ctx context.Context, name string, r io.Reader, size int64, opts PutOptions) error {
 	if err := s3CheckName(name); err != nil {
 		return fmt.Errorf("put: %w", err)
@@ -298,12 +342,25 @@ func (s *S3) Put(ctx context.Context, name string, r io.Reader, size int64, opts
 	if opts.IfNotExists {
 		po.SetMatchETagExcept("*")
 	}
+	if ret := opts.Retention; ret != nil {
+		switch ret.Mode {
+		case LockGovernance:
+			po.Mode = minio.Governance
+		case LockCompliance:
+			po.Mode = minio.Compliance
+		default:
+			return permanent(fmt.Errorf("put %s: unknown object lock mode %q", name, ret.Mode))
+		}
+		po.RetainUntilDate = ret.Until.UTC()
+		// S3 wants a Content-MD5 (or a checksum) on locked writes.
+		po.SendContentMd5 = true
+	}
 	if size < 0 {
 		size = -1
 	}
 	var info minio.UploadInfo
 	var err error
-	if opts.IfNotExists && (size < 0 || uint64(size) > s.partSize) {
+	if (opts.IfNotExists || opts.Retention != nil) && (size < 0 || uint64(size) > s.partSize) {
 		// minio-go drops If-None-Match from CompleteMultipartUpload,
 		// where S3 checks it: upload the parts ourselves.
 		info, err = s.putMultipart(ctx, s.key(name), r, size, po)
@@ -333,12 +390,18 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader, size int
 		partSize = max(partSize, (size+maxParts-1)/maxParts)
 	}
 	core := minio.Core{Client: s.client}
-	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: po.ContentType})
+	// The lock headers go with the initiation, If-None-Match with the
+	// completion.
+	uploadID, err := core.NewMultipartUpload(ctx, s.bucket, key, minio.PutObjectOptions{ContentType: po.ContentType,
+		Mode: po.Mode, RetainUntilDate: po.RetainUntilDate})
 	if err != nil {
 		return info, err
 	}
 	defer func() {
 		if err != nil {
+			// Abort even when ctx is canceled, so that no incomplete
+			// upload stays behind (the bucket's lifecycle rule is the
+			// safety net for a killed process; see CleanStale).
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			core.AbortMultipartUpload(actx, s.bucket, key, uploadID)
@@ -358,7 +421,12 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader, size int
 		if num > maxParts {
 			return info, permanent(fmt.Errorf("object larger than %d parts of %d bytes", maxParts, partSize))
 		}
-		p, err := core.PutObjectPart(ctx, s.bucket, key, uploadID, num, bytes.NewReader(buf[:n]), int64(n), minio.PutObjectPartOptions{})
+		var popts minio.PutObjectPartOptions
+		if po.SendContentMd5 {
+			sum := md5.Sum(buf[:n])
+			popts.Md5Base64 = base64.StdEncoding.EncodeToString(sum[:])
+		}
+		p, err := core.PutObjectPart(ctx, s.bucket, key, uploadID, num, bytes.NewReader(buf[:n]), int64(n), popts)
 		if err != nil {
 			return info, err
 		}
@@ -375,6 +443,12 @@ func (s *S3) putMultipart(ctx context.Context, key string, r io.Reader, size int
 
 // Open reads a range of the object. Reading past the end yields no bytes.
 func (s *S3) Open(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	return s.OpenVersion(ctx, name, "", off, length)
+}
+
+// OpenVersion reads a range of one version of the object ("" for the
+// current one).
+func (s *S3) OpenVersion(ctx context.Context, name, versionID string, off, length int64) (io.ReadCloser, error) {
 	if err := s3CheckName(name); err != nil {
 		return nil, fmt.Errorf("open: %w", err)
 	}
@@ -382,12 +456,12 @@ func (s *S3) Open(ctx context.Context, name string, off, length int64) (io.ReadC
 		return nil, permanent(fmt.Errorf("open %s: negative offset %d", name, off))
 	}
 	if length == 0 {
-		if _, err := s.stat(ctx, name); err != nil {
+		if _, err := s.stat(ctx, name, versionID); err != nil {
 			return nil, fmt.Errorf("open %s: %w", name, err)
 		}
 		return io.NopCloser(strings.NewReader("")), nil
 	}
-	var gopts minio.GetObjectOptions
+	gopts := minio.GetObjectOptions{VersionID: versionID}
 	switch {
 	case length > 0:
 		if err := gopts.SetRange(off, off+length-1); err != nil {
@@ -424,15 +498,15 @@ func (s *S3) Stat(ctx context.Context, name string) (ObjectInfo, error) {
 	if err := s3CheckName(name); err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat: %w", err)
 	}
-	oi, err := s.stat(ctx, name)
+	oi, err := s.stat(ctx, name, "")
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
 	}
 	return ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}, nil
 }
 
-func (s *S3) stat(ctx context.Context, name string) (minio.ObjectInfo, error) {
-	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{})
+func (s *S3) stat(ctx context.Context, name, versionID string) (minio.ObjectInfo, error) {
+	oi, err := s.client.StatObject(ctx, s.bucket, s.key(name), minio.StatObjectOptions{VersionID: versionID})
 	if err != nil {
 		if ctx.Err() != nil {
 			return oi, ctx.Err()
@@ -445,11 +519,22 @@ func (s *S3) stat(ctx context.Context, name string) (minio.ObjectInfo, error) {
 // List lists the objects under the store's prefix whose names start with
 // prefix, in the lexical order S3 returns them.
 func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return s.list(ctx, prefix, false, func(ov ObjectVersion) error { return fn(ov.ObjectInfo) })
+}
+
+// ListVersions lists every version and delete marker of the objects whose
+// names start with prefix: by name, newest first within a name.
+func (s *S3) ListVersions(ctx context.Context, prefix string, fn func(ObjectVersion) error) error {
+	return s.list(ctx, prefix, true, fn)
+}
+
+func (s *S3) list(ctx context.Context, prefix string, versions bool, fn func(ObjectVersion) error) error {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch := s.client.ListObjects(lctx, s.bucket, minio.ListObjectsOptions{
-		Prefix:    s.prefix + prefix,
-		Recursive: true,
+		Prefix:       s.prefix + prefix,
+		Recursive:    true,
+		WithVersions: versions,
 	})
 	stop := func() {
 		cancel()
@@ -468,7 +553,9 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(ObjectInfo) error)
 		if !ok || name == "" || strings.HasSuffix(name, "/") {
 			continue // folder markers
 		}
-		if err := fn(ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified}); err != nil {
+		ov := ObjectVersion{ObjectInfo: ObjectInfo{Name: name, Size: oi.Size, ModTime: oi.LastModified},
+			VersionID: oi.VersionID, DeleteMarker: oi.IsDeleteMarker}
+		if err := fn(ov); err != nil {
 			stop()
 			return err
 		}
@@ -496,6 +583,59 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// Versioning reports whether the bucket keeps versions (versioning enabled
+// or suspended: either way it may hold earlier versions).
+func (s *S3) Versioning(ctx context.Context) (bool, error) {
+	vc, err := s.client.GetBucketVersioning(ctx, s.bucket)
+	if err != nil {
+		return false, fmt.Errorf("s3 bucket %q versioning: %w", s.bucket, mapS3Error(err))
+	}
+	return vc.Enabled() || vc.Suspended(), nil
+}
+
+// ObjectLockEnabled reports whether the bucket has object lock enabled.
+func (s *S3) ObjectLockEnabled(ctx context.Context) (bool, error) {
+	status, _, _, _, err := s.client.GetObjectLockConfig(ctx, s.bucket)
+	if err != nil {
+		var er minio.ErrorResponse
+		if errors.As(err, &er) && (er.Code == "ObjectLockConfigurationNotFoundError" || er.Code == "ObjectLockConfigurationNotFound") {
+			return false, nil
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		return false, fmt.Errorf("s3 bucket %q object lock configuration: %w", s.bucket, mapS3Error(err))
+	}
+	return status == "Enabled", nil
+}
+
+// CleanStale aborts the incomplete multipart uploads under the store's
+// prefix that started more than olderThan ago: what a killed process left.
+func (s *S3) CleanStale(ctx context.Context, olderThan time.Duration) (int, error) {
+	cutoff := time.Now().Add(-olderThan)
+	var stale []minio.ObjectMultipartInfo
+	for u := range s.client.ListIncompleteUploads(ctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return 0, fmt.Errorf("list incomplete uploads: %w", mapS3Error(u.Err))
+		}
+		if u.Initiated.Before(cutoff) && strings.HasPrefix(u.Key, s.prefix) {
+			stale = append(stale, u)
+		}
+	}
+	core := minio.Core{Client: s.client}
+	n := 0
+	for _, u := range stale {
+		if err := core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err != nil {
+			if errors.Is(mapS3Error(err), ErrNotExist) {
+				continue // finished or aborted meanwhile
+			}
+			return n, fmt.Errorf("abort upload of %s: %w", strings.TrimPrefix(u.Key, s.prefix), mapS3Error(err))
+		}
+		n++
+	}
+	return n, nil
 }
 
 // ParseS3URL splits "s3://bucket/prefix" into its bucket and prefix (without

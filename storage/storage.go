@@ -27,11 +27,41 @@ type ObjectInfo struct {
 	ModTime time.Time
 }
 
+// ErrLockUnsupported is returned (wrapped) by Put with PutOptions.Retention
+// on a store that cannot lock objects.
+var ErrLockUnsupported = errors.New("object lock is not supported by this store")
+
 // PutOptions tune a Put.
 type PutOptions struct {
 	// IfNotExists makes the write fail with ErrExists when the object is
 	// already there (S3 If-None-Match: *, a hard link on local disks).
 	IfNotExists bool
+	// Retention, if set, locks the object until Retention.Until (S3 Object
+	// Lock). A store that cannot lock objects refuses the write with
+	// ErrLockUnsupported rather than store it unlocked.
+	Retention *Retention
+}
+
+// LockMode is an S3 Object Lock retention mode.
+type LockMode string
+
+// Retention modes. In governance mode a principal granted
+// s3:BypassGovernanceRetention may still delete a locked object version; in
+// compliance mode nobody can, the bucket's owner included, until the
+// retention ends.
+const (
+	LockGovernance LockMode = "governance"
+	LockCompliance LockMode = "compliance"
+)
+
+// Valid reports whether m is a known mode.
+func (m LockMode) Valid() bool { return m == LockGovernance || m == LockCompliance }
+
+// Retention keeps an object version from being deleted or overwritten
+// until a time.
+type Retention struct {
+	Mode  LockMode
+	Until time.Time
 }
 
 // Store is a flat namespace of immutable objects.
@@ -52,4 +82,70 @@ type Store interface {
 	Delete(ctx context.Context, name string) error
 	// Location is a human-readable URL of the store, without credentials.
 	Location() string
+}
+
+// Optional capabilities. A decorator that wraps a Store has an Unwrap()
+// Store method; As finds a capability through decorators.
+
+// Locker is a store that can lock objects (S3 Object Lock).
+type Locker interface {
+	// ObjectLockEnabled reports whether objects written with a Retention
+	// are locked: on S3, whether the bucket has object lock enabled.
+	ObjectLockEnabled(ctx context.Context) (bool, error)
+}
+
+// ObjectVersion is one stored version of an object, or a delete marker.
+type ObjectVersion struct {
+	ObjectInfo
+	VersionID    string
+	DeleteMarker bool
+}
+
+// Versioned is a store that keeps the earlier versions of its objects (an
+// S3 bucket with versioning, which object lock turns on).
+type Versioned interface {
+	// Versioning reports whether the store keeps versions.
+	Versioning(ctx context.Context) (bool, error)
+	// ListVersions calls fn for every version and delete marker of the
+	// objects whose names start with prefix: the versions in lexical order
+	// of names, newest first within a name; delete markers may come
+	// anywhere before the versions of their page end (servers differ).
+	ListVersions(ctx context.Context, prefix string, fn func(ObjectVersion) error) error
+	// OpenVersion is Open of one version.
+	OpenVersion(ctx context.Context, name, versionID string, off, length int64) (io.ReadCloser, error)
+}
+
+// Cleaner is a store that can remove what interrupted writes left behind:
+// temporary files on a local disk, incomplete multipart uploads on S3.
+type Cleaner interface {
+	// CleanStale removes leftovers of writes that started more than
+	// olderThan ago and returns how many it removed.
+	CleanStale(ctx context.Context, olderThan time.Duration) (int, error)
+}
+
+// As returns the first store of type T found in s or in the stores it
+// decorates (through their Unwrap() Store methods).
+func As[T any](s Store) (T, bool) {
+	for s != nil {
+		if t, ok := s.(T); ok {
+			return t, true
+		}
+		u, ok := s.(interface{ Unwrap() Store })
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
+// CleanStale calls s's Cleaner, if it has one; a store without one has
+// nothing to clean.
+func CleanStale(ctx context.Context, s Store, olderThan time.Duration) (int, error) {
+	c, ok := As[Cleaner](s)
+	if !ok {
+		return 0, nil
+	}
+	return c.CleanStale(ctx, olderThan)
 }

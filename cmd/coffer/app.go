@@ -24,12 +24,14 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// Exit codes.
+// Exit codes. exitIncomplete: a backup saved its snapshot, but a source
+// left out something it could not read (without --strict).
 const (
 	exitOK          = 0
 	exitFailure     = 1
 	exitUsage       = 2
 	exitIntegrity   = 3
+	exitIncomplete  = 4
 	exitInterrupted = 130
 )
 
@@ -94,8 +96,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:  "coffer",
 		Usage: "encrypted, verifiable backups of an Airflow deployment",
-		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, or a\n" +
-			"restored database whose fingerprints differ), 130 interrupted. doc/design.md has the format.",
+		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, a deleted\n" +
+			"snapshot, a manifest dated in the future, or a restored database whose fingerprints differ),\n" +
+			"4 snapshot saved, incomplete (backup left out files or folders it could not read; --strict\n" +
+			"makes that a failure), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -114,7 +118,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -149,7 +153,10 @@ func (g *globals) load(c *cli.Context) error {
 	})
 	var re *config.ReadError
 	var ie *config.InvalidError
+	var pe *config.PermissionError
 	switch {
+	case errors.As(err, &pe):
+		return withHint(err, "%s", pe.Hint())
 	case errors.As(err, &re):
 		return withHint(err, "check --config or COFFER_CONFIG")
 	case errors.As(err, &ie):
@@ -259,6 +266,8 @@ func (g *globals) open(ctx context.Context, needSigning, needIdentity bool) (*re
 		switch {
 		case errors.Is(err, repo.ErrNotInitialized):
 			return nil, withHint(err, "run coffer init --repo %s first", g.repo)
+		case errors.Is(err, repo.ErrNotCoffer):
+			return nil, withHint(err, "check --repo (or COFFER_REPO): it names another tool's repository; coffer init needs an empty location")
 		case errors.As(err, &km):
 			return nil, withHint(err, "use the signing key this repository was initialised with; coffer never mixes keys")
 		}

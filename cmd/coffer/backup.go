@@ -31,7 +31,7 @@ func backupCommand(g *globals) *cli.Command {
 		Description: "KIND:LOCATION is one of:\n" + registry.Help(),
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
-			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read"},
+			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read or could not be read (without it, unreadable files and folders are left out and the backup exits 4)"},
 			&cli.IntFlag{Name: "uploads", Destination: &o.uploads, Usage: "packs uploaded in parallel (default from config, else 2)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -102,24 +102,44 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if err != nil {
 		return &backupError{err}
 	}
-	m := res.Manifest
+	m, p := res.Manifest, res.Private
 	if g.json {
-		return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": m.Sources,
-			"stats": m.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": m.Duration.Seconds(), "warnings": res.Warnings})
+		skipped := append([]backup.Skipped{}, res.Skipped...)
+		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
+			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
+			"repository_warnings": res.RepoWarnings, "incomplete": m.Incomplete, "skipped": skipped}); err != nil {
+			return err
+		}
+		return incomplete(g, m, res)
 	}
-	for _, w := range res.Warnings {
+	for _, w := range append(res.RepoWarnings, res.Warnings...) {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
-	fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
+	if m.Incomplete {
+		fmt.Fprintf(g.stdout, "snapshot %s saved, incomplete: %d paths not read\n", m.ID, len(res.Skipped))
+	} else {
+		fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
+	}
 	fmt.Fprintf(g.stdout, "  sources:      %s\n", sourceNames(m))
-	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(m.Stats.BytesRead))
+	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(p.Stats.BytesRead))
 	if res.BytesSkipped > 0 {
 		fmt.Fprintf(g.stdout, " (%s unchanged, not read)", humanBytes(res.BytesSkipped))
 	}
-	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(m.Stats.BytesNew))
-	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(m.Stats.BytesStored))
-	fmt.Fprintf(g.stdout, "  duration:     %s\n", m.Duration.Round(time.Millisecond))
-	return nil
+	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(p.Stats.BytesNew))
+	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(p.Stats.BytesStored))
+	fmt.Fprintf(g.stdout, "  duration:     %s\n", p.Duration.Round(time.Millisecond))
+	return incomplete(g, m, res)
+}
+
+// incomplete ends a backup whose snapshot was saved without what its
+// sources could not read: exit 4, after a warning that says so.
+func incomplete(g *globals, m *repo.Manifest, res *backup.Result) error {
+	if !m.Incomplete {
+		return nil
+	}
+	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)\n",
+		repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
+	return &exitError{code: exitIncomplete}
 }
 
 func sourceNames(m *repo.Manifest) string {

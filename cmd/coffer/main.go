@@ -1,8 +1,8 @@
 // Command coffer makes encrypted, verifiable backups of an Apache Airflow
 // deployment: its metadata database, DAG repository and invoice stores.
 //
-// Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure, 130
-// interrupted.
+// Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure, 4 snapshot
+// saved, incomplete, 130 interrupted.
 package main
 
 import (

@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
@@ -103,7 +104,10 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := restore.Resolve(ctx, r, t.snapshot, before)
+	m, warns, err := restore.ResolveWarn(ctx, r, t.snapshot, before)
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -122,7 +126,29 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		return nil, nil, err
 	}
 	src, err := snap.Source(t.source)
+	if err == nil {
+		warnSkipped(g, m, src)
+	}
 	return src, m, err
+}
+
+// warnSkipped says that the source of an incomplete snapshot lacks what
+// the backup could not read.
+func warnSkipped(g *globals, m *repo.Manifest, src *restore.Source) {
+	var skipped []struct{ Path, Error string }
+	if err := src.Meta(backup.SkippedMeta, &skipped); err != nil || len(skipped) == 0 {
+		return
+	}
+	var paths []string
+	for _, s := range skipped {
+		if len(paths) == 3 {
+			paths = append(paths, "...")
+			break
+		}
+		paths = append(paths, fmt.Sprintf("%q", s.Path))
+	}
+	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths of %s could not be read at backup and are not in it (%s)\n",
+		repo.ShortID(m.ID), len(skipped), src.Name(), strings.Join(paths, ", "))
 }
 
 func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {

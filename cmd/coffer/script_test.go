@@ -21,11 +21,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/minio/minio-go/v7"
 	"github.com/rogpeppe/go-internal/testscript"
 	_ "modernc.org/sqlite"
 
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // TestMain lets the test binary run as the coffer command in scripts (and
@@ -98,10 +100,12 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"mkfiles":  cmdMkfiles,
 	"cmpdir":   cmdCmpdir,
 	"flipbyte": cmdFlipbyte,
+	"largest":  cmdLargest,
 	"truncate": cmdTruncate,
 	"setvar":   cmdSetvar,
 	"isjson":   cmdIsJSON,
 	"s3server": cmdS3Server,
+	"s3raw":    cmdS3Raw,
 	"sqlite":   cmdSQLite,
 	"pgserver": cmdPgServer,
 	"pgdb":     cmdPgDB,
@@ -124,6 +128,8 @@ func scriptT(ts *testscript.TestScript) testing.TB {
 // within DURATION). For a non-zero N it also checks stderr the way
 // STYLE.md asks: exactly one "coffer: error:" line, at most one
 // "coffer: hint:" line, every line starting with "coffer: ", no panic.
+// Exit 4 (a snapshot saved, incomplete) is no error: it wants warnings
+// and no "coffer: error:" line.
 func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if neg {
 		ts.Fatalf("unsupported: ! exits")
@@ -157,7 +163,11 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if max > 0 && took > max {
 		ts.Fatalf("%s took %s, want at most %s", args[0], took.Round(time.Millisecond), max)
 	}
-	if want != 0 {
+	if want == exitIncomplete {
+		if msg := checkIncompleteOutput(ts.ReadFile("stderr")); msg != "" {
+			ts.Fatalf("stderr: %s", msg)
+		}
+	} else if want != 0 {
 		if msg := checkErrorOutput(ts.ReadFile("stderr")); msg != "" {
 			ts.Fatalf("stderr: %s", msg)
 		}
@@ -187,6 +197,26 @@ func checkErrorOutput(stderr string) string {
 		return fmt.Sprintf("%d coffer: error: lines, want 1", errs)
 	case hints > 1:
 		return fmt.Sprintf("%d coffer: hint: lines, want at most 1", hints)
+	}
+	return ""
+}
+
+// checkIncompleteOutput returns what is wrong with the stderr of a
+// backup that exited 4, or "": only "coffer: warning:" lines, at least
+// one.
+func checkIncompleteOutput(stderr string) string {
+	if strings.Contains(stderr, "goroutine ") || strings.Contains(stderr, "panic:") {
+		return "a Go panic or stack trace"
+	}
+	warnings := 0
+	for _, l := range strings.Split(strings.TrimRight(stderr, "\n"), "\n") {
+		if !strings.HasPrefix(l, "coffer: warning: ") {
+			return fmt.Sprintf("line %q is not a coffer: warning: line", l)
+		}
+		warnings++
+	}
+	if warnings == 0 {
+		return "no coffer: warning: line"
 	}
 	return ""
 }
@@ -369,6 +399,28 @@ func cmdFlipbyte(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(p, b, 0o600))
 }
 
+// largest VAR GLOB
+//
+// sets VAR to the path of the largest file GLOB matches (a data pack rather
+// than a catalog pack).
+func cmdLargest(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: largest VAR GLOB")
+	}
+	ms, err := filepath.Glob(ts.MkAbs(args[1]))
+	ts.Check(err)
+	best, size := "", int64(-1)
+	for _, m := range ms {
+		if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+			best, size = m, fi.Size()
+		}
+	}
+	if best == "" {
+		ts.Fatalf("%s matches no file", args[1])
+	}
+	ts.Setenv(args[0], best)
+}
+
 // truncate FILE|GLOB N
 func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
@@ -407,21 +459,52 @@ func cmdIsJSON(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// s3server
+// s3server [-locked]
 //
 // starts a versitygw for this script (skipping it, or failing under
 // COFFER_TEST_REQUIRE_SERVERS=1, when versitygw is missing) and sets
-// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket.
+// COFFER_S3_ENDPOINT, the AWS_* credentials and BUCKET, a fresh bucket
+// (with object lock enabled with -locked).
 func cmdS3Server(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 0 {
-		ts.Fatalf("usage: s3server")
+	if neg || len(args) > 1 || (len(args) == 1 && args[0] != "-locked") {
+		ts.Fatalf("usage: s3server [-locked]")
 	}
-	cfg := testutil.StartS3(scriptT(ts))
+	var cfg storage.S3Config
+	if len(args) == 1 {
+		cfg = testutil.StartS3Locked(scriptT(ts))
+	} else {
+		cfg = testutil.StartS3(scriptT(ts))
+	}
 	ts.Setenv("COFFER_S3_ENDPOINT", "http://"+cfg.Endpoint)
 	ts.Setenv("AWS_ACCESS_KEY_ID", cfg.AccessKey)
 	ts.Setenv("AWS_SECRET_ACCESS_KEY", cfg.SecretKey)
 	ts.Setenv("AWS_REGION", cfg.Region)
 	ts.Setenv("BUCKET", cfg.Bucket)
+}
+
+// s3raw put KEY FILE | s3raw rm KEY
+//
+// overwrites (a plain PUT) or deletes (no version: a delete marker in a
+// versioned bucket) KEY of $BUCKET straight through the S3 API, with the
+// script's credentials: what anyone holding them can do.
+func cmdS3Raw(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 || (args[0] == "put") != (len(args) == 3) || (args[0] != "put" && args[0] != "rm") {
+		ts.Fatalf("usage: s3raw put KEY FILE | s3raw rm KEY")
+	}
+	cfg := storage.S3Config{Endpoint: strings.TrimPrefix(ts.Getenv("COFFER_S3_ENDPOINT"), "http://"), Insecure: true,
+		AccessKey: ts.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: ts.Getenv("AWS_SECRET_ACCESS_KEY"), Region: ts.Getenv("AWS_REGION")}
+	c, err := testutil.Client(cfg)
+	ts.Check(err)
+	ctx := context.Background()
+	bucket := ts.Getenv("BUCKET")
+	if args[0] == "rm" {
+		ts.Check(c.RemoveObject(ctx, bucket, args[1], minio.RemoveObjectOptions{}))
+		return
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[2]))
+	ts.Check(err)
+	_, err = c.PutObject(ctx, bucket, args[1], bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+	ts.Check(err)
 }
 
 // sqlite FILE SQL

@@ -181,7 +181,7 @@ func forgeSnapshot(t *testing.T, n *namesRepo, base *repo.Manifest, cat *repo.Ca
 			}
 		}
 	}
-	srcs, err := enc.Close()
+	srcs, sizes, err := enc.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,8 +210,12 @@ func forgeSnapshot(t *testing.T, n *namesRepo, base *repo.Manifest, cat *repo.Ca
 	if err != nil {
 		t.Fatal(err)
 	}
+	priv, err := repo.PutPrivate(ctx, n.tr.Store, &repo.Private{Version: repo.Version, Snapshot: id, Host: "forged", Sources: sizes}, rcpts...)
+	if err != nil {
+		t.Fatal(err)
+	}
 	m := *base
-	m.ID, m.Time, m.Catalog, m.Sources, m.Indexes = id, time.Now().UTC(), ref, srcs, nil
+	m.ID, m.Time, m.Catalog, m.Sources, m.Indexes, m.Private, m.Seen = id, time.Now().UTC(), ref, srcs, nil, priv, []string{base.ID}
 	m.Packs = append(append([]repo.PackRef(nil), base.Packs...), repo.PackRef{SHA256: sum, Size: int64(len(ct))})
 	sort.Slice(m.Packs, func(i, j int) bool { return m.Packs[i].SHA256 < m.Packs[j].SHA256 })
 	if err := repo.WriteManifest(ctx, n.tr.Store, &m, n.tr.Signing); err != nil {

@@ -54,6 +54,13 @@ type S3 struct {
 	SecretKey  string `yaml:"secret_access_key"`
 	// SessionToken comes from AWS_SESSION_TOKEN only.
 	SessionToken string `yaml:"-"`
+	// Without keys, credentials come from the profile (AWS_PROFILE,
+	// default "default") of the shared credentials file
+	// (AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials), then from
+	// the instance metadata service unless iam is false.
+	CredentialsFile string `yaml:"credentials_file"`
+	Profile         string `yaml:"profile"`
+	IAM             *bool  `yaml:"iam"`
 }
 
 // Defaults.

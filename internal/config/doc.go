@@ -20,6 +20,10 @@
 // AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; its region wins over
 // AWS_REGION.
 //
+// Without access keys, S3 credentials come from a chain: the profile of
+// the shared credentials file, then the instance metadata service (EC2,
+// ECS, EKS; s3.iam: false turns it off), then none (anonymous requests).
+//
 // # Environment
 //
 //	COFFER_CONFIG          the configuration file, when LoadOptions.File is empty
@@ -30,6 +34,8 @@
 //	AWS_ACCESS_KEY_ID      s3.access_key_id
 //	AWS_SECRET_ACCESS_KEY  s3.secret_access_key
 //	AWS_SESSION_TOKEN      the session token of temporary credentials
+//	AWS_SHARED_CREDENTIALS_FILE  s3.credentials_file (default ~/.aws/credentials)
+//	AWS_PROFILE            s3.profile (default "default")
 //	AWS_REGION             s3.region (default us-east-1)
 //
 // # Paths

@@ -2,8 +2,13 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strings"
 )
 
@@ -77,6 +82,9 @@ func Load(o LoadOptions) (*Config, error) {
 		if err != nil {
 			return nil, &InvalidError{Path: path, Err: err}
 		}
+		if err := checkSecretFile(f, path, c); err != nil {
+			return nil, err
+		}
 		c.resolvePaths(filepath.Dir(path))
 	}
 	c.applyEnv(env)
@@ -84,6 +92,70 @@ func Load(o LoadOptions) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// A PermissionError is a configuration file that holds a secret (Key: an
+// S3 secret key, a password in a source's DSN) and that group or others
+// may access, refused like a key file.
+type PermissionError struct {
+	Path string
+	Mode fs.FileMode
+	Key  string
+}
+
+func (e *PermissionError) Error() string {
+	return fmt.Sprintf("config file %s holds a secret (%s) and is accessible by group or others (mode %04o)", e.Path, e.Key, e.Mode.Perm())
+}
+
+// Hint says how to fix the permissions.
+func (e *PermissionError) Hint() string { return "chmod 600 " + shellQuote(e.Path) }
+
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./+,:@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// checkSecretFile refuses a file that holds a secret and that group or
+// others may access.
+func checkSecretFile(f *os.File, path string, c *Config) error {
+	key := secretKey(c)
+	if key == "" || runtime.GOOS == "windows" {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return &ReadError{Path: path, Err: err}
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return &PermissionError{Path: path, Mode: fi.Mode().Perm(), Key: key}
+	}
+	return nil
+}
+
+// secretKey names the first secret the file holds, or "".
+func secretKey(c *Config) string {
+	if c.S3.SecretKey != "" {
+		return "s3.secret_access_key"
+	}
+	names := make([]string, 0, len(c.Sources))
+	for n := range c.Sources {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		loc := c.Sources[n].Location
+		if u, err := url.Parse(loc); err == nil && u.User != nil {
+			if _, ok := u.User.Password(); ok {
+				return "a password in sources." + n
+			}
+		}
+		if strings.Contains(loc, "password=") {
+			return "a password in sources." + n
+		}
+	}
+	return ""
 }
 
 // resolvePaths makes the file's relative paths relative to dir, the
@@ -131,6 +203,11 @@ func (c *Config) applyEnv(env func(string) string) {
 		c.S3.AccessKey, c.S3.SecretKey = env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")
 	}
 	c.S3.SessionToken = env("AWS_SESSION_TOKEN")
+	fill(&c.S3.CredentialsFile, "AWS_SHARED_CREDENTIALS_FILE")
+	if home := env("HOME"); c.S3.CredentialsFile == "" && home != "" {
+		c.S3.CredentialsFile = filepath.Join(home, ".aws", "credentials")
+	}
+	fill(&c.S3.Profile, "AWS_PROFILE")
 }
 
 // Apply applies flags that only one command knows (such as a backup's

@@ -5,8 +5,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // mapEnv is an environment for Load.
@@ -264,6 +267,9 @@ func TestS3ConfigSettings(t *testing.T) {
   ca_file: /etc/ca.pem
   skip_verify: true
 `)
+	if err := os.Chmod(path, 0o600); err != nil { // it holds a secret key
+		t.Fatal(err)
+	}
 	c, err = Load(LoadOptions{File: path, Env: env})
 	if err != nil {
 		t.Fatal(err)
@@ -277,6 +283,41 @@ func TestS3ConfigSettings(t *testing.T) {
 	}
 	if !s.PathStyle || !s.SkipVerify || s.CAFile != "/etc/ca.pem" || s.Insecure {
 		t.Fatalf("from the file: %+v, want path style, skip_verify and ca_file, and TLS", s)
+	}
+}
+
+// TestS3CredentialChainSettings: the shared credentials file and profile
+// come from the file, else AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE,
+// else ~/.aws/credentials; the metadata service is asked unless s3.iam is
+// false.
+func TestS3CredentialChainSettings(t *testing.T) {
+	load := func(file string, env map[string]string) storage.S3Config {
+		t.Helper()
+		o := LoadOptions{Env: mapEnv(env)}
+		if file != "" {
+			o.File = writeFile(t, filepath.Join(t.TempDir(), "c.yaml"), file)
+		}
+		c, err := Load(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := c.S3Config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := load("", map[string]string{"HOME": "/home/op"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/home/op/.aws/credentials", ""}; got != want || !s.IAM {
+		t.Fatalf("defaults: %q, IAM %v; want %q and IAM", got, s.IAM, want)
+	}
+	s = load("", map[string]string{"HOME": "/home/op", "AWS_SHARED_CREDENTIALS_FILE": "/etc/coffer/aws", "AWS_PROFILE": "backup"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/etc/coffer/aws", "backup"}; got != want {
+		t.Fatalf("from the environment: %q, want %q", got, want)
+	}
+	s = load("s3:\n  credentials_file: /srv/aws\n  profile: nightly\n  iam: false\n", map[string]string{"AWS_PROFILE": "backup"})
+	if got, want := [2]string{s.CredentialsFile, s.Profile}, [2]string{"/srv/aws", "nightly"}; got != want || s.IAM {
+		t.Fatalf("from the file: %q, IAM %v; want %q, no IAM", got, s.IAM, want)
 	}
 }
 
@@ -332,5 +373,47 @@ func TestErrorsNameNoFlags(t *testing.T) {
 		if strings.Contains(err.Error(), "--") {
 			t.Errorf("error names a flag: %v", err)
 		}
+	}
+}
+
+// TestLoadRefusesReadableSecrets: a file that holds a secret (the S3
+// secret key, a password in a DSN) is refused, like a key file, when group
+// or others may access it; without a secret any mode is fine.
+func TestLoadRefusesReadableSecrets(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, text, key string
+	}{
+		{"s3", "s3:\n  access_key_id: ak\n  secret_access_key: sk\n", "s3.secret_access_key"},
+		{"dsn", "sources:\n  metadb: postgres:postgres://airflow:hunter2@db/airflow\n", "a password in sources.metadb"},
+		{"keywords", "sources:\n  metadb: {kind: postgres, location: \"host=db user=airflow password=hunter2\"}\n", "a password in sources.metadb"},
+		{"none", "repository: /r\nsources:\n  metadb: postgres:postgres://airflow@db/airflow\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, filepath.Join(dir, tc.name+".yaml"), tc.text)
+			for _, mode := range []fs.FileMode{0o644, 0o640, 0o604, 0o600, 0o400} {
+				if err := os.Chmod(path, mode); err != nil {
+					t.Fatal(err)
+				}
+				_, err := Load(LoadOptions{File: path})
+				var pe *PermissionError
+				if tc.key == "" || mode&0o077 == 0 {
+					if err != nil {
+						t.Errorf("mode %04o: %v", mode, err)
+					}
+					continue
+				}
+				if !errors.As(err, &pe) {
+					t.Fatalf("mode %04o: error %v, want a PermissionError", mode, err)
+				}
+				want := "config file " + path + " holds a secret (" + tc.key + ") and is accessible by group or others (mode 0" + strconv.FormatUint(uint64(mode), 8) + ")"
+				if err.Error() != want {
+					t.Errorf("error = %q, want %q", err, want)
+				}
+				if got, want := pe.Hint(), "chmod 600 "+path; got != want {
+					t.Errorf("hint = %q, want %q", got, want)
+				}
+			}
+		})
 	}
 }

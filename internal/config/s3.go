@@ -22,6 +22,7 @@ func (c *Config) S3Config() (storage.S3Config, error) {
 		Region:    s.Region,
 		AccessKey: s.AccessKey, SecretKey: s.SecretKey, SessionToken: s.SessionToken,
 		CAFile: s.CAFile, SkipVerify: s.SkipVerify,
+		CredentialsFile: s.CredentialsFile, Profile: s.Profile, IAM: s.IAM == nil || *s.IAM,
 	}
 	if out.Region == "" {
 		out.Region = DefaultRegion

@@ -170,9 +170,9 @@ func Run(ctx context.Context, o Options) error {
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
-		m := res.Manifest
+		m, p := res.Manifest, res.Private
 		say("%d. snapshot %s: %d sources, read %d bytes, new %d bytes, stored %d bytes, %s",
-			4+i, repo.ShortID(m.ID), len(m.Sources), m.Stats.BytesRead, m.Stats.BytesNew, m.Stats.BytesStored, m.Duration.Round(time.Millisecond))
+			4+i, repo.ShortID(m.ID), len(m.Sources), p.Stats.BytesRead, p.Stats.BytesNew, p.Stats.BytesStored, p.Duration.Round(time.Millisecond))
 		if first == nil {
 			first = m
 		}

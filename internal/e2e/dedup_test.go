@@ -3,6 +3,7 @@ package e2e
 import (
 	"testing"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/restore"
@@ -13,7 +14,7 @@ import (
 // bytes are held under 1% of the first backup's only for the
 // acceptance-size tree (~250 MiB stored); the reduced tree of -short and
 // -race stores ~40 MiB, where a few catalog chunks are already ~0.4%.
-func checkUnchanged(t *testing.T, label string, first, m *repo.Manifest) {
+func checkUnchanged(t *testing.T, label string, first, m *repo.Private) {
 	t.Helper()
 	s, f := m.Stats, first.Stats
 	newPct := 100 * float64(s.BytesNew) / float64(f.BytesRead)
@@ -36,7 +37,7 @@ func checkUnchanged(t *testing.T, label string, first, m *repo.Manifest) {
 
 // checkAdded asserts that the new bytes of a backup after AddFiles are close
 // to the added bytes (random, incompressible files).
-func checkAdded(t *testing.T, label string, added int64, m *repo.Manifest) {
+func checkAdded(t *testing.T, label string, added int64, m *repo.Private) {
 	t.Helper()
 	s := m.Stats
 	ratio := float64(s.BytesNew) / float64(added)
@@ -53,22 +54,23 @@ func checkAdded(t *testing.T, label string, added int64, m *repo.Manifest) {
 // dedup: every byte is read again and none is new), then 1% new files,
 // once with the cache and once without, and finally restores the last
 // snapshot, which mixes old and new packs.
-func testDedup(t *testing.T, e *env, dir string, st fixture.TreeStats, first *repo.Manifest) {
+func testDedup(t *testing.T, e *env, dir string, st fixture.TreeStats, firstRes *backup.Result) {
+	first := firstRes.Private
 	t.Run("unchanged/cache", func(t *testing.T) {
 		res := e.backupDir(t, dir, true)
-		checkUnchanged(t, "unchanged, change cache", first, res.Manifest)
+		checkUnchanged(t, "unchanged, change cache", first, res.Private)
 		if res.BytesSkipped != st.Bytes {
 			t.Errorf("change cache skipped %d bytes, want all %d", res.BytesSkipped, st.Bytes)
 		}
 	})
 	t.Run("unchanged/nocache", func(t *testing.T) {
 		res := e.backupDir(t, dir, false)
-		checkUnchanged(t, "unchanged, no cache", first, res.Manifest)
-		if got := res.Manifest.Stats.BytesRead; got != st.Bytes || res.BytesSkipped != 0 {
+		checkUnchanged(t, "unchanged, no cache", first, res.Private)
+		if got := res.Private.Stats.BytesRead; got != st.Bytes || res.BytesSkipped != 0 {
 			t.Errorf("without the cache: read %d, skipped %d; want every byte (%d) read", got, res.BytesSkipped, st.Bytes)
 		}
-		if res.Manifest.Stats.ChunksNew != 0 {
-			t.Errorf("%d new chunks, want 0", res.Manifest.Stats.ChunksNew)
+		if res.Private.Stats.ChunksNew != 0 {
+			t.Errorf("%d new chunks, want 0", res.Private.Stats.ChunksNew)
 		}
 	})
 	t.Run("added/cache", func(t *testing.T) {
@@ -77,7 +79,7 @@ func testDedup(t *testing.T, e *env, dir string, st fixture.TreeStats, first *re
 			t.Fatal(err)
 		}
 		res := e.backupDir(t, dir, true)
-		checkAdded(t, "1% added, change cache", added, res.Manifest)
+		checkAdded(t, "1% added, change cache", added, res.Private)
 		if want := st.Bytes; res.BytesSkipped != want {
 			t.Errorf("change cache skipped %d bytes, want the old tree's %d", res.BytesSkipped, want)
 		}
@@ -88,7 +90,7 @@ func testDedup(t *testing.T, e *env, dir string, st fixture.TreeStats, first *re
 			t.Fatal(err)
 		}
 		res := e.backupDir(t, dir, false)
-		checkAdded(t, "1% added, no cache", added, res.Manifest)
+		checkAdded(t, "1% added, no cache", added, res.Private)
 		target := t.TempDir() + "/restored"
 		if _, err := e.restoreTo(t, res.Manifest.ID, target, restore.DirOptions{}); err != nil {
 			t.Fatalf("restore: %v", err)

@@ -135,7 +135,7 @@ func (e *env) tryBackup(t *testing.T, dir string, cache bool) (*backup.Result, e
 	start := time.Now()
 	res, err := backup.Run(ctxT(t), opts)
 	if err == nil {
-		s := res.Manifest.Stats
+		s := res.Private.Stats
 		t.Logf("backup %s (cache %v): %.1fs, read %s, new %s, stored %s, skipped %s, chunks %d (%d new), packs %d",
 			repo.ShortID(res.Manifest.ID), cache, time.Since(start).Seconds(), mib(s.BytesRead), mib(s.BytesNew),
 			mib(s.BytesStored), mib(res.BytesSkipped), s.Chunks, s.ChunksNew, len(res.Manifest.Packs))

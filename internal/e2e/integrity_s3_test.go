@@ -46,9 +46,9 @@ func TestE2EIntegrityS3(t *testing.T) {
 			deleteObject(t, st, pack)
 		}, pack, restore.Quick},
 		{"edit a manifest field", func(t *testing.T) {
-			edited := bytes.Replace(origManifest, []byte(`"host": "`), []byte(`"host": "x`), 1)
+			edited := bytes.Replace(origManifest, []byte(`"kind": "dir"`), []byte(`"kind": "dix"`), 1)
 			if bytes.Equal(edited, origManifest) {
-				t.Fatal("the manifest has no host field to edit")
+				t.Fatal("the manifest has no source kind to edit")
 			}
 			replaceObject(t, st, manifest, edited)
 		}, manifest, restore.Quick},

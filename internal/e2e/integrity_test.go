@@ -250,9 +250,9 @@ func TestE2EIntegrity(t *testing.T) {
 		}, repo.SnapshotName(replayed), "", replayed, false, true, "replayed", false},
 		{"edit a manifest field", func(t *testing.T) func() {
 			b := readObject(t, st, secondName)
-			edited := bytes.Replace(b, []byte(`"host": "e2e-host"`), []byte(`"host": "e2e-hosT"`), 1)
+			edited := bytes.Replace(b, []byte(`"kind": "dir"`), []byte(`"kind": "diR"`), 1)
 			if bytes.Equal(b, edited) {
-				t.Fatalf("manifest has no host field to edit:\n%s", b)
+				t.Fatalf("manifest has no source kind to edit:\n%s", b)
 			}
 			return put(t, secondName, edited)
 		}, secondName, "", d.second.ID, false, true, "signature does not verify", false},

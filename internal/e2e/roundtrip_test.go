@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/restore"
 )
@@ -29,12 +29,12 @@ func bigFileSize() int64 {
 
 // roundTrip backs up a tree, restores it into a fresh folder and compares.
 // It returns the tree and the first backup's manifest.
-func roundTrip(t *testing.T, e *env, spec fixture.TreeSpec) (string, fixture.TreeStats, *repo.Manifest) {
+func roundTrip(t *testing.T, e *env, spec fixture.TreeSpec) (string, fixture.TreeStats, *backup.Result) {
 	t.Helper()
 	dir, st := tree(t, spec)
 	res := e.backupDir(t, dir, true)
 	m := res.Manifest
-	if got, want := m.Stats.BytesRead, st.Bytes; got != want {
+	if got, want := res.Private.Stats.BytesRead, st.Bytes; got != want {
 		t.Errorf("first backup read %d bytes, tree has %d", got, want)
 	}
 	target := filepath.Join(t.TempDir(), "restored")
@@ -49,7 +49,7 @@ func roundTrip(t *testing.T, e *env, spec fixture.TreeSpec) (string, fixture.Tre
 		t.Errorf("restore result %+v, tree %+v", rr, st)
 	}
 	compareTrees(t, dir, target)
-	return dir, st, m
+	return dir, st, res
 }
 
 // TestE2ERoundTripLocal: a tree of >= 5,000 files (nested folders,
@@ -72,5 +72,5 @@ func TestE2ERoundTripS3(t *testing.T) {
 	dir, _, first := roundTrip(t, e, bigTree(bigFileSize()))
 	// A second backup of the unchanged tree adds almost nothing here too.
 	res := e.backupDir(t, dir, true)
-	checkUnchanged(t, "S3, change cache", first, res.Manifest)
+	checkUnchanged(t, "S3, change cache", first.Private, res.Private)
 }

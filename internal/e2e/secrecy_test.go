@@ -125,7 +125,7 @@ func TestE2EEncryptOnly(t *testing.T) {
 			if !bytes.HasSuffix(plain, []byte("CPAK0001")) {
 				t.Errorf("%s: plaintext does not end with CPAK0001", oi.Name)
 			}
-		case "catalogs", "index":
+		case "catalogs", "index", "private":
 			if !bytes.HasPrefix(plain, zstdMagic) {
 				t.Errorf("%s: plaintext is not a zstd frame: %.8x", oi.Name, plain)
 				continue
@@ -151,7 +151,7 @@ func TestE2EEncryptOnly(t *testing.T) {
 			t.Errorf("%s decrypts with the index identity the backup host can derive", oi.Name)
 		}
 	}
-	for _, k := range []string{"config", "keys", "data", "index", "catalogs", "snapshots"} {
+	for _, k := range []string{"config", "keys", "data", "index", "catalogs", "private", "snapshots"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s object in the repository (have %v)", k, kinds)
 		}
@@ -177,7 +177,7 @@ func TestE2ENamesRevealNothing(t *testing.T) {
 
 	words := append([]string{"Rechnung", "Müller", "請求書", "Kunden", "invoice", "receipt", "tief-1",
 		"archive-big", "backup-2025", "Zahlung", "added-1", "Kundenliste", "ACME GmbH"}, st.Names...)
-	valid := regexp.MustCompile(`^(config|(keys|index|catalogs|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
+	valid := regexp.MustCompile(`^(config|(keys|index|catalogs|private|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
 	var manifest []byte
 	for _, oi := range listObjects(t, e.store, "") {
 		if !valid.MatchString(oi.Name) {
@@ -202,9 +202,12 @@ func TestE2ENamesRevealNothing(t *testing.T) {
 			}
 		}
 	}
-	// The scan does find what is there: the public manifest names the host
-	// and the source.
-	if !bytes.Contains(manifest, []byte(`"e2e-host"`)) || !bytes.Contains(manifest, []byte(`"`+sourceName+`"`)) {
-		t.Errorf("manifest lacks its public host and source name:\n%s", manifest)
+	// The scan does find what is there: the public manifest names the
+	// source. The host is in the private part only.
+	if !bytes.Contains(manifest, []byte(`"`+sourceName+`"`)) {
+		t.Errorf("manifest lacks its public source name:\n%s", manifest)
+	}
+	if bytes.Contains(manifest, []byte(`"e2e-host"`)) {
+		t.Errorf("manifest shows the host name:\n%s", manifest)
 	}
 }

@@ -18,8 +18,8 @@
 // offline. Files holding secrets must not be accessible by group or others;
 // [CheckPrivate] enforces this before any secret is read.
 //
-// Recipients may be age X25519 (age1...), age post-quantum hybrid
-// (age1pq1...), ssh-ed25519 and ssh-rsa public keys. Identities may be age
+// Recipients may be age X25519 (age1...), ssh-ed25519 and ssh-rsa public
+// keys; post-quantum age1pq1... recipients are refused (ErrPostQuantum). Identities may be age
 // identity files and unencrypted ssh-ed25519 or ssh-rsa private keys.
 //
 // # Format

@@ -30,10 +30,18 @@ func AgeRecipients(rs []Recipient) []age.Recipient {
 	return out
 }
 
+// ErrPostQuantum is returned for age1pq1... recipients. coffer encrypts
+// some objects to X25519 keys of its own as well as to the recipients (the
+// index to the index key), and age refuses to mix post-quantum and X25519
+// recipients in one file, so such a repository could never be backed up
+// to.
+var ErrPostQuantum = errors.New("post-quantum recipients (age1pq1...) are not supported: coffer also encrypts to X25519 keys of its own, and age refuses to mix post-quantum and X25519 recipients; use an age1... or SSH recipient")
+
 // ParseRecipient parses one recipient, for example from a --recipient flag:
-// age1... (X25519), age1pq1... (post-quantum hybrid), or an ssh-ed25519 or
-// ssh-rsa public key as found in authorized_keys. Surrounding white space is
-// ignored. Errors never include s.
+// age1... (X25519), or an ssh-ed25519 or ssh-rsa public key as found in
+// authorized_keys. Surrounding white space is ignored. Errors never
+// include s. Post-quantum age1pq1... recipients are refused with
+// [ErrPostQuantum].
 func ParseRecipient(s string) (Recipient, error) {
 	s = strings.TrimSpace(s)
 	upper := strings.ToUpper(s)
@@ -43,11 +51,7 @@ func ParseRecipient(s string) (Recipient, error) {
 	case strings.HasPrefix(s, "-----BEGIN"):
 		return Recipient{}, errors.New("found a private key, not a recipient")
 	case strings.HasPrefix(s, "age1pq1"):
-		r, err := age.ParseHybridRecipient(s)
-		if err != nil {
-			return Recipient{}, errors.New("malformed age post-quantum recipient")
-		}
-		return Recipient{Recipient: r, Text: r.String()}, nil
+		return Recipient{}, ErrPostQuantum
 	case strings.HasPrefix(s, "age1"):
 		r, err := age.ParseX25519Recipient(s)
 		if err != nil {

@@ -32,7 +32,7 @@ func TestCatalogNamesByteExact(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := enc.Close(); err != nil {
+	if _, _, err := enc.Close(); err != nil {
 		t.Fatal(err)
 	}
 	js := buf.String()

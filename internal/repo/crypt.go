@@ -2,9 +2,11 @@ package repo
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
 	"runtime"
 
 	"filippo.io/age"
@@ -83,13 +85,44 @@ func Decrypt(ct []byte, identities ...age.Identity) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(r, maxDocument))
 }
 
-// Seal encodes v as JSON, compresses it with zstd and encrypts it.
+// Seal encodes v as JSON, compresses it with zstd, pads it (Pad) and
+// encrypts it.
 func Seal(v any, recipients ...age.Recipient) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	return Encrypt(Compress(nil, j), recipients...)
+	return Encrypt(Pad(Compress(nil, j)), recipients...)
+}
+
+// minPadded is the smallest padded length of a sealed document.
+const minPadded = 512
+
+// Pad appends a zstd skippable frame (magic 0x184D2A50, which every zstd
+// decoder skips) of zero bytes to the zstd stream z, so that its length is
+// at least minPadded and a Padmé length (Nikitin et al., 2019): the top
+// bits of the length are kept and the low ones rounded up, which adds at
+// most about 12% and leaves O(log log L) bits of the length visible. A
+// sealed document's ciphertext size then tells a bucket reader only its
+// rough order of magnitude (how many chunks an index lists, how long a
+// private part's tags and warnings are), not an exact count.
+func Pad(z []byte) []byte {
+	want := padme(max(int64(len(z))+8, minPadded))
+	frame := make([]byte, want-int64(len(z)))
+	binary.LittleEndian.PutUint32(frame, 0x184D2A50)
+	binary.LittleEndian.PutUint32(frame[4:], uint32(len(frame)-8))
+	return append(z, frame...)
+}
+
+// padme rounds n up to the next Padmé length.
+func padme(n int64) int64 {
+	if n < 2 {
+		return n
+	}
+	e := int64(bits.Len64(uint64(n))) - 1 // floor(log2 n)
+	s := int64(bits.Len64(uint64(e)))     // floor(log2 e) + 1
+	mask := int64(1)<<(e-s) - 1
+	return (n + mask) &^ mask
 }
 
 // Unseal reverses Seal into v.

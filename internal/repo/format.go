@@ -12,6 +12,7 @@
 //	data/<xx>/<sha256>      packs: one age file each; the name is the SHA-256 of the ciphertext
 //	index/<sha256>          chunk index, age-encrypted to the recipients and the index key
 //	catalogs/<sha256>       per-snapshot catalog, age-encrypted to the recipients only
+//	private/<sha256>        per-snapshot private part (host, tags, sizes, stats), to the recipients only
 //	snapshots/<id>          signed manifest, written last
 //
 // Every object is either a valid age file or a signed document, and no name
@@ -22,9 +23,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Version is the repository format version this code writes and reads.
@@ -38,6 +42,7 @@ const (
 	IndexPrefix     = "index/"
 	CatalogPrefix   = "catalogs/"
 	SnapshotsPrefix = "snapshots/"
+	PrivatePrefix   = "private/"
 )
 
 // Chunking and packing defaults, recorded in the config so that every
@@ -65,6 +70,31 @@ type Config struct {
 	Packs   PackParams     `json:"packs"`
 	Secrets ObjectRef      `json:"secrets"`
 	Extra   map[string]any `json:"extra,omitempty"`
+	// ObjectLock, if set, has every object written with S3 Object Lock
+	// retention for ObjectLock.Days from its write.
+	ObjectLock *ObjectLock `json:"object_lock,omitempty"`
+}
+
+// ObjectLock is a repository's S3 Object Lock setting: every object is
+// locked in Mode ("governance" or "compliance") for Days days from the
+// moment it is written.
+type ObjectLock struct {
+	Mode string `json:"mode"`
+	Days int    `json:"days"`
+}
+
+// MaxObjectLockDays bounds ObjectLock.Days (100 years, as S3 does).
+const MaxObjectLockDays = 36500
+
+// Validate checks the mode and the number of days.
+func (l *ObjectLock) Validate() error {
+	if !storage.LockMode(l.Mode).Valid() {
+		return fmt.Errorf("object lock mode %q: want %q or %q", l.Mode, storage.LockGovernance, storage.LockCompliance)
+	}
+	if l.Days < 1 || l.Days > MaxObjectLockDays {
+		return fmt.Errorf("object lock of %d days: want 1 to %d", l.Days, MaxObjectLockDays)
+	}
+	return nil
 }
 
 // ChunkerParams configure content-defined chunking (restic's Rabin chunker
@@ -90,27 +120,101 @@ type ObjectRef struct {
 }
 
 // Manifest is the signed, public description of one snapshot. A snapshot
-// exists if and only if its manifest does.
+// exists if and only if its manifest does. It holds only what a reader
+// without keys needs to verify the snapshot (ids, time, source names and
+// kinds, the objects it references); everything else about the backup is in
+// the sealed Private object it references.
 type Manifest struct {
-	Version  int              `json:"version"`
-	ID       string           `json:"id"`
-	Repo     string           `json:"repo"`
-	Time     time.Time        `json:"time"`
-	Host     string           `json:"host"`
-	Tags     []string         `json:"tags,omitempty"`
-	Sources  []ManifestSource `json:"sources"`
-	Catalog  ObjectRef        `json:"catalog"`
-	Indexes  []ObjectRef      `json:"indexes,omitempty"`
-	Packs    []PackRef        `json:"packs"`
-	Stats    Stats            `json:"stats"`
-	Duration time.Duration    `json:"duration_ns"`
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Repo    string    `json:"repo"`
+	Time    time.Time `json:"time"`
+	// Seen are the snapshot heads the writer saw when it started: among the
+	// manifests it could read and verify, those that no other of them names
+	// in its Seen. A snapshot named here that does not exist was deleted.
+	Seen []string `json:"seen"`
+	// Incomplete is set when a source left out something it could not
+	// read (a folder's unreadable file): the snapshot holds everything
+	// else. The skipped paths are in the encrypted catalog.
+	Incomplete bool             `json:"incomplete"`
+	Sources    []ManifestSource `json:"sources"`
+	Catalog    ObjectRef        `json:"catalog"`
+	Indexes    []ObjectRef      `json:"indexes,omitempty"`
+	Packs      []PackRef        `json:"packs"`
+	// Private is the object sealed to the recipients that holds the host,
+	// tags, sizes, statistics, duration and warnings.
+	Private ObjectRef `json:"private"`
 }
 
-// ManifestSource is the public part of one source: its name, kind and size.
+// ManifestSource is the public part of one source: its name and kind.
 type ManifestSource struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"`
+}
+
+// MaxClockSkew is how far in the future a manifest's time may lie. A
+// manifest dated later than now + MaxClockSkew was written by a host whose
+// clock is wrong or by someone holding a host key who wants to stay
+// "latest" for good: "latest" skips it and verify reports it.
+const MaxClockSkew = 5 * time.Minute
+
+// InFuture reports whether m is dated more than MaxClockSkew after now.
+func (m *Manifest) InFuture(now time.Time) bool { return m.Time.After(now.Add(MaxClockSkew)) }
+
+// Private is the part of a snapshot's description that only the recipients
+// may read: sealed (like a catalog root, to the recipients only) under
+// private/<sha256> and referenced by the manifest.
+type Private struct {
+	Version  int      `json:"version"`
+	Snapshot string   `json:"snapshot"`
+	Host     string   `json:"host"`
+	Tags     []string `json:"tags,omitempty"`
+	// Sources are in the manifest's order.
+	Sources  []PrivateSource `json:"sources"`
+	Stats    Stats           `json:"stats"`
+	Duration time.Duration   `json:"duration_ns"`
+	Warnings []string        `json:"warnings,omitempty"`
+}
+
+// PrivateSource is the private part of one source: its size in bytes.
+type PrivateSource struct {
+	Name string `json:"name"`
 	Size int64  `json:"size"`
+}
+
+// TotalSize is the sum of the sources' sizes.
+func (p *Private) TotalSize() int64 {
+	var n int64
+	for _, s := range p.Sources {
+		n += s.Size
+	}
+	return n
+}
+
+// Check checks that p belongs to m and is well formed.
+func (p *Private) Check(m *Manifest) error {
+	if p.Version != Version {
+		return fmt.Errorf("unsupported private part version %d", p.Version)
+	}
+	if p.Snapshot != m.ID {
+		return fmt.Errorf("private part belongs to snapshot %s", ShortID(p.Snapshot))
+	}
+	if len(p.Sources) != len(m.Sources) {
+		return fmt.Errorf("private part has %d sources, the manifest %d", len(p.Sources), len(m.Sources))
+	}
+	for i, s := range p.Sources {
+		if s.Name != m.Sources[i].Name {
+			return fmt.Errorf("private part's source %d is %q, the manifest's %q", i, s.Name, m.Sources[i].Name)
+		}
+		if s.Size < 0 {
+			return fmt.Errorf("source %q has a negative size", s.Name)
+		}
+	}
+	st := p.Stats
+	if st.BytesRead < 0 || st.BytesNew < 0 || st.BytesStored < 0 || st.Chunks < 0 || st.ChunksNew < 0 || p.Duration < 0 {
+		return errors.New("negative statistics")
+	}
+	return nil
 }
 
 // PackRef is a pack referenced by a snapshot: its SHA-256 (which is also its
@@ -135,15 +239,6 @@ type Stats struct {
 	Chunks      int64 `json:"chunks"`
 }
 
-// TotalSize is the sum of the sources' sizes.
-func (m *Manifest) TotalSize() int64 {
-	var n int64
-	for _, s := range m.Sources {
-		n += s.Size
-	}
-	return n
-}
-
 // Objects returns every object the snapshot references, manifest excluded.
 func (m *Manifest) Objects() []ObjectRef {
 	refs := []ObjectRef{m.Catalog}
@@ -151,7 +246,7 @@ func (m *Manifest) Objects() []ObjectRef {
 	for _, p := range m.Packs {
 		refs = append(refs, p.Ref())
 	}
-	return refs
+	return append(refs, m.Private)
 }
 
 // PackName is the object name of the pack whose ciphertext hash is sum.
@@ -205,8 +300,25 @@ func (m *Manifest) Validate() error {
 	if !validHex(m.ID, 64) {
 		return fmt.Errorf("invalid snapshot id")
 	}
+	seen := make(map[string]bool, len(m.Seen))
+	for _, id := range m.Seen {
+		if !validHex(id, 64) || id == m.ID || seen[id] {
+			return fmt.Errorf("invalid seen snapshot id")
+		}
+		seen[id] = true
+	}
+	names := make(map[string]bool, len(m.Sources))
+	for _, s := range m.Sources {
+		if s.Name == "" || s.Kind == "" || names[s.Name] {
+			return fmt.Errorf("invalid source list")
+		}
+		names[s.Name] = true
+	}
 	if !validHex(m.Catalog.SHA256, 64) || m.Catalog.Name != CatalogPrefix+m.Catalog.SHA256 {
 		return fmt.Errorf("invalid catalog reference")
+	}
+	if !validHex(m.Private.SHA256, 64) || m.Private.Name != PrivatePrefix+m.Private.SHA256 || m.Private.Size <= 0 {
+		return fmt.Errorf("invalid private reference")
 	}
 	for _, p := range m.Packs {
 		if !validHex(p.SHA256, 64) || p.Size <= 0 {

@@ -1,9 +1,14 @@
 package repo
 
+import "time"
+
 // Index maps chunk ids to their location in packs. The backup host writes
 // one index object per backup (the chunks that backup added), encrypted to
 // the recipients and to an index key derived from the signing key, so an
-// encrypt-only host can read and extend it.
+// encrypt-only host can read and extend it. `coffer repair` writes one
+// that lists every pack it checked (see Repair). Backups read only index
+// objects that a verified manifest or repair record references
+// (Repository.LoadDedup).
 type Index struct {
 	Version int         `json:"version"`
 	Packs   []IndexPack `json:"packs"`
@@ -14,6 +19,9 @@ type IndexPack struct {
 	SHA256 string       `json:"sha256"`
 	Size   int64        `json:"size"`
 	Chunks []IndexChunk `json:"chunks"`
+	// ModTime is set in a repair's index: the time the store listed for
+	// the pack when the repair checked it.
+	ModTime time.Time `json:"mtime,omitzero"`
 }
 
 // IndexChunk is one chunk inside a pack.

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -25,6 +24,10 @@ import (
 
 // ErrNotInitialized is returned when a repository has no config object.
 var ErrNotInitialized = errors.New("repository not initialised")
+
+// ErrNotCoffer is wrapped when a store holds a config object that is not a
+// coffer config at all (another tool's repository, such as restic's).
+var ErrNotCoffer = errors.New("not a coffer repository")
 
 // ErrNoIdentity is returned when an operation needs to decrypt but no
 // identity was given.
@@ -62,7 +65,7 @@ type Repository struct {
 
 // Init writes a new repository's config and secrets object. It refuses a
 // store that already holds a config.
-func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey) (*Config, error) {
+func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk *keys.SigningKey, opts ...InitOption) (*Config, error) {
 	if len(recipients) == 0 {
 		return nil, ErrNoRecipients
 	}
@@ -81,6 +84,15 @@ func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk
 			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
 		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
 	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.ObjectLock != nil {
+		if err := CheckObjectLock(ctx, st, cfg.ObjectLock); err != nil {
+			return nil, err
+		}
+	}
+	st = locked(st, &cfg)
 	var ageRecipients []age.Recipient
 	for _, r := range recipients {
 		cfg.Recipients = append(cfg.Recipients, r.Text)
@@ -97,14 +109,14 @@ func Init(ctx context.Context, st storage.Store, recipients []keys.Recipient, sk
 	}
 	sum := HashHex(ct)
 	cfg.Secrets = ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, cfg.Secrets.Name, bytes.NewReader(ct), int64(len(ct)), storage.PutOptions{}); err != nil {
-		return nil, fmt.Errorf("write %s: %w", cfg.Secrets.Name, err)
+	if err := PutObject(ctx, st, cfg.Secrets.Name, ct); err != nil {
+		return nil, err
 	}
 	doc, err := Sign(KindConfig, &cfg, sk)
 	if err != nil {
 		return nil, err
 	}
-	if err := st.Put(ctx, ConfigName, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
+	if err := PutObject(ctx, st, ConfigName, doc); err != nil {
 		if errors.Is(err, storage.ErrExists) {
 			return nil, fmt.Errorf("%s already holds a coffer repository", st.Location())
 		}
@@ -135,6 +147,10 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	if !IsSignedDocument(doc) {
+		// Not damage: something else lives here.
+		return nil, fmt.Errorf("%s is %w: its config object is not a coffer config", st.Location(), ErrNotCoffer)
+	}
 	var cfg Config
 	if err := ParseConfig(doc, &cfg); err != nil {
 		return nil, err
@@ -162,7 +178,12 @@ func Open(ctx context.Context, st storage.Store, opts OpenOptions) (*Repository,
 	if err := openSigned(KindConfig, doc, pin, &cfg); err != nil {
 		return nil, integrity(ConfigName, "%w", err)
 	}
-	r := &Repository{Store: st, Config: cfg, Pinned: pin, identities: opts.Identities}
+	if cfg.ObjectLock != nil {
+		if err := cfg.ObjectLock.Validate(); err != nil {
+			return nil, integrity(ConfigName, "%w", err)
+		}
+	}
+	r := &Repository{Store: locked(st, &cfg), Config: cfg, Pinned: pin, identities: opts.Identities}
 	if opts.Signing != nil {
 		id, _ := hex.DecodeString(cfg.ID)
 		r.secrets = opts.Signing.Derive(id)
@@ -352,27 +373,62 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	return &m, nil
 }
 
-// SnapshotIDs lists the ids of every manifest object.
+// SnapshotIDs lists the ids of every manifest object. Objects under
+// snapshots/ whose name is not a snapshot id are not snapshots, and are
+// left out (ListSnapshots returns them).
 func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
-		ids = append(ids, strings.TrimPrefix(oi.Name, SnapshotsPrefix))
-		return nil
-	})
+	ids, _, err := r.ListSnapshots(ctx)
 	return ids, err
 }
 
+// ListSnapshots lists snapshots/: the ids of the manifest objects, and the
+// names of objects there that are not named by a snapshot id (coffer never
+// writes one: verify reports them; nothing else reads them).
+func (r *Repository) ListSnapshots(ctx context.Context) (ids, junk []string, err error) {
+	err = r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Name, SnapshotsPrefix); validHex(id, 64) {
+			ids = append(ids, id)
+		} else {
+			junk = append(junk, oi.Name)
+		}
+		return nil
+	})
+	return ids, junk, err
+}
+
+// manifestReaders is how many manifests Manifests reads at once: every
+// backup (for its "seen"), "latest" and verify read them all, and on S3
+// each is one request.
+const manifestReaders = 8
+
 // Manifests reads every manifest, sorted by time. Damaged manifests are
-// returned as errors beside the good ones.
+// returned as errors beside the good ones, in the order of their names.
 func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error) {
 	ids, err := r.SnapshotIDs(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
+	got := make([]*Manifest, len(ids))
+	errs := make([]error, len(ids))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(manifestReaders, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				got[i], errs[i] = r.ReadManifest(ctx, ids[i])
+			}
+		}()
+	}
+	for i := range ids {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	var ms []*Manifest
 	var bad []error
-	for _, id := range ids {
-		m, err := r.ReadManifest(ctx, id)
+	for i, err := range errs {
 		if err != nil {
 			var ie *IntegrityError
 			if errors.As(err, &ie) {
@@ -381,7 +437,7 @@ func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error
 			}
 			return nil, nil, err
 		}
-		ms = append(ms, m)
+		ms = append(ms, got[i])
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Time.Before(ms[j].Time) })
 	return ms, bad, nil

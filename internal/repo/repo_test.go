@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,8 +29,10 @@ func newKey(t testing.TB) (edKey, edPub) {
 
 func testManifest() *Manifest {
 	sum := strings.Repeat("ab", 32)
-	return &Manifest{Version: Version, ID: NewID(), Repo: NewID(), Time: time.Unix(1700000000, 0).UTC(), Host: "h",
-		Sources: []ManifestSource{{Name: "dags", Kind: "dir", Size: 10}},
+	return &Manifest{Version: Version, ID: NewID(), Repo: NewID(), Time: time.Unix(1700000000, 0).UTC(),
+		Seen:    []string{strings.Repeat("cd", 32)},
+		Sources: []ManifestSource{{Name: "dags", Kind: "dir"}},
+		Private: ObjectRef{Name: PrivatePrefix + sum, Size: 600, SHA256: sum},
 		Catalog: ObjectRef{Name: CatalogPrefix + sum, Size: 10, SHA256: sum},
 		Packs:   []PackRef{{SHA256: sum, Size: 100}}}
 }
@@ -45,7 +48,7 @@ func TestSignedRoundTrip(t *testing.T) {
 	if err := openSigned(KindManifest, doc, pub, &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.ID != m.ID || got.Host != m.Host {
+	if got.ID != m.ID || !slices.Equal(got.Seen, m.Seen) {
 		t.Fatalf("round trip changed the manifest: %+v", got)
 	}
 	if err := got.Validate(); err != nil {
@@ -61,7 +64,7 @@ func TestSignedTamper(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m Manifest
-	edited := bytes.Replace(doc, []byte(`"host": "h"`), []byte(`"host": "x"`), 1)
+	edited := bytes.Replace(doc, []byte(`"name": "dags"`), []byte(`"name": "dogs"`), 1)
 	if bytes.Equal(edited, doc) {
 		t.Fatal("test did not edit the document")
 	}

@@ -38,6 +38,13 @@ type Verifier interface {
 	Verify(msg, sig []byte) bool
 }
 
+// IsSignedDocument reports whether doc starts like a coffer signed
+// document of any kind, so that another tool's file is told apart from a
+// damaged coffer document.
+func IsSignedDocument(doc []byte) bool {
+	return bytes.HasPrefix(doc, []byte(signedMagic+" "))
+}
+
 func signedPrefix(kind string) []byte {
 	return []byte(signedMagic + " " + kind + "\n")
 }

@@ -2,7 +2,6 @@ package repo
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"strings"
 
 	"filippo.io/age"
 
@@ -26,54 +24,6 @@ import (
 // whose answer was lost may still have landed, so the snapshot may exist.
 var ErrManifestWrite = errors.New("write manifest")
 
-// LoadIndex reads every index object that id can decrypt and returns the
-// packs they describe that are present in st at the recorded size, and the
-// sizes of all packs present. Damaged index objects and those id cannot
-// read are skipped: verify reports them, and nothing deduplicates against
-// them.
-func LoadIndex(ctx context.Context, st storage.Store, id age.Identity) (packs []IndexPack, present map[string]int64, err error) {
-	present = map[string]int64{}
-	err = st.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
-		present[oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]] = oi.Size
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list packs: %w", err)
-	}
-	var names []string
-	err = st.List(ctx, IndexPrefix, func(oi storage.ObjectInfo) error {
-		names = append(names, oi.Name)
-		return nil
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list index: %w", err)
-	}
-	for _, name := range names {
-		rc, err := st.Open(ctx, name, 0, -1)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		ct, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, nil, fmt.Errorf("read %s: %w", name, err)
-		}
-		if HashHex(ct) != strings.TrimPrefix(name, IndexPrefix) {
-			continue // damaged
-		}
-		var ix Index
-		if err := Unseal(ct, &ix, id); err != nil {
-			continue // not ours to read, or damaged
-		}
-		for _, ip := range ix.Packs {
-			if size, ok := present[ip.SHA256]; ok && size == ip.Size {
-				packs = append(packs, ip)
-			}
-		}
-	}
-	return packs, present, nil
-}
-
 // CatalogEncoder writes a Catalog as JSON one entry at a time, so that a
 // catalog of millions of entries is never whole in memory. Call Source for
 // each source, Entry for each of its entries, then Close.
@@ -86,6 +36,7 @@ type CatalogEncoder struct {
 	size    int64
 	cur     ManifestSource
 	done    []ManifestSource
+	sizes   []PrivateSource
 }
 
 // NewCatalogEncoder starts the catalog of snapshot id on w.
@@ -145,20 +96,20 @@ func (c *CatalogEncoder) endSource() error {
 		return nil
 	}
 	_, err := fmt.Fprintf(c.bw, `],"sha256":%q,"size":%d}`, hex.EncodeToString(c.h.Sum(nil)), c.size)
-	c.cur.Size = c.size
 	c.done = append(c.done, c.cur)
+	c.sizes = append(c.sizes, PrivateSource{Name: c.cur.Name, Size: c.size})
 	c.open = false
 	return err
 }
 
-// Close ends the catalog and returns the public part of each source, for
-// the manifest.
-func (c *CatalogEncoder) Close() ([]ManifestSource, error) {
+// Close ends the catalog and returns the public part of each source (for
+// the manifest) and each source's size (for the private part).
+func (c *CatalogEncoder) Close() ([]ManifestSource, []PrivateSource, error) {
 	if err := c.endSource(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.bw.WriteString("]}")
-	return c.done, c.bw.Flush()
+	return c.done, c.sizes, c.bw.Flush()
 }
 
 // PutSealed encrypts v to recipients and stores it under prefix and the
@@ -170,8 +121,8 @@ func PutSealed(ctx context.Context, st storage.Store, prefix string, v any, reci
 	}
 	sum := HashHex(ct)
 	ref := ObjectRef{Name: prefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := st.Put(ctx, ref.Name, bytes.NewReader(ct), ref.Size, storage.PutOptions{}); err != nil {
-		return ref, fmt.Errorf("write %s: %w", ref.Name, err)
+	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
+		return ref, err
 	}
 	return ref, nil
 }
@@ -183,23 +134,10 @@ func WriteManifest(ctx context.Context, st storage.Store, m *Manifest, s Signer)
 	if err != nil {
 		return err
 	}
-	name := SnapshotName(m.ID)
-	if err := st.Put(ctx, name, bytes.NewReader(doc), int64(len(doc)), storage.PutOptions{IfNotExists: true}); err != nil {
-		// A retried write whose first attempt landed finds its own
-		// manifest: that is success.
-		if !errors.Is(err, storage.ErrExists) || !sameObject(ctx, st, name, doc) {
-			return fmt.Errorf("%w: %w", ErrManifestWrite, err)
-		}
+	// A retried write whose first attempt landed finds its own manifest:
+	// PutObject counts that as success.
+	if err := PutObject(ctx, st, SnapshotName(m.ID), doc); err != nil {
+		return fmt.Errorf("%w: %w", ErrManifestWrite, err)
 	}
 	return nil
-}
-
-func sameObject(ctx context.Context, st storage.Store, name string, want []byte) bool {
-	rc, err := st.Open(ctx, name, 0, -1)
-	if err != nil {
-		return false
-	}
-	defer rc.Close()
-	got, err := io.ReadAll(io.LimitReader(rc, int64(len(want))+1))
-	return err == nil && bytes.Equal(got, want)
 }

@@ -62,14 +62,16 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
 	ct, _ := w.(source.ChangeTracker)
 	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		rel, _ := filepath.Rel(root, p)
+		rel = filepath.ToSlash(rel)
 		if err != nil {
-			return pathError("read", p, err)
+			// The second call for a folder whose entries could not be
+			// read: its entry is stored, its contents are left out.
+			return unreadable(w, rel, "read folder", err, pathError("read", p, err))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
 		if rel != "." && d.excluded(rel) {
 			if de.IsDir() {
 				return filepath.SkipDir
@@ -78,7 +80,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 		}
 		info, err := de.Info()
 		if err != nil {
-			return pathError("stat", p, err)
+			return unreadable(w, rel, "stat", err, pathError("stat", p, err))
 		}
 		e := entryFromInfo(rel, info, names)
 		switch {
@@ -88,7 +90,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 		case info.Mode()&fs.ModeSymlink != 0:
 			e.Type = source.TypeSymlink
 			if e.Link, err = os.Readlink(p); err != nil {
-				return pathError("read link", p, err)
+				return unreadable(w, rel, "read link", err, pathError("read link", p, err))
 			}
 			return w.WriteEntry(ctx, e)
 		case info.Mode().IsRegular():
@@ -98,6 +100,25 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 			return w.Warn("%q: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
 		}
 	})
+}
+
+// unreadable handles what the walk could not read. What vanished since
+// its folder was listed is only a warning: the snapshot misses nothing
+// that exists. Anything else (permission denied, an I/O error) is left
+// out through the writer's Skipper, which marks the snapshot incomplete;
+// a writer without one gets fail, and the source fails.
+func unreadable(w source.Writer, rel, op string, err, fail error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return w.Warn("%q: vanished while the folder was read", rel)
+	}
+	if s, ok := w.(source.Skipper); ok {
+		return s.Skip(rel, fmt.Errorf("%s: %w", op, err))
+	}
+	return fail
 }
 
 func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, p string, e source.Entry, info fs.FileInfo) error {
@@ -110,7 +131,7 @@ func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTrac
 	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return pathError("read", p, err)
+		return unreadable(w, e.Path, "open", err, pathError("read", p, err))
 	}
 	defer f.Close()
 	if err := w.WriteFile(ctx, e, f); err != nil {

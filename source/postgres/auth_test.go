@@ -88,7 +88,7 @@ func TestPostgresAuth(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := res.Manifest
-			if len(m.Sources) != 1 || m.Sources[0].Kind != "postgres" || m.Sources[0].Size == 0 {
+			if len(m.Sources) != 1 || m.Sources[0].Kind != "postgres" || res.Private.Sources[0].Size == 0 {
 				t.Errorf("manifest sources = %+v", m.Sources)
 			}
 			if _, err := r.ReadManifest(ctx, m.ID); err != nil {

@@ -199,7 +199,42 @@ func startVersityGW(t testing.TB, bin string, tlsFiles *gatewayTLS) (storage.S3C
 
 // MakeBucket creates cfg.Bucket on cfg's server. Over https it trusts
 // only cfg.CAFile when it is set, and honours cfg.SkipVerify.
-func MakeBucket(cfg storage.S3Config) error {
+func MakeBucket(cfg storage.S3Config) error { return makeBucket(cfg, false) }
+
+// MakeLockedBucket creates cfg.Bucket with object lock enabled (which
+// turns versioning on).
+func MakeLockedBucket(cfg storage.S3Config) error { return makeBucket(cfg, true) }
+
+func makeBucket(cfg storage.S3Config, lock bool) error {
+	c, err := Client(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region, ObjectLocking: lock}); err != nil {
+		return fmt.Errorf("make bucket %s: %w", cfg.Bucket, err)
+	}
+	return nil
+}
+
+// StartS3Locked is StartS3 with a bucket created with object lock
+// enabled, and so with versioning.
+func StartS3Locked(t testing.TB) storage.S3Config {
+	t.Helper()
+	cfg := StartS3(t)
+	cfg.Bucket += "-locked"
+	if err := MakeLockedBucket(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// Client is a minio-go client of cfg's server with cfg's credentials: what
+// anyone holding them (an attacker on the backup host) can do directly.
+// Over https it trusts only cfg.CAFile when it is set, and honours
+// cfg.SkipVerify.
+func Client(cfg storage.S3Config) (*minio.Client, error) {
 	opts := &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKey, cfg.SecretKey, ""),
 		Secure:       !cfg.Insecure,
@@ -209,32 +244,23 @@ func MakeBucket(cfg storage.S3Config) error {
 	if !cfg.Insecure && (cfg.CAFile != "" || cfg.SkipVerify) {
 		tr, err := minio.DefaultTransport(true)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cfg.CAFile != "" {
 			pem, err := os.ReadFile(cfg.CAFile)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("%s: no PEM certificates", cfg.CAFile)
+				return nil, fmt.Errorf("%s: no PEM certificates", cfg.CAFile)
 			}
 			tr.TLSClientConfig.RootCAs = pool
 		}
 		tr.TLSClientConfig.InsecureSkipVerify = cfg.SkipVerify
 		opts.Transport = tr
 	}
-	c, err := minio.New(cfg.Endpoint, opts)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region}); err != nil {
-		return fmt.Errorf("make bucket %s: %w", cfg.Bucket, err)
-	}
-	return nil
+	return minio.New(cfg.Endpoint, opts)
 }
 
 func freePort() (int, error) {

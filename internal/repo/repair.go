@@ -1,0 +1,266 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"filippo.io/age"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// This file is what a snapshot writer trusts to deduplicate against: the
+// index objects that verified manifests reference, and signed repair
+// records (written by `coffer repair`), which rebuild the index from the
+// packs themselves and name the packs found damaged.
+
+// RepairsPrefix holds repair records: repairs/<id>, signed by a host key.
+const RepairsPrefix = "repairs/"
+
+// KindRepair is the signed document kind of a repair record.
+const KindRepair = "repair"
+
+// maxIndexObject bounds one index object's ciphertext, whatever the
+// manifest or repair record that references it says (an index lists about
+// 115 bytes per chunk before compression: a GiB covers tens of millions of
+// chunks).
+const maxIndexObject = 1 << 30
+
+// maxRepair bounds a repair record.
+const maxRepair = 64 << 20
+
+// Repair is a repair record: the index rebuilt from every pack that read,
+// decrypted and checked chunk by chunk, and the packs that did not. Backups
+// deduplicate against the newest record's index (plus the indexes of
+// snapshots written after it) and never against a pack that any record
+// names damaged, so that the chunks of a damaged pack are stored again.
+type Repair struct {
+	Version int       `json:"version"`
+	ID      string    `json:"id"`
+	Repo    string    `json:"repo"`
+	Time    time.Time `json:"time"`
+	// Index is the rebuilt index object; its packs carry the time the
+	// store listed for them when they were checked (IndexPack.ModTime).
+	Index ObjectRef `json:"index"`
+	// Checked is the number of packs checked.
+	Checked int           `json:"checked"`
+	Damaged []DamagedPack `json:"damaged"`
+}
+
+// DamagedPack is a pack a repair left out, and why.
+type DamagedPack struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	Error  string `json:"error"`
+}
+
+// RepairName is the object name of repair record id.
+func RepairName(id string) string { return RepairsPrefix + id }
+
+// Validate checks the record's shape (not its signature).
+func (rp *Repair) Validate() error {
+	if rp.Version != Version {
+		return fmt.Errorf("unsupported repair record version %d", rp.Version)
+	}
+	if !validHex(rp.ID, 64) {
+		return errors.New("invalid repair id")
+	}
+	if !validHex(rp.Index.SHA256, 64) || rp.Index.Name != IndexPrefix+rp.Index.SHA256 || rp.Index.Size <= 0 {
+		return errors.New("invalid index reference")
+	}
+	for _, d := range rp.Damaged {
+		if !validHex(d.SHA256, 64) {
+			return errors.New("invalid damaged pack")
+		}
+	}
+	return nil
+}
+
+// WriteRepair signs a repair record and writes it if no record of its id
+// exists.
+func WriteRepair(ctx context.Context, st storage.Store, rp *Repair, s Signer) error {
+	doc, err := Sign(KindRepair, rp, s)
+	if err != nil {
+		return err
+	}
+	return PutObject(ctx, st, RepairName(rp.ID), doc)
+}
+
+// ReadRepair reads and verifies repair record id: signed by the key that
+// signs manifests, well formed, stored under its own id, of this
+// repository.
+func (r *Repository) ReadRepair(ctx context.Context, id string) (*Repair, error) {
+	name := RepairName(id)
+	doc, err := readAll(ctx, r.Store, name, maxRepair)
+	if errors.Is(err, storage.ErrNotExist) {
+		return nil, integrity(name, "missing")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	var rp Repair
+	if err := openSigned(KindRepair, doc, r.Pinned, &rp); err != nil {
+		return nil, integrity(name, "%w", err)
+	}
+	if err := rp.Validate(); err != nil {
+		return nil, integrity(name, "%w", err)
+	}
+	if rp.ID != id {
+		return nil, integrity(name, "repair record %s stored under another name (replayed)", ShortID(rp.ID))
+	}
+	if rp.Repo != r.Config.ID {
+		return nil, integrity(name, "repair record belongs to repository %s", ShortID(rp.Repo))
+	}
+	return &rp, nil
+}
+
+// Repairs reads every repair record, oldest first. Records that do not
+// verify are returned as errors beside the good ones; objects under
+// repairs/ not named by an id are errors too.
+func (r *Repository) Repairs(ctx context.Context) ([]*Repair, []error, error) {
+	var ids []string
+	var bad []error
+	err := r.Store.List(ctx, RepairsPrefix, func(oi storage.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Name, RepairsPrefix); validHex(id, 64) {
+			ids = append(ids, id)
+		} else {
+			bad = append(bad, integrity(oi.Name, "not a repair record: its name is not an id (ignored)"))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list repairs: %w", err)
+	}
+	var out []*Repair
+	for _, id := range ids {
+		rp, err := r.ReadRepair(ctx, id)
+		if err != nil {
+			var ie *IntegrityError
+			if errors.As(err, &ie) {
+				bad = append(bad, err)
+				continue
+			}
+			return nil, nil, err
+		}
+		out = append(out, rp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out, bad, nil
+}
+
+// Dedup is what a backup may deduplicate against.
+type Dedup struct {
+	// Packs are the indexed packs present at their recorded size and not
+	// named damaged by a repair record, with their chunks.
+	Packs []IndexPack
+	// Present is every pack the store lists, by SHA-256.
+	Present map[string]storage.ObjectInfo
+	// Damaged are the packs repair records left out; never trusted.
+	Damaged map[string]bool
+	// Vouched are the packs of the newest repair record's index, with the
+	// time the store listed for each when the repair checked it.
+	Vouched map[string]time.Time
+	// Skipped says which manifests, repair records and index objects were
+	// not used, and why (verify reports them as problems).
+	Skipped []string
+}
+
+// LoadDedup reads what a backup deduplicates against, with id (the index
+// identity) and ms, the manifests that verified (Manifests): the index
+// objects they reference, written
+// after the newest verified repair record, and that record's rebuilt
+// index. Index objects that no verified manifest or record references
+// (written by anyone who can encrypt to the index key, an identity holder
+// for one) are never read. An index object must match the size and hash
+// its reference records. A pack's chunks are kept only when the pack is
+// present with its recorded size and no repair record named it damaged.
+//
+// A backup starts here, so LoadDedup first removes what killed writers
+// left (storage.CleanStale: temporary files, incomplete multipart
+// uploads), as far as the store's credentials allow.
+func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manifest) (*Dedup, error) {
+	_, _ = storage.CleanStale(ctx, r.Store, storage.StaleAge) // best effort: a backup never fails for it
+	d := &Dedup{Present: map[string]storage.ObjectInfo{}, Damaged: map[string]bool{}, Vouched: map[string]time.Time{}}
+	err := r.Store.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
+		d.Present[oi.Name[strings.LastIndexByte(oi.Name, '/')+1:]] = oi
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	repairs, badRepairs, err := r.Repairs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range badRepairs {
+		d.Skipped = append(d.Skipped, e.Error())
+	}
+	var since time.Time
+	var refs []ObjectRef
+	if n := len(repairs); n > 0 {
+		newest := repairs[n-1]
+		since = newest.Time
+		refs = append(refs, newest.Index)
+		for _, rp := range repairs {
+			for _, p := range rp.Damaged {
+				d.Damaged[p.SHA256] = true
+			}
+		}
+	}
+	for _, m := range ms {
+		// The newest repair rebuilt everything before it from the packs.
+		if !since.IsZero() && m.Time.Before(since) {
+			continue
+		}
+		refs = append(refs, m.Indexes...)
+	}
+	seen := map[string]bool{}
+	for i, ref := range refs {
+		if seen[ref.Name] {
+			continue
+		}
+		seen[ref.Name] = true
+		ix, err := r.readIndex(ctx, ref, id)
+		if err != nil {
+			var ie *IntegrityError
+			if !errors.As(err, &ie) {
+				return nil, err
+			}
+			d.Skipped = append(d.Skipped, err.Error())
+			continue
+		}
+		for _, ip := range ix.Packs {
+			if i == 0 && !since.IsZero() && !ip.ModTime.IsZero() {
+				d.Vouched[ip.SHA256] = ip.ModTime
+			}
+			if d.Damaged[ip.SHA256] {
+				continue
+			}
+			if oi, ok := d.Present[ip.SHA256]; ok && oi.Size == ip.Size {
+				d.Packs = append(d.Packs, ip)
+			}
+		}
+	}
+	return d, nil
+}
+
+// readIndex reads the index object ref names, checked against ref's size
+// and hash, and decrypts it with id.
+func (r *Repository) readIndex(ctx context.Context, ref ObjectRef, id age.Identity) (*Index, error) {
+	if ref.Size > maxIndexObject {
+		return nil, integrity(ref.Name, "index object of %d bytes exceeds the limit of %d", ref.Size, maxIndexObject)
+	}
+	ct, err := r.ReadObject(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	var ix Index
+	if err := Unseal(ct, &ix, id); err != nil {
+		return nil, integrity(ref.Name, "decrypt index: %s", cleanMessage(err))
+	}
+	return &ix, nil
+}
