@@ -46,6 +46,8 @@ type Options struct {
 	// CacheDir holds the change cache; empty disables it.
 	CacheDir string
 	Logger   *slog.Logger
+	// Hooks run before the first source is read and after the backup.
+	Hooks Hooks
 }
 
 // DefaultUploads is the number of packs uploaded in parallel unless
@@ -97,7 +99,42 @@ var ErrNoSources = errors.New("nothing to back up: name at least one source")
 
 // Run makes one snapshot of every source. It publishes the snapshot by
 // writing its manifest last; if any source fails, nothing is published.
+//
+// With hooks, the pre hooks run before anything else (a failing one aborts the backup), and the
+// post hooks always run last, with COFFER_BACKUP=ok or failed and, when a
+// snapshot was saved, COFFER_SNAPSHOT=id in their environment. A failing
+// post hook after a saved snapshot returns both the Result and an error
+// wrapping ErrHook.
 func Run(ctx context.Context, opts Options) (*Result, error) {
+	if len(opts.Hooks.Pre) == 0 && len(opts.Hooks.Post) == 0 {
+		return run1(ctx, opts)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	var res *Result
+	err := runHooks(ctx, "pre", opts.Hooks.Pre, opts.Hooks.Timeout, nil, log)
+	if err == nil {
+		res, err = run1(ctx, opts)
+	}
+	env := []string{"COFFER_BACKUP=failed"}
+	if res != nil {
+		env = []string{"COFFER_BACKUP=ok", "COFFER_SNAPSHOT=" + res.Manifest.ID}
+	}
+	// Post hooks run even when the backup was interrupted: they undo what
+	// the pre hooks did.
+	perr := runHooks(context.WithoutCancel(ctx), "post", opts.Hooks.Post, opts.Hooks.Timeout, env, log)
+	if err != nil {
+		if perr != nil {
+			return nil, fmt.Errorf("%w; then %v", err, perr)
+		}
+		return nil, err
+	}
+	return res, perr
+}
+
+func run1(ctx context.Context, opts Options) (*Result, error) {
 	b, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -660,7 +697,8 @@ func (w *sourceWriter) Warn(format string, args ...any) error {
 	if w.strict {
 		return fmt.Errorf("%s (%w)", msg, source.ErrStrict)
 	}
-	w.log.Warn(msg)
+	// The caller reports Result.Warnings; the log only traces them.
+	w.log.Info("warning", "msg", msg)
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
 )
 
 // DirOptions tune a folder restore.
@@ -723,4 +724,18 @@ func copyChunks(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.
 		return &repo.IntegrityError{Object: s.Manifest.Catalog.Name, Err: fmt.Errorf("%q: content does not match the catalog", e.Path)}
 	}
 	return nil
+}
+
+var _ source.TreeRestorer = (*Source)(nil)
+
+// RestoreTree implements source.TreeRestorer with RestoreDir.
+func (s *Source) RestoreTree(ctx context.Context, dir, target string) (int, int64, error) {
+	if _, err := os.Lstat(target); err == nil {
+		return 0, 0, fmt.Errorf("%w: %q", ErrTargetNotEmpty, target)
+	}
+	res, err := RestoreDir(ctx, s, target, DirOptions{SubPath: dir})
+	if err != nil {
+		return 0, 0, err
+	}
+	return res.Files, res.Bytes, nil
 }

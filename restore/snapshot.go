@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -47,37 +48,7 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	}
 	now := time.Now()
 	if spec == "latest" {
-		ms, bad, err := r.Manifests(ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(bad) > 0 {
-			// A damaged manifest may be the newest snapshot: "latest"
-			// would silently mean an older one.
-			return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
-		}
-		present := make(map[string]bool, len(ms))
-		for _, m := range ms {
-			present[m.ID] = true
-		}
-		var warns []string
-		for _, d := range Deletions(ms, present) {
-			warns = append(warns, d.String()+" (run coffer verify)")
-		}
-		for i := len(ms) - 1; i >= 0; i-- {
-			m := ms[i]
-			if m.InFuture(now) {
-				warns = append(warns, futureMessage(m)+": not taken as latest (run coffer verify)")
-				continue
-			}
-			if before.IsZero() || m.Time.Before(before) {
-				return m, warns, nil
-			}
-		}
-		if before.IsZero() {
-			return nil, warns, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
-		}
-		return nil, warns, fmt.Errorf("%w before %s", ErrNoSnapshot, before.Format(time.RFC3339))
+		return LatestWarn(ctx, r, Filter{Before: before})
 	}
 	spec = strings.ToLower(spec)
 	ids, err := r.SnapshotIDs(ctx)
@@ -156,6 +127,93 @@ func Deletions(ms []*repo.Manifest, present map[string]bool) []Deletion {
 func futureMessage(m *repo.Manifest) string {
 	return fmt.Sprintf("snapshot %s is dated %s, more than %s in the future (a wrong clock on its backup host, or a host key in other hands)",
 		repo.ShortID(m.ID), m.Time.UTC().Format(time.RFC3339), repo.MaxClockSkew)
+}
+
+// Filter selects snapshots. Tags are in the private part, sealed to the
+// recipients: a Tag filter needs it.
+type Filter struct {
+	Source string    // holds a source of this name
+	Tag    string    // carries this tag
+	Before time.Time // taken before this time
+}
+
+// Match reports whether m, with its private part p (nil when unknown),
+// passes the filter. Without p no snapshot has a tag.
+func (f Filter) Match(m *repo.Manifest, p *repo.Private) bool {
+	if !f.Before.IsZero() && !m.Time.Before(f.Before) {
+		return false
+	}
+	if f.Tag != "" && (p == nil || !slices.Contains(p.Tags, f.Tag)) {
+		return false
+	}
+	if f.Source != "" && !slices.ContainsFunc(m.Sources, func(s repo.ManifestSource) bool { return s.Name == f.Source }) {
+		return false
+	}
+	return true
+}
+
+// Latest returns the newest snapshot that f matches ("latest",
+// "latest:SOURCE"). It drops the warnings LatestWarn returns.
+func Latest(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, error) {
+	m, _, err := LatestWarn(ctx, r, f)
+	return m, err
+}
+
+// LatestWarn is Latest, and also returns the warnings of ResolveWarn:
+// deleted snapshots, and manifests dated in the future, which it skips.
+func LatestWarn(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manifest, []string, error) {
+	ms, bad, err := r.Manifests(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(bad) > 0 {
+		// A damaged manifest may be the newest snapshot: "latest"
+		// would silently mean an older one.
+		return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
+	}
+	present := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		present[m.ID] = true
+	}
+	var warns []string
+	for _, d := range Deletions(ms, present) {
+		warns = append(warns, d.String()+" (run coffer verify)")
+	}
+	now := time.Now()
+	for i := len(ms) - 1; i >= 0; i-- {
+		m := ms[i]
+		var p *repo.Private
+		if f.Tag != "" {
+			if p, err = r.ReadPrivate(ctx, m); err != nil {
+				return nil, warns, err
+			}
+		}
+		if !f.Match(m, p) {
+			continue
+		}
+		if m.InFuture(now) {
+			warns = append(warns, futureMessage(m)+": not taken as latest (run coffer verify)")
+			continue
+		}
+		return m, warns, nil
+	}
+	var what []string
+	if f.Source != "" {
+		what = append(what, fmt.Sprintf("holds source %q", f.Source))
+	}
+	if f.Tag != "" {
+		what = append(what, fmt.Sprintf("has tag %q", f.Tag))
+	}
+	if !f.Before.IsZero() {
+		what = append(what, "was taken before "+f.Before.Format(time.RFC3339))
+	}
+	switch {
+	case f.Source == "" && f.Tag == "" && !f.Before.IsZero():
+		return nil, warns, fmt.Errorf("%w before %s", ErrNoSnapshot, f.Before.Format(time.RFC3339))
+	case len(ms) == 0 || len(what) == 0:
+		return nil, warns, fmt.Errorf("%w: the repository has no snapshots", ErrNoSnapshot)
+	}
+	return nil, warns, fmt.Errorf("%w: none of the %d snapshots %s", ErrNoSnapshot, len(ms), strings.Join(what, " and "))
 }
 
 // Snapshot is a snapshot opened for reading: its verified manifest and

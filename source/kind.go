@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
 )
@@ -19,6 +20,21 @@ type Spec struct {
 	Checks []fingerprint.Check
 	// Globals also backs up a PostgreSQL server's roles and tablespaces.
 	Globals bool
+	// Airflow holds the airflow kind's settings.
+	Airflow AirflowSpec
+}
+
+// AirflowSpec are the settings of an airflow source beyond its LOCATION
+// (AIRFLOW_HOME).
+type AirflowSpec struct {
+	// Config is the deployment's airflow.cfg; default $AIRFLOW_CONFIG,
+	// else LOCATION/airflow.cfg.
+	Config string
+	// EnvFile holds the deployment's AIRFLOW__... variables, one KEY=VALUE
+	// a line, as the deployment's processes see them.
+	EnvFile string
+	// IncludeLogs also backs up the task logs ([logging] base_log_folder).
+	IncludeLogs bool
 }
 
 // Kind describes one source kind. The registry (source/registry) is the one
@@ -36,15 +52,37 @@ type Kind struct {
 	Checks bool
 	// Globals reports that the kind understands Spec.Globals.
 	Globals bool
+	// First reports that sources of this kind are backed up before the
+	// other sources of a snapshot: an Airflow metadata database is dumped
+	// before the stores its tasks write to (doc/design.md says why).
+	First bool
 	// New builds a source of this kind. It checks spec without connecting
 	// to anything.
 	New func(name string, spec Spec) (Source, error)
 	// Target says what Restore's target is, for help ("new database
 	// (DSN)").
 	Target string
-	// Restore restores a source of this kind into target (a DSN, a file),
-	// all or nothing. It is nil for kinds whose only target is a folder.
-	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) error
+	// Restore restores a source of this kind into target (a DSN, a file;
+	// a folder for a composite kind), all or nothing, and says what it
+	// did. It is nil for kinds whose only target is a folder.
+	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) (*Restored, error)
+	// Composite reports a kind made of other kinds' parts (airflow): its
+	// Restore's target is a folder, and RestoreOptions.DatabaseKind and
+	// Database say where its database part goes.
+	Composite bool
+}
+
+// Restored is what a kind's Restore reports, for people and programs. It
+// never holds a secret.
+type Restored struct {
+	// Lines state what was restored, one fact per line ("owned by role
+	// airflow, its original owner").
+	Lines []string
+	// Facts are the same facts for machine-readable output.
+	Facts map[string]any
+	// NextSteps are what to do with the restored state, one command or
+	// instruction per line.
+	NextSteps []string
 }
 
 // RestoreOptions are understood by every kind's Restore; a kind ignores
@@ -60,6 +98,42 @@ type RestoreOptions struct {
 	Jobs int
 	// MemoryBudget caps the memory a restore may hold a dump in.
 	MemoryBudget int64
+	// Owner is the role (PostgreSQL) or account (MySQL) that is to own
+	// the restored database; when empty, its original owner does if it
+	// exists on the target.
+	Owner string
+
+	// DatabaseKind and Database are where a composite kind restores its
+	// database part: a kind ("postgres") and that kind's target (a DSN).
+	DatabaseKind, Database string
+	// The options below are the airflow kind's (see source/airflow).
+	// RewriteConfig makes the restored configuration name the restored
+	// database and folders, and nothing of the source.
+	RewriteConfig bool
+	// Paused pauses every DAG in the restored metadata database.
+	Paused bool
+	// WithSecrets writes the deployment's secrets into the target folder.
+	WithSecrets bool
+	// AirflowVersion, when set, refuses a snapshot whose schema is not
+	// that version's.
+	AirflowVersion string
+}
+
+// ConsistentKey is the metadata key under which a source (or a part of a
+// composite source, "metadb.consistent") records its consistent point: the
+// instant its contents are of.
+const ConsistentKey = "consistent"
+
+// ConsistentPoint is the instant a source's contents are of: a time, and
+// the database's own position when it has one.
+type ConsistentPoint struct {
+	Time   time.Time `json:"time"`
+	LSN    string    `json:"lsn,omitempty"`    // PostgreSQL WAL position
+	Binlog string    `json:"binlog,omitempty"` // MySQL "file:position"
+	// End is when reading ended, for sources read over a span rather than
+	// in one snapshot (folders): their contents are from between Time and
+	// End.
+	End *time.Time `json:"end,omitempty"`
 }
 
 // Errors a kind's Restore wraps, so that callers can say what to do.

@@ -145,3 +145,13 @@ func Lookup(r Reader, path string) (Entry, bool) {
 	}
 	return Entry{}, false
 }
+
+// TreeRestorer is an optional capability of a Reader, found by type
+// assertion: a composite kind's restore asks it to write one of its folder
+// parts to disk the way a folder restore does (verified contents, modes,
+// times and links; all or nothing).
+type TreeRestorer interface {
+	// RestoreTree writes the entries under dir (dir itself becomes
+	// target) into the folder target, which must not exist.
+	RestoreTree(ctx context.Context, dir, target string) (files int, bytes int64, err error)
+}

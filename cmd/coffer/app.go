@@ -21,18 +21,25 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/mysql"
+	"github.com/cofferhq/coffer/source/postgres"
 	"github.com/cofferhq/coffer/storage"
 )
 
 // Exit codes. exitIncomplete: a backup saved its snapshot, but a source
 // left out something it could not read (without --strict).
 const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitIntegrity   = 3
-	exitIncomplete  = 4
-	exitInterrupted = 130
+	exitOK         = 0
+	exitFailure    = 1
+	exitUsage      = 2
+	exitIntegrity  = 3
+	exitIncomplete = 4
+	// exitUnrestorable: the snapshot was saved, but the source cannot be
+	// restored as it is (an Airflow deployment whose Fernet key is
+	// missing or does not decrypt its values).
+	exitUnrestorable = 5
+	exitInterrupted  = 130
 )
 
 // globals are the options every command shares. cfg is the merged
@@ -99,7 +106,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Description: "Exit codes: 0 ok, 1 failure, 2 usage, 3 integrity failure (a damaged object, a deleted\n" +
 			"snapshot, a manifest dated in the future, or a restored database whose fingerprints differ),\n" +
 			"4 snapshot saved, incomplete (backup left out files or folders it could not read; --strict\n" +
-			"makes that a failure), 130 interrupted. doc/design.md has the format.",
+			"makes that a failure), 5 snapshot saved, but the Airflow deployment cannot be restored as is\n" +
+			"(its Fernet key is missing or wrong), 130 interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
 		// The environment variables are read by package config, so that
@@ -118,7 +126,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), demoCommand(g),
+			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), airflowCommand(g), demoCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -288,6 +296,7 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	var ie *repo.IntegrityError
 	var fm *fingerprint.MismatchError
 	var ee *exitError
+	var ur *unrestorableError
 	code := exitFailure
 	switch {
 	case errors.As(err, &ee):
@@ -307,6 +316,8 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 		code = exitUsage
 	case errors.As(err, &ie), errors.As(err, &fm):
 		code = exitIntegrity
+	case errors.As(err, &ur):
+		code = exitUnrestorable
 	}
 	msg := err.Error()
 	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)
@@ -328,6 +339,8 @@ func hintFor(err error) string {
 	}
 	var wi *repo.WrongIdentityError
 	var ue *usageError
+	var dk *airflow.DatabaseKindError
+	var ve *airflow.VersionError
 	switch {
 	case errors.As(err, &wi):
 		return "use the identity.txt that belongs to one of the repository's recipients"
@@ -357,6 +370,16 @@ func hintFor(err error) string {
 		return "choose a new name, or use --replace to restore into a fresh database and swap it in after success"
 	case errors.Is(err, source.ErrTargetFileExists):
 		return "use --force to overwrite it"
+	case errors.Is(err, airflow.ErrHomeNotEmpty):
+		return "choose a new or empty folder for --to"
+	case errors.Is(err, airflow.ErrNoSecrets):
+		return "restore without --with-secrets, and give Airflow the Fernet key(s) yourself"
+	case errors.As(err, &dk):
+		return fmt.Sprintf("restore with --to DIR --to-%s TARGET", dk.Need)
+	case errors.As(err, &ve):
+		return "leave out --airflow-version, or give the version the snapshot was taken with"
+	case errors.Is(err, postgres.ErrNoSuchRole), errors.Is(err, mysql.ErrNoSuchAccount):
+		return "create it first, or name an existing one with --owner"
 	case errors.Is(err, demo.ErrNotDemoDir):
 		return "choose a new or empty folder with --dir"
 	case errors.Is(err, demo.ErrNoTestdata):

@@ -34,6 +34,17 @@ func interleave(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	// A command with subcommands ("airflow inspect"): the subcommand's
+	// flags are the ones to move.
+	top := i
+	for i+1 < len(args) && len(cmd.Subcommands) > 0 {
+		sub := cmd.Command(args[i+1])
+		if sub == nil {
+			break
+		}
+		cmd = sub
+		i++
+	}
 	var globalFlags, flags, pos []string
 	rest := args[i+1:]
 	for j := 0; j < len(rest); j++ {
@@ -56,9 +67,9 @@ func interleave(app *cli.App, args []string) []string {
 		}
 		pos = append(pos, a)
 	}
-	out := append([]string{}, args[:i]...)
+	out := append([]string{}, args[:top]...)
 	out = append(out, globalFlags...)
-	out = append(out, args[i])
+	out = append(out, args[top:i+1]...)
 	out = append(out, flags...)
 	return append(out, pos...)
 }

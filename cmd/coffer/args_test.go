@@ -21,6 +21,7 @@ func TestInterleave(t *testing.T) {
 			[]string{"coffer", "--repo", "r", "backup", "--", "--json=dir:x"}},
 		{[]string{"coffer", "nosuch", "--repo", "r"}, []string{"coffer", "nosuch", "--repo", "r"}},
 		{[]string{"coffer", "verify", "--json", "--decrypt", "abc"}, []string{"coffer", "--json", "verify", "--decrypt", "abc"}},
+		{[]string{"coffer", "airflow", "inspect", "home", "--json", "--env-file", "e"}, []string{"coffer", "--json", "airflow", "inspect", "--env-file", "e", "home"}},
 	}
 	for _, tt := range tests {
 		if got := interleave(app, tt.in); !slices.Equal(got, tt.want) {

@@ -16,23 +16,31 @@ import (
 )
 
 type backupOptions struct {
-	tags    cli.StringSlice
-	strict  bool
-	uploads int
-	sources []string
+	tags        cli.StringSlice
+	strict      bool
+	uploads     int
+	pre, post   cli.StringSlice
+	hookTimeout time.Duration
+	sources     []string
 }
 
 func backupCommand(g *globals) *cli.Command {
 	o := &backupOptions{}
 	return &cli.Command{
-		Name:        "backup",
-		Usage:       "back up sources into one snapshot",
-		ArgsUsage:   "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
-		Description: "KIND:LOCATION is one of:\n" + registry.Help(),
+		Name:      "backup",
+		Usage:     "back up sources into one snapshot",
+		ArgsUsage: "SOURCE... (NAME=KIND:LOCATION, or a name from the config file's sources:)",
+		Description: "KIND:LOCATION is one of:\n" + registry.Help() + "\n" +
+			"Airflow sources are backed up first (their metadata database before the stores their\n" +
+			"tasks write to). When an Airflow deployment's Fernet key is missing or does not decrypt\n" +
+			"every encrypted value, the snapshot is saved and backup exits 5 (--strict: fails, exit 1).",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
 			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read or could not be read (without it, unreadable files and folders are left out and the backup exits 4)"},
 			&cli.IntFlag{Name: "uploads", Destination: &o.uploads, Usage: "packs uploaded in parallel (default from config, else 2)"},
+			&cli.StringSliceFlag{Name: "pre", Destination: &o.pre, Usage: "command (sh -c) to run before the backup; a failing one aborts it (repeatable; replaces the config file's hooks.pre)"},
+			&cli.StringSliceFlag{Name: "post", Destination: &o.post, Usage: "command (sh -c) to run after the backup, always (repeatable; replaces hooks.post)"},
+			&cli.DurationFlag{Name: "hook-timeout", Destination: &o.hookTimeout, Usage: "time limit of each hook command (default from config, else 5m)"},
 		},
 		Action: func(c *cli.Context) error {
 			o.sources = c.Args().Slice()
@@ -75,6 +83,7 @@ func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 		}
 		out = append(out, s)
 	}
+	registry.BackupOrder(out)
 	return out, nil
 }
 
@@ -94,23 +103,35 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := g.cfg.Apply(config.Overrides{Uploads: o.uploads}); err != nil {
+	if err := g.cfg.Apply(config.Overrides{Uploads: o.uploads, Pre: o.pre.Value(), Post: o.post.Value(), HookTimeout: o.hookTimeout}); err != nil {
 		return usagef("--%v", err)
 	}
+	hooks := backup.Hooks{Pre: g.cfg.Hooks.Pre, Post: g.cfg.Hooks.Post, Timeout: g.cfg.Hooks.Timeout}
 	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: g.keys.Signing, Sources: sources,
-		Tags: o.tags.Value(), Strict: o.strict, Uploads: g.cfg.Uploads, CacheDir: cacheDir(g), Logger: g.log})
-	if err != nil {
+		Tags: o.tags.Value(), Strict: o.strict, Uploads: g.cfg.Uploads, CacheDir: cacheDir(g), Logger: g.log, Hooks: hooks})
+	if res == nil {
 		return &backupError{err}
+	}
+	// err, if any, is a failed post hook: the snapshot exists.
+	postErr := err
+	var notes, unrestorable []string
+	for _, s := range sources {
+		if rp, ok := s.(source.Reporter); ok {
+			rep := rp.Report()
+			notes = append(notes, rep.Notes...)
+			unrestorable = append(unrestorable, rep.Unrestorable...)
+		}
 	}
 	m, p := res.Manifest, res.Private
 	if g.json {
 		skipped := append([]backup.Skipped{}, res.Skipped...)
 		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
 			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
-			"repository_warnings": res.RepoWarnings, "incomplete": m.Incomplete, "skipped": skipped}); err != nil {
+			"repository_warnings": res.RepoWarnings, "incomplete": m.Incomplete, "skipped": skipped,
+			"notes": notes, "unrestorable": unrestorable}); err != nil {
 			return err
 		}
-		return incomplete(g, m, res)
+		return backupOutcome(g, m, res, unrestorable, postErr)
 	}
 	for _, w := range append(res.RepoWarnings, res.Warnings...) {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
@@ -128,6 +149,38 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(p.Stats.BytesNew))
 	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(p.Stats.BytesStored))
 	fmt.Fprintf(g.stdout, "  duration:     %s\n", p.Duration.Round(time.Millisecond))
+	for _, n := range notes {
+		fmt.Fprintf(g.stdout, "  %s\n", n)
+	}
+	return backupOutcome(g, m, res, unrestorable, postErr)
+}
+
+// unrestorableError is a saved snapshot that cannot restore a source as
+// it is: exit code 5.
+type unrestorableError struct {
+	id       string
+	problems []string
+}
+
+func (e *unrestorableError) Error() string {
+	return fmt.Sprintf("snapshot %s saved, but the Airflow deployment cannot be restored as is: %s",
+		repo.ShortID(e.id), strings.Join(e.problems, "; "))
+}
+
+// backupOutcome is the error of a backup whose snapshot was saved: a
+// failed post hook (exit 1), a source that cannot be restored as it is
+// (exit 5), or an incomplete snapshot (exit 4), in this order.
+func backupOutcome(g *globals, m *repo.Manifest, res *backup.Result, unrestorable []string, postErr error) error {
+	if postErr != nil {
+		return fmt.Errorf("snapshot %s saved, but %w", repo.ShortID(m.ID), postErr)
+	}
+	if len(unrestorable) > 0 {
+		if m.Incomplete {
+			incomplete(g, m, res)
+		}
+		return withHint(&unrestorableError{id: m.ID, problems: unrestorable},
+			"give coffer the deployment's Fernet key (its env_file, AIRFLOW__CORE__FERNET_KEY or _CMD) and back up again; --strict makes this a failure")
+	}
 	return incomplete(g, m, res)
 }
 

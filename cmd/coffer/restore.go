@@ -31,6 +31,10 @@ type restoreOptions struct {
 	jobs          int
 	memoryMiB     int64
 	before        string
+	owner         string
+	// Options of an airflow source's whole-deployment restore.
+	rewriteConfig, paused, withSecrets bool
+	airflowVersion                     string
 }
 
 func restoreCommand(g *globals) *cli.Command {
@@ -39,7 +43,7 @@ func restoreCommand(g *globals) *cli.Command {
 		&cli.StringFlag{Name: "to", Destination: &o.to, Usage: "restore a source's files into this folder"},
 	}
 	for _, k := range registry.Kinds() {
-		if k.Restore != nil {
+		if k.Restore != nil && !k.Composite {
 			o.toKind[k.Name] = new(string)
 			flags = append(flags, &cli.StringFlag{Name: "to-" + k.Name, Destination: o.toKind[k.Name],
 				Usage: fmt.Sprintf("restore a %s source into this %s", k.Name, k.Target)})
@@ -48,7 +52,9 @@ func restoreCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "restore",
 		Usage:     "restore a snapshot's source into a folder or a database, all or nothing",
-		ArgsUsage: "SNAPSHOT[:SOURCE[:/sub/path]] (SNAPSHOT: an id, a unique prefix or latest)",
+		ArgsUsage: "SNAPSHOT[:SOURCE[:/sub/path]] (SNAPSHOT: an id, a unique prefix or latest; latest:SOURCE is the newest snapshot holding SOURCE)",
+		Description: "An airflow source restores as a whole deployment in one command: --to DIR (the new\n" +
+			"AIRFLOW_HOME) and one of --to-postgres, --to-mysql or --to-sqlite (a new metadata database).",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "preserve-owner", Destination: &o.preserveOwner, Usage: "restore files' owners and their setuid/setgid bits (as root only); without it everything restored belongs to you and setuid/setgid bits are cleared"},
@@ -56,6 +62,11 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.IntFlag{Name: "jobs", Value: 2, Destination: &o.jobs, Usage: "parallel pg_restore jobs"},
 			&cli.Int64Flag{Name: "memory-budget", Value: 1024, Destination: &o.memoryMiB, Usage: "MiB of memory a parallel pg_restore may hold the dump in (never a plaintext file on disk); larger dumps restore with one job"},
 			&cli.StringFlag{Name: "before", Destination: &o.before, Usage: "with latest: the newest snapshot before this time (RFC 3339 or 2006-01-02)"},
+			&cli.StringFlag{Name: "owner", Destination: &o.owner, Usage: "the role (PostgreSQL) or account (MySQL, user[@host]) to own the restored database (default: its original owner when it exists on the target)"},
+			&cli.BoolFlag{Name: "rewrite-config", Destination: &o.rewriteConfig, Usage: "airflow: make the restored airflow.cfg name the restored database and folders, and nothing of the source"},
+			&cli.BoolFlag{Name: "paused", Destination: &o.paused, Usage: "airflow: pause every DAG in the restored metadata database"},
+			&cli.BoolFlag{Name: "with-secrets", Destination: &o.withSecrets, Usage: "airflow: write the Fernet key(s) and secret keys to DIR/secrets.env (mode 0600)"},
+			&cli.StringFlag{Name: "airflow-version", Destination: &o.airflowVersion, Usage: "airflow: refuse unless the snapshot's schema is this Airflow version's (Alembic head)"},
 		),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
@@ -104,7 +115,13 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 	if err != nil {
 		return nil, nil, err
 	}
-	m, warns, err := restore.ResolveWarn(ctx, r, t.snapshot, before)
+	var m *repo.Manifest
+	var warns []string
+	if t.snapshot == "latest" && t.source != "" {
+		m, warns, err = restore.LatestWarn(ctx, r, restore.Filter{Source: t.source, Before: before})
+	} else {
+		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
+	}
 	for _, w := range warns {
 		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
@@ -155,9 +172,6 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	targets := []string{"--to"}
 	var kind *source.Kind
 	n := 0
-	if o.to != "" {
-		n++
-	}
 	for _, k := range registry.Kinds() {
 		if p := o.toKind[k.Name]; p != nil {
 			targets = append(targets, "--to-"+k.Name)
@@ -167,8 +181,8 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			}
 		}
 	}
-	if n != 1 {
-		return usagef("give exactly one of %s", strings.Join(targets, ", "))
+	if n > 1 || (n == 0 && o.to == "") {
+		return usagef("give exactly one of %s (an airflow source: --to and one --to-KIND)", strings.Join(targets, ", "))
 	}
 	before, err := parseTime(o.before)
 	if err != nil {
@@ -178,6 +192,12 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	src, m, err := openSource(ctx, g, t, before)
 	if err != nil {
 		return err
+	}
+	if k, ok := registry.Lookup(src.Kind()); ok && k.Composite && t.path == "" {
+		return restoreComposite(ctx, g, o, k, kind, src, m)
+	}
+	if o.to != "" && kind != nil {
+		return usagef("give exactly one of %s", strings.Join(targets, ", "))
 	}
 	start := time.Now()
 	if kind == nil {
@@ -204,23 +224,90 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if src.Kind() != kind.Name {
 		return usagef("--to-%s needs a %s source; %s is %s", kind.Name, kind.Name, src.Name(), src.Kind())
 	}
-	err = kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
-		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20})
+	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
+		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner})
 	if err != nil {
-		return mismatchTable(g, err)
+		return restoreError(g, err)
 	}
 	if g.json {
-		return printJSON(g.stdout, map[string]any{"source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
-			"duration_seconds": time.Since(start).Seconds()})
+		out := map[string]any{"source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
+			"duration_seconds": time.Since(start).Seconds()}
+		for k, v := range res.Facts {
+			out[k] = v
+		}
+		return printJSON(g.stdout, out)
 	}
 	fmt.Fprintf(g.stdout, "restored %s (%s); fingerprints match the backup; %s\n", src.Name(), src.Kind(),
 		time.Since(start).Round(time.Millisecond))
+	printRestored(g, res)
 	return nil
 }
 
-// mismatchTable prints what differs when a restored database's
+// restoreComposite restores a composite source (airflow) whole: --to is
+// its folder, db the kind of its database target.
+func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db *source.Kind, src *restore.Source, m *repo.Manifest) error {
+	if o.to == "" || db == nil {
+		return usagef("an %s source restores whole: give --to DIR (the new home) and --to-KIND for its database (%s)", k.Name, strings.Join(dbTargets(), ", "))
+	}
+	if o.replace || o.force {
+		return usagef("an %s source restores into a new folder and a new database: --replace and --force do not apply", k.Name)
+	}
+	start := time.Now()
+	res, err := k.Restore(ctx, src, o.to, source.RestoreOptions{Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner,
+		DatabaseKind: db.Name, Database: *o.toKind[db.Name], RewriteConfig: o.rewriteConfig, Paused: o.paused,
+		WithSecrets: o.withSecrets, AirflowVersion: o.airflowVersion})
+	if err != nil {
+		return restoreError(g, err)
+	}
+	points := src.Snapshot().ConsistentPoints()
+	if g.json {
+		out := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "target": o.to,
+			"duration_seconds": time.Since(start).Seconds(), "next_steps": res.NextSteps, "consistent": points}
+		if skew, ok := restore.Skew(points); ok {
+			out["skew_seconds"] = skew.Seconds()
+		}
+		for k, v := range res.Facts {
+			out[k] = v
+		}
+		return printJSON(g.stdout, out)
+	}
+	fmt.Fprintf(g.stdout, "restored %s:%s (%s) to %s in %s\n", repo.ShortID(m.ID), src.Name(), src.Kind(), o.to,
+		time.Since(start).Round(time.Millisecond))
+	if s := restore.DescribePoints(points); s != "" {
+		res.Lines = append(res.Lines, "snapshot's consistent points: "+s)
+	}
+	printRestored(g, res)
+	if !o.withSecrets {
+		fmt.Fprintln(g.stdout, "secrets: not written (restore with --with-secrets to get DIR/secrets.env; the Fernet key(s) decrypt the restored connections and variables)")
+	}
+	return nil
+}
+
+func dbTargets() []string {
+	var out []string
+	for _, k := range registry.Kinds() {
+		if k.Restore != nil && !k.Composite {
+			out = append(out, "--to-"+k.Name)
+		}
+	}
+	return out
+}
+
+func printRestored(g *globals, res *source.Restored) {
+	for _, l := range res.Lines {
+		fmt.Fprintf(g.stdout, "  %s\n", l)
+	}
+	if len(res.NextSteps) > 0 {
+		fmt.Fprintln(g.stdout, "next steps:")
+		for _, l := range res.NextSteps {
+			fmt.Fprintf(g.stdout, "  %s\n", l)
+		}
+	}
+}
+
+// restoreError prints what differs when a restored database's
 // fingerprints do not match the backup's, then returns err (exit 3).
-func mismatchTable(g *globals, err error) error {
+func restoreError(g *globals, err error) error {
 	var fm *fingerprint.MismatchError
 	if !errors.As(err, &fm) {
 		return err

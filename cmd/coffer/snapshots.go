@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,15 +13,34 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/restore"
+	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/registry"
 )
 
+type snapshotsOptions struct {
+	source, tag string
+}
+
 func snapshotsCommand(g *globals) *cli.Command {
+	o := &snapshotsOptions{}
 	return &cli.Command{
 		Name:  "snapshots",
-		Usage: "list snapshots (needs no identity; with --identity also host, tags and sizes)",
+		Usage: "list snapshots (needs no identity; with --identity also host, tags, sizes, airflow versions and consistent points)",
 		Description: "Without an identity it shows what the manifests make public: id, time and source names.\n" +
-			"Host, tags and sizes are sealed to the recipients; --identity shows them too.",
-		Action: func(c *cli.Context) error { return runSnapshots(c.Context, g) },
+			"Host, tags and sizes are sealed to the recipients; --identity shows them too, and below a\n" +
+			"snapshot with an airflow source or several sources, the Airflow version and schema revision,\n" +
+			"and when each database source's contents are from (and the skew between them).",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "source", Destination: &o.source, Usage: "only snapshots that hold this source"},
+			&cli.StringFlag{Name: "tag", Destination: &o.tag, Usage: "only snapshots with this tag (needs --identity: tags are sealed)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("snapshots takes no arguments")
+			}
+			return runSnapshots(c.Context, g, o)
+		},
 	}
 }
 
@@ -32,6 +53,13 @@ type snapshotJSON struct {
 	Host    *string      `json:"host,omitempty"`
 	Tags    []string     `json:"tags,omitempty"`
 	Size    *int64       `json:"size,omitempty"`
+	// With an identity: what airflow sources hold, and the consistent
+	// points of the sources.
+	Airflow    map[string]*airflow.Summary `json:"airflow,omitempty"`
+	Consistent []restore.Point             `json:"consistent,omitempty"`
+	// SkewSeconds is the time between the earliest and latest database
+	// snapshot among the sources.
+	SkewSeconds *float64 `json:"skew_seconds,omitempty"`
 	// Incomplete: a source left out what it could not read.
 	Incomplete bool `json:"incomplete"`
 }
@@ -55,10 +83,13 @@ func sourcesJSON(m *repo.Manifest, p *repo.Private) []sourceJSON {
 	return out
 }
 
-func runSnapshots(ctx context.Context, g *globals) error {
+func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	r, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
+	}
+	if o.tag != "" && !r.HasIdentity() {
+		return withHint(usagef("tags are sealed to the recipients: --tag needs an identity"), "pass --identity identity.txt")
 	}
 	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
@@ -83,6 +114,36 @@ func runSnapshots(ctx context.Context, g *globals) error {
 			privs[i] = p
 		}
 	}
+	f := restore.Filter{Source: o.source, Tag: o.tag}
+	var keep []*repo.Manifest
+	var keepPrivs []*repo.Private
+	for i, m := range ms {
+		if f.Match(m, privs[i]) {
+			keep, keepPrivs = append(keep, m), append(keepPrivs, privs[i])
+		}
+	}
+	ms, privs = keep, keepPrivs
+	// Details need the catalogs, so an identity; snapshots of one plain
+	// source have none worth a line.
+	details := map[string]*snapshotJSON{}
+	missed := 0
+	for _, m := range ms {
+		if !detailed(m) {
+			continue
+		}
+		if !r.HasIdentity() {
+			if len(m.Sources) == 1 {
+				missed++
+			}
+			continue
+		}
+		d, err := snapshotDetails(ctx, r, m)
+		if err != nil {
+			fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s: %v\n", repo.ShortID(m.ID), err)
+			continue
+		}
+		details[m.ID] = d
+	}
 	if g.json {
 		out := []snapshotJSON{}
 		for i, m := range ms {
@@ -91,11 +152,15 @@ func runSnapshots(ctx context.Context, g *globals) error {
 				size := p.TotalSize()
 				s.Host, s.Tags, s.Size = &p.Host, p.Tags, &size
 			}
+			if d := details[m.ID]; d != nil {
+				s.Airflow, s.Consistent, s.SkewSeconds = d.Airflow, d.Consistent, d.SkewSeconds
+			}
 			out = append(out, s)
 		}
 		return printJSON(g.stdout, out)
 	}
-	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 4, 2, ' ', 0)
 	// A NOTE column only when a snapshot needs one, so that rows have
 	// no trailing blanks.
 	notes := false
@@ -136,6 +201,84 @@ func runSnapshots(ctx context.Context, g *globals) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	// The table's lines, each snapshot's details below its row.
+	lines := strings.SplitAfter(table.String(), "\n")
+	fmt.Fprint(g.stdout, lines[0])
+	for i, m := range ms {
+		fmt.Fprint(g.stdout, lines[i+1])
+		if d := details[m.ID]; d != nil {
+			for _, l := range d.lines() {
+				fmt.Fprintf(g.stdout, "  %s\n", l)
+			}
+		}
+	}
 	fmt.Fprintf(g.stdout, "%d snapshots\n", len(ms))
+	if missed > 0 {
+		fmt.Fprintf(g.stdout, "(%d with an airflow source: pass --identity to see its Airflow version and consistent points)\n", missed)
+	}
 	return nil
+}
+
+// detailed reports whether a snapshot has details worth loading its
+// catalog for: an airflow source, or several sources whose consistent
+// points can be compared.
+func detailed(m *repo.Manifest) bool {
+	if len(m.Sources) > 1 {
+		return true
+	}
+	for _, s := range m.Sources {
+		if k, ok := registry.Lookup(s.Kind); ok && k.Composite {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshotDetails reads a snapshot's catalog for its airflow summaries and
+// consistent points.
+func snapshotDetails(ctx context.Context, r *repo.Repository, m *repo.Manifest) (*snapshotJSON, error) {
+	snap, err := restore.Load(ctx, r, m)
+	if err != nil {
+		return nil, err
+	}
+	d := &snapshotJSON{}
+	for _, s := range m.Sources {
+		if s.Kind != airflow.Kind.Name {
+			continue
+		}
+		src, err := snap.Source(s.Name)
+		if err != nil {
+			return nil, err
+		}
+		sum, err := airflow.Summarize(src)
+		if err != nil {
+			return nil, err
+		}
+		if d.Airflow == nil {
+			d.Airflow = map[string]*airflow.Summary{}
+		}
+		d.Airflow[s.Name] = sum
+	}
+	d.Consistent = snap.ConsistentPoints()
+	if skew, ok := restore.Skew(d.Consistent); ok {
+		sec := skew.Seconds()
+		d.SkewSeconds = &sec
+	}
+	return d, nil
+}
+
+func (d *snapshotJSON) lines() []string {
+	var out []string
+	var names []string
+	for n := range d.Airflow {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		out = append(out, n+": "+d.Airflow[n].String())
+	}
+	if s := restore.DescribePoints(d.Consistent); s != "" {
+		out = append(out, "consistent points: "+s)
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -36,6 +37,8 @@ type Config struct {
 	// DefaultUploads).
 	Uploads int               `yaml:"uploads"`
 	Sources map[string]Source `yaml:"sources"`
+	// Hooks run around every backup made with this configuration.
+	Hooks Hooks `yaml:"hooks"`
 
 	lines map[string]int
 }
@@ -63,6 +66,16 @@ type S3 struct {
 	IAM             *bool  `yaml:"iam"`
 }
 
+// Hooks are commands (run with sh -c) around a backup: pre before the
+// first source is read (a failing one aborts the backup), post after it,
+// always, whether the backup or a pre hook failed. Each runs under
+// Timeout (default backup.DefaultHookTimeout).
+type Hooks struct {
+	Pre     []string      `yaml:"pre"`
+	Post    []string      `yaml:"post"`
+	Timeout time.Duration `yaml:"timeout"`
+}
+
 // Defaults.
 const (
 	DefaultUploads = backup.DefaultUploads
@@ -80,6 +93,16 @@ type Source struct {
 	Exclude  []string            `yaml:"exclude"`
 	Checks   []fingerprint.Check `yaml:"checks"`
 	Globals  bool                `yaml:"globals"`
+	Airflow  Airflow             `yaml:"airflow"`
+}
+
+// Airflow holds an airflow source's settings: its airflow.cfg (default
+// $AIRFLOW_CONFIG, else LOCATION/airflow.cfg), a file of the deployment's
+// AIRFLOW__... variables, and whether task logs are backed up.
+type Airflow struct {
+	Config      string `yaml:"config"`
+	EnvFile     string `yaml:"env_file"`
+	IncludeLogs bool   `yaml:"include_logs"`
 }
 
 // UnmarshalYAML accepts the short form "KIND:LOCATION".
@@ -98,7 +121,8 @@ func (s *Source) UnmarshalYAML(n *yaml.Node) error {
 
 // Spec is the source.Spec of a configured source.
 func (s Source) Spec() source.Spec {
-	return source.Spec{Kind: s.Kind, Location: s.Location, Exclude: s.Exclude, Checks: s.Checks, Globals: s.Globals}
+	return source.Spec{Kind: s.Kind, Location: s.Location, Exclude: s.Exclude, Checks: s.Checks, Globals: s.Globals,
+		Airflow: source.AirflowSpec{Config: s.Airflow.Config, EnvFile: s.Airflow.EnvFile, IncludeLogs: s.Airflow.IncludeLogs}}
 }
 
 // typeNames rewrites yaml's "field x not found in type config.S3", which
@@ -157,6 +181,16 @@ func (c *Config) Validate() error {
 	}
 	if msg := uploadsProblem(c.Uploads); msg != "" {
 		add("uploads", "%s", msg)
+	}
+	if c.Hooks.Timeout < 0 {
+		add("hooks.timeout", "must not be negative")
+	}
+	for _, h := range [][]string{c.Hooks.Pre, c.Hooks.Post} {
+		for _, cmd := range h {
+			if strings.TrimSpace(cmd) == "" {
+				add("hooks", "a hook command is empty")
+			}
+		}
 	}
 	if c.Repository != "" && strings.Contains(c.Repository, "://") &&
 		!strings.HasPrefix(c.Repository, "file://") && !strings.HasPrefix(c.Repository, "s3://") {

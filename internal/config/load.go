@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Overrides are the settings given on a command line. The zero value of a
@@ -21,6 +22,10 @@ type Overrides struct {
 	// JSON can only be turned on.
 	JSON    bool
 	Uploads int
+	// Pre and Post replace the file's hooks when given; HookTimeout its
+	// timeout.
+	Pre, Post   []string
+	HookTimeout time.Duration
 }
 
 // LoadOptions say where Load reads from.
@@ -174,8 +179,10 @@ func (c *Config) resolvePaths(dir string) {
 	for name, s := range c.Sources {
 		if fileLocation(s.Kind) {
 			rel(&s.Location)
-			c.Sources[name] = s
 		}
+		rel(&s.Airflow.Config)
+		rel(&s.Airflow.EnvFile)
+		c.Sources[name] = s
 	}
 }
 
@@ -225,6 +232,18 @@ func (c *Config) apply(f Overrides) error {
 	set(&c.Identity, f.Identity)
 	set(&c.SigningKey, f.SigningKey)
 	c.JSON = c.JSON || f.JSON
+	if len(f.Pre) > 0 {
+		c.Hooks.Pre = f.Pre
+	}
+	if len(f.Post) > 0 {
+		c.Hooks.Post = f.Post
+	}
+	if f.HookTimeout < 0 {
+		return errors.New("hook-timeout: must not be negative")
+	}
+	if f.HookTimeout > 0 {
+		c.Hooks.Timeout = f.HookTimeout
+	}
 	if f.Uploads != 0 {
 		if msg := uploadsProblem(f.Uploads); msg != "" {
 			return errors.New("uploads: " + msg)

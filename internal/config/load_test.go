@@ -190,7 +190,7 @@ sources:
 	want := []string{
 		"line 2: uploads: must be between 1 and 64, not 65",
 		"line 1: repository: unsupported URL scheme (use a path, file:// or s3://)",
-		`line 4: sources.a: unknown kind "tape" (kinds: dir, postgres, mysql, sqlite)`,
+		`line 4: sources.a: unknown kind "tape" (kinds: dir, postgres, mysql, sqlite, airflow)`,
 		"line 5: sources.b: no location",
 	}
 	if got := strings.Split(ie.Err.Error(), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -372,6 +372,60 @@ func TestErrorsNameNoFlags(t *testing.T) {
 	for _, err := range errs {
 		if strings.Contains(err.Error(), "--") {
 			t.Errorf("error names a flag: %v", err)
+		}
+	}
+}
+
+// TestLoadAirflowAndHooks: an airflow source's settings (paths relative to
+// the file) and the hooks, which flags replace.
+func TestLoadAirflowAndHooks(t *testing.T) {
+	dir := t.TempDir()
+	file := writeFile(t, filepath.Join(dir, "etc", "coffer.yaml"), `
+hooks:
+  pre: ["airflow dags pause invoice_ingest"]
+  post: ["airflow dags unpause invoice_ingest"]
+  timeout: 2m
+sources:
+  deploy:
+    kind: airflow
+    location: airflow
+    airflow:
+      config: airflow/airflow.cfg
+      env_file: /etc/airflow.env
+      include_logs: true
+`)
+	etc := filepath.Join(dir, "etc")
+	c, err := Load(LoadOptions{File: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := c.Sources["deploy"].Spec()
+	for _, tc := range []struct{ what, got, want string }{
+		{"location", spec.Location, filepath.Join(etc, "airflow")},
+		{"airflow.config", spec.Airflow.Config, filepath.Join(etc, "airflow/airflow.cfg")},
+		{"airflow.env_file", spec.Airflow.EnvFile, "/etc/airflow.env"},
+		{"hooks.pre", strings.Join(c.Hooks.Pre, ";"), "airflow dags pause invoice_ingest"},
+		{"hooks.timeout", c.Hooks.Timeout.String(), "2m0s"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.what, tc.got, tc.want)
+		}
+	}
+	if !spec.Airflow.IncludeLogs {
+		t.Error("include_logs not read")
+	}
+	if err := c.Apply(Overrides{Pre: []string{"true"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(c.Hooks.Pre, ";")+"|"+strings.Join(c.Hooks.Post, ";"), "true|airflow dags unpause invoice_ingest"; got != want {
+		t.Errorf("hooks after --pre = %q, want %q", got, want)
+	}
+
+	bad := writeFile(t, filepath.Join(dir, "bad.yaml"), "hooks:\n  timeout: -1s\n  pre: ['']\nsources:\n  d:\n    kind: dir\n    location: x\n    airflow:\n      include_logs: true\n")
+	_, err = Load(LoadOptions{File: bad})
+	for _, want := range []string{"hooks.timeout: must not be negative", "hooks: a hook command is empty", "sources.d.airflow: airflow settings apply to airflow sources only"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(bad) = %v, want %q", err, want)
 		}
 	}
 }

@@ -1,8 +1,10 @@
 // Package demo runs coffer end to end on the demo Airflow deployment in
 // testdata/airflow-demo: keys, a local repository, one snapshot of the
-// DAGs, plugins, config, invoice documents and the SQLite metadata
-// database, a second (deduplicated) snapshot, verification at every depth,
-// and a restore that is compared with the originals.
+// deployment (an airflow source: the SQLite metadata database, DAGs,
+// plugins, configuration, logs and the Fernet key, checked against the
+// database) and of the invoice documents, a second (deduplicated)
+// snapshot, verification at every depth, and a restore that is compared
+// with the originals.
 package demo
 
 import (
@@ -15,14 +17,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/airflow"
 	"github.com/cofferhq/coffer/source/registry"
 	"github.com/cofferhq/coffer/source/sqlite"
 	"github.com/cofferhq/coffer/storage"
@@ -142,18 +145,12 @@ func Run(ctx context.Context, o Options) error {
 	sources := func() []source.Source {
 		var out []source.Source
 		for _, s := range []struct{ name, kind, loc string }{
-			{"dags", "dir", filepath.Join(deploy, "dags")},
-			{"plugins", "dir", filepath.Join(deploy, "plugins")},
+			{"deploy", "airflow", deploy},
 			{"invoices", "dir", filepath.Join(deploy, "invoices")},
-			{"config", "dir", deploy},
-			{"metadb", "sqlite", metadb},
 		} {
 			c := source.Spec{Kind: s.kind, Location: s.loc}
-			if s.name == "config" {
-				c.Exclude = []string{"dags", "plugins", "invoices", "airflow.db*"}
-			}
-			if s.kind == "sqlite" {
-				c.Checks = []fingerprint.Check{{Name: "failed_runs", Query: "select count(*) from dag_run where state = 'failed'"}}
+			if s.kind == "airflow" {
+				c.Airflow.IncludeLogs = true
 			}
 			src, err := registry.New(s.name, c)
 			if err != nil {
@@ -161,18 +158,31 @@ func Run(ctx context.Context, o Options) error {
 			}
 			out = append(out, src)
 		}
+		registry.BackupOrder(out)
 		return out
 	}
 	cache := filepath.Join(dir, "cache")
 	var first *repo.Manifest
 	for i, tag := range []string{"first", "second"} {
-		res, err := backup.Run(ctx, backup.Options{Repo: host, Signing: sk, Sources: sources(), Tags: []string{"demo", tag}, CacheDir: cache})
+		srcs := sources()
+		res, err := backup.Run(ctx, backup.Options{Repo: host, Signing: sk, Sources: srcs, Tags: []string{"demo", tag}, CacheDir: cache})
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
 		m, p := res.Manifest, res.Private
 		say("%d. snapshot %s: %d sources, read %d bytes, new %d bytes, stored %d bytes, %s",
 			4+i, repo.ShortID(m.ID), len(m.Sources), p.Stats.BytesRead, p.Stats.BytesNew, p.Stats.BytesStored, p.Duration.Round(time.Millisecond))
+		for _, src := range srcs {
+			if rp, ok := src.(source.Reporter); ok {
+				rep := rp.Report()
+				if len(rep.Unrestorable) > 0 {
+					return fmt.Errorf("backup: %s", strings.Join(rep.Unrestorable, "; "))
+				}
+				for _, n := range rep.Notes {
+					say("   %s", n)
+				}
+			}
+		}
 		if first == nil {
 			first = m
 		}
@@ -212,28 +222,28 @@ func Run(ctx context.Context, o Options) error {
 	}
 	restored := filepath.Join(dir, "restored")
 	start := time.Now()
-	for _, s := range []struct{ name, orig string }{
-		{"dags", filepath.Join(deploy, "dags")},
-		{"plugins", filepath.Join(deploy, "plugins")},
-		{"invoices", filepath.Join(deploy, "invoices")},
+	deploySrc, err := snap.Source("deploy")
+	if err != nil {
+		return err
+	}
+	for _, s := range []struct{ name, sub, orig string }{
+		{"deploy", "dags", filepath.Join(deploy, "dags")},
+		{"deploy", "plugins", filepath.Join(deploy, "plugins")},
+		{"invoices", "", filepath.Join(deploy, "invoices")},
 	} {
 		src, err := snap.Source(s.name)
 		if err != nil {
 			return err
 		}
-		to := filepath.Join(restored, s.name)
-		if _, err := restore.RestoreDir(ctx, src, to, restore.DirOptions{}); err != nil {
-			return fmt.Errorf("restore %s: %w", s.name, err)
+		to := filepath.Join(restored, filepath.Base(s.orig))
+		if _, err := restore.RestoreDir(ctx, src, to, restore.DirOptions{SubPath: s.sub}); err != nil {
+			return fmt.Errorf("restore %s: %w", filepath.Base(s.orig), err)
 		}
 		if err := compareTrees(s.orig, to); err != nil {
-			return fmt.Errorf("restored %s differs: %w", s.name, err)
+			return fmt.Errorf("restored %s differs: %w", filepath.Base(s.orig), err)
 		}
 	}
-	src, err := snap.Source("metadb")
-	if err != nil {
-		return err
-	}
-	if err := sqlite.Restore(ctx, src, filepath.Join(restored, "airflow.db"), false); err != nil {
+	if err := sqlite.Restore(ctx, source.Sub(deploySrc, airflow.PartMetaDB, "sqlite"), filepath.Join(restored, "airflow.db"), false); err != nil {
 		return fmt.Errorf("restore metadb: %w", err)
 	}
 	say("8. restored snapshot %s into %s in %s: folders identical, metadata database passes integrity_check and its fingerprints match",

@@ -61,7 +61,8 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
 	ct, _ := w.(source.ChangeTracker)
-	return filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+	start := time.Now().UTC()
+	err = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
 		rel, _ := filepath.Rel(root, p)
 		rel = filepath.ToSlash(rel)
 		if err != nil {
@@ -100,6 +101,12 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 			return w.Warn("%q: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
 		}
 	})
+	if err != nil {
+		return err
+	}
+	// A folder is read over a span, not at one instant.
+	end := time.Now().UTC()
+	return w.SetMeta(source.ConsistentKey, source.ConsistentPoint{Time: start, End: &end})
 }
 
 // unreadable handles what the walk could not read. What vanished since

@@ -10,7 +10,6 @@ import (
 	"hash/fnv"
 	"io"
 	"net"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +87,9 @@ type Info struct {
 	// that a restore can run them again.
 	Checks []fingerprint.Check `json:"checks,omitempty"`
 	Format int                 `json:"format"`
+	// Grants on the database at backup time (see grants.go); nil in
+	// snapshots that predate them.
+	Grants []Grant `json:"grants"`
 }
 
 // Source backs up one MySQL or MariaDB database (kind "mysql").
@@ -97,6 +99,11 @@ type Source struct {
 	// ("mysql://user:pass@host:3306/db", also SQLAlchemy's mysql+mysqldb://).
 	DSN    string
 	Checks []fingerprint.Check
+	// InSnapshot, when set, runs on the dump's connection inside its
+	// consistent snapshot, after the fingerprints and before the dump (a
+	// composite kind reads what it checks from the very state the dump
+	// holds). Its error fails the backup.
+	InSnapshot func(ctx context.Context, conn *sql.Conn) error
 }
 
 var _ source.Source = (*Source)(nil)
@@ -139,12 +146,19 @@ func (s *Source) backup(ctx context.Context, w source.Writer) error {
 		return err
 	}
 	info.Checks = s.Checks
+	if info.Grants, err = readGrants(ctx, conn); err != nil {
+		return err
+	}
 	start := time.Now().UTC().Truncate(time.Second)
 	if err := beginMySQLSnapshot(ctx, conn); err != nil {
 		return err
 	}
 	// Closing the connection ends the read-only transaction as well.
 	defer conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") //nolint:errcheck
+	point, err := consistentPoint(ctx, conn)
+	if err != nil {
+		return err
+	}
 
 	d := &mysqlDumper{conn: conn}
 	if err := d.listTables(ctx); err != nil {
@@ -164,6 +178,14 @@ func (s *Source) backup(ctx context.Context, w source.Writer) error {
 	}
 	if err := w.SetMeta(MetaKey, info); err != nil {
 		return err
+	}
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
+		return err
+	}
+	if s.InSnapshot != nil {
+		if err := s.InSnapshot(ctx, conn); err != nil {
+			return err
+		}
 	}
 
 	pr, pw := io.Pipe()
@@ -221,28 +243,28 @@ func ParseDSN(s string) (*gomysql.Config, error) {
 		if base != "mysql" && base != "mariadb" {
 			return nil, fmt.Errorf("parse mysql DSN: unsupported scheme %q", scheme)
 		}
-		u, err := url.Parse(s)
+		// SQLAlchemy's own parsing, so that a password is read the way
+		// Airflow reads it.
+		u, err := source.ParseSQLAlchemyURL(s)
 		if err != nil {
-			// url.Error repeats the whole URL, password included.
-			return nil, errors.New("parse mysql DSN: malformed URL")
+			return nil, fmt.Errorf("parse mysql DSN: %w", err)
 		}
 		cfg = gomysql.NewConfig()
 		cfg.Net = "tcp"
-		if u.User != nil {
-			cfg.User = u.User.Username()
-			cfg.Passwd, _ = u.User.Password()
-		}
-		host := u.Hostname()
+		cfg.User, cfg.Passwd = u.User, u.Password
+		host := u.Host
 		if host == "" {
 			host = "127.0.0.1"
 		}
-		port := u.Port()
+		port := u.Port
 		if port == "" {
 			port = "3306"
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return nil, errors.New("parse mysql DSN: malformed port")
 		}
 		cfg.Addr = net.JoinHostPort(host, port)
-		cfg.DBName = strings.TrimPrefix(u.Path, "/")
-		for k, v := range u.Query() {
+		cfg.DBName = u.Database
+		for k, v := range u.Query {
 			switch k {
 			case "unix_socket":
 				cfg.Net, cfg.Addr = "unix", v[0]
@@ -358,6 +380,62 @@ func beginMySQLSnapshot(ctx context.Context, conn *sql.Conn) error {
 		}
 	}
 	return nil
+}
+
+// consistentPoint reads the time and, when the server writes a binary log,
+// the binlog position of the snapshot just started on conn. MariaDB reports
+// the position that matches the snapshot exactly (binlog_snapshot_file and
+// _position); MySQL has no such status, so its position is the one read
+// right after the snapshot began.
+func consistentPoint(ctx context.Context, conn *sql.Conn) (source.ConsistentPoint, error) {
+	var p source.ConsistentPoint
+	var now string
+	var logBin int
+	if err := conn.QueryRowContext(ctx, "SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ'), @@log_bin").Scan(&now, &logBin); err != nil {
+		return p, fmt.Errorf("read snapshot time: %w", err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, now)
+	if err != nil {
+		return p, fmt.Errorf("read snapshot time: %w", err)
+	}
+	p.Time = t
+	if logBin != 1 {
+		return p, nil
+	}
+	status := map[string]string{}
+	if rows, err := conn.QueryContext(ctx, "SHOW STATUS LIKE 'binlog_snapshot_%'"); err == nil {
+		for rows.Next() {
+			var k, v string
+			if rows.Scan(&k, &v) == nil {
+				status[strings.ToLower(k)] = v
+			}
+		}
+		rows.Close()
+	}
+	if f := status["binlog_snapshot_file"]; f != "" {
+		p.Binlog = f + ":" + status["binlog_snapshot_position"]
+		return p, nil
+	}
+	for _, q := range []string{"SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"} {
+		rows, err := conn.QueryContext(ctx, q)
+		if err != nil {
+			continue
+		}
+		cols, _ := rows.Columns()
+		if rows.Next() && len(cols) >= 2 {
+			vals := make([]sql.NullString, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if rows.Scan(ptrs...) == nil && vals[0].String != "" {
+				p.Binlog = vals[0].String + ":" + vals[1].String
+			}
+		}
+		rows.Close()
+		break
+	}
+	return p, nil
 }
 
 // SnapshotFingerprints computes the fingerprints of conn's current

@@ -19,7 +19,11 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, DSN: spec.Location, Checks: spec.Checks}, nil
 	},
 	Target: "new database (DSN)",
-	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
-		return Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force})
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
+		res, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Owner: o.Owner})
+		if err != nil {
+			return nil, err
+		}
+		return res.Restored(), nil
 	},
 }

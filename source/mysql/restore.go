@@ -25,6 +25,30 @@ type Options struct {
 	// Force allows the target to be the very database the snapshot came
 	// from.
 	Force bool
+	// Owner is the account ("user" or "user@host") to grant ALL
+	// PRIVILEGES on the restored database; when empty, the grants the
+	// snapshot records are made again to the accounts that exist on the
+	// target (see grants.go).
+	Owner string
+}
+
+// Result describes a finished MySQL restore.
+type Result struct {
+	Database string // the restored database's name
+	Grants   *GrantResult
+}
+
+// Restored says what the restore did: which accounts may use the database.
+func (r *Result) Restored() *source.Restored {
+	out := &source.Restored{Facts: map[string]any{"database": r.Database}}
+	if r.Grants != nil {
+		out.Lines = append(out.Lines, r.Grants.String())
+		out.Facts["owner"] = r.Grants.Owner()
+		if len(r.Grants.Missing) > 0 {
+			out.Facts["grants_left_out_for"] = r.Grants.Missing
+		}
+	}
+	return out
 }
 
 // Restore restores a mysql source (see Source) into the
@@ -42,65 +66,66 @@ type Options struct {
 // snapshot's, and the two helper databases are dropped. Limits: between the
 // RENAME and the re-creation of the triggers (milliseconds) writes to the
 // target do not fire triggers; grants on the old tables are not copied.
-func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Options) error {
-	if err := restoreMySQL(ctx, src, targetDSN, opts); err != nil {
-		return fmt.Errorf("restore %s to mysql: %w", src.Name(), err)
+func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Options) (*Result, error) {
+	res, err := restoreMySQL(ctx, src, targetDSN, opts)
+	if err != nil {
+		return nil, fmt.Errorf("restore %s to mysql: %w", src.Name(), err)
 	}
-	return nil
+	return res, nil
 }
 
-func restoreMySQL(ctx context.Context, src source.Reader, targetDSN string, opts Options) error {
+func restoreMySQL(ctx context.Context, src source.Reader, targetDSN string, opts Options) (*Result, error) {
 	if src.Kind() != "mysql" {
-		return fmt.Errorf("source is of kind %s, not mysql", src.Kind())
+		return nil, fmt.Errorf("source is of kind %s, not mysql", src.Kind())
 	}
 	var want fingerprint.Fingerprints
 	if err := src.Meta(fingerprint.MetaKey, &want); err != nil {
-		return fmt.Errorf("read fingerprints: %w", err)
+		return nil, fmt.Errorf("read fingerprints: %w", err)
 	}
 	var info Info
 	if err := src.Meta(MetaKey, &info); err != nil {
-		return fmt.Errorf("read source information: %w", err)
+		return nil, fmt.Errorf("read source information: %w", err)
 	}
 	if info.Format > DumpFormat {
-		return fmt.Errorf("dump format %d is newer than this coffer understands (%d)", info.Format, DumpFormat)
+		return nil, fmt.Errorf("dump format %d is newer than this coffer understands (%d)", info.Format, DumpFormat)
 	}
 	cfg, err := ParseDSN(targetDSN)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	target := cfg.DBName
 	if target == "" {
-		return errors.New("the target DSN names no database")
+		return nil, errors.New("the target DSN names no database")
 	}
 	if len(target) > 64 {
-		return fmt.Errorf("database name %q is longer than 64 characters", target)
+		return nil, fmt.Errorf("database name %q is longer than 64 characters", target)
 	}
 	admin := cfg.Clone()
 	admin.DBName = ""
 	adb, err := Open(ctx, admin)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer adb.Close()
 	aconn, err := adb.Conn(ctx)
 	if err != nil {
-		return ServerError(admin, err)
+		return nil, ServerError(admin, err)
 	}
 	defer aconn.Close()
 
 	id, err := ServerID(ctx, aconn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if id == info.ServerUUID && target == info.Database && !opts.Force {
-		return fmt.Errorf("database %q on %s is the database this snapshot was taken from: %w", target, cfg.Addr, source.ErrRestoreOverSource)
+		return nil, fmt.Errorf("database %q on %s is the database this snapshot was taken from: %w", target, cfg.Addr, source.ErrRestoreOverSource)
 	}
 	exists, err := mysqlDatabaseExists(ctx, aconn, target)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if exists && !opts.Replace {
-		return fmt.Errorf("database %q already exists on %s: %w", target, cfg.Addr, source.ErrTargetExists)
+		return nil, fmt.Errorf("database %q already exists on %s: %w", target, cfg.Addr, source.ErrTargetExists)
 	}
 	load := target
 	if exists {
@@ -115,7 +140,7 @@ func restoreMySQL(ctx context.Context, src source.Reader, targetDSN string, opts
 		create += " COLLATE " + mysqlIdent(info.Collation)
 	}
 	if _, err := aconn.ExecContext(ctx, create); err != nil {
-		return fmt.Errorf("create database %s: %w", load, err)
+		return nil, fmt.Errorf("create database %s: %w", load, err)
 	}
 	ok := false
 	defer func() {
@@ -128,39 +153,44 @@ func restoreMySQL(ctx context.Context, src source.Reader, targetDSN string, opts
 	lcfg.DBName = load
 	ldb, err := Open(ctx, lcfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer ldb.Close()
 	lconn, err := ldb.Conn(ctx)
 	if err != nil {
-		return ServerError(lcfg, err)
+		return nil, ServerError(lcfg, err)
 	}
 	defer lconn.Close()
 
 	objects, err := loadMySQLDump(ctx, src, lconn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	got, err := SnapshotFingerprints(ctx, lconn, info.Checks)
 	if err != nil {
-		return fmt.Errorf("fingerprint restored database: %w", err)
+		return nil, fmt.Errorf("fingerprint restored database: %w", err)
 	}
 	if diffs := fingerprint.Compare(want, got); len(diffs) > 0 {
-		return &fingerprint.MismatchError{Diffs: diffs}
+		return nil, &fingerprint.MismatchError{Diffs: diffs}
 	}
 	lconn.Close()
 	ldb.Close()
+	// Grants name the final database: in a swap, the target's name.
+	grants, err := applyGrants(ctx, aconn, target, info.Grants, opts.Owner, !exists)
+	if err != nil {
+		return nil, err
+	}
 	if load != target {
 		if err := swapMySQL(ctx, aconn, target, load, objects); err != nil {
-			return err
+			return nil, err
 		}
 		// load now holds only the snapshot's views, routines and events.
 		if err := dropMySQLDatabase(ctx, aconn, load); err != nil {
-			return fmt.Errorf("drop %s after the swap: %w", load, err)
+			return nil, fmt.Errorf("drop %s after the swap: %w", load, err)
 		}
 	}
 	ok = true
-	return nil
+	return &Result{Database: target, Grants: grants}, nil
 }
 
 func mysqlTempName(name, infix string) string {

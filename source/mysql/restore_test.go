@@ -296,7 +296,7 @@ func TestMySQLRoundTrip(t *testing.T) {
 	}
 
 	target, name := mysqlTarget(t)
-	if err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
+	if _, err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))
@@ -413,7 +413,7 @@ func TestMySQLConsistentUnderLoad(t *testing.T) {
 
 	want := mem.fingerprints(t)
 	target, _ := mysqlTarget(t)
-	if err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
+	if _, err := mysql.Restore(ctx, mem, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	got := fingerprintsOf(t, target)
@@ -452,7 +452,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 	t.Run("target exists", func(t *testing.T) {
 		target, name := mysqlTarget(t)
 		fixture.MySQLAdmin(t).Exec("CREATE DATABASE `" + name + "`")
-		err := mysql.Restore(ctx, mem, target, mysql.Options{})
+		_, err := mysql.Restore(ctx, mem, target, mysql.Options{})
 		if err == nil || !strings.Contains(err.Error(), "already exists") || !errors.Is(err, source.ErrTargetExists) {
 			t.Fatalf("err = %v, want already exists (source.ErrTargetExists, which Replace allows)", err)
 		}
@@ -464,7 +464,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 	})
 	t.Run("over source", func(t *testing.T) {
 		for _, opts := range []mysql.Options{{}, {Replace: true}} {
-			err := mysql.Restore(ctx, mem, src, opts)
+			_, err := mysql.Restore(ctx, mem, src, opts)
 			if err == nil || !strings.Contains(err.Error(), "taken from") || !errors.Is(err, source.ErrRestoreOverSource) {
 				t.Fatalf("%+v: err = %v, want a refusal that Force allows (source.ErrRestoreOverSource)", opts, err)
 			}
@@ -480,7 +480,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 			bad := *mem
 			bad.files = map[string][]byte{mysql.DumpFile: dump[:cut]}
 			target, name := mysqlTarget(t)
-			err := mysql.Restore(ctx, &bad, target, mysql.Options{})
+			_, err := mysql.Restore(ctx, &bad, target, mysql.Options{})
 			if err == nil || !strings.Contains(err.Error(), "truncated") {
 				t.Fatalf("cut at %d: err = %v, want truncated", cut, err)
 			}
@@ -496,7 +496,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		bad := *mem
 		bad.files = map[string][]byte{mysql.DumpFile: dump}
 		target, name := mysqlTarget(t)
-		err := mysql.Restore(ctx, &bad, target, mysql.Options{})
+		_, err := mysql.Restore(ctx, &bad, target, mysql.Options{})
 		if err == nil || !strings.Contains(err.Error(), "INSERT INTA") {
 			t.Fatalf("err = %v, want an SQL error naming the statement", err)
 		}
@@ -514,7 +514,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 		bad.SetMeta(fingerprint.MetaKey, fp)
 		target, name := mysqlTarget(t)
-		err := mysql.Restore(ctx, &bad, target, mysql.Options{})
+		_, err := mysql.Restore(ctx, &bad, target, mysql.Options{})
 		var mm *fingerprint.MismatchError
 		if !errors.As(err, &mm) || len(mm.Diffs) != 1 || mm.Diffs[0].What != "table invoice" {
 			t.Fatalf("err = %v, want a mismatch of table invoice", err)
@@ -524,7 +524,7 @@ func TestMySQLRestoreRefuses(t *testing.T) {
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
-		err := mysql.Restore(ctx, mem, "root@tcp(127.0.0.1:1)/x", mysql.Options{})
+		_, err := mysql.Restore(ctx, mem, "root@tcp(127.0.0.1:1)/x", mysql.Options{})
 		if err == nil || !strings.Contains(err.Error(), "cannot reach server 127.0.0.1:1") {
 			t.Fatalf("err = %v", err)
 		}
@@ -551,11 +551,11 @@ func TestMySQLRestoreReplace(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	err := mysql.Restore(ctx, mem, target, mysql.Options{})
+	_, err := mysql.Restore(ctx, mem, target, mysql.Options{})
 	if err == nil || !errors.Is(err, source.ErrTargetExists) {
 		t.Fatalf("without Replace: err = %v, want source.ErrTargetExists", err)
 	}
-	if err := mysql.Restore(ctx, mem, target, mysql.Options{Replace: true}); err != nil {
+	if _, err := mysql.Restore(ctx, mem, target, mysql.Options{Replace: true}); err != nil {
 		t.Fatalf("replace: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))
@@ -579,7 +579,7 @@ func TestMySQLRestoreReplace(t *testing.T) {
 		t.Errorf("leftover databases %v", got)
 	}
 	// Force allows replacing the source with its own snapshot.
-	if err := mysql.Restore(ctx, mem, src, mysql.Options{Replace: true, Force: true}); err != nil {
+	if _, err := mysql.Restore(ctx, mem, src, mysql.Options{Replace: true, Force: true}); err != nil {
 		t.Fatalf("replace source with --force: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, target), mysqlTableSums(t, src))
@@ -607,7 +607,7 @@ func TestMySQLEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	target, _ := mysqlTarget(t)
-	if err := mysql.Restore(ctx, s, target, mysql.Options{}); err != nil {
+	if _, err := mysql.Restore(ctx, s, target, mysql.Options{}); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	mysqlCompareSums(t, mysqlTableSums(t, src), mysqlTableSums(t, target))

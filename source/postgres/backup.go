@@ -44,6 +44,7 @@ type Info struct {
 	PgDumpVersion    string              `json:"pg_dump_version"`   // "15.20"
 	Checks           []fingerprint.Check `json:"checks,omitempty"`  // the check queries, re-run on restore
 	Globals          bool                `json:"globals,omitempty"`
+	Owners           *Owners             `json:"owners,omitempty"` // see owners.go
 }
 
 // Source backs up one PostgreSQL database with pg_dump. The dump and
@@ -56,6 +57,10 @@ type Source struct {
 	Checks     []fingerprint.Check
 	Globals    bool   // also store roles and tablespaces (pg_dumpall --globals-only)
 	PgDump     string // pg_dump binary; found on PATH or under /usr/lib/postgresql when empty
+	// InSnapshot, when set, runs inside the dump's snapshot transaction
+	// after the fingerprints (a composite kind reads what it checks from
+	// the very state the dump holds). Its error fails the backup.
+	InSnapshot func(ctx context.Context, tx pgx.Tx) error
 }
 
 var _ source.Source = (*Source)(nil)
@@ -96,6 +101,13 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err := tx.QueryRow(ctx, "select pg_export_snapshot()").Scan(&snapshot); err != nil {
 		return fmt.Errorf("postgres %s: export snapshot: %w", info.Database, err)
 	}
+	point, err := consistentPoint(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", info.Database, err)
+	}
+	if info.Owners, err = readOwners(ctx, tx); err != nil {
+		return fmt.Errorf("postgres %s: %w", info.Database, err)
+	}
 
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -114,6 +126,11 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 		defer wg.Done()
 		fp, fpErr = Fingerprints(ctx, tx, s.Checks)
 		if fpErr != nil {
+			fpErr = fmt.Errorf("fingerprints: %w", fpErr)
+		} else if s.InSnapshot != nil {
+			fpErr = s.InSnapshot(ctx, tx)
+		}
+		if fpErr != nil {
 			cancel()
 		}
 	}()
@@ -128,7 +145,7 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	wg.Wait()
 	switch {
 	case fpErr != nil:
-		return fmt.Errorf("postgres %s: fingerprints: %w", info.Database, fpErr)
+		return fmt.Errorf("postgres %s: %w", info.Database, fpErr)
 	case werr != nil && !dump.readFailed:
 		return fmt.Errorf("postgres %s: store dump: %w", info.Database, werr)
 	case dumpErr != nil:
@@ -157,7 +174,29 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
 		return err
 	}
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
+		return err
+	}
 	return w.SetMeta(MetaKey, info)
+}
+
+// consistentPoint reads the time and the WAL position right after the
+// dump's snapshot was taken, in its transaction: every transaction the
+// dump holds committed before that LSN. A standby reports the WAL position
+// it has replayed.
+func consistentPoint(ctx context.Context, tx pgx.Tx) (source.ConsistentPoint, error) {
+	var p source.ConsistentPoint
+	var lsn *string
+	err := tx.QueryRow(ctx, `select clock_timestamp(),
+		(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text`).Scan(&p.Time, &lsn)
+	if err != nil {
+		return p, fmt.Errorf("read WAL position: %w", err)
+	}
+	p.Time = p.Time.UTC()
+	if lsn != nil {
+		p.LSN = *lsn
+	}
+	return p, nil
 }
 
 // Connect connects to the database dsn names. Its error is one line

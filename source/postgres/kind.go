@@ -12,15 +12,26 @@ import (
 // Kind is the PostgreSQL kind's registry entry.
 var Kind = source.Kind{
 	Name:     "postgres",
-	Location: "a PostgreSQL DSN (URL or keyword/value)",
+	Location: "a PostgreSQL DSN (URL, keyword/value, or SQLAlchemy URL postgresql+psycopg2://)",
 	Checks:   true,
 	Globals:  true,
 	New: func(name string, spec source.Spec) (source.Source, error) {
-		return &Source{SourceName: name, DSN: spec.Location, Checks: spec.Checks, Globals: spec.Globals}, nil
+		dsn, err := DSN(spec.Location)
+		if err != nil {
+			return nil, err
+		}
+		return &Source{SourceName: name, DSN: dsn, Checks: spec.Checks, Globals: spec.Globals}, nil
 	},
 	Target: "new database (DSN)",
-	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) error {
-		_, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Jobs: o.Jobs, MemoryBudget: o.MemoryBudget})
-		return err
+	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
+		target, err := DSN(target)
+		if err != nil {
+			return nil, err
+		}
+		res, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Jobs: o.Jobs, MemoryBudget: o.MemoryBudget, Owner: o.Owner})
+		if err != nil {
+			return nil, err
+		}
+		return res.Restored(), nil
 	},
 }

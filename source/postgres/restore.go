@@ -35,6 +35,10 @@ type Options struct {
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
+	// Owner is the role to own the restored database and what its
+	// original owner owned; when empty, the original owner does if that
+	// role exists on the target server (see owners.go).
+	Owner string
 }
 
 // Result describes a finished PostgreSQL restore.
@@ -46,6 +50,25 @@ type Result struct {
 	DumpBytes    int64
 	Fingerprints fingerprint.Fingerprints
 	Globals      bool // the snapshot has roles and tablespaces (see Globals); never applied
+	Owner        *OwnerResult
+}
+
+// Restored says what the restore did: which role owns the database.
+func (r *Result) Restored() *source.Restored {
+	out := &source.Restored{Facts: map[string]any{"database": r.Database}}
+	if r.Owner != nil {
+		out.Lines = append(append(out.Lines, r.Owner.String()), r.Owner.Notes()...)
+		out.Facts["owner"] = r.Owner.Role
+		out.Facts["owner_reason"] = r.Owner.Reason
+		if len(r.Owner.MissingGrantees) > 0 {
+			out.Facts["privileges_left_out_for"] = r.Owner.MissingGrantees
+		}
+	}
+	if r.KeptOld != "" {
+		out.Lines = append(out.Lines, fmt.Sprintf("the replaced database could not be dropped; it is kept as %s", r.KeptOld))
+		out.Facts["kept_old"] = r.KeptOld
+	}
+	return out
 }
 
 const defaultMemoryBudget = 1 << 30
@@ -123,11 +146,17 @@ func Restore(ctx context.Context, src source.Reader, targetDSN string, opts Opti
 		}
 	}()
 
-	if err := runPgRestore(ctx, src, dump, targetDSN, into, pgRestore, opts, res); err != nil {
+	// A snapshot that records owners and privileges has them applied by
+	// pgSetOwners, to the roles that exist here.
+	noACL := info.Owners != nil
+	if err := runPgRestore(ctx, src, dump, targetDSN, into, pgRestore, opts, noACL, res); err != nil {
 		return nil, err
 	}
 	intoCfg := cfg.Copy()
 	intoCfg.Database = into
+	if res.Owner, err = pgOwn(ctx, intoCfg, into, info.Owners, opts.Owner); err != nil {
+		return nil, err
+	}
 	got, err := pgFingerprints(ctx, intoCfg, info.Checks)
 	if err != nil {
 		return nil, fmt.Errorf("fingerprints of restored database %q: %w", into, err)
@@ -180,6 +209,16 @@ func pgTempName(name, infix string) string {
 	return name + suffix
 }
 
+// pgOwn gives the restored database into to its owner (see owners.go).
+func pgOwn(ctx context.Context, cfg *pgx.ConnConfig, into string, rec *Owners, given string) (*OwnerResult, error) {
+	conn, err := ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return pgSetOwners(ctx, conn, into, rec, given)
+}
+
 func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerprint.Check) (fingerprint.Fingerprints, error) {
 	conn, err := ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -197,7 +236,7 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 // runPgRestore restores the dump into database into. With one job it streams
 // the dump into pg_restore's stdin in a single transaction; with more it
 // gives pg_restore a memory-backed file, never a plaintext file on disk.
-func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, res *Result) error {
+func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, noACL bool, res *Result) error {
 	env, err := CommandEnv(dsn, into)
 	if err != nil {
 		return err
@@ -207,6 +246,9 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 		budget = defaultMemoryBudget
 	}
 	args := []string{"--no-owner", "--exit-on-error", "--no-password", "--dbname=" + env.ConnString}
+	if noACL {
+		args = append(args, "--no-privileges")
+	}
 	var (
 		stdin io.Reader
 		extra []*os.File

@@ -6,9 +6,11 @@ package registry
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/airflow"
 	"github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
@@ -21,6 +23,7 @@ var kinds = []*source.Kind{
 	&postgres.Kind,
 	&mysql.Kind,
 	&sqlite.Kind,
+	&airflow.Kind,
 }
 
 // Kinds returns every kind, in a stable order.
@@ -87,6 +90,9 @@ func Check(spec source.Spec) []Problem {
 	if ok && spec.Globals && !k.Globals {
 		probs = append(probs, Problem{"globals", "globals apply to postgres sources only"})
 	}
+	if spec.Airflow != (source.AirflowSpec{}) && spec.Kind != airflow.Kind.Name {
+		probs = append(probs, Problem{"airflow", "airflow settings apply to airflow sources only"})
+	}
 	return probs
 }
 
@@ -100,6 +106,18 @@ func New(name string, spec source.Spec) (source.Source, error) {
 		return nil, fmt.Errorf("source %s: %w", name, &UnknownKindError{spec.Kind})
 	}
 	return k.New(name, spec)
+}
+
+// BackupOrder sorts sources into the order a backup reads them: sources
+// of a kind marked First (an Airflow deployment, whose metadata database
+// is dumped before the stores its tasks write to) before the others,
+// otherwise in the order given.
+func BackupOrder(srcs []source.Source) {
+	first := func(s source.Source) bool {
+		k, ok := Lookup(s.Kind())
+		return ok && k.First
+	}
+	sort.SliceStable(srcs, func(i, j int) bool { return first(srcs[i]) && !first(srcs[j]) })
 }
 
 // ParseSpec splits "KIND:LOCATION".

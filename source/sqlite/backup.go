@@ -38,6 +38,10 @@ type Source struct {
 	SourceName string
 	Path       string
 	Checks     []fingerprint.Check
+	// InSnapshot, when set, runs on the consistent copy after the
+	// fingerprints (a composite kind reads what it checks from the very
+	// state the backup holds). Its error fails the backup.
+	InSnapshot func(ctx context.Context, db *sql.DB) error
 }
 
 var _ source.Source = (*Source)(nil)
@@ -64,6 +68,7 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	if err != nil {
 		return fmt.Errorf("sqlite %s: %w", s.Path, err)
 	}
+	point := source.ConsistentPoint{Time: time.Now().UTC()}
 	_, err = db.ExecContext(ctx, "vacuum into ?", copyPath)
 	db.Close()
 	if err != nil {
@@ -77,10 +82,17 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	info := Info{Path: s.Path, Checks: s.Checks}
 	cp.QueryRowContext(ctx, "select sqlite_version()").Scan(&info.SQLiteVersion)
 	fp, err := Fingerprints(ctx, cp, s.Checks)
-	cp.Close()
 	if err != nil {
+		cp.Close()
 		return fmt.Errorf("sqlite %s: fingerprints: %w", s.Path, err)
 	}
+	if s.InSnapshot != nil {
+		if err := s.InSnapshot(ctx, cp); err != nil {
+			cp.Close()
+			return fmt.Errorf("sqlite %s: %w", s.Path, err)
+		}
+	}
+	cp.Close()
 
 	f, err := os.Open(copyPath)
 	if err != nil {
@@ -96,6 +108,9 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 		return fmt.Errorf("sqlite %s: store copy: %w", s.Path, err)
 	}
 	if err := w.SetMeta(fingerprint.MetaKey, fp); err != nil {
+		return err
+	}
+	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
 		return err
 	}
 	return w.SetMeta(MetaKey, info)

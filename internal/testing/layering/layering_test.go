@@ -35,7 +35,7 @@ const module = "github.com/cofferhq/coffer"
 // composites are the source kinds allowed to import leaf kinds (the
 // kinds not listed here).
 var composites = map[string]bool{
-	// "airflow": true, when source/airflow lands.
+	"airflow": true,
 }
 
 // drivers are the database drivers only source kinds may import; an
@@ -320,7 +320,7 @@ func TestCheck(t *testing.T) {
 		// listed imports a leaf kind.
 		m("source/sqlite"):            {m("source/dir/internal/walk")},
 		m("source/dir/internal/walk"): nil,
-		m("source/airflow"):           {m("source/postgres")},
+		m("source/dagster"):           {m("source/postgres")},
 		m("source/postgres"):          nil,
 		// storage imports coffer's repo package.
 		m("storage"):       nil,
@@ -340,7 +340,7 @@ func TestCheck(t *testing.T) {
 		"github.com/x/lib -> testing: the coffer binary must not link testing (via cmd/coffer -> github.com/x/lib -> testing)",
 		"internal/db -> modernc.org/sqlite: backup must not import a database driver (via backup -> internal/db -> modernc.org/sqlite)",
 		"internal/helper -> backup: restore must not import backup (via restore -> internal/helper -> backup)",
-		"source/airflow -> source/postgres: kind source/airflow must not import kind source/postgres (only a composite kind may, and only leaf kinds)",
+		"source/dagster -> source/postgres: kind source/dagster must not import kind source/postgres (only a composite kind may, and only leaf kinds)",
 		"source/sqlite -> source/dir/internal/walk: kind source/sqlite must not import kind source/dir (only a composite kind may, and only leaf kinds)",
 		"storage/s3 -> internal/repo: storage must not import anything of coffer's",
 	}
@@ -354,8 +354,8 @@ func TestCheck(t *testing.T) {
 
 	// Once listed, a composite kind may import leaf kinds, but not another
 	// composite kind.
-	composites["airflow"], composites["dagster"] = true, true
-	defer func() { delete(composites, "airflow"); delete(composites, "dagster") }()
+	composites["dagster"] = true
+	defer delete(composites, "dagster")
 	composite := graph{
 		m("backup"): nil, m("restore"): nil, m("storage"): nil, m("cmd/coffer"): nil,
 		m("source/airflow"):  {m("source/postgres"), m("source/dagster")},

@@ -1,0 +1,5 @@
+"""Vendor master data helpers."""
+
+
+def upsert_vendors(conn_id, batch_size, **context):
+    pass
