@@ -118,8 +118,25 @@ sources:
 		t.Errorf("a refused restore made %s", filepath.Dir(home))
 	}
 
+	// Usage: a folder and a database target, of the snapshot's kind.
+	for _, tc := range []struct {
+		code       int
+		args       []string
+		want, hint string
+	}{
+		{2, []string{"--to", home}, "an airflow source restores whole: give --to DIR", ""},
+		{2, []string{"--to", home, "--to-" + engine, target, "--replace"}, "--replace and --force do not apply", ""},
+		{1, []string{"--to", home, "--to-" + map[string]string{"postgres": "mysql", "mysql": "sqlite", "sqlite": "postgres"}[engine], "x"},
+			"the snapshot's metadata database is " + engine, "--to-" + engine},
+	} {
+		code, out, errs := coffer(t, append(append(read, "restore", "latest:deploy"), tc.args...)...)
+		if code != tc.code || !strings.Contains(errs, tc.want) || !strings.Contains(errs, tc.hint) {
+			t.Errorf("restore %v: exit %d, want %d with %q and hint %q\n%s%s", tc.args, code, tc.code, tc.want, tc.hint, out, errs)
+		}
+	}
+
 	// One command restores the whole deployment.
-	restored := mustCoffer(t, append(read, "restore", "latest:deploy", "--to", home, "--to-"+engine, target,
+	restored := mustCoffer(t, append(read, "--verbose", "restore", "latest:deploy", "--to", home, "--to-"+engine, target,
 		"--rewrite-config", "--paused", "--with-secrets")...)
 	outputs = append(outputs, restored)
 	t.Logf("restore:\n%s", restored)

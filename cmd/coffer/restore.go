@@ -256,7 +256,12 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db 
 	res, err := k.Restore(ctx, src, o.to, source.RestoreOptions{Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner,
 		DatabaseKind: db.Name, Database: *o.toKind[db.Name], RewriteConfig: o.rewriteConfig, Paused: o.paused,
 		WithSecrets: o.withSecrets, AirflowVersion: o.airflowVersion})
-	if err != nil {
+	switch {
+	case errors.Is(err, source.ErrRestoreOverSource):
+		return withHint(err, "restore into a new database: a whole-deployment restore never touches the source's")
+	case errors.Is(err, source.ErrTargetExists), errors.Is(err, source.ErrTargetFileExists):
+		return withHint(err, "name a database (or file) that does not exist yet")
+	case err != nil:
 		return restoreError(g, err)
 	}
 	points := src.Snapshot().ConsistentPoints()

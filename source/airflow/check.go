@@ -44,8 +44,10 @@ type querier interface {
 	rows(ctx context.Context, q string) ([][]*string, error)
 	// has reports whether the metadata database has table name.
 	has(ctx context.Context, name string) (bool, error)
-	// ident quotes a table or column name.
+	// ident quotes a table name (schema-qualified where Airflow uses a
+	// schema of its own); column quotes a column name.
 	ident(name string) string
+	column(name string) string
 }
 
 // inspectDB reads the Alembic revisions and checks every encrypted value
@@ -112,7 +114,7 @@ func inspectDB(ctx context.Context, q querier, keys []fernet.Key) (dbInfo, error
 	if ok, err := q.has(ctx, "variable"); err != nil {
 		return info, err
 	} else if ok {
-		rows, err := q.rows(ctx, "select "+q.ident("key")+", val, is_encrypted from "+q.ident("variable")+" order by id")
+		rows, err := q.rows(ctx, "select "+q.column("key")+", val, is_encrypted from "+q.ident("variable")+" order by id")
 		if err != nil {
 			return info, fmt.Errorf("read variables: %w", err)
 		}
@@ -206,6 +208,10 @@ type sqlQuerier struct {
 	}
 	mysql bool
 }
+
+func (p pgQuerier) column(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+func (s sqlQuerier) column(name string) string { return s.ident(name) }
 
 func (s sqlQuerier) ident(name string) string {
 	if s.mysql {

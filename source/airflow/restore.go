@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/source"
@@ -213,12 +214,16 @@ func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result,
 	undo = db.undo
 	res.Owner, res.OwnerLine, res.OwnerNotes = db.owner, db.ownerLine, db.ownerNotes
 	res.Connection = redactURL(db.conn)
+	dag := "dag"
+	if info.MetaDBKind == "postgres" && info.MetaDBSchema != "" {
+		dag = pgx.Identifier{info.MetaDBSchema, "dag"}.Sanitize()
+	}
 	if o.Paused {
-		if res.DAGs, res.Paused, err = pauseDAGs(ctx, info.MetaDBKind, db.target); err != nil {
+		if res.DAGs, res.Paused, err = pauseDAGs(ctx, info.MetaDBKind, db.target, dag); err != nil {
 			return nil, fmt.Errorf("pause the DAGs of the restored database: %w", err)
 		}
 		res.PausedAll = true
-	} else if res.DAGs, err = countDAGs(ctx, info.MetaDBKind, db.target); err != nil {
+	} else if res.DAGs, err = countDAGs(ctx, info.MetaDBKind, db.target, dag); err != nil {
 		return nil, fmt.Errorf("count the DAGs of the restored database: %w", err)
 	}
 
@@ -376,31 +381,26 @@ func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreO
 	return db, nil
 }
 
-// dagUpdate pauses every DAG; it is the same statement on PostgreSQL,
-// MySQL and SQLite.
-const (
-	dagUpdate = "UPDATE dag SET is_paused = TRUE WHERE is_paused IS NULL OR NOT is_paused"
-	dagCount  = "SELECT COUNT(*) FROM dag"
-)
-
-// pauseDAGs pauses every DAG of the restored database and returns how many
-// there are and how many it paused.
-func pauseDAGs(ctx context.Context, kind, target string) (total, paused int, err error) {
+// pauseDAGs pauses every DAG of the restored database (its table dag,
+// schema-qualified when Airflow uses a schema of its own) and returns how
+// many there are and how many it paused. The statement is the same on
+// PostgreSQL, MySQL and SQLite.
+func pauseDAGs(ctx context.Context, kind, target, dag string) (total, paused int, err error) {
 	err = withDB(ctx, kind, target, func(exec func(string) (int64, error), count func(string) (int, error)) error {
-		n, err := exec(dagUpdate)
+		n, err := exec("UPDATE " + dag + " SET is_paused = TRUE WHERE is_paused IS NULL OR NOT is_paused")
 		if err != nil {
 			return err
 		}
 		paused = int(n)
-		total, err = count(dagCount)
+		total, err = count("SELECT COUNT(*) FROM " + dag)
 		return err
 	})
 	return total, paused, err
 }
 
-func countDAGs(ctx context.Context, kind, target string) (total int, err error) {
+func countDAGs(ctx context.Context, kind, target, dag string) (total int, err error) {
 	err = withDB(ctx, kind, target, func(_ func(string) (int64, error), count func(string) (int, error)) error {
-		total, err = count(dagCount)
+		total, err = count("SELECT COUNT(*) FROM " + dag)
 		return err
 	})
 	return total, err

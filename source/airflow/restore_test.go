@@ -89,6 +89,7 @@ type afDeployment struct {
 	keys     string // AIRFLOW__CORE__FERNET_KEY: new key first, old key second
 	webKey   string // [webserver] secret_key, in airflow.cfg
 	gitState map[string]string
+	schema   string // PostgreSQL: the schema Airflow's tables are in ("" for public)
 }
 
 func randName(prefix string) string {
@@ -100,8 +101,15 @@ func randName(prefix string) string {
 // newDeployment makes a deployment whose metadata database is of kind.
 func newDeployment(t *testing.T, kind string) *afDeployment {
 	t.Helper()
+	return newDeploymentIn(t, kind, "")
+}
+
+// newDeploymentIn is newDeployment with Airflow's tables in a PostgreSQL
+// schema of their own ([database] sql_alchemy_schema).
+func newDeploymentIn(t *testing.T, kind, schema string) *afDeployment {
+	t.Helper()
 	ctx := context.Background()
-	d := &afDeployment{kind: kind, home: filepath.Join(t.TempDir(), "prod-home")}
+	d := &afDeployment{kind: kind, home: filepath.Join(t.TempDir(), "prod-home"), schema: schema}
 	for _, sub := range []string{"dags", "plugins", "logs/dag_id=invoice_ingest", "config"} {
 		if err := os.MkdirAll(filepath.Join(d.home, sub), 0o755); err != nil {
 			t.Fatal(err)
@@ -121,6 +129,10 @@ func newDeployment(t *testing.T, kind string) *afDeployment {
 		d.dbName = pgDBName(t, d.dsn)
 		pgExec(t, d.dsn, "alter database "+d.dbName+" owner to "+d.owner)
 		ownerDSN := withPgUser(t, d.dsn, d.owner)
+		if schema != "" {
+			pgExec(t, ownerDSN, "create schema "+schema)
+			ownerDSN += "&search_path=" + schema
+		}
 		pgExec(t, ownerDSN, afSchema["postgres"])
 		d.dsn = ownerDSN
 		conn = fmt.Sprintf("postgresql+psycopg2://%s@127.0.0.1:5432/%s?sslmode=disable", d.owner, d.dbName)
@@ -211,6 +223,7 @@ default_timezone = utc
 [database]
 sql_alchemy_conn = %[2]s
 sql_alchemy_pool_size = 5
+%[4]s
 
 [logging]
 base_log_folder = %[1]s/logs
@@ -224,7 +237,7 @@ base_url = https://airflow.prod.example
 broker_url = redis://redis.prod.example:6379/0
 result_backend = db+%[2]s
 worker_concurrency = 16
-`, d.home, conn, d.webKey)
+`, d.home, conn, d.webKey, map[bool]string{true: "sql_alchemy_schema = " + d.schema}[d.schema != ""])
 	write(t, filepath.Join(d.home, "airflow.cfg"), cfg)
 	write(t, filepath.Join(d.home, "webserver_config.py"), "AUTH_TYPE = 1  # AUTH_DB\n")
 	write(t, filepath.Join(d.home, "config", "airflow_local_settings.py"), "def policy(task):\n    pass\n")
@@ -715,6 +728,25 @@ func cfgValues(b []byte) map[string]string {
 		}
 	}
 	return out
+}
+
+// TestRestorePausesInSchema: Airflow's tables in a schema of their own are
+// found when the DAGs are paused.
+func TestRestorePausesInSchema(t *testing.T) {
+	d := newDeploymentIn(t, "postgres", "airflow_meta")
+	src := snapshotOf(t, d)
+	home := filepath.Join(t.TempDir(), "airflow")
+	dsn, _ := target(t, "postgres", home)
+	res, err := Restore(context.Background(), src, RestoreOptions{Home: home, DatabaseKind: "postgres", Database: dsn, Paused: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DAGs != 4 || res.Paused != 3 {
+		t.Errorf("DAGs %d, paused %d; want 4, 3", res.DAGs, res.Paused)
+	}
+	if n := len(rows(t, "postgres", dsn, "select dag_id from airflow_meta.dag where not is_paused")); n != 0 {
+		t.Errorf("%d DAGs not paused", n)
+	}
 }
 
 // failingTree fails restoring one folder part, after the database was
