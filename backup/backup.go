@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"runtime"
 	"sort"
 	"strings"
@@ -552,6 +553,10 @@ func catalogEntry(e source.Entry) repo.Entry {
 		UID: e.UID, GID: e.GID, User: e.User, Group: e.Group, Link: e.Link}
 }
 
+// add checks that e can be restored where it is: a clean relative path,
+// written once (byte for byte: the catalog keeps names exact, see
+// repo.Entry), below a folder written before it. The value in w.paths
+// says whether the path is a folder.
 func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
@@ -559,10 +564,16 @@ func (w *sourceWriter) add(e source.Entry) error {
 	if w.paths == nil {
 		w.paths = map[string]bool{}
 	}
-	if w.paths[e.Path] {
-		return fmt.Errorf("%s: entry written twice", e.Path)
+	if _, dup := w.paths[e.Path]; dup {
+		return fmt.Errorf("%q: entry written twice", e.Path)
 	}
-	w.paths[e.Path] = true
+	if e.Path == "." && e.Type != source.TypeDir {
+		return fmt.Errorf("the root of a source is a folder, not a %s", e.Type)
+	}
+	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths[parent] {
+		return fmt.Errorf("%q: its folder %q was not written before it", e.Path, parent)
+	}
+	w.paths[e.Path] = e.Type == source.TypeDir
 	return nil
 }
 
@@ -571,7 +582,7 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 		return w.WriteFile(ctx, e, strings.NewReader(""))
 	}
 	if e.Type != source.TypeDir && e.Type != source.TypeSymlink {
-		return fmt.Errorf("%s: unknown entry type %q", e.Path, e.Type)
+		return fmt.Errorf("%q: unknown entry type %q", e.Path, e.Type)
 	}
 	if err := w.add(e); err != nil {
 		return err
@@ -581,14 +592,14 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 }
 
 func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reader) error {
+	e.Type = source.TypeFile
 	if err := w.add(e); err != nil {
 		return err
 	}
-	e.Type = source.TypeFile
 	rec := &fileRec{entry: catalogEntry(e)}
 	w.files = append(w.files, rec)
 	if err := w.chunk(ctx, r, rec); err != nil {
-		return fmt.Errorf("%s: %w", e.Path, err)
+		return fmt.Errorf("%q: %w", e.Path, err)
 	}
 	return nil
 }

@@ -14,8 +14,10 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
@@ -26,85 +28,111 @@ import (
 // DirOptions tune a folder restore.
 type DirOptions struct {
 	// Force allows a non-empty target; it is replaced only after the
-	// restore succeeded.
+	// restore succeeded. A target that holds a mount point is refused all
+	// the same: a restore never crosses into another file system.
 	Force bool
 	// SubPath restores only this path of the source (and what is below).
 	SubPath string
 	// Workers restore files in parallel; default 4.
 	Workers int
+	// PreserveOwner restores owners and setuid/setgid bits as recorded.
+	// It takes effect only when the process runs as root; otherwise, and
+	// without it, everything restored belongs to the restoring user and
+	// setuid/setgid bits are cleared (the sticky bit stays).
+	PreserveOwner bool
 }
 
 // DirResult of a restore.
 type DirResult struct {
 	Files, Dirs, Symlinks int
 	Bytes                 int64
+	// OwnersRestored reports that owners and setuid/setgid bits were
+	// restored (PreserveOwner, as root).
+	OwnersRestored bool
 }
 
-// ErrTargetNotEmpty is returned when the target exists and is not empty.
-var ErrTargetNotEmpty = errors.New("target is not empty")
+var (
+	// ErrTargetNotEmpty is returned when the target exists and is not
+	// empty.
+	ErrTargetNotEmpty = errors.New("target is not empty")
+	// ErrTargetSymlink is returned when the target is a symlink: a
+	// restore never follows one.
+	ErrTargetSymlink = errors.New("target is a symlink")
+	// ErrTargetMount is returned when the target is a mount point or holds
+	// one: replacing it would cross into another file system.
+	ErrTargetMount = errors.New("target holds a mount point")
+	// ErrPathSwapped is wrapped when a folder inside the restore was
+	// replaced (by a symlink, or a mount) while the restore ran.
+	ErrPathSwapped = errors.New("a folder on its path was replaced during the restore")
+)
 
 // RestoreDir restores a source (or a part of it) into target, all or
 // nothing: entries are written into a private staging folder beside the
 // target, which is renamed into place only after every file was written
 // and verified. On failure the target is as it was.
+//
+// Everything is created relative to directory handles: the staging folder
+// is opened once, and every entry is created beneath it with openat2
+// (RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, RESOLVE_NO_XDEV), so a folder
+// swapped for a symlink or a mount while the restore runs cannot redirect
+// a write outside it.
 func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions) (*DirResult, error) {
 	target = filepath.Clean(target)
 	entries, err := selectEntries(src.sc.Entries, opts.SubPath)
 	if err != nil {
 		return nil, err
 	}
-	empty, exists, err := targetState(target)
+	parentPath, base := filepath.Dir(target), filepath.Base(target)
+	if base == "." || base == ".." || base == "/" {
+		return nil, fmt.Errorf("cannot restore into %q: name a folder", target)
+	}
+	if err := os.MkdirAll(parentPath, 0o700); err != nil {
+		return nil, err
+	}
+	parent, err := unix.Open(parentPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %q: %w", parentPath, err)
+	}
+	defer unix.Close(parent)
+	ts, err := inspectTarget(parent, parentPath, base, target, opts.Force)
 	if err != nil {
 		return nil, err
 	}
-	if exists && !empty && !opts.Force {
-		return nil, fmt.Errorf("%w: %s", ErrTargetNotEmpty, target)
-	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
-		return nil, err
-	}
-	staging := filepath.Join(filepath.Dir(target), ".coffer-restore-"+randomSuffix())
-	if err := os.Mkdir(staging, 0o700); err != nil {
+	staging := ".coffer-restore-" + randomSuffix()
+	if err := unix.Mkdirat(parent, staging, 0o700); err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			os.RemoveAll(staging)
+			removeTree(parent, staging)
 		}
 	}()
-	res, err := writeTree(ctx, src.s, entries, staging, opts.Workers)
+	root, err := unix.Openat(parent, staging, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open staging folder: %w", err)
+	}
+	t := &tree{fd: root, owner: opts.PreserveOwner && os.Geteuid() == 0}
+	res, err := writeTree(ctx, src.s, entries, t, opts.Workers)
+	if err == nil {
+		// Make the restored tree durable before it becomes the target.
+		if err = unix.Syncfs(root); err != nil {
+			err = fmt.Errorf("sync restored files: %w", err)
+		}
+	}
+	if err == nil {
+		err = sameDir(parent, staging, root)
+	}
+	unix.Close(root)
 	if err != nil {
 		return nil, err
 	}
-	// Make the restored tree durable before it becomes the target.
-	if err := syncFS(staging); err != nil {
-		return nil, fmt.Errorf("sync restored files: %w", err)
-	}
-	if err := swapIn(staging, target, exists); err != nil {
+	if err := swapIn(parent, parentPath, staging, base, ts.exists); err != nil {
 		return nil, err
 	}
 	ok = true
+	res.OwnersRestored = t.owner
 	return res, nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
-func syncFS(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return unix.Syncfs(int(f.Fd()))
 }
 
 func randomSuffix() string {
@@ -113,49 +141,257 @@ func randomSuffix() string {
 	return hex.EncodeToString(b[:])
 }
 
-func targetState(target string) (empty, exists bool, err error) {
-	fi, err := os.Lstat(target)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, false, nil
+type targetState struct {
+	exists, empty bool
+}
+
+// inspectTarget looks at the target without following it: a symlink is
+// refused, a non-empty folder needs force, and a mount point at or below
+// the target is refused before anything is created or moved.
+func inspectTarget(parent int, parentPath, base, target string, force bool) (targetState, error) {
+	var st unix.Stat_t
+	err := unix.Fstatat(parent, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return targetState{}, nil
 	}
 	if err != nil {
-		return false, false, err
+		return targetState{}, fmt.Errorf("target %q: %w", target, err)
 	}
-	if !fi.IsDir() {
-		return false, true, nil
+	ts := targetState{exists: true}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		buf := make([]byte, 4096)
+		n, _ := unix.Readlinkat(parent, base, buf)
+		return ts, fmt.Errorf("%w: %q -> %q; a restore never follows it: give the folder it points to, or remove the link",
+			ErrTargetSymlink, target, buf[:max(n, 0)])
+	case unix.S_IFDIR:
+	default:
+		if !force {
+			return ts, fmt.Errorf("%w: %q is a file, not a folder", ErrTargetNotEmpty, target)
+		}
+		return ts, nil
 	}
-	des, err := os.ReadDir(target)
+	fd, err := unix.Openat(parent, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false, true, err
+		return ts, fmt.Errorf("target %q: %w", target, err)
 	}
-	return len(des) == 0, true, nil
+	f := os.NewFile(uintptr(fd), target)
+	names, err := f.Readdirnames(1)
+	tm, merr := mountOf(fd)
+	f.Close()
+	if err != nil && err != io.EOF {
+		return ts, fmt.Errorf("target %q: %w", target, err)
+	}
+	ts.empty = len(names) == 0
+	if !ts.empty && !force {
+		return ts, fmt.Errorf("%w: %q", ErrTargetNotEmpty, target)
+	}
+	pm, perr := mountOf(parent)
+	if merr == nil && perr == nil && tm != pm {
+		return ts, fmt.Errorf("%w: %q is itself a mount point; a restore writes beside its target and renames the result into place, which would cross into another file system; nothing was changed",
+			ErrTargetMount, target)
+	}
+	if ts.empty {
+		return ts, nil
+	}
+	mounts, err := mountsBelow(parentPath, base)
+	if err != nil {
+		// Without the mount table the old tree's removal still stops
+		// at every mount point (removeTree).
+		slog.Warn("cannot read the mount table; mount points below the target are checked while removing it", "err", err)
+	}
+	if len(mounts) > 0 {
+		return ts, fmt.Errorf("%w: %q is mounted inside %q (another file system); a forced restore never replaces or removes what is mounted inside its target; nothing was changed",
+			ErrTargetMount, mounts[0], target)
+	}
+	return ts, nil
+}
+
+// mountsBelow lists the mount points strictly below parentPath/base,
+// from /proc/self/mountinfo.
+func mountsBelow(parentPath, base string) ([]string, error) {
+	real, err := filepath.EvalSymlinks(parentPath)
+	if err != nil {
+		return nil, err
+	}
+	real, err = filepath.Abs(filepath.Join(real, base))
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		if mp := unescapeMount(f[4]); strings.HasPrefix(mp, real+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space, and
+// so on).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// mountID identifies the mount (and device) a file is on.
+type mountID struct {
+	mnt          uint64
+	major, minor uint32
+}
+
+func mountOf(fd int) (mountID, error) {
+	var sx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &sx); err != nil {
+		return mountID{}, err
+	}
+	id := mountID{major: sx.Dev_major, minor: sx.Dev_minor}
+	if sx.Mask&unix.STATX_MNT_ID != 0 {
+		id.mnt = sx.Mnt_id
+	}
+	return id, nil
+}
+
+// sameDir checks that parent/name is still the folder open as fd.
+func sameDir(parent int, name string, fd int) error {
+	var a, b unix.Stat_t
+	if err := unix.Fstatat(parent, name, &a, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("staging folder: %w", err)
+	}
+	if err := unix.Fstat(fd, &b); err != nil {
+		return fmt.Errorf("staging folder: %w", err)
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		return fmt.Errorf("staging folder %q was replaced during the restore", name)
+	}
+	return nil
 }
 
 // swapIn renames staging to target; an existing target is moved aside
-// first and removed only after the rename succeeded.
-func swapIn(staging, target string, exists bool) error {
+// first and removed only after the rename succeeded. All names are in the
+// folder open as parent.
+func swapIn(parent int, parentPath, staging, base string, exists bool) error {
 	if !exists {
-		if err := os.Rename(staging, target); err != nil {
-			return err
+		if err := unix.Renameat(parent, staging, parent, base); err != nil {
+			return fmt.Errorf("move restored tree into place: %w", err)
 		}
-		return syncDir(filepath.Dir(target))
+		return unix.Fsync(parent)
 	}
-	old := filepath.Join(filepath.Dir(target), ".coffer-old-"+randomSuffix())
-	if err := os.Rename(target, old); err != nil {
+	old := ".coffer-old-" + randomSuffix()
+	if err := unix.Renameat(parent, base, parent, old); err != nil {
 		return fmt.Errorf("move old target aside: %w", err)
 	}
-	if err := os.Rename(staging, target); err != nil {
-		os.Rename(old, target)
+	if err := unix.Renameat(parent, staging, parent, base); err != nil {
+		unix.Renameat(parent, old, parent, base)
 		return fmt.Errorf("move restored tree into place: %w", err)
 	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := unix.Fsync(parent); err != nil {
 		return err
 	}
 	// The restore has succeeded; a leftover old tree is only untidy.
-	if err := os.RemoveAll(old); err != nil {
-		slog.Warn("restored; could not remove the replaced tree", "path", old, "err", err)
+	kept, err := removeTree(parent, old)
+	switch {
+	case len(kept) > 0:
+		slog.Warn("restored; the replaced tree was kept because it holds a mount point (another file system), which a restore never removes",
+			"path", filepath.Join(parentPath, old), "mount", filepath.Join(parentPath, old, kept[0]))
+	case err != nil:
+		slog.Warn("restored; could not remove the replaced tree", "path", filepath.Join(parentPath, old), "err", err)
 	}
 	return nil
+}
+
+// removeTree removes dir/name and everything below it without following
+// symlinks and without crossing into another file system: a mount point
+// (a folder on another mount, or a file that cannot be unlinked because
+// something is mounted on it) is left in place with its parents, and
+// returned in kept (relative to name).
+func removeTree(dir int, name string) (kept []string, err error) {
+	var st unix.Stat_t
+	if err := unix.Fstatat(dir, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, unix.Unlinkat(dir, name, 0)
+	}
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	mnt, err := mountOf(fd)
+	unix.Close(fd)
+	if err != nil {
+		return nil, err
+	}
+	err = removeBelow(dir, name, ".", mnt, &kept)
+	return kept, err
+}
+
+func removeBelow(dir int, name, rel string, mnt mountID, kept *[]string) error {
+	err := unix.Unlinkat(dir, name, 0)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.EBUSY):
+		*kept = append(*kept, rel)
+		return nil
+	case !errors.Is(err, unix.EISDIR):
+		return err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), rel)
+	defer f.Close()
+	if m, err := mountOf(fd); err != nil {
+		return err
+	} else if m != mnt {
+		*kept = append(*kept, rel)
+		return nil
+	}
+	// Make sure the folder can be read and emptied (a restored read-only
+	// folder, or one without search permission).
+	unix.Fchmod(fd, 0o700)
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	n := len(*kept)
+	var first error
+	for _, c := range names {
+		if err := removeBelow(fd, c, path.Join(rel, c), mnt, kept); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil || len(*kept) > n {
+		return first
+	}
+	return unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
 }
 
 // selectEntries returns the entries under sub, rebased so that sub becomes
@@ -188,22 +424,157 @@ func selectEntries(all []repo.Entry, sub string) ([]repo.Entry, error) {
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no such path %q in the snapshot", "/"+sub)
 	}
-	// Every entry's parent must be a folder listed before it: then no
-	// entry can be created through a symlink (symlinks are never
-	// parents) or in a folder the catalog does not describe.
-	dirs := map[string]bool{".": true}
-	for _, e := range out {
-		if parent := path.Dir(e.Path); e.Path != "." && !dirs[parent] {
-			return nil, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: its folder %s is not a folder listed before it", e.Path, parent)}
-		}
-		if e.Type == "dir" {
-			dirs[e.Path] = true
-		}
+	// Every entry's parent must be a folder listed before it, and no path
+	// may be listed twice: then no entry can be created through a symlink
+	// (symlinks are never parents) or in a folder the catalog does not
+	// describe, and nothing fails half way.
+	if err := repo.CheckEntries(out); err != nil {
+		return nil, &repo.IntegrityError{Object: "catalog", Err: err}
 	}
 	return out, nil
 }
 
-func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root string, workers int) (*DirResult, error) {
+// tree creates entries beneath one open folder (the staging folder).
+type tree struct {
+	fd int
+	// owner: restore owners and setuid/setgid bits.
+	owner bool
+}
+
+// resolve keeps every path beneath the staging folder, on its file system,
+// through no symlink.
+const resolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_XDEV
+
+// noOpenat2 is set once openat2 reported ENOSYS (Linux before 5.6).
+var noOpenat2 atomic.Bool
+
+// open opens rel beneath the tree's root. Every component is a folder the
+// restore created: a symlink or a mount point on the way is refused
+// (ErrPathSwapped).
+func (t *tree) open(rel string, flags int, mode uint32) (int, error) {
+	flags |= unix.O_CLOEXEC | unix.O_NOFOLLOW
+	if !noOpenat2.Load() {
+		how := &unix.OpenHow{Flags: uint64(flags), Mode: uint64(mode), Resolve: resolve}
+		for i := 0; ; i++ {
+			fd, err := unix.Openat2(t.fd, rel, how)
+			if (err == unix.EINTR || err == unix.EAGAIN) && i < 16 {
+				continue
+			}
+			if err == unix.ENOSYS {
+				noOpenat2.Store(true)
+				break
+			}
+			return fd, swapped(err)
+		}
+	}
+	// Without openat2: one component at a time, never following a link.
+	dir := t.fd
+	elems := strings.Split(rel, "/")
+	for _, el := range elems[:len(elems)-1] {
+		fd, err := unix.Openat(dir, el, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if dir != t.fd {
+			unix.Close(dir)
+		}
+		if err != nil {
+			return -1, swapped(err)
+		}
+		dir = fd
+	}
+	fd, err := unix.Openat(dir, elems[len(elems)-1], flags, mode)
+	if dir != t.fd {
+		unix.Close(dir)
+	}
+	return fd, swapped(err)
+}
+
+// swapped names what ELOOP, ENOTDIR and EXDEV mean here: a folder the
+// restore created is no longer that folder.
+func swapped(err error) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
+		return fmt.Errorf("%w (%v)", ErrPathSwapped, err)
+	}
+	return err
+}
+
+// parent opens rel's folder (the root itself for a top-level entry) and
+// returns it with rel's base name; close it with t.release.
+func (t *tree) parent(rel string) (int, string, error) {
+	dir, base := path.Split(rel)
+	if dir == "" {
+		return t.fd, base, nil
+	}
+	fd, err := t.open(strings.TrimSuffix(dir, "/"), unix.O_PATH|unix.O_DIRECTORY, 0)
+	return fd, base, err
+}
+
+func (t *tree) release(fd int) {
+	if fd != t.fd {
+		unix.Close(fd)
+	}
+}
+
+func (t *tree) mkdir(rel string) error {
+	pfd, base, err := t.parent(rel)
+	if err != nil {
+		return err
+	}
+	defer t.release(pfd)
+	return unix.Mkdirat(pfd, base, 0o700)
+}
+
+func (t *tree) symlink(e *repo.Entry) error {
+	pfd, base, err := t.parent(e.Path)
+	if err != nil {
+		return err
+	}
+	defer t.release(pfd)
+	if err := unix.Symlinkat(e.Link, pfd, base); err != nil {
+		return err
+	}
+	if t.owner {
+		unix.Fchownat(pfd, base, e.UID, e.GID, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	return unix.UtimesNanoAt(pfd, base, times(e), unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// setMeta applies owner (with PreserveOwner, as root), mode and times to
+// the open file or folder fd. Setuid and setgid bits come back only with
+// the owner they were recorded with.
+func (t *tree) setMeta(fd int, e *repo.Entry) {
+	mode := e.Mode
+	owned := false
+	if t.owner {
+		owned = unix.Fchown(fd, e.UID, e.GID) == nil
+	}
+	if !owned {
+		mode &^= fs.ModeSetuid | fs.ModeSetgid
+	}
+	unix.Fchmod(fd, posixMode(mode))
+	unix.UtimesNanoAt(fd, "", times(e), unix.AT_EMPTY_PATH)
+}
+
+func times(e *repo.Entry) []unix.Timespec {
+	ts := unix.NsecToTimespec(e.ModTime.UnixNano())
+	return []unix.Timespec{ts, ts}
+}
+
+// posixMode converts permission, setuid, setgid and sticky bits of an
+// fs.FileMode to st_mode bits.
+func posixMode(m fs.FileMode) uint32 {
+	out := uint32(m & fs.ModePerm)
+	if m&fs.ModeSetuid != 0 {
+		out |= unix.S_ISUID
+	}
+	if m&fs.ModeSetgid != 0 {
+		out |= unix.S_ISGID
+	}
+	if m&fs.ModeSticky != 0 {
+		out |= unix.S_ISVTX
+	}
+	return out
+}
+
+func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, t *tree, workers int) (*DirResult, error) {
 	if workers <= 0 {
 		workers = 4
 	}
@@ -218,7 +589,7 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 		case "symlink":
 			links = append(links, e)
 		default:
-			return nil, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: unknown type %q", e.Path, e.Type)}
+			return nil, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: unknown type %q", e.Path, e.Type)}
 		}
 	}
 	// Folders first (owner-only until their modes are set at the end),
@@ -228,8 +599,8 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 		if d.Path == "." {
 			continue
 		}
-		if err := os.Mkdir(filepath.Join(root, filepath.FromSlash(d.Path)), 0o700); err != nil {
-			return nil, fmt.Errorf("create folder %s: %w", d.Path, err)
+		if err := t.mkdir(d.Path); err != nil {
+			return nil, fmt.Errorf("create folder %q: %w", d.Path, err)
 		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -253,11 +624,12 @@ func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, root stri
 		go func() {
 			defer wg.Done()
 			for run := range jobs {
-				for _, e := range run {
+				for i := range run {
 					if ctx.Err() != nil {
 						break
 					}
-					if err := restoreFile(ctx, s, cr, e, root); err != nil {
+					e := &run[i]
+					if err := restoreFile(ctx, s, cr, e, t); err != nil {
 						cancel(err)
 						break
 					}
@@ -289,43 +661,47 @@ send:
 	if err := context.Cause(ctx); err != nil {
 		return nil, err
 	}
-	for _, l := range links {
-		p := filepath.Join(root, filepath.FromSlash(l.Path))
-		if err := os.Symlink(l.Link, p); err != nil {
-			return nil, fmt.Errorf("create symlink %s: %w", l.Path, err)
+	for i := range links {
+		if err := t.symlink(&links[i]); err != nil {
+			return nil, fmt.Errorf("create symlink %q: %w", links[i].Path, err)
 		}
-		setMeta(p, l, true)
 		res.Symlinks++
 	}
 	// Folder modes and times last, deepest first, so that writing inside
 	// a folder does not change its time and read-only folders can be
 	// filled.
 	sort.Slice(dirs, func(i, j int) bool { return dirs[i].Path > dirs[j].Path })
-	for _, d := range dirs {
-		p := root
-		if d.Path != "." {
-			p = filepath.Join(root, filepath.FromSlash(d.Path))
+	for i := range dirs {
+		d := &dirs[i]
+		if d.Path == "." {
+			t.setMeta(t.fd, d)
+		} else {
+			fd, err := t.open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err != nil {
+				return nil, fmt.Errorf("folder %q: %w", d.Path, err)
+			}
+			t.setMeta(fd, d)
+			unix.Close(fd)
 		}
-		setMeta(p, d, false)
 		res.Dirs++
 	}
 	return res, nil
 }
 
-func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e repo.Entry, root string) error {
-	p := filepath.Join(root, filepath.FromSlash(e.Path))
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.Entry, t *tree) error {
+	fd, err := t.open(e.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", e.Path, err)
+		return fmt.Errorf("create %q: %w", e.Path, err)
 	}
-	if err := copyChunks(ctx, s, cr, &e, f); err != nil {
+	f := os.NewFile(uintptr(fd), e.Path)
+	if err := copyChunks(ctx, s, cr, e, f); err != nil {
 		f.Close()
 		return err
 	}
+	t.setMeta(fd, e)
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", e.Path, err)
+		return fmt.Errorf("write %q: %w", e.Path, err)
 	}
-	setMeta(p, e, false)
 	return nil
 }
 
@@ -341,40 +717,13 @@ func copyChunks(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.
 		h.Write(data)
 		n += int64(len(data))
 		if _, err := w.Write(data); err != nil {
-			return fmt.Errorf("write %s: %w", e.Path, err)
+			return fmt.Errorf("write %q: %w", e.Path, err)
 		}
 	}
 	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
-		return &repo.IntegrityError{Object: s.Manifest.Catalog.Name, Err: fmt.Errorf("%s: content does not match the catalog", e.Path)}
+		return &repo.IntegrityError{Object: s.Manifest.Catalog.Name, Err: fmt.Errorf("%q: content does not match the catalog", e.Path)}
 	}
 	return nil
-}
-
-// setMeta applies owner (when permitted), mode and times. Failures to
-// chown as a non-root user are expected and ignored.
-func setMeta(p string, e repo.Entry, link bool) {
-	if os.Geteuid() == 0 {
-		os.Lchown(p, e.UID, e.GID)
-	}
-	if !link {
-		os.Chmod(p, e.Mode&fs.ModePerm|modeBits(e.Mode))
-	}
-	ts := []unix.Timespec{unix.NsecToTimespec(e.ModTime.UnixNano()), unix.NsecToTimespec(e.ModTime.UnixNano())}
-	unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func modeBits(m fs.FileMode) fs.FileMode {
-	var out fs.FileMode
-	if m&fs.ModeSetuid != 0 {
-		out |= fs.ModeSetuid
-	}
-	if m&fs.ModeSetgid != 0 {
-		out |= fs.ModeSetgid
-	}
-	if m&fs.ModeSticky != 0 {
-		out |= fs.ModeSticky
-	}
-	return out
 }
 
 var _ source.TreeRestorer = (*Source)(nil)
@@ -382,7 +731,7 @@ var _ source.TreeRestorer = (*Source)(nil)
 // RestoreTree implements source.TreeRestorer with RestoreDir.
 func (s *Source) RestoreTree(ctx context.Context, dir, target string) (int, int64, error) {
 	if _, err := os.Lstat(target); err == nil {
-		return 0, 0, fmt.Errorf("%w: %s", ErrTargetNotEmpty, target)
+		return 0, 0, fmt.Errorf("%w: %q", ErrTargetNotEmpty, target)
 	}
 	res, err := RestoreDir(ctx, s, target, DirOptions{SubPath: dir})
 	if err != nil {

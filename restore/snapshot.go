@@ -291,10 +291,10 @@ func (s *Source) Entry(path string) (*repo.Entry, bool) {
 func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	e, ok := s.byPath[strings.TrimPrefix(path, "/")]
 	if !ok {
-		return nil, fmt.Errorf("source %s has no file %s", s.sc.Name, path)
+		return nil, fmt.Errorf("source %s has no file %q", s.sc.Name, path)
 	}
 	if e.Type != string(source.TypeFile) {
-		return nil, fmt.Errorf("%s is a %s, not a file", path, e.Type)
+		return nil, fmt.Errorf("%q is a %s, not a file", path, e.Type)
 	}
 	return newFileReader(ctx, s.s, e, 2)
 }
@@ -407,10 +407,10 @@ func (fr *fileReader) Read(p []byte) (int, error) {
 
 func (fr *fileReader) finish() error {
 	if fr.read != fr.e.Size {
-		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: read %d bytes, catalog says %d", fr.e.Path, fr.read, fr.e.Size)}
+		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: read %d bytes, catalog says %d", fr.e.Path, fr.read, fr.e.Size)}
 	}
 	if got := hex.EncodeToString(fr.h.Sum(nil)); got != fr.e.SHA256 {
-		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%s: content hash does not match", fr.e.Path)}
+		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: content hash does not match", fr.e.Path)}
 	}
 	return nil
 }

@@ -366,6 +366,12 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 		return err
 	}
 	for _, sc := range s.Catalog.Sources {
+		// Every source must restore: valid paths, each listed once,
+		// parents before children, and the source's hash over the
+		// entries' exact bytes. Nothing is written.
+		if err := sc.CheckRestorable(); err != nil {
+			rep.add(&repo.IntegrityError{Object: m.Catalog.Name, Err: err}, []string{m.ID})
+		}
 		for i := range sc.Entries {
 			e := &sc.Entries[i]
 			if e.Type != "file" {

@@ -27,6 +27,24 @@ func Prefix(w Writer, dir string) Writer {
 type prefixWriter struct {
 	w   Writer
 	dir string
+	// started: the part's first entry was written.
+	started bool
+}
+
+// start writes a folder entry for dir before the part's first entry
+// unless that entry is the part's root: a part that has none (a database
+// dump) still lands in a folder the catalog lists, so that the source
+// restores into a folder (every entry's parent is a folder listed before
+// it). The folders above dir are the caller's to write.
+func (p *prefixWriter) start(ctx context.Context, e Entry) error {
+	if p.started {
+		return nil
+	}
+	p.started = true
+	if e.Path == "." || e.Path == "" {
+		return nil
+	}
+	return p.w.WriteEntry(ctx, Entry{Path: p.dir, Type: TypeDir, Mode: 0o700, ModTime: e.ModTime})
 }
 
 func (p *prefixWriter) path(rel string) string {
@@ -37,11 +55,17 @@ func (p *prefixWriter) path(rel string) string {
 }
 
 func (p *prefixWriter) WriteFile(ctx context.Context, e Entry, r io.Reader) error {
+	if err := p.start(ctx, e); err != nil {
+		return err
+	}
 	e.Path = p.path(e.Path)
 	return p.w.WriteFile(ctx, e, r)
 }
 
 func (p *prefixWriter) WriteEntry(ctx context.Context, e Entry) error {
+	if err := p.start(ctx, e); err != nil {
+		return err
+	}
 	e.Path = p.path(e.Path)
 	return p.w.WriteEntry(ctx, e)
 }
@@ -67,6 +91,9 @@ type prefixTracker struct {
 }
 
 func (p *prefixTracker) Unchanged(e Entry, st FileState) (bool, error) {
+	if err := p.start(context.Background(), e); err != nil {
+		return false, err
+	}
 	e.Path = p.path(e.Path)
 	return p.ct.Unchanged(e, st)
 }

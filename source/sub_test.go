@@ -61,6 +61,33 @@ func TestPrefixSub(t *testing.T) {
 	}
 }
 
+// TestPrefixWritesPartFolder: a part without a root entry (a database
+// dump) gets a folder entry for its prefix before its first entry, so the
+// composite source restores into a folder; a part with a root entry gets
+// none more.
+func TestPrefixWritesPartFolder(t *testing.T) {
+	ctx := context.Background()
+	snap := memsource.New("deploy", "airflow")
+	w := source.Prefix(snap, "metadb")
+	if err := w.WriteFile(ctx, source.Entry{Path: "dump.pgdump", Type: source.TypeFile}, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile(ctx, source.Entry{Path: "globals.sql", Type: source.TypeFile}, strings.NewReader("y")); err != nil {
+		t.Fatal(err)
+	}
+	d := source.Prefix(snap, "dags")
+	if err := d.WriteEntry(ctx, source.Entry{Path: ".", Type: source.TypeDir}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range snap.List {
+		got = append(got, e.Path+":"+string(e.Type))
+	}
+	if got, want := strings.Join(got, ","), "metadb:dir,metadb/dump.pgdump:file,metadb/globals.sql:file,dags:dir"; got != want {
+		t.Errorf("entries %s, want %s", got, want)
+	}
+}
+
 type skipRecorder struct {
 	*memsource.Snap
 	skipped []string

@@ -473,6 +473,12 @@ func hintFor(err error) string {
 		return "name a snapshot id to restore anyway, and run coffer verify"
 	case errors.Is(err, restore.ErrTargetNotEmpty):
 		return "use --force to replace it after a successful restore"
+	case errors.Is(err, restore.ErrTargetSymlink):
+		return "pass the folder the link points to as --to, or remove the link"
+	case errors.Is(err, restore.ErrTargetMount):
+		return "unmount it first, or restore into another folder (--to)"
+	case errors.Is(err, restore.ErrPathSwapped):
+		return "something changed the restore's staging folder while it ran; nothing was written outside it: find out what, then restore again"
 	case errors.Is(err, source.ErrRestoreOverSource):
 		return "pass --force --replace to restore over it: into a fresh database, swapped in after success"
 	case errors.Is(err, source.ErrTargetExists):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,13 +23,15 @@ type restoreOptions struct {
 	spec string
 	to   string
 	// toKind holds --to-KIND for every kind with a restore of its own.
-	toKind    map[string]*string
-	force     bool
-	replace   bool
-	jobs      int
-	memoryMiB int64
-	before    string
-	owner     string
+	toKind map[string]*string
+	force  bool
+	// preserveOwner restores owners and setuid/setgid bits (as root).
+	preserveOwner bool
+	replace       bool
+	jobs          int
+	memoryMiB     int64
+	before        string
+	owner         string
 	// Options of an airflow source's whole-deployment restore.
 	rewriteConfig, paused, withSecrets bool
 	airflowVersion                     string
@@ -54,6 +57,7 @@ func restoreCommand(g *globals) *cli.Command {
 			"AIRFLOW_HOME) and one of --to-postgres, --to-mysql or --to-sqlite (a new metadata database).",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
+			&cli.BoolFlag{Name: "preserve-owner", Destination: &o.preserveOwner, Usage: "restore files' owners and their setuid/setgid bits (as root only); without it everything restored belongs to you and setuid/setgid bits are cleared"},
 			&cli.BoolFlag{Name: "replace", Destination: &o.replace, Usage: "restore into a fresh database and swap it in after success"},
 			&cli.IntFlag{Name: "jobs", Value: 2, Destination: &o.jobs, Usage: "parallel pg_restore jobs"},
 			&cli.Int64Flag{Name: "memory-budget", Value: 1024, Destination: &o.memoryMiB, Usage: "MiB of memory a parallel pg_restore may hold the dump in (never a plaintext file on disk); larger dumps restore with one job"},
@@ -207,7 +211,11 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		if src.Kind() != "dir" && t.path == "" {
 			g.log.Info("restoring a database source's files into a folder", "kind", src.Kind())
 		}
-		res, err := restore.RestoreDir(ctx, src, o.to, restore.DirOptions{Force: o.force, SubPath: t.path})
+		if o.preserveOwner && os.Geteuid() != 0 {
+			fmt.Fprintln(g.stderr, "coffer: warning: --preserve-owner needs root; everything restored belongs to you and setuid/setgid bits are cleared")
+		}
+		res, err := restore.RestoreDir(ctx, src, o.to, restore.DirOptions{Force: o.force, SubPath: t.path,
+			PreserveOwner: o.preserveOwner})
 		if err != nil {
 			return err
 		}

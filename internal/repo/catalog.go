@@ -1,13 +1,16 @@
 package repo
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Catalog is the per-snapshot description of every source: the file tree
@@ -47,9 +50,34 @@ type SourceCatalog struct {
 	Size   int64  `json:"size"`
 }
 
-// Entry is one item of a source.
+// Entry is one item of a source. Path and Link hold the name's and the
+// link target's exact bytes, whatever their encoding; see MarshalJSON for
+// how the catalog stores bytes that are not UTF-8.
 type Entry struct {
-	Path    string      `json:"path"`
+	Path    string
+	Type    string
+	Mode    fs.FileMode
+	ModTime time.Time
+	UID     int
+	GID     int
+	User    string
+	Group   string
+	Size    int64
+	Link    string
+	SHA256  string
+	Chunks  []ChunkRef
+}
+
+// entryJSON is an Entry as the catalog stores it. JSON strings hold only
+// UTF-8 (encoding/json writes U+FFFD for anything else), so a path or link
+// target that is not valid UTF-8 goes into path_b64 or link_b64 instead
+// (standard base64 of the exact bytes). Exactly one of path and path_b64
+// is present, and the _b64 form is used only for bytes that are not valid
+// UTF-8: every name has exactly one encoding, so two different names can
+// never decode to the same one.
+type entryJSON struct {
+	Path    string      `json:"path,omitempty"`
+	PathB64 []byte      `json:"path_b64,omitempty"`
 	Type    string      `json:"type"`
 	Mode    fs.FileMode `json:"mode"`
 	ModTime time.Time   `json:"mtime"`
@@ -59,8 +87,104 @@ type Entry struct {
 	Group   string      `json:"group,omitempty"`
 	Size    int64       `json:"size,omitempty"`
 	Link    string      `json:"link,omitempty"`
+	LinkB64 []byte      `json:"link_b64,omitempty"`
 	SHA256  string      `json:"sha256,omitempty"`
 	Chunks  []ChunkRef  `json:"chunks,omitempty"`
+}
+
+func (e *Entry) wire() entryJSON {
+	w := entryJSON{Type: e.Type, Mode: e.Mode, ModTime: e.ModTime, UID: e.UID, GID: e.GID,
+		User: e.User, Group: e.Group, Size: e.Size, SHA256: e.SHA256, Chunks: e.Chunks}
+	if utf8.ValidString(e.Path) {
+		w.Path = e.Path
+	} else {
+		w.PathB64 = []byte(e.Path)
+	}
+	if utf8.ValidString(e.Link) {
+		w.Link = e.Link
+	} else {
+		w.LinkB64 = []byte(e.Link)
+	}
+	return w
+}
+
+func (w *entryJSON) entry() (Entry, error) {
+	e := Entry{Path: w.Path, Type: w.Type, Mode: w.Mode, ModTime: w.ModTime, UID: w.UID, GID: w.GID,
+		User: w.User, Group: w.Group, Size: w.Size, Link: w.Link, SHA256: w.SHA256, Chunks: w.Chunks}
+	if w.PathB64 != nil {
+		if w.Path != "" {
+			return e, fmt.Errorf("entry %q has both path and path_b64", w.Path)
+		}
+		if utf8.Valid(w.PathB64) {
+			return e, fmt.Errorf("entry path_b64 %q is valid UTF-8: it must be stored as path", w.PathB64)
+		}
+		e.Path = string(w.PathB64)
+	}
+	if w.LinkB64 != nil {
+		if w.Link != "" {
+			return e, fmt.Errorf("entry %q has both link and link_b64", e.Path)
+		}
+		if utf8.Valid(w.LinkB64) {
+			return e, fmt.Errorf("entry %q: link_b64 is valid UTF-8: it must be stored as link", e.Path)
+		}
+		e.Link = string(w.LinkB64)
+	}
+	return e, nil
+}
+
+// MarshalJSON encodes e as the catalog stores it: "path" and "link" when
+// they are valid UTF-8, else "path_b64" and "link_b64" (standard base64 of
+// the exact bytes).
+func (e Entry) MarshalJSON() ([]byte, error) { return json.Marshal(e.wire()) }
+
+// UnmarshalJSON decodes an entry and refuses a non-canonical one (both
+// forms of a name, or a _b64 form that holds valid UTF-8).
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var w entryJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	var err error
+	*e, err = w.entry()
+	return err
+}
+
+// catalogJSON mirrors Catalog for decoding without a per-entry
+// UnmarshalJSON call (which would scan each entry twice more).
+type catalogJSON struct {
+	Version  int    `json:"version"`
+	Snapshot string `json:"snapshot"`
+	Sources  []struct {
+		Name    string                     `json:"name"`
+		Kind    string                     `json:"kind"`
+		Meta    map[string]json.RawMessage `json:"meta,omitempty"`
+		Entries []entryJSON                `json:"entries"`
+		SHA256  string                     `json:"sha256"`
+		Size    int64                      `json:"size"`
+	} `json:"sources"`
+}
+
+// DecodeCatalog decodes a catalog's JSON, names byte for byte.
+func DecodeCatalog(b []byte) (*Catalog, error) {
+	var w catalogJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return nil, err
+	}
+	c := &Catalog{Version: w.Version, Snapshot: w.Snapshot, Sources: make([]SourceCatalog, len(w.Sources))}
+	for i, ws := range w.Sources {
+		s := &c.Sources[i]
+		*s = SourceCatalog{Name: ws.Name, Kind: ws.Kind, Meta: ws.Meta, SHA256: ws.SHA256, Size: ws.Size,
+			Entries: make([]Entry, len(ws.Entries))}
+		for j := range ws.Entries {
+			e, err := ws.Entries[j].entry()
+			if err != nil {
+				return nil, fmt.Errorf("source %q: %w", ws.Name, err)
+			}
+			s.Entries[j] = e
+		}
+		w.Sources[i].Entries = nil // hold one source's entries twice at most
+	}
+	return c, nil
 }
 
 // ChunkRef locates one chunk: its keyed id and where its (maybe
@@ -128,14 +252,101 @@ func (c *Catalog) Validate() error {
 	for _, s := range c.Sources {
 		for _, e := range s.Entries {
 			if err := CheckPath(e.Path); err != nil {
-				return fmt.Errorf("source %s: %w", s.Name, err)
+				return fmt.Errorf("source %q: %w", s.Name, err)
 			}
 			for _, ch := range e.Chunks {
 				if !ch.valid() {
-					return fmt.Errorf("source %s: %s: invalid chunk reference", s.Name, e.Path)
+					return fmt.Errorf("source %q: %q: invalid chunk reference", s.Name, e.Path)
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// HashEntry adds e to a per-source SHA-256: path, type, content hash and
+// link target, over their exact bytes (design.md, section 7).
+func HashEntry(h io.Writer, e *Entry) {
+	io.WriteString(h, e.Path)
+	h.Write([]byte{0})
+	io.WriteString(h, e.Type)
+	h.Write([]byte{0})
+	io.WriteString(h, e.SHA256)
+	h.Write([]byte{0})
+	io.WriteString(h, e.Link)
+	h.Write([]byte{'\n'})
+}
+
+// Hash recomputes the source's SHA-256 from its entries.
+func (s *SourceCatalog) Hash() string {
+	h := sha256.New()
+	for i := range s.Entries {
+		HashEntry(h, &s.Entries[i])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CheckRestorable reports why the source could not be restored into a
+// folder, without writing anything: see CheckEntries. It also checks the
+// source's hash over its entries.
+func (s *SourceCatalog) CheckRestorable() error {
+	if err := CheckEntries(s.Entries); err != nil {
+		return fmt.Errorf("source %q would not restore: %w", s.Name, err)
+	}
+	if got := s.Hash(); got != s.SHA256 {
+		return fmt.Errorf("source %q: its entries do not match the source's SHA-256", s.Name)
+	}
+	return nil
+}
+
+// CheckEntries reports the first entry that a folder restore could not
+// create exactly: an unsafe path, an unknown type, a path listed twice, an
+// entry whose parent is not a folder listed before it (so nothing is ever
+// created through a symlink or in a folder the catalog does not describe),
+// a symlink without a target, or a file whose chunks do not add up to its
+// size.
+func CheckEntries(entries []Entry) error {
+	seen := make(map[string]string, len(entries))
+	seen["."] = "" // the root exists before any entry; it may be listed once, as a folder
+	for i := range entries {
+		e := &entries[i]
+		if err := CheckPath(e.Path); err != nil {
+			return err
+		}
+		switch e.Type {
+		case "dir":
+		case "file":
+			var n int64
+			for _, c := range e.Chunks {
+				n += c.Raw
+			}
+			if n != e.Size {
+				return fmt.Errorf("%q: its chunks hold %d bytes, the entry says %d", e.Path, n, e.Size)
+			}
+		case "symlink":
+			if e.Link == "" || strings.Contains(e.Link, "\x00") {
+				return fmt.Errorf("%q: invalid symlink target %q", e.Path, e.Link)
+			}
+		default:
+			return fmt.Errorf("%q: unknown type %q", e.Path, e.Type)
+		}
+		if e.Path == "." {
+			if e.Type != "dir" {
+				return fmt.Errorf("the root is a %s, not a folder", e.Type)
+			}
+			if seen["."] != "" {
+				return fmt.Errorf("%q is listed twice", e.Path)
+			}
+			seen["."] = "dir"
+			continue
+		}
+		if _, dup := seen[e.Path]; dup {
+			return fmt.Errorf("%q is listed twice", e.Path)
+		}
+		if parent := path.Dir(e.Path); parent != "." && seen[parent] != "dir" {
+			return fmt.Errorf("%q: its folder %q is not a folder listed before it", e.Path, parent)
+		}
+		seen[e.Path] = e.Type
 	}
 	return nil
 }

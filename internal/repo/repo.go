@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -387,8 +386,8 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 	if int64(len(buf)) != root.Size || HashHex(buf) != root.SHA256 {
 		return nil, integrity(name, "catalog contents do not match the catalog root")
 	}
-	var c Catalog
-	if err := json.Unmarshal(buf, &c); err != nil {
+	c, err := DecodeCatalog(buf)
+	if err != nil {
 		return nil, integrity(name, "decode catalog: %v", err)
 	}
 	if c.Snapshot != m.ID {
@@ -402,5 +401,5 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 			return nil, integrity(name, "references pack %s that the manifest does not list", ShortID(p))
 		}
 	}
-	return &c, nil
+	return c, nil
 }

@@ -156,9 +156,23 @@ func FuzzOpenManifest(f *testing.F) {
 
 func FuzzCatalog(f *testing.F) {
 	f.Add([]byte(`{"version":1,"snapshot":"x","sources":[{"name":"s","kind":"dir","entries":[{"path":"a","type":"file","chunks":[{"id":"` + strings.Repeat("b", 64) + `","p":"` + strings.Repeat("a", 64) + `","o":0,"l":1,"r":1}]}]}]}`))
+	f.Add([]byte(`{"version":1,"snapshot":"x","sources":[{"name":"s","kind":"dir","entries":[{"path_b64":"Yf8=","type":"symlink","link_b64":"/w=="}]}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var c Catalog
-		if err := jsonUnmarshal(b, &c); err != nil {
+		err := jsonUnmarshal(b, &c)
+		if dc, derr := DecodeCatalog(b); (derr == nil) != (err == nil) {
+			t.Fatalf("DecodeCatalog error %v, json.Unmarshal error %v", derr, err)
+		} else if err == nil {
+			for i, s := range dc.Sources {
+				_ = CheckEntries(s.Entries)
+				for j, e := range s.Entries {
+					if e.Path != c.Sources[i].Entries[j].Path || e.Link != c.Sources[i].Entries[j].Link {
+						t.Fatalf("DecodeCatalog and json.Unmarshal disagree on entry %d/%d", i, j)
+					}
+				}
+			}
+		}
+		if err != nil {
 			return
 		}
 		if err := c.Validate(); err != nil {

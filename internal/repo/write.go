@@ -82,13 +82,13 @@ func (c *CatalogEncoder) Source(name, kind string, meta map[string]json.RawMessa
 
 // Entry adds an entry to the current source.
 func (c *CatalogEncoder) Entry(e *Entry) error {
-	fmt.Fprintf(c.h, "%s\x00%s\x00%s\x00%s\n", e.Path, e.Type, e.SHA256, e.Link)
+	HashEntry(c.h, e)
 	c.size += e.Size
 	if c.entries > 0 {
 		c.bw.WriteByte(',')
 	}
 	c.entries++
-	return c.put(e)
+	return c.put(e.wire())
 }
 
 func (c *CatalogEncoder) endSource() error {

@@ -49,10 +49,10 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	fi, err := os.Lstat(root)
 	if err != nil {
-		return fmt.Errorf("folder %s: %w", d.Path, err)
+		return pathError("folder", d.Path, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%s is not a folder", d.Path)
+		return fmt.Errorf("%q is not a folder", d.Path)
 	}
 	for _, g := range d.Exclude {
 		if _, err := path.Match(g, ""); err != nil {
@@ -68,7 +68,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 		if err != nil {
 			// The second call for a folder whose entries could not be
 			// read: its entry is stored, its contents are left out.
-			return unreadable(w, rel, "read folder", err, fmt.Errorf("read %s: %w", p, err))
+			return unreadable(w, rel, "read folder", err, pathError("read", p, err))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
@@ -81,7 +81,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 		}
 		info, err := de.Info()
 		if err != nil {
-			return unreadable(w, rel, "stat", err, fmt.Errorf("stat %s: %w", p, err))
+			return unreadable(w, rel, "stat", err, pathError("stat", p, err))
 		}
 		e := entryFromInfo(rel, info, names)
 		switch {
@@ -91,14 +91,14 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 		case info.Mode()&fs.ModeSymlink != 0:
 			e.Type = source.TypeSymlink
 			if e.Link, err = os.Readlink(p); err != nil {
-				return unreadable(w, rel, "read link", err, fmt.Errorf("read link %s: %w", p, err))
+				return unreadable(w, rel, "read link", err, pathError("read link", p, err))
 			}
 			return w.WriteEntry(ctx, e)
 		case info.Mode().IsRegular():
 			e.Type = source.TypeFile
 			return d.file(ctx, w, ct, p, e, info)
 		default:
-			return w.Warn("%s: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
+			return w.Warn("%q: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
 		}
 	})
 	if err != nil {
@@ -138,27 +138,38 @@ func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTrac
 	}
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return unreadable(w, e.Path, "open", err, fmt.Errorf("read %s: %w", p, err))
+		return unreadable(w, e.Path, "open", err, pathError("read", p, err))
 	}
 	defer f.Close()
 	if err := w.WriteFile(ctx, e, f); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
-			return fmt.Errorf("read %s: %w", p, pe.Err)
+			return pathError("read", p, err)
 		}
 		return err
 	}
 	after, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("stat %s: %w", p, err)
+		return pathError("stat", p, err)
 	}
 	if stateOf(after) != st {
-		return w.Warn("%s: file changed while it was read", e.Path)
+		return w.Warn("%q: file changed while it was read", e.Path)
 	}
 	if ct != nil {
 		ct.Remember(e.Path, st)
 	}
 	return nil
+}
+
+// pathError says what failed on which path, the path quoted (a file name
+// may hold a newline or bytes that are not UTF-8), without the raw path
+// that an *fs.PathError would print again.
+func pathError(op, p string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("%s %q: %w", op, p, err)
 }
 
 func (d *Source) excluded(rel string) bool {
