@@ -66,9 +66,11 @@ pg_dump -Fc -Z0 -d "$DSN" -f "$W/day1.dump"
 "$TOOLS/mkinvoicedb" -dsn "$DSN" -mutate 0.01 -seed 2
 psqlc "checkpoint"
 rbase=$(dirbytes "$W/r1")
+# c2 is a copy of c1 (the same repository id): its own known-repositories
+# store, or c1's would later miss c2's snapshots ("vanished").
 defcmd coffer-pg-day2 coffer "$W/out/coffer-pg-day2.json" \
-  "$C $W/c2 $SK backup db=postgres:'$DSN' >$W/out/coffer-pg-day2.json"
-defprep coffer-pg-day2 "rm -rf $W/c2; cp -a $W/c1 $W/c2"
+  "COFFER_STATE_DIR=$W/state2 $C $W/c2 $SK backup db=postgres:'$DSN' >$W/out/coffer-pg-day2.json"
+defprep coffer-pg-day2 "rm -rf $W/c2 $W/state2; cp -a $W/c1 $W/c2"
 defcmd pg_dump-zstd-age-day2 file "$W/day2.dump.zst.age" \
   "$DUMP | zstd -3 -T2 -q | age -R $REC >$W/day2.dump.zst.age"
 defcmd pg_dump-restic-day2 restic "$W/out/restic-day2.json,$W/r2,$rbase" \

@@ -66,9 +66,11 @@ cp -a "$NEWDAY" "$DATA/new-day"
 trap 'rm -rf "$DATA/new-day"' EXIT
 find "$DATA/new-day" -type f -exec cat {} + >/dev/null
 rbase=$(dirbytes "$W/r1")
+# c2 is a copy of c1 (the same repository id): its own known-repositories
+# store, or c1's would later miss c2's snapshots ("vanished").
 defcmd coffer-plus1pct coffer "$W/out/coffer-plus1pct.json" \
-  "XDG_CACHE_HOME=$W/xdg2 $C $W/c2 $SK backup files=dir:$DATA >$W/out/coffer-plus1pct.json"
-defprep coffer-plus1pct "rm -rf $W/c2 $W/xdg2; cp -a $W/c1 $W/c2; cp -a $W/xdg1 $W/xdg2"
+  "XDG_CACHE_HOME=$W/xdg2 COFFER_STATE_DIR=$W/state2 $C $W/c2 $SK backup files=dir:$DATA >$W/out/coffer-plus1pct.json"
+defprep coffer-plus1pct "rm -rf $W/c2 $W/xdg2 $W/state2; cp -a $W/c1 $W/c2; cp -a $W/xdg1 $W/xdg2"
 defcmd tar-zstd-age-plus1pct file "$W/tar3.age" \
   "tar -C $DATA -cf - . | zstd -3 -T2 -q | age -R $REC >$W/tar3.age"
 defprep tar-zstd-age-plus1pct "rm -f $W/tar3.age"
@@ -77,7 +79,7 @@ defcmd restic-plus1pct restic "$W/out/restic-plus1pct.json,$W/r2,$rbase" \
 defprep restic-plus1pct "rm -rf $W/r2; cp -a $W/r1 $W/r2"
 section "second backup after adding 1% new files ($(du -sh "$NEWDAY" | cut -f1) in $(find "$NEWDAY" -type f | wc -l) files)" \
   coffer-plus1pct tar-zstd-age-plus1pct restic-plus1pct
-rm -rf "$DATA/new-day" "$W/c2" "$W/r2" "$W/xdg2"
+rm -rf "$DATA/new-day" "$W/c2" "$W/r2" "$W/xdg2" "$W/state2"
 trap - EXIT
 
 # (d) Restore of the first snapshot's data (latest in c1 and r1).
