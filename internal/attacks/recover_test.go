@@ -1,0 +1,195 @@
+package attacks
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
+)
+
+// The recovery script of doc/recover-without-coffer.md is run as printed
+// there, against real repositories, with the real age, zstd, jq and
+// openssl.
+
+// recoverScript writes coffer-recover.sh, extracted from the document, into
+// a temporary folder and returns its path.
+func recoverScript(t *testing.T) string {
+	t.Helper()
+	for _, tool := range []string{"bash", "age", "zstd", "jq", "openssl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testutil.Missing(t, "%s is not installed (make test installs it)", tool)
+		}
+	}
+	doc, err := os.ReadFile(filepath.Join(testutil.ModuleRoot(), "doc", "recover-without-coffer.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const open = "```bash\n#!/usr/bin/env bash\n# coffer-recover.sh"
+	i := bytes.Index(doc, []byte(open))
+	if i < 0 {
+		t.Fatal("doc/recover-without-coffer.md has no coffer-recover.sh block")
+	}
+	body := doc[i+len("```bash\n"):]
+	j := bytes.Index(body, []byte("\n```\n"))
+	if j < 0 {
+		t.Fatal("coffer-recover.sh block is not closed")
+	}
+	p := filepath.Join(t.TempDir(), "coffer-recover.sh")
+	if err := os.WriteFile(p, body[:j+1], 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runRecover runs the script and returns its stderr and exit status.
+func runRecover(t *testing.T, script string, args ...string) (stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command("bash", append([]string{script}, args...)...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return errb.String(), 0
+	case errors.As(err, &ee):
+		return errb.String(), ee.ExitCode()
+	}
+	t.Fatalf("run coffer-recover.sh: %v", err)
+	return "", 0
+}
+
+// TestAttackRecoverScriptCraftedCatalog: a thief of the host key publishes
+// a snapshot whose catalog holds a symlink "evil" to a folder outside the
+// output and a symlink "evil/pwned" below it. The recovery script created
+// symlinks last, in catalog order, so it created "evil" and then
+// "pwned" through it, outside its output folder; it must refuse the
+// catalog before writing anything. The genuine
+// snapshot still restores with the script, identical to the original.
+func TestAttackRecoverScriptCraftedCatalog(t *testing.T) {
+	script := recoverScript(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeRecoverTree(t, dir)
+	n := backupFolder(t, dir)
+	repoDir := filepath.Join(n.tr.Dir, "repo")
+	identity := n.tr.Keys.Identity
+
+	// The genuine snapshot restores with the script alone.
+	good := filepath.Join(t.TempDir(), "good")
+	if out, code := runRecover(t, script, "dir", repoDir, identity, n.m.ID, "docs", good); code != 0 {
+		t.Fatalf("recover the genuine snapshot: exit %d: %s", code, out)
+	}
+	if err := fixture.CompareTrees(dir, good); err != nil {
+		t.Fatalf("the script's restore differs from the original: %v", err)
+	}
+
+	// The crafted snapshot, signed with the real host key.
+	r, err := repo.Open(ctx, n.tr.Store, repo.OpenOptions{Owner: n.tr.Owner.Public(), Identities: n.tr.Identities})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := r.ReadCatalog(ctx, n.m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := t.TempDir()
+	src := &cat.Sources[0]
+	var file repo.Entry
+	for _, e := range src.Entries {
+		if e.Type == "file" && e.Size > 0 {
+			file = e
+			break
+		}
+	}
+	link := repo.Entry{Path: "evil", Type: "symlink", Mode: 0o777, ModTime: file.ModTime, Link: outside}
+	pwned := repo.Entry{Path: "evil/pwned", Type: "symlink", Mode: 0o777, ModTime: file.ModTime, Link: "/etc/passwd"}
+	src.Entries = append(src.Entries, link, pwned)
+	forged := forgeSnapshot(t, n, n.m, cat)
+
+	out := filepath.Join(t.TempDir(), "crafted")
+	stderr, code := runRecover(t, script, "dir", repoDir, identity, forged.ID, "docs", out)
+	t.Logf("exit %d: %s", code, stderr)
+	_, statErr := os.Lstat(filepath.Join(outside, "pwned"))
+	wroteOutside := statErr == nil
+	if wroteOutside {
+		t.Errorf("the script wrote %s outside its output folder", filepath.Join(outside, "pwned"))
+	}
+	refused := code == 3 && strings.Contains(stderr, "not a folder listed before it")
+	if !refused {
+		t.Errorf("crafted catalog: exit %d, want 3 with a refusal naming the folder rule: %s", code, stderr)
+	}
+	record(t, "recovery script: crafted catalog creates a link through its own symlink", refused && !wroteOutside, n.lost(t))
+}
+
+// TestAttackRecoverScriptEditedManifest: a bucket writer edits a manifest
+// (here its time, to make it the latest) without the host key. The script
+// checks the signature against the host key the owner-signed config
+// authorises and refuses.
+func TestAttackRecoverScriptEditedManifest(t *testing.T) {
+	script := recoverScript(t)
+	dir := t.TempDir()
+	writeRecoverTree(t, dir)
+	n := backupFolder(t, dir)
+	repoDir := filepath.Join(n.tr.Dir, "repo")
+	name := filepath.Join(repoDir, "snapshots", n.m.ID)
+	doc, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	year := []byte(n.m.Time.Format("2006") + "-")
+	if !bytes.Contains(doc, year) {
+		t.Fatalf("manifest has no %q", year)
+	}
+	edited := bytes.Replace(doc, year, []byte("2099-"), 1)
+	if err := os.Chmod(name, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(name, edited, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "edited")
+	stderr, code := runRecover(t, script, "dir", repoDir, n.tr.Keys.Identity, n.m.ID, "docs", out)
+	t.Logf("exit %d: %s", code, stderr)
+	refused := code == 3 && strings.Contains(stderr, "signature does not verify")
+	if !refused {
+		t.Errorf("edited manifest: exit %d, want 3 naming the signature: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "a.txt")); err == nil {
+		t.Error("the script restored files from an edited manifest")
+	}
+	// Put the genuine manifest back: the data was never at risk.
+	if err := os.WriteFile(name, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	record(t, "recovery script: bucket writer edits a manifest", refused, n.lost(t))
+}
+
+func writeRecoverTree(t *testing.T, dir string) {
+	t.Helper()
+	for name, body := range map[string]string{
+		"a.txt":               "invoice INV-2026-000121\n",
+		"sub/b.csv":           strings.Repeat("vendor;amount\n", 500),
+		"sub/deeper/c.json":   `{"invoice": "INV-2026-000122", "total": "12.50"}`,
+		"Ünïcødé/naïve ü.txt": "unicode name\n",
+	} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("sub/b.csv", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+}
