@@ -16,7 +16,7 @@ func demoCommand(g *globals) *cli.Command {
 	o := &demoOptions{}
 	return &cli.Command{
 		Name:  "demo",
-		Usage: "run coffer end to end on the demo Airflow deployment from testdata (wipes --dir)",
+		Usage: "run coffer end to end on the demo Airflow deployment from testdata (wipes a --dir an earlier demo made)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Value: ".coffer-demo", Destination: &o.dir, Usage: "working folder, wiped first when an earlier demo made it"},
 			&cli.StringFlag{Name: "testdata", Destination: &o.testdata, Usage: "demo deployment (default: testdata/airflow-demo found upwards)"},
