@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -258,8 +259,21 @@ func writeFile(ctx context.Context, w source.Writer, name, path string) error {
 	return nil
 }
 
+// errForeignRepo is gitState's error for a repository that belongs to
+// another user: git would read that user's configuration, which can name
+// commands (core.fsmonitor, filter drivers), so coffer does not run it there.
+var errForeignRepo = errors.New("git state not recorded (repository owned by another user)")
+
 // gitState reads the DAGs folder's repository state with the git binary:
 // nil without error when the folder is in no repository.
+//
+// Whoever can write the repository's .git/config can make git run commands
+// (core.fsmonitor, hooks, filter.<driver>.clean/process, external diff and
+// textconv). So gitState runs git only in repositories owned by the current
+// user (no safe.directory override), turns fsmonitor and hooks off, and uses
+// only commands that never read file contents: worktree changes are found by
+// comparing the index's stat data with lstat, never by hashing (which would
+// run clean filters).
 func gitState(ctx context.Context, dagsFolder string) (*GitState, error) {
 	gitBin, err := exec.LookPath("git")
 	if err != nil {
@@ -271,14 +285,25 @@ func gitState(ctx context.Context, dagsFolder string) (*GitState, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	git := func(args ...string) (string, error) {
-		// The repository may belong to another user (the Airflow
-		// account); optional locks off so that status writes nothing.
-		cmd := exec.CommandContext(ctx, gitBin, append([]string{"-c", "safe.directory=*", "-C", dagsFolder}, args...)...)
-		cmd.Env = append(gitEnv(), "GIT_OPTIONAL_LOCKS=0", "LC_ALL=C", "GIT_TERMINAL_PROMPT=0")
+		// Optional locks off so that nothing is written to the repository.
+		cmd := exec.CommandContext(ctx, gitBin, append([]string{
+			"-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null",
+			"-c", "core.untrackedCache=false", "-c", "diff.external=",
+			"-C", dagsFolder}, args...)...)
+		cmd.Env = append(gitEnv(), "GIT_OPTIONAL_LOCKS=0", "LC_ALL=C", "GIT_TERMINAL_PROMPT=0",
+			"GIT_EXTERNAL_DIFF=", "GIT_CONFIG_NOSYSTEM=1")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
 		out, err := cmd.Output()
+		if err != nil && strings.Contains(stderr.String(), "dubious ownership") {
+			err = errForeignRepo
+		}
 		return strings.TrimRight(string(out), "\n"), err
 	}
 	top, err := git("rev-parse", "--show-toplevel")
+	if errors.Is(err, errForeignRepo) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, nil // not a repository
 	}
@@ -290,15 +315,137 @@ func gitState(ctx context.Context, dagsFolder string) (*GitState, error) {
 		g.Head = "" // a repository without commits
 	}
 	g.Branch, _ = git("symbolic-ref", "--short", "-q", "HEAD")
-	status, err := git("status", "--porcelain=v1", "--untracked-files=normal")
-	if err != nil {
-		return nil, fmt.Errorf("git status: %w", err)
+	changed := map[string]bool{}
+	// Staged: the index against HEAD, object ids only.
+	if g.Head != "" {
+		out, err := git("diff-index", "--cached", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", "-z", "HEAD", "--")
+		if err != nil {
+			return nil, fmt.Errorf("git diff-index: %w", err)
+		}
+		for _, p := range splitNUL(out) {
+			changed[p] = true
+		}
 	}
-	if status != "" {
-		g.Changes = len(strings.Split(status, "\n"))
+	// Unstaged: the index's stat data against lstat.
+	idx, err := git("ls-files", "--stage", "--debug", "-z")
+	if err != nil {
+		return nil, fmt.Errorf("git ls-files: %w", err)
+	}
+	for _, e := range parseIndexDebug(idx) {
+		if g.Head == "" || e.modified(top) {
+			changed[e.path] = true
+		}
+	}
+	// Untracked, without the ignored files.
+	out, err := git("ls-files", "--others", "--exclude-standard", "--directory", "-z")
+	if err != nil {
+		return nil, fmt.Errorf("git ls-files: %w", err)
+	}
+	for _, p := range splitNUL(out) {
+		changed[p] = true
+	}
+	if len(changed) > 0 {
+		g.Changes = len(changed)
 		g.Dirty = true
 	}
 	return g, nil
+}
+
+func splitNUL(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, "\x00") {
+		if p = strings.TrimPrefix(p, "\n"); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// indexEntry is one entry of git ls-files --stage --debug -z.
+type indexEntry struct {
+	path           string
+	mode           uint32
+	mtime, mtimeNs int64
+	ino, size      uint64
+}
+
+// parseIndexDebug reads "mode oid stage\tpath\0" followed by the debug lines
+// ("  ctime: s:ns\n  mtime: s:ns\n  dev: d\tino: i\n  uid: u\tgid: g\n
+// size: n\tflags: f\n") for each entry.
+func parseIndexDebug(s string) []indexEntry {
+	var out []indexEntry
+	for s != "" {
+		head, rest, ok := strings.Cut(s, "\x00")
+		if !ok {
+			break
+		}
+		var e indexEntry
+		meta, path, _ := strings.Cut(head, "\t")
+		e.path = path
+		if f := strings.Fields(meta); len(f) > 0 {
+			if m, err := strconv.ParseUint(f[0], 8, 32); err == nil {
+				e.mode = uint32(m)
+			}
+		}
+		// Five debug lines follow.
+		for i := 0; i < 5; i++ {
+			line, r, _ := strings.Cut(rest, "\n")
+			rest = r
+			for _, field := range strings.Split(strings.TrimSpace(line), "\t") {
+				k, v, _ := strings.Cut(field, ": ")
+				switch k {
+				case "mtime":
+					sec, ns, _ := strings.Cut(v, ":")
+					e.mtime, _ = strconv.ParseInt(sec, 10, 64)
+					e.mtimeNs, _ = strconv.ParseInt(ns, 10, 64)
+				case "ino":
+					e.ino, _ = strconv.ParseUint(v, 10, 64)
+				case "size":
+					e.size, _ = strconv.ParseUint(v, 10, 64)
+				}
+			}
+		}
+		out = append(out, e)
+		s = rest
+	}
+	return out
+}
+
+// modified reports whether the worktree file differs from its index stat
+// data (as git's own stat check would, without ever hashing the file).
+func (e indexEntry) modified(top string) bool {
+	if e.mode == 0o160000 {
+		return false // a submodule
+	}
+	fi, err := os.Lstat(filepath.Join(top, filepath.FromSlash(e.path)))
+	if err != nil {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	switch e.mode &^ 0o777 {
+	case 0o120000:
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			return true
+		}
+	case 0o100000:
+		if !fi.Mode().IsRegular() || (e.mode&0o100 != 0) != (fi.Mode()&0o100 != 0) {
+			return true
+		}
+	}
+	mt := fi.ModTime()
+	if uint64(fi.Size())&0xffffffff != e.size&0xffffffff || mt.Unix()&0xffffffff != e.mtime&0xffffffff {
+		return true
+	}
+	if e.mtimeNs != 0 && int64(mt.Nanosecond()) != e.mtimeNs {
+		return true
+	}
+	if e.ino != 0 && uint64(st.Ino)&0xffffffff != e.ino&0xffffffff {
+		return true
+	}
+	return false
 }
 
 // gitEnv is the process environment without the variables that point git

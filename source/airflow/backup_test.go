@@ -8,9 +8,11 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/testing/airflowfixture"
@@ -320,5 +322,56 @@ func TestBackupOrder(t *testing.T) {
 	}
 	if got, want := strings.Join(names, ","), "deploy,invoices,docs"; got != want {
 		t.Errorf("order %s, want %s", got, want)
+	}
+}
+
+// TestGitStateRunsNoRepositoryCommands: whoever can write the DAG
+// repository's .git/config must not make a backup or an inspect run a
+// command (core.fsmonitor, a filter's clean or process command, hooks).
+func TestGitStateRunsNoRepositoryCommands(t *testing.T) {
+	d := airflowfixture.New(t, "sqlite", airflowfixture.Options{Version: "2.10"})
+	dags := filepath.Join(d.Home, "dags")
+	marker := filepath.Join(t.TempDir(), "PWNED")
+	for _, kv := range [][2]string{
+		{"core.fsmonitor", "touch " + marker + ".fsmonitor; false"},
+		{"filter.evil.clean", "touch " + marker + ".clean; cat"},
+		{"filter.evil.process", "touch " + marker + ".process"},
+		{"filter.evil.required", "true"},
+		{"diff.external", "touch " + marker + ".diff"},
+	} {
+		if out, err := exec.Command("git", "-C", dags, "config", kv[0], kv[1]).CombinedOutput(); err != nil {
+			t.Fatalf("git config: %v %s", err, out)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dags, ".git", "info"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dags, ".git", "info", "attributes"), []byte("* filter=evil diff=evil\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A tracked file touched (stat changed, content not) makes git status
+	// hash it through the clean filter.
+	now := time.Now()
+	if err := os.Chtimes(filepath.Join(dags, "invoice_ingest.py"), now, now); err != nil {
+		t.Fatal(err)
+	}
+	b := backupDeployment(t, d, airflow.Options{EnvFile: d.EnvFile}, false, false)
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	if b.meta.DagsGit == nil || b.meta.DagsGit.Head != d.Git.Head || !b.meta.DagsGit.Dirty {
+		t.Errorf("dags git %+v, want head %s, dirty", b.meta.DagsGit, d.Git.Head)
+	}
+	dep, err := airflow.Discover(context.Background(), airflow.Options{Home: d.Home, EnvFile: d.EnvFile, Environ: []string{"PATH=" + os.Getenv("PATH")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ins := dep.Inspect(context.Background()); ins.DagsGit == nil || ins.DagsGit.Head != d.Git.Head {
+		t.Errorf("inspect git %+v", ins.DagsGit)
+	}
+	for _, suffix := range []string{".fsmonitor", ".clean", ".process", ".diff"} {
+		if _, err := os.Stat(marker + suffix); err == nil {
+			t.Errorf("git ran the repository's %s command", suffix[1:])
+		}
 	}
 }

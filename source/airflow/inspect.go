@@ -73,6 +73,8 @@ func (d *Deployment) Inspect(ctx context.Context) *Inspection {
 	sort.Strings(ins.ConfigFiles)
 	if g, err := gitState(ctx, d.DagsFolder); err == nil {
 		ins.DagsGit = g
+	} else {
+		ins.Problems = append(ins.Problems, "DAGs folder: "+err.Error())
 	}
 	for _, s := range []struct {
 		opt option
