@@ -82,11 +82,36 @@ func (u *SQLAlchemyURL) Scheme() string {
 func (u *SQLAlchemyURL) String() string { return u.render(u.Password) }
 
 // Redacted returns the URL with the password replaced by "***".
+// Passwords given as query parameters (password=, passwd=, pwd=,
+// sslpassword=, any case) are masked too.
 func (u *SQLAlchemyURL) Redacted() string {
-	if u.Password == "" {
-		return u.render("")
+	r := *u
+	if len(u.Query) > 0 {
+		r.Query = make(map[string][]string, len(u.Query))
+		for k, vs := range u.Query {
+			if secretQueryKey(k) {
+				masked := make([]string, len(vs))
+				for i := range masked {
+					masked[i] = "***"
+				}
+				vs = masked
+			}
+			r.Query[k] = vs
+		}
 	}
-	return u.render("***")
+	if u.Password == "" {
+		return r.render("")
+	}
+	return r.render("***")
+}
+
+// secretQueryKey reports whether a URL query key carries a password.
+func secretQueryKey(k string) bool {
+	switch strings.ToLower(k) {
+	case "password", "passwd", "pwd", "sslpassword", "pass":
+		return true
+	}
+	return false
 }
 
 func (u *SQLAlchemyURL) render(pw string) string {

@@ -97,3 +97,25 @@ func TestKindsAcceptSQLAlchemyURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestRedactedMasksQueryPasswords: a password given as a query parameter
+// is masked like one in the userinfo.
+func TestRedactedMasksQueryPasswords(t *testing.T) {
+	for _, raw := range []string{
+		"postgresql://airflow@db/airflow?password=S3cretQ&sslmode=require",
+		"mysql+mysqldb://airflow@db/airflow?passwd=S3cretQ",
+		"mysql+pymysql://airflow@db/airflow?PWD=S3cretQ",
+		"postgresql://u:S3cretQ@db/airflow?sslpassword=S3cretQ&sslkey=/k",
+	} {
+		u, err := source.ParseSQLAlchemyURL(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := u.Redacted(); strings.Contains(r, "S3cretQ") {
+			t.Errorf("%s: Redacted() = %s", raw, r)
+		}
+		if !strings.Contains(u.String(), "S3cretQ") {
+			t.Errorf("%s: String() lost the password: %s", raw, u.String())
+		}
+	}
+}
