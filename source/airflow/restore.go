@@ -510,6 +510,9 @@ func restoreConfigFiles(ctx context.Context, src source.Reader, info Meta, o Res
 		if mode == 0 {
 			mode = 0o600
 		}
+		if name == CfgAirflow && o.RewriteConfig && connHasPassword(db.conn) {
+			mode &^= 0o077 // the restored database's password is in it
+		}
 		if err := writeFileExcl(dst, data, mode); err != nil {
 			return err
 		}
@@ -547,6 +550,12 @@ func writeFileExcl(p string, data []byte, mode fs.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// connHasPassword reports whether a SQLAlchemy URL holds a password.
+func connHasPassword(conn string) bool {
+	u, err := source.ParseSQLAlchemyURL(conn)
+	return err != nil || u.Password != "" || u.Redacted() != u.String()
 }
 
 // rewriteFor gathers what rewriteConfig must replace and remove.

@@ -94,11 +94,18 @@ func (c *cfgLine) value() string {
 	return v
 }
 
+// set replaces the value with v, a literal value: '%' is doubled, as
+// Airflow's configparser interpolation reads "%%" as "%".
 func (c *cfgLine) set(v string) {
+	v = cfgEscape(v)
 	first := c.text[0]
 	i := strings.IndexAny(first, "=:")
 	c.text = []string{first[:i+1] + " " + v + "\n"}
 }
+
+// cfgEscape doubles '%' for airflow.cfg; cfgUnescape undoes it.
+func cfgEscape(v string) string   { return strings.ReplaceAll(v, "%", "%%") }
+func cfgUnescape(v string) string { return strings.ReplaceAll(v, "%%", "%") }
 
 // secretKeys are the keys that hold secrets, by section.
 var secretKeys = map[string][]string{
@@ -187,7 +194,7 @@ func rewriteConfig(in []byte, rw cfgRewrite) ([]byte, []string) {
 				note(c, "set to "+v)
 			}
 		default:
-			if v, ok := rebase(c.value(), rw.sourcePaths, rw.home); ok {
+			if v, ok := rebase(cfgUnescape(c.value()), rw.sourcePaths, rw.home); ok {
 				c.set(v)
 				note(c, "the restored folder")
 			}
@@ -226,7 +233,7 @@ func rewriteConfig(in []byte, rw cfgRewrite) ([]byte, []string) {
 			if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
 				b.WriteString("\n")
 			}
-			fmt.Fprintf(&b, "sql_alchemy_conn = %s\n", rw.conn)
+			fmt.Fprintf(&b, "sql_alchemy_conn = %s\n", cfgEscape(rw.conn))
 			changes = append(changes, "[database] sql_alchemy_conn: the restored database")
 			wroteConn = true
 		}
@@ -235,7 +242,7 @@ func rewriteConfig(in []byte, rw cfgRewrite) ([]byte, []string) {
 		if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "\n[database]\nsql_alchemy_conn = %s\n", rw.conn)
+		fmt.Fprintf(&b, "\n[database]\nsql_alchemy_conn = %s\n", cfgEscape(rw.conn))
 		changes = append(changes, "[database] sql_alchemy_conn: the restored database")
 	}
 	return b.Bytes(), dedupSorted(changes)

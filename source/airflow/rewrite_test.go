@@ -1,8 +1,13 @@
 package airflow
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/source/postgres"
 )
 
 const prodCfg = `[core]
@@ -143,5 +148,34 @@ func TestVersionCheck(t *testing.T) {
 	}
 	if err := checkVersion("9.9.9", "5f2621c13b39"); err == nil || !strings.Contains(err.Error(), "not a version coffer knows") {
 		t.Errorf("unknown version: %v", err)
+	}
+}
+
+// TestRewrittenConnLoads: a restored database reached over a unix socket,
+// or whose password needs percent-encoding, is written with '%' doubled so
+// that the rewritten airflow.cfg loads and names that database.
+func TestRewrittenConnLoads(t *testing.T) {
+	for _, dsn := range []string{"host=/var/run/postgresql user=airflow dbname=af_restored", "postgres://airflow:p@ss%2Fw@127.0.0.1:5432/af_restored"} {
+		conn, err := postgres.SQLAlchemyURL(dsn, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(conn, "%") {
+			t.Fatalf("%s: %s has no '%%' to escape", dsn, conn)
+		}
+		for _, in := range []string{prodCfg, "[core]\nexecutor = LocalExecutor\n"} {
+			home := t.TempDir()
+			out, _ := rewriteConfig([]byte(in), cfgRewrite{home: home, conn: conn, executor: "LocalExecutor"})
+			if err := os.WriteFile(filepath.Join(home, "airflow.cfg"), out, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			d, err := Discover(context.Background(), Options{Home: home, Environ: []string{}})
+			if err != nil {
+				t.Fatalf("%s: the rewritten airflow.cfg does not load: %v", dsn, err)
+			}
+			if d.MetaDB.URL != conn {
+				t.Errorf("%s: sql_alchemy_conn read back %q, want %q", dsn, d.MetaDB.URL, conn)
+			}
+		}
 	}
 }

@@ -24,8 +24,11 @@ func SQLAlchemyURL(dsn, user string) (string, error) {
 	if user == "" {
 		user = cfg.User
 	}
-	if user == cfg.User && cfg.Password != "" {
-		u.User = url.UserPassword(user, cfg.Password)
+	// The password only from the DSN's own text: pgx.ParseConfig also
+	// fills it from PGPASSWORD and ~/.pgpass, the restoring user's
+	// credentials, which must not land in a rewritten airflow.cfg.
+	if pw := dsnPassword(dsn); user == cfg.User && pw != "" {
+		u.User = url.UserPassword(user, pw)
 	} else {
 		u.User = url.User(user)
 	}
@@ -43,6 +46,19 @@ func SQLAlchemyURL(dsn, user string) (string, error) {
 	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// dsnPassword returns the password written in the DSN itself (userinfo of
+// a URL, or its password parameter), never one from the environment.
+func dsnPassword(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if u, err := url.Parse(dsn); err == nil {
+			if pw, ok := u.User.Password(); ok {
+				return pw
+			}
+		}
+	}
+	return dsnParam(dsn, "password")
 }
 
 // dsnParam returns a parameter of a URL or keyword/value DSN.
