@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
@@ -139,7 +140,7 @@ func restoreKind(ctx context.Context, src source.Reader, target string, o source
 
 // Restore restores the airflow source src as a whole deployment, as
 // described above.
-func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result, error) {
+func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (_ *Result, err error) {
 	var info Meta
 	if err := src.Meta(MetaKey, &info); err != nil {
 		return nil, fmt.Errorf("source %s is not an airflow snapshot: %w", src.Name(), err)
@@ -166,7 +167,7 @@ func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result,
 		return nil, fmt.Errorf("source %s: this reader cannot restore folders", src.Name())
 	}
 	var secrets Secrets
-	err := src.Meta(SecretsMetaKey, &secrets)
+	err = src.Meta(SecretsMetaKey, &secrets)
 	hasSecrets := err == nil
 	if err != nil && !errors.Is(err, source.ErrNoMeta) {
 		return nil, fmt.Errorf("source %s: secrets: %w", src.Name(), err)
@@ -194,14 +195,16 @@ func Restore(ctx context.Context, src source.Reader, o RestoreOptions) (*Result,
 	if res.AirflowVersion == "" {
 		res.AirflowVersion = AirflowVersion(info.AlembicRevision)
 	}
-	var undo func()
+	var undo func() error
 	done := false
 	defer func() {
 		if done {
 			return
 		}
 		if undo != nil {
-			undo()
+			if uerr := undo(); uerr != nil && err != nil {
+				err = fmt.Errorf("%w; undoing the metadata database restore failed, remove it by hand: %v", err, uerr)
+			}
 		}
 		os.RemoveAll(staging)
 	}()
@@ -304,7 +307,7 @@ type metadb struct {
 	ownerLine  string
 	ownerNotes []string
 	sourceDB   string // the database's name at the source
-	undo       func()
+	undo       func() error
 }
 
 func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreOptions, home, staging string) (*metadb, error) {
@@ -320,7 +323,11 @@ func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreO
 		if err != nil {
 			return nil, fmt.Errorf("restore the metadata database: %w", err)
 		}
-		db.undo = func() { postgres.DropDatabase(ctx, o.Database) }
+		db.undo = func() error {
+			uctx, cancel := undoContext(ctx)
+			defer cancel()
+			return postgres.DropDatabase(uctx, o.Database)
+		}
 		if r.Owner != nil {
 			db.owner, db.ownerLine, db.ownerNotes = r.Owner.Role, r.Owner.String(), r.Owner.Notes()
 		}
@@ -336,7 +343,11 @@ func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreO
 		if err != nil {
 			return nil, fmt.Errorf("restore the metadata database: %w", err)
 		}
-		db.undo = func() { mysql.DropDatabase(ctx, o.Database, r.Grants) }
+		db.undo = func() error {
+			uctx, cancel := undoContext(ctx)
+			defer cancel()
+			return mysql.DropDatabase(uctx, o.Database, r.Grants)
+		}
 		user := ""
 		if r.Grants != nil {
 			db.ownerLine = r.Grants.String()
@@ -366,7 +377,7 @@ func restoreMetadb(ctx context.Context, src source.Reader, info Meta, o RestoreO
 			return nil, fmt.Errorf("restore the metadata database: %w", err)
 		}
 		if db.target == final {
-			db.undo = func() { os.Remove(final) }
+			db.undo = func() error { return os.Remove(final) }
 		}
 		db.conn = "sqlite:///" + final
 		db.passwordOK = true
@@ -550,6 +561,12 @@ func writeFileExcl(p string, data []byte, mode fs.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// undoContext is the context an undo runs in: not cancelled with ctx (a
+// Ctrl-C must not leave a half-restored database), bounded by a timeout.
+func undoContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 }
 
 // connHasPassword reports whether a SQLAlchemy URL holds a password.

@@ -841,3 +841,39 @@ func assertNothingIn(t *testing.T, dir string) {
 		t.Errorf("%s holds %v after a failed restore", dir, names)
 	}
 }
+
+// cancellingTree is Ctrl-C pressed while the folders are restored.
+type cancellingTree struct {
+	*restore.Source
+	cancel context.CancelFunc
+}
+
+func (f cancellingTree) RestoreTree(ctx context.Context, dir, target string) (int, int64, error) {
+	if dir == PartPlugins {
+		f.cancel()
+		return 0, 0, ctx.Err()
+	}
+	return f.Source.RestoreTree(ctx, dir, target)
+}
+
+// TestRestoreCancelledUndoesDatabase: a restore cancelled after its
+// database was made drops that database, although ctx is cancelled.
+func TestRestoreCancelledUndoesDatabase(t *testing.T) {
+	for _, kind := range []string{"mysql", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			d := newDeployment(t, kind)
+			src := snapshotOf(t, d)
+			home := filepath.Join(t.TempDir(), "airflow")
+			dsn, name := target(t, kind, home)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := Restore(ctx, cancellingTree{src, cancel}, RestoreOptions{Home: home, DatabaseKind: kind, Database: dsn, Paused: true})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v", err)
+			}
+			if dbExists(t, kind, name) {
+				t.Errorf("the cancelled restore left database %s", name)
+			}
+		})
+	}
+}
