@@ -693,3 +693,36 @@ func TestAttackConfigRollback(t *testing.T) {
 	}
 	record(t, "keys: config rollback (a newer config deleted)", detected, !v.restorable(t, v.snapshot) || !v.restorable(t, after))
 }
+
+// TestAttackConfigSeqOverflow: a bucket writer copies config 1 to the
+// highest config name, config/9999999999. The owner's revoke-host would
+// write config 10000000000, a name no reader lists, and report success
+// while the stolen key stays authorised. It is refused instead, naming the
+// object to remove, and nothing is written; once it is removed the
+// revocation goes through.
+func TestAttackConfigSeqOverflow(t *testing.T) {
+	t.Parallel()
+	v := newKeysVictim(t)
+	top := filepath.Join(v.repo, repo.ConfigName(9999999999))
+	copyKeysFile(t, filepath.Join(v.repo, repo.ConfigName(1)), top)
+	before := keysObjects(t, v.repo)
+	_, stderr, code := v.owner.run("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected := code != 0 && expect(t, "revoke-host", stderr,
+		`config/9999999999 is not a config signed by the owner key \(forged or damaged\).*remove config/9999999999`)
+	for name := range keysObjects(t, v.repo) {
+		if strings.HasPrefix(name, "config/") && !before[name] {
+			t.Errorf("the refused revoke-host wrote %s", name)
+			detected = false
+		}
+	}
+	// Still authorised: the backup host backs up.
+	v.backupNow(t)
+	if err := os.Remove(top); err != nil {
+		t.Fatal(err)
+	}
+	out := v.owner.mustRun("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected = detected && expect(t, "revoke-host after the removal", out, `(?m)^config 2: revoked host key`)
+	_, _, code = v.backup.run("--repo", v.repo, "--signing-key", "signing.key", "backup", "docs=dir:"+v.src)
+	detected = detected && code == 1
+	record(t, "keys: forged config/9999999999 makes key changes invisible", detected, !v.restorable(t, v.snapshot))
+}

@@ -290,6 +290,9 @@ func putConfig(ctx context.Context, st storage.Store, cfg *Config, owner *keys.O
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Seq < 1 || cfg.Seq > MaxConfigSeq {
+		return nil, fmt.Errorf("config number %d does not fit in a config name", cfg.Seq)
+	}
 	// PutObject counts our own retried write as success.
 	name := ConfigName(cfg.Seq)
 	if err := PutObject(ctx, st, name, doc); err != nil {
@@ -598,6 +601,9 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	if !owner.Public().Equal(r.owner) {
 		return nil, errors.New("the owner key is not the repository's")
 	}
+	if err := r.checkNextSeq(); err != nil {
+		return nil, err
+	}
 	secrets, err := r.Secrets(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open the repository secrets with the owner key: %w", err)
@@ -659,6 +665,26 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	}
 	r.Config, r.configDoc, r.maxSeq = *next, doc, next.Seq
 	return next, nil
+}
+
+// MaxConfigSeq is the highest config seq: names have 10 digits, and a
+// reader lists only those.
+const MaxConfigSeq = 9999999999
+
+// checkNextSeq refuses a change whose config could not be the newest a
+// reader sees: its seq (after the highest stored) would not fit in a
+// config name, which every reader would pass over while the change
+// reported success.
+func (r *Repository) checkNextSeq() error {
+	if r.maxSeq < MaxConfigSeq {
+		return nil
+	}
+	name := ConfigName(r.maxSeq)
+	if r.maxSeq != r.Config.Seq {
+		return fmt.Errorf("cannot change the config: %s is not a config signed by the owner key (forged or damaged), "+
+			"and the next config number would not fit in a config name; remove %s from the bucket and run the command again", name, name)
+	}
+	return fmt.Errorf("cannot change the config: %s is the last config number a config name holds", name)
 }
 
 // diff reports whether b adds to or removes from a, as sets.
