@@ -568,13 +568,13 @@ func (r *Repository) CheckWriter(sk *keys.SigningKey) error {
 // manifest or a repair record) with id id that names signer (as decoded,
 // unverified): an authorised host key, or a revoked one whose keep list
 // names id.
-func (r *Repository) signerKey(id, signer string) (keys.PublicKey, error) {
+func (r *Repository) signerKey(id, signer string, doc []byte) (keys.PublicKey, error) {
 	k, err := keys.ParsePublicKey(signer)
 	if err != nil {
 		return nil, fmt.Errorf("signer: %v", err)
 	}
 	if rev := r.Config.Revocation(signer); rev != nil {
-		if contains(rev.Keep, id) {
+		if rev.Keeps(id, doc) {
 			return k, nil
 		}
 		return nil, fmt.Errorf("signed by host key %s, revoked on %s, and not among the snapshots it signed before (backdated or forged)",
@@ -707,9 +707,10 @@ func copyConfig(c *Config) (*Config, error) {
 	return &out, json.Unmarshal(b, &out)
 }
 
-// SignedBy returns the ids of the snapshots and repair records that the
-// host key key signed and that verify now, for a revocation's keep list.
-func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string, error) {
+// SignedBy returns the snapshots and repair records that the host key
+// key signed and that verify now, with their documents' SHA-256, for a
+// revocation's keep list.
+func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, error) {
 	ms, _, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
@@ -718,17 +719,17 @@ func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
+	var ids []Kept
 	for _, m := range ms {
 		if m.Signer == key.String() {
-			ids = append(ids, m.ID)
+			ids = append(ids, Kept{ID: m.ID, SHA256: m.docSHA256})
 		}
 	}
 	for _, rp := range rps {
 		if rp.Signer == key.String() {
-			ids = append(ids, rp.ID)
+			ids = append(ids, Kept{ID: rp.ID, SHA256: rp.docSHA256})
 		}
 	}
-	sort.Strings(ids)
+	sort.Slice(ids, func(i, j int) bool { return ids[i].ID < ids[j].ID })
 	return ids, nil
 }
