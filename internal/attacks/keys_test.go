@@ -794,3 +794,26 @@ func TestAttackRevokedKeyResignsKeptSnapshot(t *testing.T) {
 	}
 	record(t, "keys: revoked host key re-signs a kept snapshot", detected, !v.restorable(t, v.snapshot))
 }
+
+// TestAttackJunkConfig: a bucket writer puts an object that is not a
+// config at all (junk) under the next config name. Every command passes it
+// over with a warning naming it (design 2.1) instead of stopping: the
+// backup host still backs up, a restore host still restores, and the
+// owner can still revoke a host key.
+func TestAttackJunkConfig(t *testing.T) {
+	t.Parallel()
+	v := newKeysVictim(t)
+	junk := repo.ConfigName(2)
+	if err := os.WriteFile(filepath.Join(v.repo, junk), []byte("not a config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warned := `(?m)^coffer: warning: .*` + regexp.QuoteMeta(junk)
+	_, stderr, code := v.owner.run("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected := code == 0 && expect(t, "revoke-host", stderr, warned)
+	_, _, code = v.backup.run("--repo", v.repo, "--signing-key", "signing.key", "backup", "docs=dir:"+v.src)
+	detected = detected && code == 1 // revoked, and the backup host is told so
+	h := v.restoreHost(t, "restore-host", false)
+	_, stderr, code = h.run("--repo", v.repo, "--identity", "identity.txt", "restore", v.snapshot+":docs", "--to", "out")
+	detected = detected && code == 0 && expect(t, "restore", stderr, warned) && sameKeysTree(t, v.orig, filepath.Join(h.dir, "out"))
+	record(t, "keys: a junk config object stops every command", detected, !v.restorable(t, v.snapshot))
+}

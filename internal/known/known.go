@@ -193,6 +193,11 @@ type Opened struct {
 // remembers the owner and the config seq.
 func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Opened, error) {
 	peek, err := repo.PeekConfig(ctx, st)
+	var ie *repo.IntegrityError
+	if errors.As(err, &ie) {
+		// No config object parses: repo.Open below says why.
+		peek, err = &repo.Config{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -349,9 +349,12 @@ func ParseConfig(doc []byte, cfg *Config) error {
 	return openSigned(KindConfig, doc, nil, cfg)
 }
 
-// PeekConfig returns what the newest config object claims, unverified:
-// enough to learn the repository id and the owner it names, to look up a
-// pin. Never trust anything else in it.
+// PeekConfig returns what the newest config object that parses claims,
+// unverified: enough to learn the repository id and the owner it names,
+// to look up a pin. Never trust anything else in it. Config objects above
+// it that do not parse (junk, truncated, vanished) are passed over, as
+// Open passes them over; if none parses, it returns an IntegrityError
+// naming the newest.
 func PeekConfig(ctx context.Context, st storage.Store) (*Config, error) {
 	seqs, err := listConfigs(ctx, st)
 	if err != nil {
@@ -360,16 +363,29 @@ func PeekConfig(ctx context.Context, st storage.Store) (*Config, error) {
 	if len(seqs) == 0 {
 		return nil, noConfig(ctx, st)
 	}
-	name := ConfigName(seqs[len(seqs)-1])
-	doc, err := readAll(ctx, st, name, maxConfigDoc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+	var first error
+	for i := len(seqs) - 1; i >= 0; i-- {
+		name := ConfigName(seqs[i])
+		doc, err := readAll(ctx, st, name, maxConfigDoc)
+		if errors.Is(err, storage.ErrNotExist) {
+			if first == nil {
+				first = integrity(name, "vanished while read")
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		var cfg Config
+		if err := ParseConfig(doc, &cfg); err != nil {
+			if first == nil {
+				first = integrity(name, "%w", err)
+			}
+			continue
+		}
+		return &cfg, nil
 	}
-	var cfg Config
-	if err := ParseConfig(doc, &cfg); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	return &cfg, nil
+	return nil, first
 }
 
 // OpenOptions say which keys an opened repository trusts and holds.
