@@ -7,6 +7,10 @@
 //	$COFFER_STATE_DIR/<repository id>.json
 //	(default $XDG_STATE_HOME/coffer, else ~/.local/state/coffer)
 //
+// A record is written under an flock on <repository id>.lock beside it,
+// merged with the record as stored then (see [Store.update]), so that
+// coffer processes running at once do not undo each other's updates.
+//
 // Opening a repository through the store pins it: the owner key comes
 // from the caller (a flag, or the "# coffer owner:" line of a key file)
 // or from the store; without either the open is refused. A pin that
@@ -151,6 +155,58 @@ func (s *Store) Put(r *Record) error {
 	return nil
 }
 
+// update merges rec into the stored record of its repository and writes
+// the result, under an flock on <dir>/<id>.lock so that two coffer
+// processes do not lose each other's updates: the stored record is read
+// again under the lock; the merge keeps the highest config seq, and the
+// union of the snapshots, but for those that named (the seen lists of the
+// manifests just read) says were superseded. A stored record pinned to
+// another owner is refused. rec is set to the merged record.
+func (s *Store) update(rec *Record, named map[string]bool) error {
+	if !validID(rec.Repository) {
+		return fmt.Errorf("invalid repository id")
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	lf, err := os.OpenFile(filepath.Join(s.Dir, rec.Repository+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	defer lf.Close() // releases the lock
+	if err := lockFile(lf); err != nil {
+		return fmt.Errorf("known repositories: lock: %w", err)
+	}
+	cur, err := s.Get(rec.Repository)
+	if err != nil {
+		return err
+	}
+	if cur != nil {
+		if cur.Owner != "" && rec.Owner != "" && cur.Owner != rec.Owner {
+			remembered, err1 := keys.ParseOwnerPublic(cur.Owner)
+			given, err2 := keys.ParseOwnerPublic(rec.Owner)
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("known repositories: %s names another owner key", s.Path(rec.Repository))
+			}
+			return &OwnerChangedError{Repository: rec.Repository, Record: s.Path(rec.Repository), Remembered: remembered, Given: given,
+				GivenFrom: "another coffer process"}
+		}
+		rec.ConfigSeq = max(rec.ConfigSeq, cur.ConfigSeq)
+		have := map[string]bool{}
+		for _, x := range rec.Snapshots {
+			have[x.ID] = true
+		}
+		for _, x := range cur.Snapshots {
+			if !have[x.ID] && !named[x.ID] {
+				rec.Snapshots = append(rec.Snapshots, x)
+				have[x.ID] = true
+			}
+		}
+		sort.Slice(rec.Snapshots, func(i, j int) bool { return rec.Snapshots[i].ID < rec.Snapshots[j].ID })
+	}
+	return s.Put(rec)
+}
+
 // OwnerChangedError is returned when the owner key given differs from the
 // one the store remembers for the repository.
 type OwnerChangedError struct {
@@ -251,7 +307,7 @@ func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Ope
 	rec.ConfigSeq = max(rec.ConfigSeq, r.Config.Seq)
 	rec.Location = st.Location()
 	rec.Updated = time.Now().UTC().Truncate(time.Second)
-	if err := s.Put(rec); err != nil {
+	if err := s.update(rec, nil); err != nil {
 		return nil, err
 	}
 	return &Opened{Repo: r, Record: rec, PinSource: from, store: s}, nil
@@ -259,8 +315,14 @@ func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Ope
 
 // Save writes the record again (after a config change).
 func (o *Opened) Save() error {
+	return o.save(nil)
+}
+
+// save merges the record into the stored one (see Store.update) and
+// writes it; named are the snapshots superseded by manifests just read.
+func (o *Opened) save(named map[string]bool) error {
 	o.Record.ConfigSeq = max(o.Record.ConfigSeq, o.Repo.Config.Seq)
-	return o.store.Put(o.Record)
+	return o.store.update(o.Record, named)
 }
 
 // VanishedError lists newest snapshots the client saw whose manifests are
@@ -334,7 +396,7 @@ func (o *Opened) Remember(ms []*repo.Manifest) error {
 		o.Record.Snapshots = append(o.Record.Snapshots, s)
 	}
 	sort.Slice(o.Record.Snapshots, func(i, j int) bool { return o.Record.Snapshots[i].ID < o.Record.Snapshots[j].ID })
-	return o.Save()
+	return o.save(named)
 }
 
 // heads returns the snapshots of ms that no other of them names in its
