@@ -27,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -96,11 +97,46 @@ func validID(id string) bool {
 	return len(id) == 64 && strings.Trim(id, "0123456789abcdef") == ""
 }
 
+// DirModeError reports a store folder that group or others may write:
+// they could swap the records (and so the pins) in it.
+type DirModeError struct {
+	Dir  string
+	Mode fs.FileMode
+}
+
+func (e *DirModeError) Error() string {
+	return fmt.Sprintf("known repositories: the folder %s is writable by group or others (mode %04o): anyone who can write it can change the owner keys it pins; chmod 700 it",
+		e.Dir, e.Mode.Perm())
+}
+
+// checkDir refuses a store folder that group or others may write. A
+// folder that does not exist passes (Put makes it 0700).
+func (s *Store) checkDir() error {
+	fi, err := os.Stat(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("known repositories: %s is not a folder", s.Dir)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 {
+		return &DirModeError{Dir: s.Dir, Mode: fi.Mode()}
+	}
+	return nil
+}
+
 // Get returns the record of repository id, or nil if there is none. A
-// record that group or others may write is refused, as a key file would be.
+// record that group or others may write is refused, as a key file would
+// be, and so is a store folder that they may write.
 func (s *Store) Get(id string) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("invalid repository id")
+	}
+	if err := s.checkDir(); err != nil {
+		return nil, err
 	}
 	p := s.Path(id)
 	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
@@ -127,6 +163,9 @@ func (s *Store) Put(r *Record) error {
 	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("known repositories: %w", err)
+	}
+	if err := s.checkDir(); err != nil {
+		return err
 	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -168,6 +207,9 @@ func (s *Store) update(rec *Record, named map[string]bool) error {
 	}
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("known repositories: %w", err)
+	}
+	if err := s.checkDir(); err != nil {
+		return err
 	}
 	lf, err := os.OpenFile(filepath.Join(s.Dir, rec.Repository+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -247,3 +247,30 @@ func TestConcurrentUpdates(t *testing.T) {
 		t.Errorf("%d snapshots after %d processes at once, want %d", len(rec.Snapshots), len(ops), 2+len(ops))
 	}
 }
+
+// TestDirMode: a store folder that group or others may write is refused
+// (they could swap the pins in it), on read and on write.
+func TestDirMode(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{Pin: tr.Owner.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(s.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var de *DirModeError
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); !errors.As(err, &de) || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("open with a 0777 store folder = %v, want *DirModeError", err)
+	}
+	if err := s.Put(&Record{Repository: strings.Repeat("a", 64)}); !errors.As(err, &de) {
+		t.Errorf("Put into a 0777 store folder = %v, want *DirModeError", err)
+	}
+	if err := os.Chmod(s.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); err != nil {
+		t.Errorf("open after chmod 700: %v", err)
+	}
+}
