@@ -117,10 +117,10 @@ type hostJSON struct {
 }
 
 type revokedJSON struct {
-	Fingerprint string    `json:"fingerprint"`
-	Key         string    `json:"key"`
-	Time        time.Time `json:"time"`
-	Keep        []string  `json:"keep"`
+	Fingerprint string      `json:"fingerprint"`
+	Key         string      `json:"key"`
+	Time        time.Time   `json:"time"`
+	Keep        []repo.Kept `json:"keep"`
 }
 
 func runKeyList(ctx context.Context, g *globals) error {
@@ -138,7 +138,7 @@ func runKeyList(ctx context.Context, g *globals) error {
 		out.Hosts = append(out.Hosts, hostJSON{hostFingerprint(h.Key), h.Key, h.Added})
 	}
 	for _, v := range c.Revoked {
-		out.Revoked = append(out.Revoked, revokedJSON{hostFingerprint(v.Key), v.Key, v.Time, append([]string{}, v.Keep...)})
+		out.Revoked = append(out.Revoked, revokedJSON{hostFingerprint(v.Key), v.Key, v.Time, append([]repo.Kept{}, v.Keep...)})
 	}
 	if g.json {
 		return printJSON(g.stdout, out)
@@ -327,7 +327,7 @@ func runRevokeHost(ctx context.Context, g *globals, args []string) error {
 				return nil, err
 			}
 			c.Hosts = slices.DeleteFunc(c.Hosts, func(h repo.Host) bool { return h.Key == key })
-			c.Revoked = append(c.Revoked, repo.Revocation{Key: key, Time: now, Keep: append([]string{}, keep...)})
+			c.Revoked = append(c.Revoked, repo.Revocation{Key: key, Time: now, Keep: append([]repo.Kept{}, keep...)})
 			said = append(said, fmt.Sprintf("revoked host key %s; the %d snapshots it signed stay valid", pk.Fingerprint(), len(keep)))
 		}
 		if len(c.Hosts) == 0 {

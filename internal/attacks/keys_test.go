@@ -693,3 +693,127 @@ func TestAttackConfigRollback(t *testing.T) {
 	}
 	record(t, "keys: config rollback (a newer config deleted)", detected, !v.restorable(t, v.snapshot) || !v.restorable(t, after))
 }
+
+// TestAttackConfigSeqOverflow: a bucket writer copies config 1 to the
+// highest config name, config/9999999999. The owner's revoke-host would
+// write config 10000000000, a name no reader lists, and report success
+// while the stolen key stays authorised. It is refused instead, naming the
+// object to remove, and nothing is written; once it is removed the
+// revocation goes through.
+func TestAttackConfigSeqOverflow(t *testing.T) {
+	t.Parallel()
+	v := newKeysVictim(t)
+	top := filepath.Join(v.repo, repo.ConfigName(9999999999))
+	copyKeysFile(t, filepath.Join(v.repo, repo.ConfigName(1)), top)
+	before := keysObjects(t, v.repo)
+	_, stderr, code := v.owner.run("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected := code != 0 && expect(t, "revoke-host", stderr,
+		`config/9999999999 is not a config signed by the owner key \(forged or damaged\).*remove config/9999999999`)
+	for name := range keysObjects(t, v.repo) {
+		if strings.HasPrefix(name, "config/") && !before[name] {
+			t.Errorf("the refused revoke-host wrote %s", name)
+			detected = false
+		}
+	}
+	// Still authorised: the backup host backs up.
+	v.backupNow(t)
+	if err := os.Remove(top); err != nil {
+		t.Fatal(err)
+	}
+	out := v.owner.mustRun("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected = detected && expect(t, "revoke-host after the removal", out, `(?m)^config 2: revoked host key`)
+	_, _, code = v.backup.run("--repo", v.repo, "--signing-key", "signing.key", "backup", "docs=dir:"+v.src)
+	detected = detected && code == 1
+	record(t, "keys: forged config/9999999999 makes key changes invisible", detected, !v.restorable(t, v.snapshot))
+}
+
+// TestAttackRevokedKeyResignsKeptSnapshot: the owner revokes a stolen host
+// key; the snapshot it signed before stays valid (on the revocation's keep
+// list). The thief, with the key and delete rights on the bucket, replaces
+// that snapshot's manifest with one of the same id that points at their
+// own files. Restore and verify refuse it (exit 3): the keep list holds the
+// kept manifest's hash, not just its id.
+func TestAttackRevokedKeyResignsKeptSnapshot(t *testing.T) {
+	t.Parallel()
+	v := newKeysVictim(t)
+	v.owner.mustRun("keygen", "--out", "newhost", "--role", "host", "--owner-key", "keys/owner.pub")
+	v.owner.mustRun("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "add-host", "newhost/signing.pub")
+	v.owner.mustRun("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+
+	// The thief backs up their files against a copy of the bucket from
+	// before the revocation, then publishes that manifest, re-signed
+	// under the kept snapshot's id, in place of the kept one.
+	thief := newKeysHost(t, v.dir, "thief")
+	copyKeysFile(t, filepath.Join(v.backup.dir, "signing.key"), filepath.Join(thief.dir, "signing.key"))
+	old := filepath.Join(thief.dir, "old-bucket")
+	copyKeysTree(t, v.repo, old)
+	for _, seq := range []int64{2, 3} {
+		os.Remove(filepath.Join(old, repo.ConfigName(seq)))
+	}
+	evil := filepath.Join(thief.dir, "evil")
+	writeKeysTree(t, evil, "INV-2026-000121", `"total": "0.00 EUR", "pay_to": "attacker"`)
+	out := thief.mustRun("--repo", old, "--signing-key", "signing.key", "backup", "docs=dir:"+evil)
+	forged := snapshotLine.FindStringSubmatch(out)[1]
+	for name := range keysObjects(t, old) {
+		if _, err := os.Stat(filepath.Join(v.repo, name)); errors.Is(err, fs.ErrNotExist) && name != repo.SnapshotName(forged) {
+			copyKeysFile(t, filepath.Join(old, name), filepath.Join(v.repo, name))
+		}
+	}
+	kept := filepath.Join(v.repo, repo.SnapshotName(v.snapshot))
+	saved := readKeysFile(t, kept)
+	doc := []byte(readKeysFile(t, filepath.Join(old, repo.SnapshotName(forged))))
+	var m repo.Manifest
+	if parts := bytes.SplitN(doc, []byte("\n"), 3); len(parts) != 3 || json.Unmarshal(parts[2], &m) != nil {
+		t.Fatal("cannot decode the thief's manifest")
+	}
+	m.ID = v.snapshot
+	stolen, err := keys.LoadSigningKey(filepath.Join(thief.dir, "signing.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc, err = repo.Sign(repo.KindManifest, &m, stolen); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kept, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	h := v.restoreHost(t, "restore-host", false)
+	_, stderr, code := h.run("--repo", v.repo, "--identity", "identity.txt", "restore", v.snapshot+":docs", "--to", "out")
+	detected := code == 3 && expect(t, "restore", stderr,
+		`(?m)^coffer: error: integrity: snapshots/`+v.snapshot+`: signed by host key SHA256:\S+, revoked on \S+, and not among the snapshots it signed before`)
+	vout, _, code := h.run("--repo", v.repo, "--identity", "identity.txt", "verify")
+	detected = detected && code == 3 && expect(t, "verify", vout, `(?m)^BAD snapshots/`+v.snapshot+`: signed by host key`)
+	if _, err := os.Stat(filepath.Join(h.dir, "out")); err == nil {
+		t.Error("the refused restore wrote its target")
+		detected = false
+	}
+	// The kept manifest, put back (object lock or versioning), still restores.
+	if err := os.WriteFile(kept, []byte(saved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	record(t, "keys: revoked host key re-signs a kept snapshot", detected, !v.restorable(t, v.snapshot))
+}
+
+// TestAttackJunkConfig: a bucket writer puts an object that is not a
+// config at all (junk) under the next config name. Every command passes it
+// over with a warning naming it (design 2.1) instead of stopping: the
+// backup host still backs up, a restore host still restores, and the
+// owner can still revoke a host key.
+func TestAttackJunkConfig(t *testing.T) {
+	t.Parallel()
+	v := newKeysVictim(t)
+	junk := repo.ConfigName(2)
+	if err := os.WriteFile(filepath.Join(v.repo, junk), []byte("not a config\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	warned := `(?m)^coffer: warning: .*` + regexp.QuoteMeta(junk)
+	_, stderr, code := v.owner.run("--repo", v.repo, "--owner-key", "keys/owner/owner.key", "key", "revoke-host", "keys/signing.pub")
+	detected := code == 0 && expect(t, "revoke-host", stderr, warned)
+	_, _, code = v.backup.run("--repo", v.repo, "--signing-key", "signing.key", "backup", "docs=dir:"+v.src)
+	detected = detected && code == 1 // revoked, and the backup host is told so
+	h := v.restoreHost(t, "restore-host", false)
+	_, stderr, code = h.run("--repo", v.repo, "--identity", "identity.txt", "restore", v.snapshot+":docs", "--to", "out")
+	detected = detected && code == 0 && expect(t, "restore", stderr, warned) && sameKeysTree(t, v.orig, filepath.Join(h.dir, "out"))
+	record(t, "keys: a junk config object stops every command", detected, !v.restorable(t, v.snapshot))
+}

@@ -7,6 +7,10 @@
 //	$COFFER_STATE_DIR/<repository id>.json
 //	(default $XDG_STATE_HOME/coffer, else ~/.local/state/coffer)
 //
+// A record is written under an flock on <repository id>.lock beside it,
+// merged with the record as stored then (see [Store.update]), so that
+// coffer processes running at once do not undo each other's updates.
+//
 // Opening a repository through the store pins it: the owner key comes
 // from the caller (a flag, or the "# coffer owner:" line of a key file)
 // or from the store; without either the open is refused. A pin that
@@ -23,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -92,11 +97,46 @@ func validID(id string) bool {
 	return len(id) == 64 && strings.Trim(id, "0123456789abcdef") == ""
 }
 
+// DirModeError reports a store folder that group or others may write:
+// they could swap the records (and so the pins) in it.
+type DirModeError struct {
+	Dir  string
+	Mode fs.FileMode
+}
+
+func (e *DirModeError) Error() string {
+	return fmt.Sprintf("known repositories: the folder %s is writable by group or others (mode %04o): anyone who can write it can change the owner keys it pins; chmod 700 it",
+		e.Dir, e.Mode.Perm())
+}
+
+// checkDir refuses a store folder that group or others may write. A
+// folder that does not exist passes (Put makes it 0700).
+func (s *Store) checkDir() error {
+	fi, err := os.Stat(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("known repositories: %s is not a folder", s.Dir)
+	}
+	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 {
+		return &DirModeError{Dir: s.Dir, Mode: fi.Mode()}
+	}
+	return nil
+}
+
 // Get returns the record of repository id, or nil if there is none. A
-// record that group or others may write is refused, as a key file would be.
+// record that group or others may write is refused, as a key file would
+// be, and so is a store folder that they may write.
 func (s *Store) Get(id string) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("invalid repository id")
+	}
+	if err := s.checkDir(); err != nil {
+		return nil, err
 	}
 	p := s.Path(id)
 	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
@@ -124,6 +164,9 @@ func (s *Store) Put(r *Record) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return fmt.Errorf("known repositories: %w", err)
 	}
+	if err := s.checkDir(); err != nil {
+		return err
+	}
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -149,6 +192,61 @@ func (s *Store) Put(r *Record) error {
 		return fmt.Errorf("known repositories: %w", err)
 	}
 	return nil
+}
+
+// update merges rec into the stored record of its repository and writes
+// the result, under an flock on <dir>/<id>.lock so that two coffer
+// processes do not lose each other's updates: the stored record is read
+// again under the lock; the merge keeps the highest config seq, and the
+// union of the snapshots, but for those that named (the seen lists of the
+// manifests just read) says were superseded. A stored record pinned to
+// another owner is refused. rec is set to the merged record.
+func (s *Store) update(rec *Record, named map[string]bool) error {
+	if !validID(rec.Repository) {
+		return fmt.Errorf("invalid repository id")
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	if err := s.checkDir(); err != nil {
+		return err
+	}
+	lf, err := os.OpenFile(filepath.Join(s.Dir, rec.Repository+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("known repositories: %w", err)
+	}
+	defer lf.Close() // releases the lock
+	if err := lockFile(lf); err != nil {
+		return fmt.Errorf("known repositories: lock: %w", err)
+	}
+	cur, err := s.Get(rec.Repository)
+	if err != nil {
+		return err
+	}
+	if cur != nil {
+		if cur.Owner != "" && rec.Owner != "" && cur.Owner != rec.Owner {
+			remembered, err1 := keys.ParseOwnerPublic(cur.Owner)
+			given, err2 := keys.ParseOwnerPublic(rec.Owner)
+			if err1 != nil || err2 != nil {
+				return fmt.Errorf("known repositories: %s names another owner key", s.Path(rec.Repository))
+			}
+			return &OwnerChangedError{Repository: rec.Repository, Record: s.Path(rec.Repository), Remembered: remembered, Given: given,
+				GivenFrom: "another coffer process"}
+		}
+		rec.ConfigSeq = max(rec.ConfigSeq, cur.ConfigSeq)
+		have := map[string]bool{}
+		for _, x := range rec.Snapshots {
+			have[x.ID] = true
+		}
+		for _, x := range cur.Snapshots {
+			if !have[x.ID] && !named[x.ID] {
+				rec.Snapshots = append(rec.Snapshots, x)
+				have[x.ID] = true
+			}
+		}
+		sort.Slice(rec.Snapshots, func(i, j int) bool { return rec.Snapshots[i].ID < rec.Snapshots[j].ID })
+	}
+	return s.Put(rec)
 }
 
 // OwnerChangedError is returned when the owner key given differs from the
@@ -193,6 +291,11 @@ type Opened struct {
 // remembers the owner and the config seq.
 func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Opened, error) {
 	peek, err := repo.PeekConfig(ctx, st)
+	var ie *repo.IntegrityError
+	if errors.As(err, &ie) {
+		// No config object parses: repo.Open below says why.
+		peek, err = &repo.Config{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -246,7 +349,7 @@ func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Ope
 	rec.ConfigSeq = max(rec.ConfigSeq, r.Config.Seq)
 	rec.Location = st.Location()
 	rec.Updated = time.Now().UTC().Truncate(time.Second)
-	if err := s.Put(rec); err != nil {
+	if err := s.update(rec, nil); err != nil {
 		return nil, err
 	}
 	return &Opened{Repo: r, Record: rec, PinSource: from, store: s}, nil
@@ -254,8 +357,14 @@ func (s *Store) Open(ctx context.Context, st storage.Store, o OpenOptions) (*Ope
 
 // Save writes the record again (after a config change).
 func (o *Opened) Save() error {
+	return o.save(nil)
+}
+
+// save merges the record into the stored one (see Store.update) and
+// writes it; named are the snapshots superseded by manifests just read.
+func (o *Opened) save(named map[string]bool) error {
 	o.Record.ConfigSeq = max(o.Record.ConfigSeq, o.Repo.Config.Seq)
-	return o.store.Put(o.Record)
+	return o.store.update(o.Record, named)
 }
 
 // VanishedError lists newest snapshots the client saw whose manifests are
@@ -329,7 +438,7 @@ func (o *Opened) Remember(ms []*repo.Manifest) error {
 		o.Record.Snapshots = append(o.Record.Snapshots, s)
 	}
 	sort.Slice(o.Record.Snapshots, func(i, j int) bool { return o.Record.Snapshots[i].ID < o.Record.Snapshots[j].ID })
-	return o.Save()
+	return o.save(named)
 }
 
 // heads returns the snapshots of ms that no other of them names in its

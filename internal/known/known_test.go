@@ -178,3 +178,99 @@ func TestVanished(t *testing.T) {
 		t.Errorf("remembered %s, want b (vanished) and c", got)
 	}
 }
+
+// TestConcurrentUpdates: two coffer processes open the same repository
+// at once; each writes the record back. Neither loses the other's update:
+// the config seq one saw (the rollback guard) and the snapshots each saw
+// are all kept; many at once under the lock too.
+func TestConcurrentUpdates(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+	open := func(o OpenOptions) *Opened {
+		t.Helper()
+		o.Pin = tr.Owner.Public()
+		op, err := s.Open(ctx, tr.Store, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return op
+	}
+	owner, backup := open(OpenOptions{OwnerKey: tr.Owner}), open(OpenOptions{})
+	if _, err := repo.UpdateConfig(ctx, owner.Repo, tr.Owner, func(*repo.Config) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Save(); err != nil {
+		t.Fatal(err)
+	}
+	a := &repo.Manifest{ID: strings.Repeat("a", 64), Time: time.Unix(1000, 0).UTC()}
+	if err := owner.Remember([]*repo.Manifest{a}); err != nil {
+		t.Fatal(err)
+	}
+	b := &repo.Manifest{ID: strings.Repeat("b", 64), Time: time.Unix(2000, 0).UTC()}
+	if err := backup.Remember([]*repo.Manifest{b}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Get(owner.Record.Repository)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ConfigSeq != 2 || len(rec.Snapshots) != 2 {
+		t.Fatalf("record after two processes: seq %d, snapshots %+v; want 2 and a, b", rec.ConfigSeq, rec.Snapshots)
+	}
+	// A manifest that names a snapshot as seen supersedes it.
+	c := &repo.Manifest{ID: strings.Repeat("c", 64), Time: time.Unix(3000, 0).UTC(), Seen: []string{a.ID}}
+	if err := open(OpenOptions{}).Remember([]*repo.Manifest{c}); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ = s.Get(owner.Record.Repository); len(rec.Snapshots) != 2 || rec.Snapshots[0].ID != b.ID || rec.Snapshots[1].ID != c.ID {
+		t.Fatalf("snapshots %+v, want b and c", rec.Snapshots)
+	}
+
+	ops := make([]*Opened, 8)
+	for i := range ops {
+		ops[i] = open(OpenOptions{})
+	}
+	errs := make(chan error, len(ops))
+	for i, op := range ops {
+		go func() {
+			id := strings.Repeat(string(rune('d'+i)), 64)
+			errs <- op.Remember([]*repo.Manifest{{ID: id, Time: time.Unix(4000, 0).UTC()}})
+		}()
+	}
+	for range ops {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rec, _ = s.Get(owner.Record.Repository); len(rec.Snapshots) != 2+len(ops) {
+		t.Errorf("%d snapshots after %d processes at once, want %d", len(rec.Snapshots), len(ops), 2+len(ops))
+	}
+}
+
+// TestDirMode: a store folder that group or others may write is refused
+// (they could swap the pins in it), on read and on write.
+func TestDirMode(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	s := &Store{Dir: filepath.Join(t.TempDir(), "state")}
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{Pin: tr.Owner.Public()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(s.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	var de *DirModeError
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); !errors.As(err, &de) || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Errorf("open with a 0777 store folder = %v, want *DirModeError", err)
+	}
+	if err := s.Put(&Record{Repository: strings.Repeat("a", 64)}); !errors.As(err, &de) {
+		t.Errorf("Put into a 0777 store folder = %v, want *DirModeError", err)
+	}
+	if err := os.Chmod(s.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Open(ctx, tr.Store, OpenOptions{}); err != nil {
+		t.Errorf("open after chmod 700: %v", err)
+	}
+}

@@ -290,6 +290,9 @@ func putConfig(ctx context.Context, st storage.Store, cfg *Config, owner *keys.O
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Seq < 1 || cfg.Seq > MaxConfigSeq {
+		return nil, fmt.Errorf("config number %d does not fit in a config name", cfg.Seq)
+	}
 	// PutObject counts our own retried write as success.
 	name := ConfigName(cfg.Seq)
 	if err := PutObject(ctx, st, name, doc); err != nil {
@@ -346,9 +349,12 @@ func ParseConfig(doc []byte, cfg *Config) error {
 	return openSigned(KindConfig, doc, nil, cfg)
 }
 
-// PeekConfig returns what the newest config object claims, unverified:
-// enough to learn the repository id and the owner it names, to look up a
-// pin. Never trust anything else in it.
+// PeekConfig returns what the newest config object that parses claims,
+// unverified: enough to learn the repository id and the owner it names,
+// to look up a pin. Never trust anything else in it. Config objects above
+// it that do not parse (junk, truncated, vanished) are passed over, as
+// Open passes them over; if none parses, it returns an IntegrityError
+// naming the newest.
 func PeekConfig(ctx context.Context, st storage.Store) (*Config, error) {
 	seqs, err := listConfigs(ctx, st)
 	if err != nil {
@@ -357,16 +363,29 @@ func PeekConfig(ctx context.Context, st storage.Store) (*Config, error) {
 	if len(seqs) == 0 {
 		return nil, noConfig(ctx, st)
 	}
-	name := ConfigName(seqs[len(seqs)-1])
-	doc, err := readAll(ctx, st, name, maxConfigDoc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
+	var first error
+	for i := len(seqs) - 1; i >= 0; i-- {
+		name := ConfigName(seqs[i])
+		doc, err := readAll(ctx, st, name, maxConfigDoc)
+		if errors.Is(err, storage.ErrNotExist) {
+			if first == nil {
+				first = integrity(name, "vanished while read")
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		var cfg Config
+		if err := ParseConfig(doc, &cfg); err != nil {
+			if first == nil {
+				first = integrity(name, "%w", err)
+			}
+			continue
+		}
+		return &cfg, nil
 	}
-	var cfg Config
-	if err := ParseConfig(doc, &cfg); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	return &cfg, nil
+	return nil, first
 }
 
 // OpenOptions say which keys an opened repository trusts and holds.
@@ -565,13 +584,13 @@ func (r *Repository) CheckWriter(sk *keys.SigningKey) error {
 // manifest or a repair record) with id id that names signer (as decoded,
 // unverified): an authorised host key, or a revoked one whose keep list
 // names id.
-func (r *Repository) signerKey(id, signer string) (keys.PublicKey, error) {
+func (r *Repository) signerKey(id, signer string, doc []byte) (keys.PublicKey, error) {
 	k, err := keys.ParsePublicKey(signer)
 	if err != nil {
 		return nil, fmt.Errorf("signer: %v", err)
 	}
 	if rev := r.Config.Revocation(signer); rev != nil {
-		if contains(rev.Keep, id) {
+		if rev.Keeps(id, doc) {
 			return k, nil
 		}
 		return nil, fmt.Errorf("signed by host key %s, revoked on %s, and not among the snapshots it signed before (backdated or forged)",
@@ -597,6 +616,9 @@ type ConfigEdit func(c *Config) error
 func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit ConfigEdit) (*Config, error) {
 	if !owner.Public().Equal(r.owner) {
 		return nil, errors.New("the owner key is not the repository's")
+	}
+	if err := r.checkNextSeq(); err != nil {
+		return nil, err
 	}
 	secrets, err := r.Secrets(ctx)
 	if err != nil {
@@ -661,6 +683,26 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	return next, nil
 }
 
+// MaxConfigSeq is the highest config seq: names have 10 digits, and a
+// reader lists only those.
+const MaxConfigSeq = 9999999999
+
+// checkNextSeq refuses a change whose config could not be the newest a
+// reader sees: its seq (after the highest stored) would not fit in a
+// config name, which every reader would pass over while the change
+// reported success.
+func (r *Repository) checkNextSeq() error {
+	if r.maxSeq < MaxConfigSeq {
+		return nil
+	}
+	name := ConfigName(r.maxSeq)
+	if r.maxSeq != r.Config.Seq {
+		return fmt.Errorf("cannot change the config: %s is not a config signed by the owner key (forged or damaged), "+
+			"and the next config number would not fit in a config name; remove %s from the bucket and run the command again", name, name)
+	}
+	return fmt.Errorf("cannot change the config: %s is the last config number a config name holds", name)
+}
+
 // diff reports whether b adds to or removes from a, as sets.
 func diff(a, b []string) (added, removed bool) {
 	for _, x := range b {
@@ -681,9 +723,10 @@ func copyConfig(c *Config) (*Config, error) {
 	return &out, json.Unmarshal(b, &out)
 }
 
-// SignedBy returns the ids of the snapshots and repair records that the
-// host key key signed and that verify now, for a revocation's keep list.
-func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string, error) {
+// SignedBy returns the snapshots and repair records that the host key
+// key signed and that verify now, with their documents' SHA-256, for a
+// revocation's keep list.
+func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, error) {
 	ms, _, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, err
@@ -692,17 +735,17 @@ func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]string
 	if err != nil {
 		return nil, err
 	}
-	var ids []string
+	var ids []Kept
 	for _, m := range ms {
 		if m.Signer == key.String() {
-			ids = append(ids, m.ID)
+			ids = append(ids, Kept{ID: m.ID, SHA256: m.docSHA256})
 		}
 	}
 	for _, rp := range rps {
 		if rp.Signer == key.String() {
-			ids = append(ids, rp.ID)
+			ids = append(ids, Kept{ID: rp.ID, SHA256: rp.docSHA256})
 		}
 	}
-	sort.Strings(ids)
+	sort.Slice(ids, func(i, j int) bool { return ids[i].ID < ids[j].ID })
 	return ids, nil
 }

@@ -310,7 +310,7 @@ func TestManifestSigners(t *testing.T) {
 		t.Fatal(err)
 	}
 	keep, err := owner.SignedBy(ctx, tr.Signing.Public())
-	if err != nil || len(keep) != 1 || keep[0] != good {
+	if err != nil || len(keep) != 1 || keep[0].ID != good {
 		t.Fatalf("SignedBy = %v, %v; want [%s]", keep, err, good)
 	}
 	if _, err := repo.UpdateConfig(ctx, owner, tr.Owner, func(c *repo.Config) error {

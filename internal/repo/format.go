@@ -143,13 +143,32 @@ type Host struct {
 }
 
 // Revocation is a host key that may no longer publish snapshots. Keep
-// lists the snapshots it signed that existed and verified when it was
-// revoked: they stay valid; every other manifest it signs is refused,
-// whatever time it claims.
+// lists the snapshots (and repair records) it signed that existed and
+// verified when it was revoked, each with the SHA-256 of its document:
+// those documents stay valid; every other document it signs is refused,
+// whatever time or id it claims.
 type Revocation struct {
 	Key  string    `json:"key"`
 	Time time.Time `json:"time"`
-	Keep []string  `json:"keep"`
+	Keep []Kept    `json:"keep"`
+}
+
+// Kept is one document a revoked host key signed that stays valid: its
+// id and the SHA-256 (hex) of the signed document as stored.
+type Kept struct {
+	ID     string `json:"id"`
+	SHA256 string `json:"sha256"`
+}
+
+// Keeps reports whether the keep list names document doc with id id.
+func (v *Revocation) Keeps(id string, doc []byte) bool {
+	sum := HashHex(doc)
+	for _, k := range v.Keep {
+		if k.ID == id && k.SHA256 == sum {
+			return true
+		}
+	}
+	return false
 }
 
 // HostEntry returns the authorised host with public key key, or nil.
@@ -208,6 +227,8 @@ type Manifest struct {
 	ConfigSeq int64 `json:"config_seq"`
 	// Signer is the host public key that signed the manifest.
 	Signer string `json:"signer"`
+	// docSHA256 is the SHA-256 of the document as read (ReadManifest).
+	docSHA256 string
 	// Seen are the snapshot heads the writer saw when it started: among the
 	// manifests it could read and verify, those that no other of them names
 	// in its Seen. A snapshot named here that does not exist was deleted.

@@ -47,6 +47,8 @@ type Repair struct {
 	// used and the host key that signed the record.
 	ConfigSeq int64  `json:"config_seq"`
 	Signer    string `json:"signer"`
+	// docSHA256 is the SHA-256 of the document as read (ReadRepair).
+	docSHA256 string
 	// Index is the rebuilt index object; its packs carry the time the
 	// store listed for them when they were checked (IndexPack.ModTime).
 	Index ObjectRef `json:"index"`
@@ -117,7 +119,7 @@ func (r *Repository) ReadRepair(ctx context.Context, id string) (*Repair, error)
 		return nil, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the record is forged",
 			rp.ConfigSeq, r.Config.Seq)
 	}
-	signer, err := r.signerKey(id, rp.Signer)
+	signer, err := r.signerKey(id, rp.Signer, doc)
 	if err != nil {
 		return nil, integrity(name, "%w", err)
 	}
@@ -134,6 +136,7 @@ func (r *Repository) ReadRepair(ctx context.Context, id string) (*Repair, error)
 	if rp.Repo != r.Config.ID {
 		return nil, integrity(name, "repair record belongs to repository %s", ShortID(rp.Repo))
 	}
+	rp.docSHA256 = HashHex(doc)
 	return &rp, nil
 }
 

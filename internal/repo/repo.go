@@ -240,7 +240,7 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 		return nil, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the manifest is forged",
 			m.ConfigSeq, r.Config.Seq)
 	}
-	signer, err := r.signerKey(id, m.Signer)
+	signer, err := r.signerKey(id, m.Signer, doc)
 	if err != nil {
 		return nil, integrity(name, "%w", err)
 	}
@@ -258,6 +258,7 @@ func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, er
 	if m.Repo != r.Config.ID {
 		return nil, integrity(name, "manifest belongs to repository %s", ShortID(m.Repo))
 	}
+	m.docSHA256 = HashHex(doc)
 	return &m, nil
 }
 
