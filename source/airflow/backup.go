@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,6 +55,9 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	m.AlembicRevision, m.AlembicRevisionFAB = info.alembic, info.alembicFAB
 	m.AirflowVersion = AirflowVersion(info.alembic)
 	m.Fernet = info.fernet
+	if checkErr != nil {
+		m.Fernet.Error = scrubSecrets(d, checkErr.Error())
+	}
 	if err := s.judgeFernet(w, d, m.Fernet, checkErr); err != nil {
 		return err
 	}
@@ -168,13 +172,31 @@ func (s *Source) backupMetaDB(ctx context.Context, w source.Writer, d *Deploymen
 	return info, checkErr, nil
 }
 
+// scrubSecrets masks in s every secret of d: the Fernet keys, the other
+// secret keys, and the metadata database's password.
+func scrubSecrets(d *Deployment, s string) string {
+	secrets := []string{d.Secrets.FernetKey, d.Secrets.WebserverSecretKey, d.Secrets.APISecretKey, d.Secrets.JWTSecret}
+	secrets = append(secrets, strings.Split(d.Secrets.FernetKey, ",")...)
+	if u, err := url.Parse(d.MetaDB.URL); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			secrets = append(secrets, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+	}
+	for _, x := range secrets {
+		if x = strings.TrimSpace(x); x != "" {
+			s = strings.ReplaceAll(s, x, "***")
+		}
+	}
+	return s
+}
+
 // judgeFernet turns the check into the report and, for anything that
 // leaves the deployment unrestorable, a warning.
 func (s *Source) judgeFernet(w source.Writer, d *Deployment, fc FernetCheck, checkErr error) error {
 	var problems []string
 	switch {
 	case checkErr != nil:
-		problems = append(problems, fmt.Sprintf("the Fernet key could not be checked against the metadata database: %v", checkErr))
+		problems = append(problems, fmt.Sprintf("the Fernet key could not be checked against the metadata database: %s", scrubSecrets(d, checkErr.Error())))
 	case strings.TrimSpace(d.Secrets.FernetKey) == "":
 		problems = append(problems, fmt.Sprintf("no Fernet key found (looked at AIRFLOW__CORE__FERNET_KEY, its _CMD, and [core] fernet_key and fernet_key_cmd in %s): "+
 			"the %d encrypted value(s) in the metadata database cannot be read by a restored Airflow", d.ConfigPath, fc.Encrypted))

@@ -375,3 +375,31 @@ func TestGitStateRunsNoRepositoryCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestFernetCheckError: a check that failed part-way is recorded as not
+// checked, and the summary says so instead of printing partial counts.
+func TestFernetCheckError(t *testing.T) {
+	d := airflowfixture.New(t, "sqlite", airflowfixture.Options{Runs: 1, NoGit: true})
+	// Connections are checked first; variables then fail to read.
+	out, err := exec.Command("sqlite3", d.DBPath, "alter table variable rename to variable_old; create table variable (id integer);").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3: %v: %s", err, out)
+	}
+	b := backupDeployment(t, d, airflow.Options{EnvFile: d.EnvFile}, false, false)
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	f := b.meta.Fernet
+	if f.Checked == 0 || !strings.Contains(f.Error, "read variables") {
+		t.Errorf("fernet %+v, want partial counts and the error", f)
+	}
+	sum, err := airflow.Summarize(b.snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sum.String()
+	if !strings.Contains(s, "Fernet NOT checked: read variables") || strings.Contains(s, "values checked") {
+		t.Errorf("summary %q", s)
+	}
+	b.noSecrets(t, d)
+}

@@ -27,6 +27,9 @@ type FernetCheck struct {
 	// Failures names the first values that failed ("connection
 	// invoice_db password"), never their contents.
 	Failures []string `json:"failures,omitempty"`
+	// Error says why the check could not be completed (the counts above
+	// are then partial), with no secret in it; "" when it ran to the end.
+	Error string `json:"error,omitempty"`
 }
 
 const maxFailuresListed = 10

@@ -48,6 +48,8 @@ func (s *Summary) String() string {
 	switch f := s.Fernet; {
 	case f.Keys == 0:
 		parts = append(parts, "NO Fernet key")
+	case f.Error != "":
+		parts = append(parts, "Fernet NOT checked: "+f.Error)
 	case f.Failed > 0:
 		parts = append(parts, fmt.Sprintf("Fernet: %d of %d values do NOT decrypt", f.Failed, f.Checked))
 	default:

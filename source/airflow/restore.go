@@ -510,7 +510,9 @@ func restoreConfigFiles(ctx context.Context, src source.Reader, info Meta, o Res
 			return err
 		}
 		if name == CfgAirflow && o.RewriteConfig {
-			data, res.ConfigChanges = rewriteConfig(data, rewriteFor(data, info, db, home, secrets))
+			rw := rewriteFor(data, info, db, home, secrets)
+			rw.pausedAtCreation = o.Paused
+			data, res.ConfigChanges = rewriteConfig(data, rw)
 			res.ConfigRewritten = true
 		}
 		dst := filepath.Join(staging, rel)
@@ -784,6 +786,9 @@ func nextSteps(r *Result, o RestoreOptions, db *metadb) []string {
 	if r.meta.ConfigPath != "" && r.meta.ConfigPath != path.Join(r.meta.Home, "airflow.cfg") {
 		s = append(s, "unset AIRFLOW_CONFIG   # the restored airflow.cfg is in AIRFLOW_HOME")
 	}
+	if names := envSettings(r.meta.Origins); len(names) > 0 {
+		s = append(s, "unset "+strings.Join(names, " ")+"   # the source took these settings from its environment; they would override the restored airflow.cfg")
+	}
 	switch {
 	case r.SecretsFile != "":
 		s = append(s, "set -a; . "+shellQuote(r.SecretsFile)+"; set +a   # the Fernet key(s) and secret keys")
@@ -808,6 +813,24 @@ func nextSteps(r *Result, o RestoreOptions, db *metadb) []string {
 		s = append(s, "every DAG is paused: airflow dags unpause DAG_ID to run one")
 	}
 	return s
+}
+
+var airflowEnvName = regexp.MustCompile(`^AIRFLOW__[A-Za-z0-9_]+$`)
+
+// envSettings names, sorted, the AIRFLOW__ variables the source's
+// discovery took from the process environment (not from its env file).
+func envSettings(origins map[string]Origin) []string {
+	var names []string
+	for _, o := range origins {
+		name, ok := strings.CutPrefix(string(o), "env ")
+		if !ok {
+			continue
+		}
+		if f := strings.Fields(name); len(f) > 0 && airflowEnvName.MatchString(f[0]) {
+			names = append(names, f[0])
+		}
+	}
+	return dedupSorted(names)
 }
 
 func shellQuote(s string) string {

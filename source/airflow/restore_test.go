@@ -551,6 +551,11 @@ func testRestoreDeployment(t *testing.T, kind string) {
 	ctx := context.Background()
 	d := newDeployment(t, kind)
 	wantTables := tableRows(t, kind, d.dsn)
+	// Readable by all at the source: the restore must narrow it when the
+	// rewritten file holds a password.
+	if err := os.Chmod(filepath.Join(d.home, "airflow.cfg"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	src := snapshotOf(t, d)
 
 	home := filepath.Join(t.TempDir(), "scratch", "airflow")
@@ -701,6 +706,27 @@ func testRestoreDeployment(t *testing.T, kind string) {
 	}
 	if !strings.Contains(text, "export AIRFLOW_HOME="+home) {
 		t.Errorf("no next steps:\n%s", text)
+	}
+	// The source took its Fernet key from the environment: the next steps
+	// unset it (by name), so that shell's settings do not override the
+	// restored airflow.cfg.
+	if !strings.Contains(strings.Join(restored.NextSteps, "\n"), "unset AIRFLOW__CORE__FERNET_KEY ") {
+		t.Errorf("next steps do not unset the environment's settings:\n%s", strings.Join(restored.NextSteps, "\n"))
+	}
+	// --paused: DAGs new to the restored database start paused too.
+	if got := after["core.dags_are_paused_at_creation"]; got != "True" {
+		t.Errorf("dags_are_paused_at_creation = %q, want True", got)
+	}
+	// airflow.cfg holding the restored database's password is 0600.
+	fi, err := os.Stat(filepath.Join(home, "airflow.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case connHasPassword(conn) && fi.Mode().Perm() != 0o600:
+		t.Errorf("airflow.cfg holds a password, mode %v", fi.Mode().Perm())
+	case !connHasPassword(conn) && fi.Mode().Perm() != 0o644:
+		t.Errorf("airflow.cfg without a password, mode %v, want the source's 0644", fi.Mode().Perm())
 	}
 }
 

@@ -43,6 +43,9 @@ type cfgRewrite struct {
 	sourceHosts  []string // matched as whole words anywhere
 	sourceDBs    []string // matched in connection strings only
 	sourceSecret []string // matched anywhere
+	// pausedAtCreation sets [core] dags_are_paused_at_creation = True, so
+	// that DAGs not yet in the restored database start paused.
+	pausedAtCreation bool
 }
 
 // cfgLine is one line of an INI file; a key line owns its continuation
@@ -185,6 +188,11 @@ func rewriteConfig(in []byte, rw cfgRewrite) ([]byte, []string) {
 		case sec == "core" && key == "executor" && remoteExecutor(c.value()):
 			c.set(rw.executor)
 			note(c, "became "+rw.executor+" (the source's needs a broker or a cluster)")
+		case sec == "core" && key == "dags_are_paused_at_creation" && rw.pausedAtCreation:
+			if !strings.EqualFold(c.value(), "True") {
+				c.set("True")
+				note(c, "set to True (DAGs new to the restored database start paused)")
+			}
 		case contains(offKeys[sec], key):
 			c.drop = true
 			note(c, "removed (reaches the source's services)")
@@ -220,30 +228,43 @@ func rewriteConfig(in []byte, rw cfgRewrite) ([]byte, []string) {
 			}
 		}
 	}
+	// Keys that must be there, added at the end of their section (or in
+	// a new section at the end) when the file has none.
+	type addKey struct{ section, key, value, what string }
+	var adds []*addKey
+	if !has("database", "sql_alchemy_conn") {
+		adds = append(adds, &addKey{"database", "sql_alchemy_conn", cfgEscape(rw.conn), "the restored database"})
+	}
+	if rw.pausedAtCreation && !has("core", "dags_are_paused_at_creation") {
+		adds = append(adds, &addKey{"core", "dags_are_paused_at_creation", "True", "set to True (DAGs new to the restored database start paused)"})
+	}
 	var b bytes.Buffer
-	wroteConn := has("database", "sql_alchemy_conn")
+	newline := func() {
+		if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
+			b.WriteString("\n")
+		}
+	}
 	for i, c := range lines {
 		if !c.drop {
 			for _, t := range c.text {
 				b.WriteString(t)
 			}
 		}
-		// Add sql_alchemy_conn at the end of [database] when it had none.
-		if !wroteConn && c.section == "database" && (i+1 == len(lines) || lines[i+1].section != "database") {
-			if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
-				b.WriteString("\n")
+		for j, a := range adds {
+			if a != nil && c.section == a.section && (i+1 == len(lines) || lines[i+1].section != a.section) {
+				newline()
+				fmt.Fprintf(&b, "%s = %s\n", a.key, a.value)
+				changes = append(changes, fmt.Sprintf("[%s] %s: %s", a.section, a.key, a.what))
+				adds[j] = nil
 			}
-			fmt.Fprintf(&b, "sql_alchemy_conn = %s\n", cfgEscape(rw.conn))
-			changes = append(changes, "[database] sql_alchemy_conn: the restored database")
-			wroteConn = true
 		}
 	}
-	if !wroteConn {
-		if b.Len() > 0 && !bytes.HasSuffix(b.Bytes(), []byte("\n")) {
-			b.WriteString("\n")
+	for _, a := range adds {
+		if a != nil {
+			newline()
+			fmt.Fprintf(&b, "\n[%s]\n%s = %s\n", a.section, a.key, a.value)
+			changes = append(changes, fmt.Sprintf("[%s] %s: %s", a.section, a.key, a.what))
 		}
-		fmt.Fprintf(&b, "\n[database]\nsql_alchemy_conn = %s\n", cfgEscape(rw.conn))
-		changes = append(changes, "[database] sql_alchemy_conn: the restored database")
 	}
 	return b.Bytes(), dedupSorted(changes)
 }

@@ -37,8 +37,12 @@ type Grant struct {
 // Account is "'user'@'host'" as MySQL quotes it.
 func (g Grant) Account() string { return accountString(g.User, g.Host) }
 
+// accountQuoter escapes a string literal for MySQL's default sql_mode,
+// where a backslash is an escape character.
+var accountQuoter = strings.NewReplacer(`\`, `\\`, "'", "''")
+
 func accountString(user, host string) string {
-	return "'" + strings.ReplaceAll(user, "'", "''") + "'@'" + strings.ReplaceAll(host, "'", "''") + "'"
+	return "'" + accountQuoter.Replace(user) + "'@'" + accountQuoter.Replace(host) + "'"
 }
 
 // readGrants returns the grants on the current database.
@@ -105,15 +109,16 @@ func parseGrantee(s string) (user, host string, ok bool) {
 // ParseAccount reads an account as a user gives it: "user", "user@host",
 // or quoted "'user'@'host'". The host defaults to "%".
 func ParseAccount(s string) (user, host string, err error) {
-	if u, h, ok := parseGrantee(s); ok {
-		if h == "" {
-			h = "%"
+	user, host, ok := parseGrantee(s)
+	if ok {
+		if host == "" {
+			host = "%"
 		}
-		return u, h, nil
-	}
-	user, host, found := strings.Cut(s, "@")
-	if !found {
-		host = "%"
+	} else {
+		var found bool
+		if user, host, found = strings.Cut(s, "@"); !found {
+			host = "%"
+		}
 	}
 	if user == "" || strings.ContainsAny(user+host, "'`\"\\") {
 		return "", "", fmt.Errorf("account %q: give user or user@host", s)

@@ -169,16 +169,23 @@ func TestParseAccount(t *testing.T) {
 	for _, tc := range []struct{ in, user, host string }{
 		{"airflow", "airflow", "%"},
 		{"airflow@localhost", "airflow", "localhost"},
-		{"'air''flow'@'10.%'", "air'flow", "10.%"},
+		{"'airflow'@'10.%'", "airflow", "10.%"},
 	} {
 		u, h, err := mysql.ParseAccount(tc.in)
 		if err != nil || u != tc.user || h != tc.host {
 			t.Errorf("ParseAccount(%q) = %q, %q, %v; want %q, %q", tc.in, u, h, err, tc.user, tc.host)
 		}
 	}
-	for _, bad := range []string{"", "@host", "a'b@c", "x`y"} {
+	for _, bad := range []string{"", "@host", "a'b@c", "x`y", "'air''flow'@'10.%'", `'a\\b'@'%'`, "'a'@'h\"'"} {
 		if _, _, err := mysql.ParseAccount(bad); err == nil {
 			t.Errorf("ParseAccount(%q) succeeded", bad)
 		}
+	}
+}
+
+func TestAccountQuotesBackslash(t *testing.T) {
+	g := mysql.Grant{User: `a\'b`, Host: `h\`}
+	if got, want := g.Account(), `'a\\''b'@'h\\'`; got != want {
+		t.Errorf("Account() = %s, want %s", got, want)
 	}
 }
