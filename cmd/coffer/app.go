@@ -145,7 +145,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// unknown command as "No help topic", exit 1.
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown command %q", c.Args().First())
+				name := c.Args().First()
+				err := usagef("unknown command %q", name)
+				if s := suggest(name, commandNames(c.App.Commands)); s != "" {
+					return withHint(err, "did you mean %q?", s)
+				}
+				return err
 			}
 			return cli.ShowAppHelp(c)
 		},
