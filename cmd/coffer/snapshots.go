@@ -20,7 +20,8 @@ import (
 )
 
 type snapshotsOptions struct {
-	source, tag string
+	source, tag, host string
+	latest            int
 }
 
 func snapshotsCommand(g *globals) *cli.Command {
@@ -35,10 +36,15 @@ func snapshotsCommand(g *globals) *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "source", Destination: &o.source, Usage: "only snapshots that hold this source"},
 			&cli.StringFlag{Name: "tag", Destination: &o.tag, Usage: "only snapshots with this tag (needs --identity: tags are sealed)"},
+			&cli.StringFlag{Name: "host", Destination: &o.host, Usage: "only snapshots taken on this host (needs --identity: the host name is sealed)"},
+			&cli.IntFlag{Name: "latest", Destination: &o.latest, Usage: "only the `N` newest of the snapshots that match"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("snapshots takes no arguments")
+				return usagef("snapshots takes no arguments, got %q: filter with --source, --tag, --host or --latest N", c.Args().First())
+			}
+			if c.IsSet("latest") && o.latest < 1 {
+				return usagef("--latest takes a number of snapshots, at least 1")
 			}
 			return runSnapshots(c.Context, g, o)
 		},
@@ -93,6 +99,9 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	if o.tag != "" && !r.HasIdentity() {
 		return withHint(usagef("tags are sealed to the recipients: --tag needs an identity"), "pass --identity identity.txt")
 	}
+	if o.host != "" && !r.HasIdentity() {
+		return withHint(usagef("the host name is sealed to the recipients: --host needs an identity"), "pass --identity identity.txt")
+	}
 	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
 		return err
@@ -129,11 +138,15 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 	var keep []*repo.Manifest
 	var keepPrivs []*repo.Private
 	for i, m := range ms {
-		if f.Match(m, privs[i]) {
+		if f.Match(m, privs[i]) && (o.host == "" || privs[i] != nil && privs[i].Host == o.host) {
 			keep, keepPrivs = append(keep, m), append(keepPrivs, privs[i])
 		}
 	}
 	ms, privs = keep, keepPrivs
+	// Manifests come sorted by time: the newest are the last.
+	if o.latest > 0 && len(ms) > o.latest {
+		ms, privs = ms[len(ms)-o.latest:], privs[len(privs)-o.latest:]
+	}
 	// Details need the catalogs, so an identity; snapshots of one plain
 	// source have none worth a line.
 	details := map[string]*snapshotJSON{}
@@ -223,7 +236,7 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 			}
 		}
 	}
-	fmt.Fprintf(g.stdout, "%d snapshots\n", len(ms))
+	fmt.Fprintln(g.stdout, plural(len(ms), "snapshot", "snapshots"))
 	if missed > 0 {
 		fmt.Fprintf(g.stdout, "(%d with an airflow source: pass --identity to see its Airflow version and consistent points)\n", missed)
 	}
@@ -293,4 +306,12 @@ func (d *snapshotJSON) lines() []string {
 		out = append(out, "consistent points: "+s)
 	}
 	return out
+}
+
+// plural is "1 snapshot", "0 snapshots", "2 snapshots".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -119,7 +119,7 @@ func TestBackupUnreadableFileAsRoot(t *testing.T) {
 			t.Errorf("backup output = %q, want a line matching %s", out, re)
 		}
 	}
-	if out, _ := run("snapshots"); !regexp.MustCompile(`(?m) incomplete$`).MatchString(out) || !strings.Contains(out, "1 snapshots") {
+	if out, _ := run("snapshots"); !regexp.MustCompile(`(?m) incomplete$`).MatchString(out) || !strings.Contains(out, "\n1 snapshot\n") {
 		t.Errorf("snapshots does not show one incomplete snapshot:\n%s", out)
 	}
 	if out, code := run("restore", "latest:more", "--to", "out/more"); code != 0 {

@@ -646,7 +646,7 @@ func TestAttackJunkSnapshot(t *testing.T) {
 	if !detected {
 		t.Errorf("verify: exit %d, want 3 naming both junk objects\n%s%s", code, out, e)
 	}
-	if out := c.must("snapshots"); !strings.Contains(out, "1 snapshots") {
+	if out := c.must("snapshots"); !strings.Contains(out, "\n1 snapshot\n") {
 		t.Errorf("snapshots:\n%s", out)
 	}
 	lost := !c.restoresSame("latest", src)
