@@ -156,6 +156,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelpCommand: true,
+		// run reads the globals to print an error as JSON under --json.
+		Metadata: map[string]any{"globals": g},
 	}
 	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usagef("%v", err) }
 	for _, cmd := range app.Commands {
@@ -401,7 +403,9 @@ func (g *globals) openWith(ctx context.Context, o repo.OpenOptions) (*repo.Repos
 }
 
 // report prints err the way STYLE.md says and returns the exit code.
-func report(ctx context.Context, stderr io.Writer, err error) int {
+// With jsonOut the error is one JSON object on stderr instead:
+// {"error": "...", "hint": "...", "exit": N}.
+func report(ctx context.Context, stderr io.Writer, err error, jsonOut bool) int {
 	if err == nil {
 		return exitOK
 	}
@@ -411,19 +415,20 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	var ee *exitError
 	var ur *unrestorableError
 	code := exitFailure
+	msg, hint := err.Error(), ""
 	switch {
 	case errors.As(err, &ee):
 		return ee.code
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
 		switch {
 		case errors.Is(err, backup.ErrManifestWrite):
-			fmt.Fprintln(stderr, "coffer: error: interrupted while writing the snapshot's manifest; it may or may not exist")
-			fmt.Fprintln(stderr, "coffer: hint: run coffer snapshots to see")
+			msg, hint = "interrupted while writing the snapshot's manifest; it may or may not exist", "run coffer snapshots to see"
 		case errors.As(err, new(*backupError)):
-			fmt.Fprintln(stderr, "coffer: error: interrupted; no snapshot was published")
+			msg = "interrupted; no snapshot was published"
 		default:
-			fmt.Fprintln(stderr, "coffer: error: interrupted")
+			msg = "interrupted"
 		}
+		printError(stderr, jsonOut, msg, hint, exitInterrupted)
 		return exitInterrupted
 	case errors.As(err, &ue):
 		code = exitUsage
@@ -433,12 +438,28 @@ func report(ctx context.Context, stderr io.Writer, err error) int {
 	case errors.As(err, &ur):
 		code = exitUnrestorable
 	}
-	msg := err.Error()
-	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)
-	if h := hintFor(err); h != "" {
-		fmt.Fprintf(stderr, "coffer: hint: %s\n", h)
-	}
+	printError(stderr, jsonOut, msg, hintFor(err), code)
 	return code
+}
+
+// printError prints an error and its hint as "coffer: error:" and
+// "coffer: hint:" lines, or as one JSON object.
+func printError(stderr io.Writer, jsonOut bool, msg, hint string, code int) {
+	if jsonOut {
+		b, err := json.Marshal(struct {
+			Error string `json:"error"`
+			Hint  string `json:"hint,omitempty"`
+			Exit  int    `json:"exit"`
+		}{msg, hint, code})
+		if err == nil {
+			fmt.Fprintf(stderr, "%s\n", b)
+			return
+		}
+	}
+	fmt.Fprintf(stderr, "coffer: error: %s\n", msg)
+	if hint != "" {
+		fmt.Fprintf(stderr, "coffer: hint: %s\n", hint)
+	}
 }
 
 // exitError carries an exit code for a failure already reported.

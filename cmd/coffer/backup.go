@@ -132,9 +132,9 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	if g.json {
 		skipped := append([]backup.Skipped{}, res.Skipped...)
 		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
-			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": res.Warnings,
-			"repository_warnings": res.RepoWarnings, "incomplete": m.Incomplete, "skipped": skipped,
-			"notes": notes, "unrestorable": unrestorable}); err != nil {
+			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": list(res.Warnings),
+			"repository_warnings": list(res.RepoWarnings), "incomplete": m.Incomplete, "skipped": skipped,
+			"notes": list(notes), "unrestorable": list(unrestorable)}); err != nil {
 			return err
 		}
 		return backupOutcome(g, m, res, unrestorable, postErr)

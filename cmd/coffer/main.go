@@ -41,5 +41,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, interleave(app, args))
-	return report(ctx, stderr, err)
+	g, _ := app.Metadata["globals"].(*globals)
+	return report(ctx, stderr, err, (g != nil && g.json) || jsonArg(args))
+}
+
+// jsonArg reports whether args ask for --json, for errors found before
+// the configuration is loaded (a bad flag, a broken config file).
+func jsonArg(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--json" || a == "-json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
 }

@@ -199,6 +199,16 @@ func checkErrorOutput(stderr string) string {
 		case strings.HasPrefix(l, "coffer: hint: "):
 			hints++
 		case strings.HasPrefix(l, "coffer: warning: "):
+		case strings.HasPrefix(l, "{"):
+			// Under --json: {"error": "...", "hint": "...", "exit": N}.
+			var e struct {
+				Error string `json:"error"`
+				Exit  *int   `json:"exit"`
+			}
+			if err := json.Unmarshal([]byte(l), &e); err != nil || e.Error == "" || e.Exit == nil {
+				return fmt.Sprintf("line %q is not a JSON error object", l)
+			}
+			errs++
 		default:
 			return fmt.Sprintf("line %q is not a coffer: error/hint/warning line", l)
 		}
@@ -467,15 +477,22 @@ func cmdSetvar(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv(args[0], m[1])
 }
 
-// isjson: the last command's stdout is one JSON value.
+// isjson [stderr]: the last command's stdout (or stderr) is one JSON value.
 func cmdIsJSON(ts *testscript.TestScript, neg bool, args []string) {
+	stream := "stdout"
+	switch {
+	case len(args) == 1 && args[0] == "stderr":
+		stream = "stderr"
+	case len(args) > 0:
+		ts.Fatalf("usage: isjson [stderr]")
+	}
 	var v any
-	err := json.Unmarshal([]byte(ts.ReadFile("stdout")), &v)
+	err := json.Unmarshal([]byte(ts.ReadFile(stream)), &v)
 	switch {
 	case neg && err == nil:
-		ts.Fatalf("stdout is JSON")
+		ts.Fatalf("%s is JSON", stream)
 	case !neg && err != nil:
-		ts.Fatalf("stdout is not JSON: %v", err)
+		ts.Fatalf("%s is not JSON: %v", stream, err)
 	}
 }
 

@@ -19,3 +19,12 @@ func cacheDir(g *globals) string {
 	}
 	return ""
 }
+
+// list returns s, or an empty slice for nil, so that JSON output prints
+// lists as [] and never as null.
+func list[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

@@ -109,9 +109,11 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 	if g.json {
 		if err := printJSON(g.stdout, struct {
 			*restore.Report
-			Config     int64    `json:"config"`
-			Recipients []string `json:"recipients"`
-		}{rep, r.Config.Seq, recipientFingerprints(&r.Config)}); err != nil {
+			Problems   []restore.Problem `json:"problems"`
+			Warnings   []restore.Warning `json:"warnings"`
+			Config     int64             `json:"config"`
+			Recipients []string          `json:"recipients"`
+		}{rep, list(rep.Problems), list(rep.Warnings), r.Config.Seq, list(recipientFingerprints(&r.Config))}); err != nil {
 			return err
 		}
 	} else {
