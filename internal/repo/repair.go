@@ -103,41 +103,20 @@ func WriteRepair(ctx context.Context, st storage.Store, rp *Repair, s Signer) er
 // that may sign manifests (as a manifest, see ReadManifest), well formed,
 // stored under its own id, of this repository.
 func (r *Repository) ReadRepair(ctx context.Context, id string) (*Repair, error) {
-	name := RepairName(id)
-	doc, err := readAll(ctx, r.Store, name, maxRepair)
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil, integrity(name, "missing")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
 	var rp Repair
-	if err := openSigned(KindRepair, doc, nil, &rp); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	if rp.ConfigSeq > r.Config.Seq {
-		return nil, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the record is forged",
-			rp.ConfigSeq, r.Config.Seq)
-	}
-	signer, err := r.signerKey(id, rp.Signer, doc)
+	sum, err := r.readHostSigned(ctx, KindRepair, RepairName(id), id, maxRepair, func() hostSigned {
+		rp = Repair{}
+		return &rp
+	})
 	if err != nil {
-		return nil, integrity(name, "%w", err)
+		return nil, err
 	}
-	rp = Repair{}
-	if err := openSigned(KindRepair, doc, signer, &rp); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	if err := rp.Validate(); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	if rp.ID != id {
-		return nil, integrity(name, "repair record %s stored under another name (replayed)", ShortID(rp.ID))
-	}
-	if rp.Repo != r.Config.ID {
-		return nil, integrity(name, "repair record belongs to repository %s", ShortID(rp.Repo))
-	}
-	rp.docSHA256 = HashHex(doc)
+	rp.docSHA256 = sum
 	return &rp, nil
+}
+
+func (rp *Repair) signedBy() (string, string, string, int64) {
+	return rp.ID, rp.Repo, rp.Signer, rp.ConfigSeq
 }
 
 // Repairs reads every repair record, oldest first. Records that do not

@@ -223,43 +223,75 @@ func readAll(ctx context.Context, st storage.Store, name string, limit int64) ([
 
 // ReadManifest reads and verifies snapshot id's manifest.
 func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, error) {
-	name := SnapshotName(id)
-	doc, err := readAll(ctx, r.Store, name, 64<<20)
-	if errors.Is(err, storage.ErrNotExist) {
-		return nil, integrity(name, "missing")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
 	var m Manifest
-	if err := openSigned(KindManifest, doc, nil, &m); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	if m.ConfigSeq > r.Config.Seq {
-		// Its signer may be a host that config authorised.
-		return nil, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the manifest is forged",
-			m.ConfigSeq, r.Config.Seq)
-	}
-	signer, err := r.signerKey(id, m.Signer, doc)
+	sum, err := r.readHostSigned(ctx, KindManifest, SnapshotName(id), id, 64<<20, func() hostSigned {
+		m = Manifest{}
+		return &m
+	})
 	if err != nil {
-		return nil, integrity(name, "%w", err)
+		return nil, err
 	}
-	m = Manifest{}
-	if err := openSigned(KindManifest, doc, signer, &m); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-	if err := m.Validate(); err != nil {
-		return nil, integrity(name, "%w", err)
-	}
-
-	if m.ID != id {
-		return nil, integrity(name, "manifest of snapshot %s stored under another name (replayed)", ShortID(m.ID))
-	}
-	if m.Repo != r.Config.ID {
-		return nil, integrity(name, "manifest belongs to repository %s", ShortID(m.Repo))
-	}
-	m.docSHA256 = HashHex(doc)
+	m.docSHA256 = sum
 	return &m, nil
+}
+
+// hostSigned is a document a host key signs: a manifest or a repair
+// record.
+type hostSigned interface {
+	// signedBy returns the document's id, repository id, signer and the
+	// config version its writer used.
+	signedBy() (id, repoID, signer string, configSeq int64)
+	Validate() error
+}
+
+func (m *Manifest) signedBy() (string, string, string, int64) {
+	return m.ID, m.Repo, m.Signer, m.ConfigSeq
+}
+
+// readHostSigned reads the document of the given kind stored under name
+// (for id) and verifies it into the value fresh returns: signed by a host
+// key the config authorises (or a revoked one that kept it), naming no
+// config newer than the newest that verifies, well formed, stored under its
+// own id and of this repository. It returns the document's SHA-256.
+func (r *Repository) readHostSigned(ctx context.Context, kind, name, id string, limit int64, fresh func() hostSigned) (string, error) {
+	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record"}[kind]
+	doc, err := readAll(ctx, r.Store, name, limit)
+	if errors.Is(err, storage.ErrNotExist) {
+		return "", integrity(name, "missing")
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", name, err)
+	}
+	// The signer's key is named inside: read it unverified, then verify
+	// the whole document with that key if the config allows it.
+	v := fresh()
+	if err := openSigned(kind, doc, nil, v); err != nil {
+		return "", integrity(name, "%w", err)
+	}
+	_, _, signerText, seq := v.signedBy()
+	if seq > r.Config.Seq {
+		return "", integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the %s is forged",
+			seq, r.Config.Seq, noun)
+	}
+	signer, err := r.signerKey(id, signerText, doc)
+	if err != nil {
+		return "", integrity(name, "%w", err)
+	}
+	v = fresh()
+	if err := openSigned(kind, doc, signer, v); err != nil {
+		return "", integrity(name, "%w", err)
+	}
+	if err := v.Validate(); err != nil {
+		return "", integrity(name, "%w", err)
+	}
+	gotID, repoID, _, _ := v.signedBy()
+	if gotID != id {
+		return "", integrity(name, "%s of %s stored under another name (replayed)", noun, ShortID(gotID))
+	}
+	if repoID != r.Config.ID {
+		return "", integrity(name, "%s belongs to repository %s", noun, ShortID(repoID))
+	}
+	return HashHex(doc), nil
 }
 
 // SnapshotIDs lists the ids of every manifest object. Objects under
