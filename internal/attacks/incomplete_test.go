@@ -57,16 +57,19 @@ func newIncCLI(t *testing.T, asNobody bool, repoURL string, extraEnv ...string) 
 	if testing.Short() {
 		t.Skip("builds and runs coffer")
 	}
-	root := testutil.ModuleRoot()
-	if root == "" {
-		t.Fatal("no module root")
-	}
 	dir := t.TempDir()
+	// A copy of the package's binary in the work folder, which nobody
+	// can reach.
 	bin := filepath.Join(dir, "bin", "coffer")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/coffer")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	b, err := os.ReadFile(cofferBinary(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	if asNobody {
 		// nobody must reach the binary and own the work folder.

@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,46 +33,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
-
-var keysBin struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// keysCoffer builds the coffer command once for the package.
-func keysCoffer(t *testing.T) string {
-	t.Helper()
-	keysBin.once.Do(func() {
-		root := testutil.ModuleRoot()
-		if root == "" {
-			keysBin.err = errors.New("no module root")
-			return
-		}
-		dir, err := os.MkdirTemp("", "coffer-attacks-bin-")
-		if err != nil {
-			keysBin.err = err
-			return
-		}
-		mu.Lock()
-		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-		mu.Unlock()
-		out := filepath.Join(dir, "coffer")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/coffer")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			keysBin.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		keysBin.path = out
-	})
-	if keysBin.err != nil {
-		t.Fatal(keysBin.err)
-	}
-	return keysBin.path
-}
 
 // keysHost is one machine: a folder to work in and its own
 // known-repositories store.
@@ -86,7 +46,7 @@ type keysHost struct {
 
 func newKeysHost(t *testing.T, dir, name string) *keysHost {
 	t.Helper()
-	h := &keysHost{t: t, bin: keysCoffer(t), dir: filepath.Join(dir, name), name: name}
+	h := &keysHost{t: t, bin: cofferBinary(t), dir: filepath.Join(dir, name), name: name}
 	if err := os.MkdirAll(h.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -18,51 +18,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/storage"
 )
-
-var mfBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// mfBinary builds cmd/coffer once per test binary.
-func mfBinary(t *testing.T) string {
-	t.Helper()
-	mfBuild.once.Do(func() {
-		root := testutil.ModuleRoot()
-		if root == "" {
-			mfBuild.err = errors.New("no module root")
-			return
-		}
-		dir, err := os.MkdirTemp("", "coffer-attacks-bin-")
-		if err != nil {
-			mfBuild.err = err
-			return
-		}
-		out := filepath.Join(dir, "coffer")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/coffer")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			mfBuild.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		mfBuild.path = out
-	})
-	if mfBuild.err != nil {
-		t.Fatal(mfBuild.err)
-	}
-	return mfBuild.path
-}
 
 // mfRepo is a local repository with its keys, used through the real
 // command line.
@@ -77,7 +40,7 @@ type mfRepo struct {
 func newMfRepo(t *testing.T) *mfRepo {
 	t.Helper()
 	dir := t.TempDir()
-	e := &mfRepo{t: t, bin: mfBinary(t), dir: dir, repo: filepath.Join(dir, "repo")}
+	e := &mfRepo{t: t, bin: cofferBinary(t), dir: dir, repo: filepath.Join(dir, "repo")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "COFFER_") {
 			e.env = append(e.env, kv)

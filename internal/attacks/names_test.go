@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -286,19 +285,6 @@ func TestAttackDuplicateNames(t *testing.T) {
 		verifyFound && restoreRefused, n.lost(t))
 }
 
-// buildCoffer builds the coffer command into a test folder.
-func buildCoffer(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "coffer")
-	_, file, _, _ := runtime.Caller(0)
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/coffer")
-	cmd.Dir = filepath.Join(filepath.Dir(file), "..", "..")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build coffer: %v\n%s", err, out)
-	}
-	return bin
-}
-
 func runCoffer(t *testing.T, bin, dir string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -325,7 +311,7 @@ func runCoffer(t *testing.T, bin, dir string, args ...string) (stdout, stderr st
 // the forged text stays inside one warning line.
 func TestAttackNewlineForgesLogLine(t *testing.T) {
 	work := t.TempDir()
-	bin := buildCoffer(t)
+	bin := cofferBinary(t)
 	if _, e, code := runCoffer(t, bin, work, "keygen", "--out", "keys"); code != 0 {
 		t.Fatalf("keygen: %s", e)
 	}
