@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -136,17 +135,7 @@ func (c *incCLI) run(args ...string) (stdout, stderr string, code int) {
 	if c.asNobody {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: incNobody, Gid: incNobody}}
 	}
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		c.t.Fatalf("coffer %s: %v", strings.Join(args, " "), err)
-	}
-	return o.String(), e.String(), code
+	return runCommand(c.t, cmd)
 }
 
 func (c *incCLI) must(args ...string) string {

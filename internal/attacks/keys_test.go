@@ -64,18 +64,9 @@ func (h *keysHost) run(args ...string) (stdout, stderr string, code int) {
 	cmd.Dir = h.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(h.dir, "home"), "TZ=UTC",
 		"XDG_CACHE_HOME=" + filepath.Join(h.dir, "cache"), "COFFER_STATE_DIR=" + h.state()}
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		h.t.Fatalf("%s: coffer %s: %v", h.name, strings.Join(args, " "), err)
-	}
-	h.t.Logf("%s$ coffer %s  (exit %d)\n%s%s", h.name, strings.Join(args, " "), code, o.String(), e.String())
-	return o.String(), e.String(), code
+	stdout, stderr, code = runCommand(h.t, cmd)
+	h.t.Logf("%s$ coffer %s  (exit %d)\n%s%s", h.name, strings.Join(args, " "), code, stdout, stderr)
+	return stdout, stderr, code
 }
 
 func (h *keysHost) mustRun(args ...string) string {

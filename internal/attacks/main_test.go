@@ -10,12 +10,14 @@
 package attacks
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -116,4 +118,21 @@ func cofferBinary(t *testing.T) string {
 		t.Fatal(cofferBuild.err)
 	}
 	return cofferBuild.path
+}
+
+// runCommand runs cmd and returns its output and exit status; a command
+// that cannot be run at all fails the test.
+func runCommand(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	return o.String(), e.String(), code
 }

@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -58,17 +57,7 @@ func (e *mfRepo) run(args ...string) (stdout, stderr string, code int) {
 	e.t.Helper()
 	cmd := exec.Command(e.bin, args...)
 	cmd.Dir, cmd.Env = e.dir, e.env
-	var o, s bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &s
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		e.t.Fatalf("coffer %s: %v", strings.Join(args, " "), err)
-	}
-	return o.String(), s.String(), code
+	return runCommand(e.t, cmd)
 }
 
 func (e *mfRepo) must(args ...string) string {

@@ -291,17 +291,7 @@ func runCoffer(t *testing.T, bin, dir string, args ...string) (stdout, stderr st
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "COFFER_CONFIG=", "COFFER_REPO=", "COFFER_IDENTITY=", "COFFER_SIGNING_KEY=", "COFFER_OWNER_KEY=",
 		"COFFER_STATE_DIR="+filepath.Join(dir, "state"))
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatal(err)
-	}
-	return o.String(), e.String(), code
+	return runCommand(t, cmd)
 }
 
 // TestAttackNewlineForgesLogLine: a local user who can write into a
