@@ -11,6 +11,7 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/registry"
 )
@@ -148,12 +149,12 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 		fmt.Fprintf(g.stdout, "snapshot %s saved\n", m.ID)
 	}
 	fmt.Fprintf(g.stdout, "  sources:      %s\n", sourceNames(m))
-	fmt.Fprintf(g.stdout, "  bytes read:   %s", humanBytes(p.Stats.BytesRead))
+	fmt.Fprintf(g.stdout, "  bytes read:   %s", units.Bytes(p.Stats.BytesRead))
 	if res.BytesSkipped > 0 {
-		fmt.Fprintf(g.stdout, " (%s unchanged, not read)", humanBytes(res.BytesSkipped))
+		fmt.Fprintf(g.stdout, " (%s unchanged, not read)", units.Bytes(res.BytesSkipped))
 	}
-	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", humanBytes(p.Stats.BytesNew))
-	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", humanBytes(p.Stats.BytesStored))
+	fmt.Fprintf(g.stdout, "\n  bytes new:    %s\n", units.Bytes(p.Stats.BytesNew))
+	fmt.Fprintf(g.stdout, "  bytes stored: %s\n", units.Bytes(p.Stats.BytesStored))
 	fmt.Fprintf(g.stdout, "  duration:     %s\n", p.Duration.Round(time.Millisecond))
 	for _, n := range notes {
 		fmt.Fprintf(g.stdout, "  %s\n", n)
@@ -207,17 +208,4 @@ func sourceNames(m *repo.Manifest) string {
 		s = append(s, src.Name+" ("+src.Kind+")")
 	}
 	return strings.Join(s, ", ")
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

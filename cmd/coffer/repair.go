@@ -8,6 +8,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/units"
 )
 
 func repairCommand(g *globals) *cli.Command {
@@ -39,7 +40,7 @@ func runRepair(ctx context.Context, g *globals) error {
 	for _, d := range rec.Damaged {
 		fmt.Fprintf(g.stdout, "DAMAGED %s: %s (left out)\n", repo.PackName(d.SHA256), d.Error)
 	}
-	fmt.Fprintf(g.stdout, "checked %d packs: %d good (%s), %d damaged\n", rec.Checked, res.Good, humanBytes(res.Bytes), len(rec.Damaged))
+	fmt.Fprintf(g.stdout, "checked %d packs: %d good (%s), %d damaged\n", rec.Checked, res.Good, units.Bytes(res.Bytes), len(rec.Damaged))
 	fmt.Fprintf(g.stdout, "repair record %s written", repo.ShortID(rec.ID))
 	if len(rec.Damaged) > 0 {
 		fmt.Fprint(g.stdout, "; the next backup stores the damaged packs' chunks again")

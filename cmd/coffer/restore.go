@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/registry"
@@ -224,7 +225,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 				"symlinks": res.Symlinks, "bytes": res.Bytes, "duration_seconds": time.Since(start).Seconds()})
 		}
 		fmt.Fprintf(g.stdout, "restored %s:%s to %s: %d files, %d folders, %d symlinks, %s in %s\n",
-			repo.ShortID(m.ID), src.Name(), o.to, res.Files, res.Dirs, res.Symlinks, humanBytes(res.Bytes),
+			repo.ShortID(m.ID), src.Name(), o.to, res.Files, res.Dirs, res.Symlinks, units.Bytes(res.Bytes),
 			time.Since(start).Round(time.Millisecond))
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/known"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source/airflow"
 	"github.com/cofferhq/coffer/source/registry"
@@ -212,7 +213,7 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 		case p == nil:
 			row = fmt.Sprintf("%s\t%s\t?\t%s\t?\t?", id, when, srcs)
 		default:
-			row = fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, when, p.Host, srcs, strings.Join(p.Tags, ","), humanBytes(p.TotalSize()))
+			row = fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", id, when, p.Host, srcs, strings.Join(p.Tags, ","), units.Bytes(p.TotalSize()))
 		}
 		switch {
 		case m.Incomplete:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/known"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
 )
 
@@ -127,7 +128,7 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 		for _, w := range rep.Warnings {
 			fmt.Fprintf(g.stdout, "WARN %s: %s\n", w.Object, w.Message)
 		}
-		fmt.Fprintf(g.stdout, "verified %d snapshots, %d objects, %s (%s)", rep.Snapshots, rep.Objects, humanBytes(rep.Bytes), rep.Depth)
+		fmt.Fprintf(g.stdout, "verified %d snapshots, %d objects, %s (%s)", rep.Snapshots, rep.Objects, units.Bytes(rep.Bytes), rep.Depth)
 		if rep.Files > 0 {
 			fmt.Fprintf(g.stdout, ", %d files decrypted", rep.Files)
 		}

@@ -3,6 +3,7 @@ package airflow
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
+	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
@@ -417,6 +419,21 @@ func countDAGs(ctx context.Context, kind, target, dag string) (total int, err er
 	return total, err
 }
 
+// withSQL hands f a statement runner and a counter over db.
+func withSQL(ctx context.Context, db *sql.DB, f func(exec func(string) (int64, error), count func(string) (int, error)) error) error {
+	return f(func(q string) (int64, error) {
+		r, err := db.ExecContext(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		return r.RowsAffected()
+	}, func(q string) (int, error) {
+		var n int
+		err := db.QueryRowContext(ctx, q).Scan(&n)
+		return n, err
+	})
+}
+
 // withDB connects to the restored database and hands f a statement runner
 // and a counter.
 func withDB(ctx context.Context, kind, target string, f func(exec func(string) (int64, error), count func(string) (int, error)) error) error {
@@ -445,34 +462,14 @@ func withDB(ctx context.Context, kind, target string, f func(exec func(string) (
 			return err
 		}
 		defer db.Close()
-		return f(func(q string) (int64, error) {
-			r, err := db.ExecContext(ctx, q)
-			if err != nil {
-				return 0, err
-			}
-			return r.RowsAffected()
-		}, func(q string) (int, error) {
-			var n int
-			err := db.QueryRowContext(ctx, q).Scan(&n)
-			return n, err
-		})
+		return withSQL(ctx, db, f)
 	case "sqlite":
 		db, err := sqlite.Open(target, false)
 		if err != nil {
 			return err
 		}
 		defer db.Close()
-		return f(func(q string) (int64, error) {
-			r, err := db.ExecContext(ctx, q)
-			if err != nil {
-				return 0, err
-			}
-			return r.RowsAffected()
-		}, func(q string) (int, error) {
-			var n int
-			err := db.QueryRowContext(ctx, q).Scan(&n)
-			return n, err
-		})
+		return withSQL(ctx, db, f)
 	}
 	return fmt.Errorf("unknown database kind %q", kind)
 }
@@ -728,7 +725,7 @@ func (r *Result) Restored() *source.Restored {
 		}
 		parts = strings.Replace(parts, PartDags, fmt.Sprintf("dags (git %s on %s, %s)", short(g.Head), orUnknown(g.Branch), state), 1)
 	}
-	out.Lines = append(out.Lines, fmt.Sprintf("AIRFLOW_HOME %s: %s; %d files, %s", r.Home, parts, r.Files, humanBytes(r.Bytes)))
+	out.Lines = append(out.Lines, fmt.Sprintf("AIRFLOW_HOME %s: %s; %d files, %s", r.Home, parts, r.Files, units.Bytes(r.Bytes)))
 	if r.ConfigRewritten {
 		out.Lines = append(out.Lines, "airflow.cfg rewritten for this restore:")
 		for _, c := range r.ConfigChanges {
@@ -763,19 +760,6 @@ func short(s string) string {
 		return s[:12]
 	}
 	return s
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // nextSteps says how to start Airflow on the restored state. It names
