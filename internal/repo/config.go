@@ -217,12 +217,7 @@ func putSecrets(ctx context.Context, st storage.Store, cfg *Config, owner *keys.
 	if err != nil {
 		return ObjectRef{}, err
 	}
-	sum := HashHex(ct)
-	ref := ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
-		return ObjectRef{}, err
-	}
-	return ref, nil
+	return putContent(ctx, st, KeysPrefix, ct)
 }
 
 // putDataKeys stores the data identities, oldest first, as an age
@@ -245,12 +240,7 @@ func putDataKeys(ctx context.Context, st storage.Store, cfg *Config, ids []*age.
 	if err != nil {
 		return ObjectRef{}, err
 	}
-	sum := HashHex(ct)
-	ref := ObjectRef{Name: KeysPrefix + sum, Size: int64(len(ct)), SHA256: sum}
-	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
-		return ObjectRef{}, err
-	}
-	return ref, nil
+	return putContent(ctx, st, KeysPrefix, ct)
 }
 
 // loadDataKeys decrypts the data keys object with the identities the

@@ -119,6 +119,11 @@ func PutSealed(ctx context.Context, st storage.Store, prefix string, v any, reci
 	if err != nil {
 		return ObjectRef{}, err
 	}
+	return putContent(ctx, st, prefix, ct)
+}
+
+// putContent stores ct under prefix and the SHA-256 of ct.
+func putContent(ctx context.Context, st storage.Store, prefix string, ct []byte) (ObjectRef, error) {
 	sum := HashHex(ct)
 	ref := ObjectRef{Name: prefix + sum, Size: int64(len(ct)), SHA256: sum}
 	if err := PutObject(ctx, st, ref.Name, ct); err != nil {
