@@ -29,14 +29,14 @@ type page struct {
 	Label       string
 	// VerdictDetail is the verdict without its leading result.
 	VerdictDetail string
-	Failed      []checkLine
-	Snapshot    []fact
-	Drill       []fact
-	Figures     []fact
-	Chart       chart
-	Sources     []sourceView
-	Checks      []checkView // the snapshot-wide ones
-	Generated   string
+	Failed        []checkLine
+	Snapshot      []fact
+	Drill         []fact
+	Figures       []fact
+	Chart         chart
+	Sources       []sourceView
+	Checks        []checkView // the snapshot-wide ones
+	Generated     string
 }
 
 type fact struct{ Label, Value string }
@@ -47,8 +47,8 @@ type checkView struct {
 
 type sourceView struct {
 	Name, Kind, Class, Label, Scratch, Read string
-	Total, Fetch, Decrypt, Restore, Check  string
-	Checks                                 []checkView
+	Total, Fetch, Decrypt, Restore, Check   string
+	Checks                                  []checkView
 }
 
 // chart is a horizontal bar per source, its four phases stacked.
