@@ -260,3 +260,11 @@ func short(id string) string {
 	}
 	return id
 }
+
+// HumanDuration shows a drill's duration as the reports do (0.42s, 12.3s,
+// 1m23s, 9h32m, 3d4h).
+func HumanDuration(d time.Duration) string { return human(d) }
+
+// Printable escapes what a terminal would act on (control and format
+// characters, invalid UTF-8), as the terminal summary does.
+func Printable(s string) string { return printable(s) }
