@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -23,9 +24,27 @@ import (
 
 func init() {
 	scriptCmds["drillsave"] = cmdDrillSave
+	scriptCmds["replacein"] = cmdReplaceIn
 }
 
-// drillsave [-fail] [-detail TEXT] SNAPSHOT
+// replacein FILE OLD NEW
+//
+// replaces the first OLD in FILE with NEW (what someone who can write the
+// bucket does to a signed document); fails when FILE holds no OLD.
+func cmdReplaceIn(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: replacein FILE OLD NEW")
+	}
+	p := ts.MkAbs(args[0])
+	b, err := os.ReadFile(p)
+	ts.Check(err)
+	if !bytes.Contains(b, []byte(args[1])) {
+		ts.Fatalf("%s holds no %q", args[0], args[1])
+	}
+	ts.Check(os.WriteFile(p, bytes.Replace(b, []byte(args[1]), []byte(args[2]), 1), 0o600))
+}
+
+// drillsave [-fail] [-detail TEXT] [-started TIME] SNAPSHOT
 //
 // stores a realistic drill of SNAPSHOT in $COFFER_REPO (a local folder)
 // as a drill host would (drill.Save, with $COFFER_SIGNING_KEY, pinned by
@@ -35,8 +54,15 @@ func cmdDrillSave(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("drillsave", flag.ContinueOnError)
 	fail := fs.Bool("fail", false, "a failed check")
 	detail := fs.String("detail", "", "a user check's detail")
+	started := fs.String("started", "", "the drill's start, RFC 3339")
 	if neg || fs.Parse(args) != nil || fs.NArg() != 1 {
-		ts.Fatalf("usage: drillsave [-fail] [-detail TEXT] SNAPSHOT")
+		ts.Fatalf("usage: drillsave [-fail] [-detail TEXT] [-started TIME] SNAPSHOT")
+	}
+	var start time.Time
+	if *started != "" {
+		var err error
+		start, err = time.Parse(time.RFC3339, *started)
+		ts.Check(err)
 	}
 	ctx := context.Background()
 	sk, err := keys.LoadSigningKey(ts.Getenv("COFFER_SIGNING_KEY"))
@@ -47,7 +73,7 @@ func cmdDrillSave(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	r, err := repo.Open(ctx, st, repo.OpenOptions{Owner: pin, Signing: sk})
 	ts.Check(err)
-	rep := drillreport.Sample(drillreport.Options{Snapshot: fs.Arg(0), Fail: *fail, Detail: *detail})
+	rep := drillreport.Sample(drillreport.Options{Snapshot: fs.Arg(0), Fail: *fail, Detail: *detail, Started: start})
 	ts.Check(drill.Save(ctx, r, rep))
 	fmt.Fprintf(ts.Stdout(), "drill %s\n", rep.ID)
 }
