@@ -284,7 +284,7 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; border-top: 1px
 {{if .Sources}}<section id="timings">
 <h2>Recovery time per source</h2>
 <div class="legend"><span class="ph-fetch">fetch</span><span class="ph-decrypt">decrypt</span><span class="ph-restore">restore</span><span class="ph-check">check</span></div>
-<svg role="img" aria-label="recovery time per source" width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}" xmlns="http://www.w3.org/2000/svg">
+<svg role="img" aria-label="recovery time per source" width="{{.Chart.Width}}" height="{{.Chart.Height}}" viewBox="0 0 {{.Chart.Width}} {{.Chart.Height}}">
 {{range .Chart.Ticks}}<line class="tick" x1="{{.X}}" x2="{{.X}}" y1="0" y2="{{$.Chart.Height}}"/>
 {{end}}{{range $row := .Chart.Rows}}<text x="0" y="{{.TextY}}">{{.Name}}</text>
 {{range .Segments}}<rect class="{{.Class}}" x="{{.X}}" y="{{$row.Y}}" width="{{.W}}" height="18"><title>{{.Title}}</title></rect>

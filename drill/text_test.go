@@ -104,3 +104,50 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Errorf("ReadJSON of version 99: %v", err)
 	}
 }
+
+// TestWriteHTMLEscapes checks the page's source without a browser (the
+// browser test is TestHTMLInChromium): hostile details come out as text,
+// and the page names no URL at all.
+func TestWriteHTMLEscapes(t *testing.T) {
+	hostile := `<script>alert(1)</script><img src="https://evil.example/x.png"><a href="javascript:alert(2)">x</a>`
+	r := drillreport.Sample(drillreport.Options{Fail: true, Detail: hostile})
+	r.Sources[0].Name = `inv"oices<b>`
+	var b bytes.Buffer
+	if err := drill.WriteHTML(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	for _, bad := range []string{"<script", "<img", "<a ", "<b>", "href=\"javascript"} {
+		if strings.Contains(page, bad) {
+			t.Errorf("the page holds %q", bad)
+		}
+	}
+	for _, want := range []string{"&lt;script&gt;alert(1)&lt;/script&gt;", "inv&#34;oices&lt;b&gt;", "default-src 'none'"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not hold %q", want)
+		}
+	}
+	// Without the hostile detail the page names no URL: nothing to fetch.
+	b.Reset()
+	clean := drillreport.Sample(drillreport.Options{})
+	clean.Repository = "/srv/backups/airflow"
+	drill.WriteHTML(&b, clean)
+	for _, bad := range []string{"http:", "https:", "//", "src=", "@import", "url("} {
+		if strings.Contains(b.String(), bad) {
+			t.Errorf("the page holds %q", bad)
+		}
+	}
+}
+
+func TestWriteTextError(t *testing.T) {
+	r := &drill.Report{Version: drill.ReportVersion, ID: drill.NewID(), Result: drill.Error,
+		Error: "no snapshot holds source invoices", Coffer: "(devel)"}
+	var b bytes.Buffer
+	if err := drill.WriteText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	want := "drill " + r.ID[:8] + ": ERROR: the drill could not run\nerror: no snapshot holds source invoices\nsnapshot:   -\n"
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("summary of a drill that could not run:\n%s\nwant it to start with\n%s", b.String(), want)
+	}
+}
