@@ -127,6 +127,7 @@ func roundTrip(t *testing.T, tr *testrepo.Repo) {
 		}
 	}
 	rep := readObject(t, tr.Store, hist[1].Report)
+	t.Logf("summary %d bytes, sealed report %d bytes", len(doc), len(rep))
 	if !strings.HasPrefix(rep, "age-encryption.org/v1\n") || strings.Contains(rep, "invoices") {
 		t.Errorf("the stored report is not an age file")
 	}
