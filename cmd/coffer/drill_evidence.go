@@ -82,9 +82,13 @@ func saveDrillEvidence(g *globals, r *drill.Report) error {
 		if err != nil {
 			return keyError(err)
 		}
+		st, err := g.store(ctx)
+		if err != nil {
+			return err
+		}
 		// The repository as the drill opened it, pinned alike, now with
 		// the host key that signs.
-		rp, err = repo.Open(ctx, rp.Store, repo.OpenOptions{Owner: rp.Owner(), MinSeq: rp.Config.Seq, Signing: sk})
+		rp, err = repo.Open(ctx, st, repo.OpenOptions{Owner: rp.Owner(), MinSeq: rp.Config.Seq, Signing: sk})
 		if err != nil {
 			var he *repo.HostError
 			if errors.As(err, &he) {
