@@ -33,9 +33,9 @@ const (
 	maxDrillReport = 256 << 20
 )
 
-// DrillResults are the results a drill summary may carry (the drill
+// drillResults are the results a drill summary may carry (the drill
 // package's Result values).
-var DrillResults = []string{"pass", "warn", "fail", "error"}
+var drillResults = []string{"pass", "warn", "fail", "error"}
 
 // DrillRecord is the signed public summary of one restore drill. Everything
 // else the drill found (checks and their details, table and source names,
@@ -87,7 +87,7 @@ func (d *DrillRecord) Validate() error {
 	if d.Started.IsZero() {
 		return errors.New("no start time")
 	}
-	if !contains(DrillResults, d.Result) {
+	if !contains(drillResults, d.Result) {
 		return fmt.Errorf("unknown result %q", d.Result)
 	}
 	if d.RTO < 0 || math.IsNaN(d.RTO) || math.IsInf(d.RTO, 0) {
