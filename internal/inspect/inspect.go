@@ -83,7 +83,8 @@ func modeString(typ string, m fs.FileMode) string {
 	case "dir":
 		m |= fs.ModeDir
 	case "symlink":
-		m |= fs.ModeSymlink
+		// fs.FileMode writes "L" for a symlink; ls writes "l".
+		return "l" + (m & fs.ModePerm).String()[1:]
 	}
 	return m.String()
 }
