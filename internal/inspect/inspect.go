@@ -37,19 +37,18 @@ type Entry struct {
 	// Path is the entry's path in its source with a leading "/" ("/" is
 	// the source's root). PathB64 holds its exact bytes (standard base64)
 	// when they are not valid UTF-8, which JSON cannot carry.
-	Path    string      `json:"path"`
-	PathB64 []byte      `json:"path_b64,omitempty"`
-	Type    string      `json:"type"`
-	Mode    string      `json:"mode"`
-	UID     int         `json:"uid"`
-	GID     int         `json:"gid"`
-	User    string      `json:"user,omitempty"`
-	Group   string      `json:"group,omitempty"`
-	Size    int64       `json:"size"`
-	ModTime time.Time   `json:"mtime"`
-	Link    string      `json:"link,omitempty"`
-	SHA256  string      `json:"sha256,omitempty"`
-	perm    fs.FileMode // the catalog's mode bits
+	Path    string    `json:"path"`
+	PathB64 []byte    `json:"path_b64,omitempty"`
+	Type    string    `json:"type"`
+	Mode    string    `json:"mode"`
+	UID     int       `json:"uid"`
+	GID     int       `json:"gid"`
+	User    string    `json:"user,omitempty"`
+	Group   string    `json:"group,omitempty"`
+	Size    int64     `json:"size"`
+	ModTime time.Time `json:"mtime"`
+	Link    string    `json:"link,omitempty"`
+	SHA256  string    `json:"sha256,omitempty"`
 	// Fingerprints are a database part's row counts and checks, taken in
 	// the same database snapshot as its dump; set on the dump (the first
 	// file of the part's folder).
@@ -59,23 +58,12 @@ type Entry struct {
 // newEntry converts a catalog entry of source src.
 func newEntry(src string, e *repo.Entry) Entry {
 	out := Entry{Source: src, Path: slashPath(e.Path), Type: e.Type, UID: e.UID, GID: e.GID, User: e.User, Group: e.Group,
-		Size: e.Size, ModTime: e.ModTime, Link: e.Link, SHA256: e.SHA256, perm: e.Mode}
+		Size: e.Size, ModTime: e.ModTime, Link: e.Link, SHA256: e.SHA256}
 	if !utf8.ValidString(e.Path) {
 		out.PathB64 = []byte(e.Path)
 	}
 	out.Mode = modeString(e.Type, e.Mode)
 	return out
-}
-
-// FileMode returns the entry's mode as fs.FileMode, type bits included.
-func (e *Entry) FileMode() fs.FileMode {
-	switch e.Type {
-	case "dir":
-		return e.perm | fs.ModeDir
-	case "symlink":
-		return e.perm | fs.ModeSymlink
-	}
-	return e.perm
 }
 
 func modeString(typ string, m fs.FileMode) string {
