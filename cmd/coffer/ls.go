@@ -50,6 +50,9 @@ func runLs(ctx context.Context, g *globals, o *lsOptions) error {
 		return err
 	}
 	t := parseTarget(o.spec)
+	if t.source == "" && t.path != "" {
+		return usagef("a path needs a source: SNAPSHOT:SOURCE:/path, not %q", o.spec)
+	}
 	m, err := resolveSnapshot(ctx, g, t, time.Time{})
 	if err != nil {
 		return err
