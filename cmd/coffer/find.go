@@ -36,7 +36,7 @@ func findCommand(g *globals) *cli.Command {
 			"Examples:\n" +
 			"  coffer find 'INV-42*'\n" +
 			"  coffer find --source invoices --since 2026-11-01 'invoices/2026/**/*.pdf'\n" +
-			"  coffer --json find '*.pdf' --until 2026-11-30",
+			"  coffer --json find --until 2026-11-30 '*.pdf'",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "source", Destination: &o.source, Usage: "only this source"},
 			&cli.StringFlag{Name: "since", Destination: &o.since, Usage: "only snapshots taken at or after this time (RFC 3339 or 2006-01-02)"},
