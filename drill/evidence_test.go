@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -357,5 +358,43 @@ func TestRevokedHostKeepsDrills(t *testing.T) {
 	hist, bad, err := drill.History(ctx, auditor(t, tr))
 	if err != nil || len(bad) > 0 || len(hist) != 1 {
 		t.Fatalf("History after the revocation: %v %v %v", hist, bad, err)
+	}
+}
+
+// TestReportRecoverableWithoutCoffer: a stored drill report is an age file
+// holding a zstd frame of the JSON report, as doc/recover-without-coffer.md
+// says: the reference age and zstd CLIs read it.
+func TestReportRecoverableWithoutCoffer(t *testing.T) {
+	ageBin, ok := testutil.FindBinary("age")
+	if !ok {
+		testutil.Missing(t, "age CLI not installed (scripts/install-packages.sh)")
+	}
+	zstdBin, ok := testutil.FindBinary("zstd")
+	if !ok {
+		testutil.Missing(t, "zstd CLI not installed (scripts/install-packages.sh)")
+	}
+	tr := testrepo.New(t)
+	rep := drillreport.Sample(drillreport.Options{Fail: true})
+	if err := drill.Save(context.Background(), drillHost(t, tr), rep); err != nil {
+		t.Fatal(err)
+	}
+	hist, _, err := drill.History(context.Background(), auditor(t, tr))
+	if err != nil || len(hist) != 1 {
+		t.Fatal(hist, err)
+	}
+	object := filepath.Join(tr.Dir, "repo", filepath.FromSlash(hist[0].Report))
+	z, err := exec.Command(ageBin, "-d", "-i", tr.Keys.Identity, object).Output()
+	if err != nil {
+		t.Fatalf("age -d: %v", err)
+	}
+	cmd := exec.Command(zstdBin, "-d", "-c")
+	cmd.Stdin = bytes.NewReader(z)
+	plain, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("zstd -d: %v", err)
+	}
+	got, err := drill.ReadJSON(bytes.NewReader(plain))
+	if err != nil || got.ID != rep.ID || got.Result != drill.Fail || len(got.Sources) != 3 {
+		t.Fatalf("the report read with age and zstd: %+v, %v", got, err)
 	}
 }
