@@ -135,9 +135,20 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 	}
 	rep.Snapshots = len(ms)
-	present := make(map[string]bool, len(listed))
-	for _, id := range listed {
-		present[id] = true
+	present, err := presentIDs(ctx, r, listed)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		// A tombstone that does not verify hides nothing: the snapshot
+		// it names counts as deleted, and the tombstone is a problem.
+		_, bad, err := r.Forgotten(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
 	}
 	for _, d := range Deletions(ms, present) {
 		rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotName(d.ID), Error: d.String(), Kind: KindDeleted})
