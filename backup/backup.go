@@ -177,7 +177,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 
 // run is one backup in progress.
 type run struct {
-	forgotten map[string]*repo.Tombstone // snapshots forgotten on purpose
+	forgotten  map[string]*repo.Tombstone // snapshots forgotten on purpose
 	opts       Options
 	r          *repo.Repository
 	log        *slog.Logger
