@@ -174,3 +174,5 @@ func pruneNow(t *testing.T, r *repo.Repository) *PruneResult {
 	}
 	return res
 }
+
+func timeNowPlusHour() time.Time { return time.Now().Add(time.Hour) }
