@@ -616,10 +616,15 @@ func (s *S3) Purge(ctx context.Context, name string) (time.Time, error) {
 			continue
 		}
 		if !v.DeleteMarker {
-			_, ru, err := s.client.GetObjectRetention(ctx, s.bucket, s.key(name), v.VersionID)
-			if err == nil && ru != nil && ru.After(now) {
+			// The retention as HEAD reports it (GetObjectRetention's XML
+			// differs between servers).
+			oi, err := s.stat(ctx, name, v.VersionID)
+			if err != nil && !errors.Is(mapS3Error(err), ErrNotExist) {
+				return until, fmt.Errorf("purge %s: %w", name, mapS3Error(err))
+			}
+			if ru, perr := time.Parse(time.RFC3339, oi.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date")); err == nil && perr == nil && ru.After(now) {
 				if ru.After(until) {
-					until = *ru
+					until = ru
 				}
 				continue // locked: never try to delete it
 			}

@@ -36,10 +36,16 @@ const maxMarker = 64 << 10
 
 // HoldRecord is the content of a hold object.
 type HoldRecord struct {
-	Version  int       `json:"version"`
+	Version int `json:"version"`
+	// Hold is the hold's id: holds/<Hold> holds the snapshot,
+	// holds/<Hold>.released (Released true) releases it. A release is a
+	// record rather than a delete because in a bucket with object lock
+	// neither object can be deleted before its retention ends.
+	Hold     string    `json:"hold"`
 	Snapshot string    `json:"snapshot"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
+	Released bool      `json:"released,omitempty"`
 }
 
 // Hold marks snapshot id as in use until ttl from now (a drill restoring
@@ -55,12 +61,13 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 		return nil, errors.New("hold: the time to live must be positive")
 	}
 	now := time.Now().UTC()
-	name := HoldsPrefix + NewID()
-	b, err := json.Marshal(HoldRecord{Version: 1, Snapshot: id, Created: now, Expires: now.Add(ttl)})
+	hold := NewID()
+	rec := HoldRecord{Version: 1, Hold: hold, Snapshot: id, Created: now, Expires: now.Add(ttl)}
+	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
 	}
-	if err := PutObject(ctx, r.Store, name, b); err != nil {
+	if err := PutObject(ctx, r.Store, HoldsPrefix+hold, b); err != nil {
 		return nil, fmt.Errorf("hold snapshot %s: %w", ShortID(id), err)
 	}
 	var once sync.Once
@@ -68,7 +75,13 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 		once.Do(func() {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			_ = r.Store.Delete(dctx, name)
+			rec.Released, rec.Expires = true, time.Now().UTC()
+			if b, err := json.Marshal(rec); err == nil && PutObject(dctx, r.Store, HoldsPrefix+hold+".released", b) == nil {
+				// Best effort; prune removes what is left.
+				if _, err := storage.Purge(dctx, r.Store, HoldsPrefix+hold); err == nil {
+					_, _ = storage.Purge(dctx, r.Store, HoldsPrefix+hold+".released")
+				}
+			}
 		})
 	}, nil
 }
@@ -94,9 +107,15 @@ func (r *Repository) Held(ctx context.Context, now time.Time) (map[string]time.T
 	if err != nil {
 		return nil, err
 	}
+	released := map[string]bool{}
+	for _, h := range hs {
+		if h.Released {
+			released[h.Hold] = true
+		}
+	}
 	out := map[string]time.Time{}
 	for _, h := range hs {
-		if h.Snapshot != "" && h.Expires.Add(MaxClockSkew).After(now) && h.Expires.After(out[h.Snapshot]) {
+		if h.Snapshot != "" && !h.Released && !released[h.Hold] && h.Expires.Add(MaxClockSkew).After(now) && h.Expires.After(out[h.Snapshot]) {
 			out[h.Snapshot] = h.Expires
 		}
 	}
@@ -109,11 +128,17 @@ type RunningRecord struct {
 	Run     string    `json:"run"`
 	Started time.Time `json:"started"`
 	Expires time.Time `json:"expires"`
+	// Done marks the last record of a run: the backup has ended (written
+	// rather than deleting the markers, which object lock may forbid).
+	Done bool `json:"done,omitempty"`
 }
 
 // RunningTTL is how long a running marker counts after it is written; a
 // backup writes a new one every RunningTTL/3.
 const RunningTTL = 10 * time.Minute
+
+// doneSeq is the seq of a run's last marker, which says it has ended.
+const doneSeq = 999999
 
 // Announce writes a running marker for a backup starting now and renews it
 // every ttl/3 until stop is called (ttl 0: RunningTTL). A backup calls it
@@ -131,7 +156,11 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 	var names []string
 	write := func(seq int) error {
 		name := fmt.Sprintf("%s%s-%06d", RunningPrefix, run, seq)
-		b, err := json.Marshal(RunningRecord{Version: 1, Run: run, Started: started, Expires: time.Now().UTC().Add(ttl)})
+		rec := RunningRecord{Version: 1, Run: run, Started: started, Expires: time.Now().UTC().Add(ttl)}
+		if seq == doneSeq {
+			rec.Expires, rec.Done = time.Now().UTC(), true
+		}
+		b, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
@@ -168,8 +197,12 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 			<-finished
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
+			ctx = dctx
+			if write(doneSeq) != nil {
+				return
+			}
 			for _, n := range names {
-				if st.Delete(dctx, n) != nil {
+				if _, err := storage.Purge(dctx, st, n); err != nil {
 					return
 				}
 			}
@@ -195,10 +228,16 @@ func (r *Repository) Running(ctx context.Context) (map[string]RunningRecord, err
 // live at now (its expiry plus the clock skew bound is after now), and
 // whether there is one.
 func OldestRunning(ms map[string]RunningRecord, now time.Time) (time.Time, bool) {
+	done := map[string]bool{}
+	for _, m := range ms {
+		if m.Done {
+			done[m.Run] = true
+		}
+	}
 	var oldest time.Time
 	var found bool
 	for _, m := range ms {
-		if m.Run == "" || !m.Expires.Add(MaxClockSkew).After(now) {
+		if m.Run == "" || done[m.Run] || !m.Expires.Add(MaxClockSkew).After(now) {
 			continue
 		}
 		if !found || m.Started.Before(oldest) {

@@ -139,6 +139,12 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	if err != nil {
 		return nil, err
 	}
+	doneRuns := map[string]bool{}
+	for _, m := range markers {
+		if m.Done {
+			doneRuns[m.Run] = true
+		}
+	}
 	cutoff := now.Add(-grace)
 	if oldest, ok := repo.OldestRunning(markers, now); ok {
 		if oldest.Before(cutoff) {
@@ -146,7 +152,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		}
 		runs := map[string]bool{}
 		for _, m := range markers {
-			if m.Expires.Add(skew).After(now) {
+			if !doneRuns[m.Run] && m.Expires.Add(skew).After(now) {
 				runs[m.Run] = true
 			}
 		}
@@ -235,13 +241,19 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	if err != nil {
 		return nil, err
 	}
+	released := map[string]bool{}
+	for _, h := range hs {
+		if h.Released {
+			released[h.Hold] = true
+		}
+	}
 	for name, h := range hs {
-		if h.Expires.Add(skew).Before(now) {
+		if released[h.Hold] || h.Expires.Add(skew).Before(now) {
 			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.HoldsPrefix})
 		}
 	}
 	for name, m := range markers {
-		if m.Expires.Add(skew).Before(now) {
+		if doneRuns[m.Run] || m.Expires.Add(skew).Before(now) {
 			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.RunningPrefix})
 		}
 	}
