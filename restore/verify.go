@@ -273,6 +273,21 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 			used[ref.Name] = true
 		}
 	}
+	// The objects of snapshots forgotten on purpose, whose manifests are
+	// still stored, wait for prune: they are not orphans.
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return err
+	}
+	for id := range forgotten {
+		m, err := r.ReadManifest(ctx, id)
+		if err != nil {
+			continue // pruned meanwhile, or damaged: its objects count as orphans
+		}
+		for _, ref := range m.Objects() {
+			used[ref.Name] = true
+		}
+	}
 	var orphans []string
 	count := map[string]int{}
 	for _, prefix := range []string{repo.CatalogPrefix, repo.IndexPrefix, repo.PrivatePrefix} {
@@ -288,7 +303,7 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 		}
 	}
 	var packs, packBytes int64
-	err := r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
+	err = r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
 		if !used[oi.Name] {
 			packs++
 			packBytes += oi.Size
