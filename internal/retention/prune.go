@@ -293,7 +293,8 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		}
 	}
 	if !opts.DryRun {
-		n, err := storage.CleanStale(ctx, r.Store, now.Sub(cutoff))
+		// Against the real clock: the store's cleaner compares with it.
+		n, err := storage.CleanStale(ctx, r.Store, max(time.Since(cutoff), 0))
 		if err != nil {
 			return res, fmt.Errorf("prune: remove incomplete uploads: %w", err)
 		}
