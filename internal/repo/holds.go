@@ -50,8 +50,8 @@ type HoldRecord struct {
 
 // Hold marks snapshot id as in use until ttl from now (a drill restoring
 // it): forget does not forget it and prune does not remove its data while
-// the hold is active. release removes the hold (best effort: a store that
-// refuses deletes leaves it to expire, and prune removes it after). A hold
+// the hold is active. release writes a release record (best effort: a
+// hold that could not be released expires); prune removes both. A hold
 // needs only write access.
 func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (release func(), err error) {
 	if !validHex(id, 64) {
@@ -76,11 +76,10 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			rec.Released, rec.Expires = true, time.Now().UTC()
-			if b, err := json.Marshal(rec); err == nil && PutObject(dctx, r.Store, HoldsPrefix+hold+".released", b) == nil {
-				// Best effort; prune removes what is left.
-				if _, err := storage.Purge(dctx, r.Store, HoldsPrefix+hold); err == nil {
-					_, _ = storage.Purge(dctx, r.Store, HoldsPrefix+hold+".released")
-				}
+			// Best effort (an expired hold holds nothing either); prune
+			// removes both objects.
+			if b, err := json.Marshal(rec); err == nil {
+				_ = PutObject(dctx, r.Store, HoldsPrefix+hold+".released", b)
 			}
 		})
 	}, nil
@@ -143,9 +142,10 @@ const doneSeq = 999999
 // Announce writes a running marker for a backup starting now and renews it
 // every ttl/3 until stop is called (ttl 0: RunningTTL). A backup calls it
 // before it reads anything, so that a prune that lists markers after that
-// keeps what the backup reads and writes. stop removes the markers (best
-// effort: a backup host without delete rights leaves them to expire, and
-// prune removes them after). The first marker must be written: an error
+// keeps what the backup reads and writes. stop writes a last marker that
+// says the backup ended (best effort: without it the markers expire);
+// nothing is deleted, as a backup host need not have delete rights, and
+// prune removes the markers. The first marker must be written: an error
 // there fails the backup.
 func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop func(), err error) {
 	if ttl <= 0 {
@@ -153,7 +153,6 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 	}
 	run := NewID()
 	started := time.Now().UTC()
-	var names []string
 	write := func(seq int) error {
 		name := fmt.Sprintf("%s%s-%06d", RunningPrefix, run, seq)
 		rec := RunningRecord{Version: 1, Run: run, Started: started, Expires: time.Now().UTC().Add(ttl)}
@@ -164,11 +163,7 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 		if err != nil {
 			return err
 		}
-		if err := PutObject(ctx, st, name, b); err != nil {
-			return err
-		}
-		names = append(names, name)
-		return nil
+		return PutObject(ctx, st, name, b)
 	}
 	if err := write(1); err != nil {
 		return nil, fmt.Errorf("announce the backup: %w", err)
@@ -198,14 +193,8 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			ctx = dctx
-			if write(doneSeq) != nil {
-				return
-			}
-			for _, n := range names {
-				if _, err := storage.Purge(dctx, st, n); err != nil {
-					return
-				}
-			}
+			// A backup host may not delete: prune removes the markers.
+			_ = write(doneSeq)
 		})
 	}, nil
 }
