@@ -63,6 +63,14 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	}
 	switch len(match) {
 	case 0:
+		if forgotten, _, ferr := r.Forgotten(ctx); ferr == nil {
+			for id, t := range forgotten {
+				if strings.HasPrefix(id, spec) && len(spec) >= 8 {
+					return nil, nil, fmt.Errorf("%w %q: it was forgotten on %s (policy: %s)", ErrNoSnapshot, spec,
+						t.Time.UTC().Format(time.RFC3339), t.Policy)
+				}
+			}
+		}
 		return nil, nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
 	case 1:
 	default:

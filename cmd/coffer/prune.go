@@ -79,7 +79,14 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 	}
 	sort.Strings(kinds)
 	for _, k := range kinds {
-		fmt.Fprintf(g.stdout, "%s %d %s object(s), %s\n", verb, res.Removed[k].Objects, k, units.Bytes(res.Removed[k].Bytes))
+		switch k {
+		case "running":
+			fmt.Fprintf(g.stdout, "%s %d marker(s) of ended backups\n", verb, res.Removed[k].Objects)
+		case "holds":
+			fmt.Fprintf(g.stdout, "%s %d released or expired hold(s)\n", verb, res.Removed[k].Objects)
+		default:
+			fmt.Fprintf(g.stdout, "%s %d %s object(s), %s\n", verb, res.Removed[k].Objects, k, units.Bytes(res.Removed[k].Bytes))
+		}
 	}
 	fmt.Fprintf(g.stdout, "repository: %s before, %s after (live: %s in %d objects)\n",
 		units.Bytes(res.Before), units.Bytes(res.After), units.Bytes(res.Live.Bytes), res.Live.Objects)
@@ -88,7 +95,8 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 			res.Young.Objects, units.Bytes(res.Young.Bytes), res.Cutoff.Format(time.RFC3339))
 	}
 	if len(res.Pending) > 0 {
-		fmt.Fprintf(g.stdout, "kept the data of %d forgotten snapshot(s): forgotten after %s, or held by a drill\n", len(res.Pending), res.Cutoff.Format(time.RFC3339))
+		fmt.Fprintf(g.stdout, "kept the data of %d forgotten snapshot(s), %s: forgotten after %s, or held by a drill; a later prune removes it\n",
+			len(res.Pending), units.Bytes(res.PendingData.Bytes), res.Cutoff.Format(time.RFC3339))
 	}
 	if len(res.Locked) > 0 {
 		var b int64

@@ -62,9 +62,11 @@ type PruneResult struct {
 	// configs, keys, tombstones and markers).
 	Before int64 `json:"bytes_before"`
 	After  int64 `json:"bytes_after"`
-	// Live is what the snapshots kept (and the forgotten ones still held
-	// or too recently forgotten) reference, plus their manifests.
-	Live Kind `json:"live"`
+	// Live is what the kept snapshots reference, plus their manifests;
+	// PendingData what only forgotten snapshots that are still held or
+	// were forgotten after the cutoff reference (kept for now).
+	Live        Kind `json:"live"`
+	PendingData Kind `json:"pending_data"`
 	// Removed is what was removed (or would be, in a dry run), by prefix
 	// ("data", "index", "catalogs", "private", "snapshots", "holds",
 	// "running").
@@ -175,6 +177,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		return nil, err
 	}
 	live := map[string]bool{}
+	pending := map[string]bool{}
 	var dropManifests []string
 	var bad []error
 	for _, id := range ids {
@@ -194,9 +197,13 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 			}
 			return nil, err
 		}
-		live[repo.SnapshotName(id)] = true
+		set := live
+		if forgotten[id] != nil {
+			set = pending
+		}
+		set[repo.SnapshotName(id)] = true
 		for _, ref := range m.Objects() {
-			live[ref.Name] = true
+			set[ref.Name] = true
 		}
 	}
 	if len(bad) > 0 {
@@ -222,6 +229,8 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 			switch {
 			case live[oi.Name]:
 				res.Live.add(oi.Size)
+			case pending[oi.Name]:
+				res.PendingData.add(oi.Size)
 			case prefix == repo.SnapshotsPrefix:
 				if dropSet[oi.Name] {
 					remove = append(remove, object{oi, prefix})
