@@ -292,3 +292,62 @@ func TestForgetIsNotAnAttack(t *testing.T) {
 		t.Fatalf("dry run with a forged tombstone present: %v", err)
 	}
 }
+
+// TestForgetRevokedTombstones: tombstones signed by a maintenance host
+// key stop counting once the owner revokes that key: the snapshots they
+// hid count as deleted again, and verify names the tombstones.
+func TestForgetRevokedTombstones(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := e.tree(1, 1000)
+	e.backup(nil, false, "a="+dir)
+	s2 := e.backup(nil, false, "a="+dir)
+	e.backup(nil, false, "a="+dir)
+	// A second host key, authorised by the owner, runs forget.
+	_, _, sk2, _ := testrepo.Keys(t, filepath.Join(t.TempDir(), "maint"))
+	ownerRepo := func() *repo.Repository {
+		r, err := repo.Open(ctx, e.tr.Store, repo.OpenOptions{Owner: e.tr.Owner.Public(), OwnerKey: e.tr.Owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	hp2 := sk2.HostPublic()
+	if _, err := repo.UpdateConfig(ctx, ownerRepo(), e.tr.Owner, func(c *repo.Config) error {
+		c.Hosts = append(c.Hosts, repo.Host{Key: hp2.Key.String(), Box: hp2.Box.String(), Added: time.Now().UTC().Truncate(time.Second)})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	maint, err := repo.Open(ctx, e.tr.Store, repo.OpenOptions{Owner: e.tr.Owner.Public(), Signing: sk2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Forget(ctx, maint, Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pruneNow(t, e.tr.Host(t))
+	e.mustVerify()
+
+	r := ownerRepo()
+	keep, err := r.SignedBy(ctx, sk2.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.UpdateConfig(ctx, r, e.tr.Owner, func(c *repo.Config) error {
+		c.Hosts = slices.DeleteFunc(c.Hosts, func(h repo.Host) bool { return h.Key == hp2.Key.String() })
+		c.Revoked = append(c.Revoked, repo.Revocation{Key: hp2.Key.String(), Time: time.Now().UTC().Truncate(time.Second), Keep: keep})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rep := e.verify()
+	var deleted, tomb bool
+	for _, p := range rep.Problems {
+		deleted = deleted || p.Kind == restore.KindDeleted && strings.Contains(p.Object, s2.ID)
+		tomb = tomb || strings.HasPrefix(p.Object, repo.TombstonesPrefix) && strings.Contains(p.Error, "revoked")
+	}
+	if !deleted || !tomb {
+		t.Fatalf("after revoking the key that forgot: deleted reported %v, revoked tombstone reported %v: %+v", deleted, tomb, rep.Problems)
+	}
+}
