@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/retention"
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/storage"
@@ -63,6 +64,8 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 			return withHint(err, "run prune with credentials that may delete (a maintenance host's), not the backup host's")
 		case errors.As(err, &de):
 			return withHint(err, "run coffer verify, and deal with the damaged manifests first")
+		case errors.Is(err, repo.ErrNoIdentity):
+			return withHint(err, "repair records exist: pass --signing-key (prune reads the newest record's index with it)")
 		}
 		return err
 	}
