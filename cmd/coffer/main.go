@@ -42,6 +42,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, interleave(app, args))
 	g, _ := app.Metadata["globals"].(*globals)
+	if g != nil && g.run != nil {
+		g.run.halt()
+		// Under --json a long command's stdout is a stream of events: its
+		// error is the last of them.
+		if g.run.events {
+			stderr = stdout
+		}
+	}
 	return report(ctx, stderr, err, (g != nil && g.json) || jsonArg(args))
 }
 
