@@ -145,7 +145,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
 			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
+			completionCommand(g), manCommand(g),
 		},
+		EnableBashCompletion: true,
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
 		Action: func(c *cli.Context) error {
@@ -164,13 +166,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// run reads the globals to print an error as JSON under --json.
 		Metadata: map[string]any{"globals": g},
 	}
-	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return flagError(app.Flags, err) }
 	for _, cmd := range app.Commands {
-		cmd.OnUsageError = app.OnUsageError
+		cmd.OnUsageError = commandUsageError(app, cmd)
 		for _, sub := range cmd.Subcommands {
-			sub.OnUsageError = app.OnUsageError
+			sub.OnUsageError = commandUsageError(app, sub)
 		}
 	}
+	addExamples(app)
 	return app
 }
 

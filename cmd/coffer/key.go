@@ -29,7 +29,11 @@ func keyCommand(g *globals) *cli.Command {
 			"or revoked host still knows the chunk-id and index keys (doc/design.md).",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown key command %q (list, add-recipient, remove-recipient, add-host, revoke-host)", c.Args().First())
+				err := usagef("unknown key command %q (list, add-recipient, remove-recipient, add-host, revoke-host)", c.Args().First())
+				if s := suggest(c.Args().First(), commandNames(c.Command.Subcommands)); s != "" {
+					return withHint(err, "did you mean %q?", "key "+s)
+				}
+				return err
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
