@@ -65,6 +65,10 @@ type globals struct {
 	quiet bool
 	// run is the output of a long command (progress.go), once begun.
 	run *runOutput
+	// cfgErr is why the configuration did not load (for doctor), and
+	// configFile the file given.
+	cfgErr     error
+	configFile string
 }
 
 // usageError marks errors that exit 2.
@@ -140,12 +144,19 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bars (they show only on a terminal anyway)"},
 		},
 		Before: func(c *cli.Context) error {
-			return g.load(c)
+			err := g.load(c)
+			if err != nil && c.Args().First() == "doctor" {
+				// doctor reports a configuration that does not load.
+				g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				g.json = g.json || c.Bool("json")
+				return nil
+			}
+			return err
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
 			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
-			completionCommand(g), manCommand(g),
+			completionCommand(g), manCommand(g), doctorCommand(g),
 		},
 		EnableBashCompletion: true,
 		// Without an action urfave/cli runs "help ARG" and reports an
@@ -181,6 +192,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // config holds the precedence) and adds hints that name flags.
 func (g *globals) load(c *cli.Context) error {
 	g.getenv = os.Getenv
+	g.configFile = c.String("config")
+	if g.configFile == "" {
+		g.configFile = os.Getenv("COFFER_CONFIG")
+	}
 	cfg, err := config.Load(config.LoadOptions{
 		File: c.String("config"),
 		Env:  g.getenv,
@@ -192,6 +207,7 @@ func (g *globals) load(c *cli.Context) error {
 			JSON:       c.Bool("json"),
 		},
 	})
+	g.cfgErr = err
 	var re *config.ReadError
 	var ie *config.InvalidError
 	var pe *config.PermissionError
