@@ -241,6 +241,12 @@ func checkRepository(ctx context.Context, o Options) []Result {
 	if err != nil {
 		return []Result{{"repository", Fail, err.Error(), "fix the s3: settings"}}
 	}
+	// The clock is asked of the S3 server even when the repository is
+	// out of reach: a skewed clock is a reason S3 refuses requests.
+	var clock []Result
+	if strings.HasPrefix(c.Repository, "s3://") {
+		clock = append(clock, checkClock(ctx, o, s3))
+	}
 	st, err := storage.Open(ctx, c.Repository, s3)
 	if err != nil {
 		fix := "check the repository location"
@@ -250,7 +256,7 @@ func checkRepository(ctx context.Context, o Options) []Result {
 		case errors.Is(err, storage.ErrUnreachable):
 			fix = "check s3.endpoint (COFFER_S3_ENDPOINT) and that the server is up and reachable from this host"
 		}
-		return []Result{{"repository", Fail, fmt.Sprintf("%s: %v", c.Repository, err), fix}}
+		return append([]Result{{"repository", Fail, fmt.Sprintf("%s: %v", c.Repository, err), fix}}, clock...)
 	}
 	var out []Result
 	cfg, err := repo.PeekConfig(ctx, st)
@@ -265,9 +271,8 @@ func checkRepository(ctx context.Context, o Options) []Result {
 	out = append(out, checkWrite(ctx, st))
 	if strings.HasPrefix(c.Repository, "s3://") {
 		out = append(out, checkLock(ctx, st))
-		out = append(out, checkClock(ctx, o, s3))
 	}
-	return out
+	return append(out, clock...)
 }
 
 // checkWrite writes a probe object and deletes it.
