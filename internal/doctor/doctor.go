@@ -148,7 +148,11 @@ func checkConfig(o Options) []Result {
 	if o.ConfigFile == "" {
 		return []Result{{name, OK, "no config file: settings from flags and the environment", ""}}
 	}
-	return []Result{{name, OK, fmt.Sprintf("%s loads: %d sources", o.ConfigFile, len(c.Sources)), ""}}
+	noun := "sources"
+	if len(c.Sources) == 1 {
+		noun = "source"
+	}
+	return []Result{{name, OK, fmt.Sprintf("%s loads: %d %s", o.ConfigFile, len(c.Sources), noun), ""}}
 }
 
 // keyFile checks one private key file: present, owner-only, loads.
