@@ -335,7 +335,7 @@ func runRevokeHost(ctx context.Context, g *globals, args []string) error {
 			said = append(said, fmt.Sprintf("revoked host key %s; the %d snapshots it signed stay valid", pk.Fingerprint(), len(keep)))
 		}
 		if len(c.Hosts) == 0 {
-			fmt.Fprintln(g.stderr, "coffer: warning: no host key is authorised any more; authorise one with coffer key add-host")
+			g.warnf("no host key is authorised any more; authorise one with coffer key add-host")
 		}
 		return said, nil
 	})

@@ -263,13 +263,21 @@ func (r *runOutput) end(result any) error {
 	return nil
 }
 
-// Warnings under --json are events; warnf prints one through the running
-// command's output when there is one.
+// warnf prints a warning once: through the running long command's output
+// when there is one (an event under --json), else as a "coffer: warning:"
+// line on stderr, or under --json as {"event":"warning","message":...}.
 func (g *globals) warnf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	if g.run != nil {
+	switch {
+	case g.run != nil:
 		g.run.warn(msg)
-		return
+	case g.json:
+		b, _ := json.Marshal(struct {
+			Event   string `json:"event"`
+			Message string `json:"message"`
+		}{"warning", msg})
+		fmt.Fprintf(g.stderr, "%s\n", b)
+	default:
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", msg)
 	}
-	fmt.Fprintf(g.stderr, "coffer: warning: %s\n", msg)
 }

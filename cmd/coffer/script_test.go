@@ -272,8 +272,12 @@ func checkErrorOutput(stderr string) string {
 		case strings.HasPrefix(l, "{"):
 			// Under --json: {"error": "...", "hint": "...", "exit": N}.
 			var e struct {
+				Event string `json:"event"`
 				Error string `json:"error"`
 				Exit  *int   `json:"exit"`
+			}
+			if json.Unmarshal([]byte(l), &e) == nil && e.Event == "warning" {
+				continue
 			}
 			if err := json.Unmarshal([]byte(l), &e); err != nil || e.Error == "" || e.Exit == nil {
 				return fmt.Sprintf("line %q is not a JSON error object", l)
