@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/pathglob"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -87,6 +88,17 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	entries, err := filterEntries(src.sc.Entries, opts.Filter, opts.SubPath)
 	if err != nil {
 		return nil, err
+	}
+	if src.prog != nil {
+		// The total of what was selected (Start again updates it).
+		var n progress.Counts
+		for _, e := range entries {
+			if e.Type == string(source.TypeFile) {
+				n.Bytes += e.Size
+				n.Files++
+			}
+		}
+		src.prog.Start(src.sc.Name, n)
 	}
 	parentPath, base := filepath.Dir(target), filepath.Base(target)
 	if base == "." || base == ".." || base == "/" {
