@@ -181,6 +181,18 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 			return nil, err
 		}
 	}
+	// Drill summaries are evidence: check their signatures, and their
+	// reports like the rest.
+	var drills []*repo.DrillRecord
+	if len(ids) == 0 {
+		var bad []error
+		if drills, bad, err = r.Drills(ctx); err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+	}
 
 	// Every object once, remembering which snapshots use it.
 	users := map[string][]string{}
@@ -205,6 +217,9 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 	}
 	for _, rp := range repairs {
 		refs[rp.Index.Name] = rp.Index
+	}
+	for _, d := range drills {
+		refs[d.Report.Name] = d.Report
 	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
