@@ -75,6 +75,10 @@ var examples = map[string][]string{
 		"coffer airflow inspect --env-file /etc/airflow/airflow.env /opt/airflow",
 		"coffer --config /etc/coffer.yaml airflow inspect deploy",
 	},
+	"drills show": {
+		"coffer drills show latest --identity keys/restore/identity.txt",
+		"coffer drills show 1a2b3c4d --html drill.html",
+	},
 	"demo": {
 		"coffer demo",
 		"coffer demo --dir /tmp/coffer-demo",
