@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/storage"
@@ -199,4 +201,53 @@ func TestPruneDeleteDenied(t *testing.T) {
 		t.Fatalf("objects %d → %d", len(before), len(after))
 	}
 	e.mustVerify()
+}
+
+// TestPruneRunningMarkerHostClockOff: a backup that has run for two hours
+// on a host whose clock is 30 minutes off. Behind, its markers look expired
+// by their own times; ahead, its start looks later than the packs it wrote.
+// Either way prune must keep what it wrote: the store's write times of its
+// markers say it runs and since when.
+func TestPruneRunningMarkerHostClockOff(t *testing.T) {
+	for _, off := range []time.Duration{-30 * time.Minute, 30 * time.Minute} {
+		t.Run(off.String(), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			e.backup(nil, false, "docs="+e.tree(1, 1000))
+			now := time.Now()
+			host := func(real time.Time) time.Time { return real.Add(off).UTC() } // the backup host's clock
+			start := now.Add(-2 * time.Hour)
+			put := func(name string, b []byte, written time.Time) {
+				t.Helper()
+				if err := repo.PutObject(ctx, e.tr.Store, name, b); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(filepath.Join(e.tr.Dir, "repo", filepath.FromSlash(name)), written, written); err != nil {
+					t.Fatal(err)
+				}
+			}
+			marker := func(seq int, written time.Time) {
+				b, _ := json.Marshal(repo.RunningRecord{Version: 1, Run: strings.Repeat("cd", 32), Started: host(start), Expires: host(written.Add(repo.RunningTTL))})
+				put(fmt.Sprintf("%s%s-%06d", repo.RunningPrefix, strings.Repeat("cd", 32), seq), b, written)
+			}
+			marker(1, start)
+			pack := repo.PackName(strings.Repeat("ef", 32))
+			put(pack, []byte("a pack of the running backup"), start.Add(10*time.Minute))
+			marker(40, now.Add(-time.Minute))
+
+			res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Running != 1 {
+				t.Errorf("running = %d, want 1", res.Running)
+			}
+			if _, err := e.tr.Store.Stat(ctx, pack); err != nil {
+				t.Fatalf("the running backup's pack (written %v ago): %v", now.Sub(start.Add(10*time.Minute)).Round(time.Minute), err)
+			}
+			if _, err := e.tr.Store.Stat(ctx, fmt.Sprintf("%s%s-%06d", repo.RunningPrefix, strings.Repeat("cd", 32), 1)); err != nil {
+				t.Fatalf("the first marker of a running backup was removed: %v", err)
+			}
+		})
+	}
 }
