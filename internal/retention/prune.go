@@ -169,7 +169,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	var bad []error
 	for _, id := range ids {
 		if t := forgotten[id]; t != nil {
-			if _, isHeld := held[id]; !isHeld && !t.Time.After(cutoff) {
+			if _, isHeld := held[id]; !isHeld && !t.Since().After(cutoff) {
 				dropManifests = append(dropManifests, id)
 				continue
 			}

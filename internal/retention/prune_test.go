@@ -251,3 +251,40 @@ func TestPruneRunningMarkerHostClockOff(t *testing.T) {
 		})
 	}
 }
+
+// TestPruneTombstoneHostClockBehind: a backup runs; meanwhile a host whose
+// clock is three hours behind forgets a snapshot the backup deduplicates
+// against. Its tombstone says it was written before the backup started,
+// the store says after: prune must keep the snapshot's data until the
+// backup has ended.
+func TestPruneTombstoneHostClockBehind(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	x := e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	now := time.Now()
+	run := strings.Repeat("cd", 32)
+	b, _ := json.Marshal(repo.RunningRecord{Version: 1, Run: run, Started: now.Add(-10 * time.Minute).UTC(), Expires: now.Add(5 * time.Minute).UTC()})
+	if err := repo.PutObject(ctx, e.tr.Store, repo.RunningPrefix+run+"-000003", b); err != nil {
+		t.Fatal(err)
+	}
+	fr, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{Now: now.Add(-3 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fr.Forgotten, []string{x.ID}) {
+		t.Fatalf("forgotten %v, want %v", fr.Forgotten, []string{x.ID})
+	}
+	res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pending, []string{x.ID}) || len(res.Forgotten) != 0 {
+		t.Fatalf("pending %v, forgotten %v: want %s pending (forgotten while a backup ran)", res.Pending, res.Forgotten, repo.ShortID(x.ID))
+	}
+	for _, ref := range x.Objects() {
+		if _, err := e.tr.Store.Stat(ctx, ref.Name); err != nil {
+			t.Fatalf("data of the snapshot the running backup may use: %v", err)
+		}
+	}
+}
