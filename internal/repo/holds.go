@@ -138,17 +138,6 @@ type RunningRecord struct {
 	Written time.Time `json:"-"`
 }
 
-// Live reports whether m says a backup runs at now: not a done marker, and
-// its expiry (the backup host's clock) or its write time (the store's
-// clock) plus RunningTTL, plus the clock skew bound, after now.
-func (m RunningRecord) Live(now time.Time) bool {
-	if m.Run == "" || m.Done {
-		return false
-	}
-	return m.Expires.Add(MaxClockSkew).After(now) ||
-		(!m.Written.IsZero() && m.Written.Add(RunningTTL+MaxClockSkew).After(now))
-}
-
 // RunningTTL is how long a running marker counts after it is written; a
 // backup writes a new one every RunningTTL/3.
 const RunningTTL = 10 * time.Minute
@@ -231,21 +220,41 @@ func (r *Repository) Running(ctx context.Context) (map[string]RunningRecord, err
 	return out, err
 }
 
-// LiveRuns returns the runs that are live at now (one of their markers is
-// Live and none says Done), each with its start: the earliest of its
+// LiveRuns returns the runs that are live at now, each with its start. A
+// run is live while one of its markers' expiry (the backup host's clock)
+// plus the clock skew bound is after now and no done marker ended it, or
+// one of its markers was written (the store's clock) less than RunningTTL
+// plus the bound ago: a backup host whose clock is behind writes markers
+// that look expired by their own times. Its start is the earliest of its
 // markers' Started (the backup host's clock) and Written (the store's), so
 // that a host clock that runs ahead does not move the start past what the
 // backup wrote.
 func LiveRuns(ms map[string]RunningRecord, now time.Time) map[string]time.Time {
-	done := map[string]bool{}
+	// A done marker ends its run only when it is stored under the run's
+	// own done name and no marker of the run was written after it:
+	// anyone who may write can forge one, and a backup that renews its
+	// marker afterwards still runs.
+	done := map[string]time.Time{}
+	for name, m := range ms {
+		if m.Done && name == fmt.Sprintf("%s%s-%06d", RunningPrefix, m.Run, doneSeq) {
+			done[m.Run] = m.Written
+		}
+	}
 	for _, m := range ms {
-		if m.Done {
-			done[m.Run] = true
+		if d, ok := done[m.Run]; ok && !m.Done && m.Written.After(d) {
+			delete(done, m.Run)
 		}
 	}
 	out := map[string]time.Time{}
 	for _, m := range ms {
-		if !done[m.Run] && m.Live(now) {
+		if m.Run == "" || m.Done {
+			continue
+		}
+		if _, ended := done[m.Run]; ended {
+			continue
+		}
+		if m.Expires.Add(MaxClockSkew).After(now) ||
+			(!m.Written.IsZero() && m.Written.Add(RunningTTL+MaxClockSkew).After(now)) {
 			out[m.Run] = time.Time{}
 		}
 	}

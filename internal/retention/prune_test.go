@@ -288,3 +288,48 @@ func TestPruneTombstoneHostClockBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneForgedDoneMarker: anyone who may write to the bucket can write
+// a "done" marker for a backup that still runs (the run ids are in the
+// listing). It must not make prune remove what that backup wrote: one
+// under another name ends nothing, and the backup's marker was renewed
+// after the one under its done name. (A forgery newer than the backup's
+// last renewal still ends the run until the next renewal, at most
+// RunningTTL/3: the markers are not signed.)
+func TestPruneForgedDoneMarker(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.backup(nil, false, "docs="+e.tree(1, 1000))
+	now := time.Now()
+	start := now.Add(-2 * time.Hour)
+	run := strings.Repeat("cd", 32)
+	put := func(name string, rec any, written time.Time) {
+		t.Helper()
+		b, _ := json.Marshal(rec)
+		if err := repo.PutObject(ctx, e.tr.Store, name, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(e.tr.Dir, "repo", filepath.FromSlash(name)), written, written); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(repo.RunningPrefix+run+"-000001", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: start.Add(10 * time.Minute).UTC()}, start)
+	pack := repo.PackName(strings.Repeat("ef", 32))
+	put(pack, "a pack of the running backup", start.Add(10*time.Minute))
+	// The forgeries: under the run's done name and another name, both
+	// followed by a renewal of the backup's marker.
+	put(repo.RunningPrefix+run+"-999999", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.UTC(), Done: true}, now.Add(-2*time.Minute))
+	put(repo.RunningPrefix+strings.Repeat("ab", 32)+"-999999", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.UTC(), Done: true}, now)
+	put(repo.RunningPrefix+run+"-000040", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.Add(9 * time.Minute).UTC()}, now.Add(-time.Minute))
+
+	res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Running != 1 || res.Cutoff.After(start) {
+		t.Errorf("running %d, cutoff %v: want 1, before the running backup's start %v", res.Running, res.Cutoff, start)
+	}
+	if _, err := e.tr.Store.Stat(ctx, pack); err != nil {
+		t.Fatalf("the running backup's pack: %v", err)
+	}
+}
