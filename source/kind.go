@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Spec is one configured source: its kind, where it is, and what the kind
@@ -22,6 +23,9 @@ type Spec struct {
 	Globals bool
 	// Airflow holds the airflow kind's settings.
 	Airflow AirflowSpec
+	// S3 says how to reach a bucket source's endpoint, with credentials
+	// of its own (the bucket and prefix are LOCATION's).
+	S3 storage.S3Config
 }
 
 // AirflowSpec are the settings of an airflow source beyond its LOCATION
@@ -117,6 +121,9 @@ type RestoreOptions struct {
 	// AirflowVersion, when set, refuses a snapshot whose schema is not
 	// that version's.
 	AirflowVersion string
+	// S3 says how to reach a bucket target's endpoint (the bucket and
+	// prefix are the target's).
+	S3 storage.S3Config
 }
 
 // ConsistentKey is the metadata key under which a source (or a part of a

@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
 	"github.com/cofferhq/coffer/storage"
@@ -221,7 +222,7 @@ func (g *globals) store(ctx context.Context) (storage.Store, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, storage.ErrBucketNotFound):
-			return nil, withHint(err, "create the bucket first, or check the bucket name in --repo")
+			return nil, withHint(err, "create the bucket with coffer init --create-bucket (add --object-lock for object lock), or check the bucket name in --repo")
 		case errors.Is(err, storage.ErrUnreachable):
 			return nil, withHint(err, "check COFFER_S3_ENDPOINT or s3.endpoint and that the server is up")
 		}
@@ -505,6 +506,10 @@ func hintFor(err error) string {
 		return "unmount it first, or restore into another folder (--to)"
 	case errors.Is(err, restore.ErrPathSwapped):
 		return "something changed the restore's staging folder while it ran; nothing was written outside it: find out what, then restore again"
+	case errors.Is(err, bucket.ErrPrefixNotEmpty):
+		return "choose a new prefix for --to-s3 BUCKET/PREFIX, or pass --force to write into this one"
+	case errors.Is(err, source.ErrRestoreOverSource) && errors.As(err, new(*bucket.OverSourceError)):
+		return "restore into a new prefix (--to-s3 BUCKET/NEW-PREFIX); --force writes over the source's objects"
 	case errors.Is(err, source.ErrRestoreOverSource):
 		return "pass --force --replace to restore over it: into a fresh database, swapped in after success"
 	case errors.Is(err, source.ErrTargetExists):

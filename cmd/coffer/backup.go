@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/registry"
 )
 
@@ -77,6 +78,13 @@ func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 				return nil, usagef("source %q is neither NAME=KIND:LOCATION nor a name in the config file", a)
 			}
 			sc = c.Spec()
+		}
+		if sc.Kind == bucket.Kind.Name {
+			s3, err := g.cfg.SourceS3(name)
+			if err != nil {
+				return nil, err
+			}
+			sc.S3 = s3
 		}
 		s, err := registry.New(name, sc)
 		if err != nil {

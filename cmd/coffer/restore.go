@@ -232,8 +232,12 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if src.Kind() != kind.Name {
 		return usagef("--to-%s needs a %s source; %s is %s", kind.Name, kind.Name, src.Name(), src.Kind())
 	}
+	s3, err := g.cfg.SourceS3(src.Name())
+	if err != nil {
+		return err
+	}
 	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
-		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner})
+		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner, S3: s3})
 	if err != nil {
 		return restoreError(g, err)
 	}

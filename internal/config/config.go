@@ -97,6 +97,9 @@ type Source struct {
 	Checks   []fingerprint.Check `yaml:"checks"`
 	Globals  bool                `yaml:"globals"`
 	Airflow  Airflow             `yaml:"airflow"`
+	// S3 reaches a bucket source (kind s3) with settings of its own; see
+	// Config.SourceS3.
+	S3 *S3 `yaml:"s3"`
 }
 
 // Airflow holds an airflow source's settings: its airflow.cfg (default
@@ -126,6 +129,23 @@ func (s *Source) UnmarshalYAML(n *yaml.Node) error {
 func (s Source) Spec() source.Spec {
 	return source.Spec{Kind: s.Kind, Location: s.Location, Exclude: s.Exclude, Checks: s.Checks, Globals: s.Globals,
 		Airflow: source.AirflowSpec{Config: s.Airflow.Config, EnvFile: s.Airflow.EnvFile, IncludeLogs: s.Airflow.IncludeLogs}}
+}
+
+// s3Problem says what is wrong with a source's s3 settings, or "".
+func (s Source) s3Problem() string {
+	if s.S3 == nil {
+		return ""
+	}
+	if s.Kind != "s3" {
+		return "s3 settings apply to s3 (bucket) sources only"
+	}
+	if _, err := s.S3.storage(); err != nil {
+		return err.Error()
+	}
+	if (s.S3.AccessKey == "") != (s.S3.SecretKey == "") {
+		return "give both access_key_id and secret_access_key, or neither"
+	}
+	return ""
 }
 
 // typeNames rewrites yaml's "field x not found in type config.S3", which
@@ -229,6 +249,9 @@ func uploadsProblem(n int) string {
 // validateSource checks one source, the part of Validate that depends on
 // its kind; add reports a problem under a key ("sources.NAME" or below).
 func validateSource(key string, s Source, add func(key, format string, args ...any)) {
+	if msg := s.s3Problem(); msg != "" {
+		add(key+".s3", "%s", msg)
+	}
 	for _, p := range registry.Check(s.Spec()) {
 		k := key
 		if p.Field != "" {

@@ -151,6 +151,11 @@ func secretKey(c *Config) string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		if s3 := c.Sources[n].S3; s3 != nil && s3.SecretKey != "" {
+			return "sources." + n + ".s3.secret_access_key"
+		}
+	}
+	for _, n := range names {
 		loc := c.Sources[n].Location
 		if u, err := url.Parse(loc); err == nil && u.User != nil {
 			if _, ok := u.User.Password(); ok {
@@ -220,6 +225,17 @@ func (c *Config) applyEnv(env func(string) string) {
 		c.S3.CredentialsFile = filepath.Join(home, ".aws", "credentials")
 	}
 	fill(&c.S3.Profile, "AWS_PROFILE")
+	// A bucket source's own settings take the shared credentials file
+	// from the same place, but no keys or profile: those are the
+	// repository's.
+	for name, s := range c.Sources {
+		if s.S3 != nil && s.S3.CredentialsFile == "" {
+			s3 := *s.S3
+			s3.CredentialsFile = c.S3.CredentialsFile
+			s.S3 = &s3
+			c.Sources[name] = s
+		}
+	}
 }
 
 // Apply applies flags that only one command knows (such as a backup's
