@@ -84,7 +84,7 @@ func TestBucketSource(t *testing.T) {
 			UserMetadata: map[string]string{"customer": "acme", "invoice-number": "INV-0001"}}},
 		"2026/01/INV-0002.xml": {[]byte(`<invoice id="INV-0002"/>`), minio.PutObjectOptions{ContentType: "application/xml",
 			ContentLanguage: "de", ContentEncoding: "identity"}},
-		"2026/01/scan.tif": {randomBytes(t, 5<<20+123), minio.PutObjectOptions{ContentType: "image/tiff"}}, // streamed, not buffered
+		"2026/01/scan.tif":  {randomBytes(t, 5<<20+123), minio.PutObjectOptions{ContentType: "image/tiff"}}, // streamed, not buffered
 		"2026/02/empty.txt": {nil, minio.PutObjectOptions{ContentType: "text/plain"}},
 	}
 	for i := range 20 {
@@ -160,7 +160,7 @@ sources:
 	// Change two objects, add one, delete one: the second backup fetches
 	// the three that are new or changed, and nothing else.
 	changed := map[string]testObject{
-		"INV-0001.pdf": {randomBytes(t, 70_000), objects["INV-0001.pdf"].opts},
+		"INV-0001.pdf":          {randomBytes(t, 70_000), objects["INV-0001.pdf"].opts},
 		"2026/03/INV-0105.json": {[]byte(`{"invoice": 5, "total": "999.00"}`), objects["2026/03/INV-0105.json"].opts},
 		"2026/04/INV-0200.json": {[]byte(`{"invoice": 200}`), minio.PutObjectOptions{ContentType: "application/json",
 			CacheControl: "no-cache"}},
