@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use when they are
-# missing: the age and zstd CLIs (to prove objects decrypt without coffer),
-# restic and hyperfine (baselines). Needs root or sudo; does nothing when
+# missing: the age, zstd, jq and openssl CLIs (to prove objects decrypt
+# without coffer: doc/recover-without-coffer.md's script is run by the
+# tests), restic and hyperfine (baselines). Needs root or sudo; does nothing when
 # everything is there.
 set -euo pipefail
 need=()
-for p in age zstd restic hyperfine; do
+for p in age zstd jq openssl restic hyperfine; do
   command -v "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
