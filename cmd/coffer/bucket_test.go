@@ -26,6 +26,10 @@ import (
 type getCounter struct {
 	mu   sync.Mutex
 	gets map[string]int
+	// failPutsAfter, when positive, makes every PUT after that many fail
+	// with AccessDenied (a quota, a policy change in the middle of a
+	// restore).
+	failPutsAfter, puts int
 }
 
 func (g *getCounter) reset() map[string]int {
@@ -50,6 +54,18 @@ func startGetCounter(t *testing.T, endpoint, bucket string) (*getCounter, string
 			g.mu.Lock()
 			g.gets[key]++
 			g.mu.Unlock()
+		}
+		if r.Method == http.MethodPut {
+			g.mu.Lock()
+			g.puts++
+			fail := g.failPutsAfter > 0 && g.puts > g.failPutsAfter
+			g.mu.Unlock()
+			if fail {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(http.StatusForbidden)
+				io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>denied by the test</Message></Error>`)
+				return
+			}
 		}
 		proxy.ServeHTTP(w, r) // keeps the Host the request was signed for
 	}))
@@ -184,6 +200,22 @@ sources:
 		}
 	}
 
+	// A restore whose uploads start failing halfway: it says how many
+	// objects it wrote and removes them; the prefix is left empty.
+	counter.mu.Lock()
+	counter.failPutsAfter, counter.puts = 5, 0
+	counter.mu.Unlock()
+	code, _, stderr := coffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/failed")
+	if code != 1 || !strings.Contains(stderr, "objects written before the failure were removed") {
+		t.Errorf("restore with failing uploads: exit %d, want 1 saying what was written and removed:\n%s", code, stderr)
+	}
+	if left := listKeys(t, cl, srcS3.Bucket, "failed/"); len(left) != 0 {
+		t.Errorf("a failed restore left %d objects: %v", len(left), left)
+	}
+	counter.mu.Lock()
+	counter.failPutsAfter = 0
+	counter.mu.Unlock()
+
 	// Restores read the bucket directly (no need for the counting proxy).
 	writeConf(srcS3.Endpoint)
 	// Never over the source prefix, nor within it, without --force.
@@ -206,7 +238,7 @@ sources:
 	compareObjects(t, cl, srcS3.Bucket, "invoices/", "restored/night/", objects)
 
 	// The same prefix again: it is not empty now.
-	code, _, stderr := coffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/restored/night")
+	code, _, stderr = coffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/restored/night")
 	if code != 1 || !strings.Contains(stderr, "target prefix is not empty") || !strings.Contains(stderr, "hint: choose a new prefix") {
 		t.Errorf("restore into a non-empty prefix: exit %d, want 1 with a refusal:\n%s", code, stderr)
 	}

@@ -267,7 +267,8 @@ func TestRecoverScriptWholeTree(t *testing.T) {
 
 // BenchmarkRecoverScript times the script's dir mode on a generated tree
 // of COFFER_RECOVER_FILES files (default 2,000; doc/recover-without-coffer.md
-// reports 20,000), or of COFFER_RECOVER_SCRIPT instead of the document's
+// reports 20,000) plus one random file of COFFER_RECOVER_BIG bytes, with
+// COFFER_RECOVER_SCRIPT instead of the document's
 // script (to time an older version of it). The tree is written and backed
 // up once, outside the timing.
 func BenchmarkRecoverScript(b *testing.B) {
@@ -277,8 +278,14 @@ func BenchmarkRecoverScript(b *testing.B) {
 			b.Fatalf("COFFER_RECOVER_FILES: %v", err)
 		}
 	}
+	var big int64
+	if s := os.Getenv("COFFER_RECOVER_BIG"); s != "" {
+		if _, err := fmt.Sscan(s, &big); err != nil {
+			b.Fatalf("COFFER_RECOVER_BIG: %v", err)
+		}
+	}
 	dir := filepath.Join(b.TempDir(), "tree")
-	st, err := fixture.WriteTree(dir, fixture.TreeSpec{Files: files, Seed: 20000})
+	st, err := fixture.WriteTree(dir, fixture.TreeSpec{Files: files, BigFileSize: big, Seed: 20000})
 	if err != nil {
 		b.Fatal(err)
 	}
