@@ -517,8 +517,14 @@ func (b *run) publish(ctx context.Context) error {
 // ErrStrict is wrapped by the error a warning becomes in a strict backup.
 var ErrStrict = source.ErrStrict
 
-// sourceWriter implements source.Writer and source.ChangeTracker for one
-// source.
+// sourceWriter implements source.Writer, source.ChangeTracker and
+// source.ObjectTracker for one source.
+var (
+	_ source.ChangeTracker = (*sourceWriter)(nil)
+	_ source.ObjectTracker = (*sourceWriter)(nil)
+	_ source.Skipper       = (*sourceWriter)(nil)
+)
+
 type sourceWriter struct {
 	p        *pipeline
 	name     string

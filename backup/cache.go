@@ -77,15 +77,9 @@ func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID
 	return c
 }
 
-// lookup returns the chunks of an unchanged file when the index still
-// holds every one of them where the cache says (so its pack is present,
-// at the size the index recorded).
-func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
-	rec, _, ok := c.lookupMeta(source, path, k)
-	return rec, ok
-}
-
-// lookupMeta is lookup that also returns the item's stored metadata.
+// lookupMeta returns the chunks of an unchanged file, and the metadata
+// stored with it, when the index still holds every one of them where the
+// cache says (so its pack is present, at the size the index recorded).
 func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byte, bool) {
 	if c == nil {
 		return fileRec{}, nil, false

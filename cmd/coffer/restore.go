@@ -17,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/registry"
 )
 
@@ -209,7 +210,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	}
 	start := time.Now()
 	if kind == nil {
-		if src.Kind() != "dir" && t.path == "" {
+		if src.Kind() != "dir" && src.Kind() != bucket.Kind.Name && t.path == "" {
 			g.log.Info("restoring a database source's files into a folder", "kind", src.Kind())
 		}
 		if o.preserveOwner && os.Geteuid() != 0 {
