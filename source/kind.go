@@ -124,6 +124,9 @@ type RestoreOptions struct {
 	// S3 says how to reach a bucket target's endpoint (the bucket and
 	// prefix are the target's).
 	S3 storage.S3Config
+	// Select, when set, restores only the files whose path it accepts
+	// (a bucket target; folder restores filter in package restore).
+	Select func(path string) bool
 }
 
 // ConsistentKey is the metadata key under which a source (or a part of a

@@ -206,7 +206,7 @@ sources:
 	counter.failPutsAfter, counter.puts = 5, 0
 	counter.mu.Unlock()
 	code, _, stderr := coffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/failed")
-	if code != 1 || !strings.Contains(stderr, "objects written before the failure were removed") {
+	if code != 1 || !strings.Contains(stderr, "objects written before the failure") || !strings.Contains(stderr, "were removed") {
 		t.Errorf("restore with failing uploads: exit %d, want 1 saying what was written and removed:\n%s", code, stderr)
 	}
 	if left := listKeys(t, cl, srcS3.Bucket, "failed/"); len(left) != 0 {
@@ -236,6 +236,19 @@ sources:
 		t.Errorf("restore output does not count %d objects:\n%s", len(objects), out)
 	}
 	compareObjects(t, cl, srcS3.Bucket, "invoices/", "restored/night/", objects)
+
+	// Part of it: --include selects objects as it selects a folder's files.
+	mustCoffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/part", "--include", "2026/03/INV-010*")
+	part := map[string]testObject{}
+	for k, o := range objects {
+		if strings.HasPrefix(k, "2026/03/INV-010") {
+			part[k] = o
+		}
+	}
+	if len(part) != 10 {
+		t.Fatalf("test setup: %d objects match, want 10", len(part))
+	}
+	compareObjects(t, cl, srcS3.Bucket, "invoices/", "part/", part)
 
 	// The same prefix again: it is not empty now.
 	code, _, stderr = coffer(t, "--config", conf, "restore", "latest:invoices", "--to-s3", srcS3.Bucket+"/restored/night")

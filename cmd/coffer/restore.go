@@ -82,7 +82,7 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "rewrite-config", Destination: &o.rewriteConfig, Usage: "airflow: make the restored airflow.cfg name the restored database and folders, and nothing of the source"},
 			&cli.BoolFlag{Name: "paused", Destination: &o.paused, Usage: "airflow: pause every DAG in the restored metadata database"},
 			&cli.BoolFlag{Name: "with-secrets", Destination: &o.withSecrets, Usage: "airflow: write the Fernet key(s) and secret keys to DIR/secrets.env (mode 0600)"},
-			&cli.StringSliceFlag{Name: "include", Destination: &o.include, Usage: "folder restore: restore only paths that match this `GLOB` (repeatable; see below)"},
+			&cli.StringSliceFlag{Name: "include", Destination: &o.include, Usage: "folder or bucket (--to-s3) restore: restore only paths that match this `GLOB` (repeatable; see below)"},
 			&cli.StringSliceFlag{Name: "exclude", Destination: &o.exclude, Usage: "folder restore: leave out paths that match this `GLOB` (repeatable)"},
 			&cli.StringFlag{Name: "airflow-version", Destination: &o.airflowVersion, Usage: "airflow: refuse unless the snapshot's schema is this Airflow version's (Alembic head)"},
 		),
@@ -230,7 +230,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if !filter.Empty() && kind != nil {
+	if !filter.Empty() && kind != nil && kind.Name != bucket.Kind.Name {
 		return usagef("--include and --exclude select files of a folder restore (--to), not of --to-%s", kind.Name)
 	}
 	t := parseTarget(o.spec)
@@ -280,7 +280,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		return err
 	}
 	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
-		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner, S3: s3})
+		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner, S3: s3, Select: selects(filter)})
 	if err != nil {
 		return restoreError(g, err)
 	}
@@ -383,4 +383,12 @@ func restoreError(g *globals, err error) error {
 	}
 	tw.Flush()
 	return err
+}
+
+// selects is filter's test for a kind's restore, nil when it selects all.
+func selects(filter *pathglob.Filter) func(string) bool {
+	if filter.Empty() {
+		return nil
+	}
+	return filter.Selects
 }

@@ -31,25 +31,30 @@ func (e *OverSourceError) Error() string {
 
 func (e *OverSourceError) Unwrap() error { return source.ErrRestoreOverSource }
 
-// RestoreError is a restore into a bucket that failed after it wrote
-// objects: it says how many, and whether they were removed.
+// RestoreError is a restore into a bucket that failed after it started
+// uploads: it says how many objects were written, and whether they were
+// removed.
 type RestoreError struct {
-	Target  Location
-	Written int
-	// Removed reports that every written object was deleted again.
+	Target Location
+	// Written counts the uploads that completed; Started those begun
+	// (an upload cut short by the failure may have completed on the
+	// server: each is removed too).
+	Written, Started int
+	// Removed reports that every object begun was deleted again.
 	Removed bool
-	// Left is why written objects are left (a failed delete, or a restore
-	// with Force into a prefix that held objects).
+	// Left is why objects are left (a failed delete, or a restore with
+	// Force into a prefix that held objects).
 	Left string
 	Err  error
 }
 
 func (e *RestoreError) Error() string {
 	switch {
-	case e.Written == 0:
+	case e.Started == 0:
 		return fmt.Sprintf("restore into %s: %v (nothing was written)", e.Target, e.Err)
 	case e.Removed:
-		return fmt.Sprintf("restore into %s: %v; the %d objects written before the failure were removed", e.Target, e.Err, e.Written)
+		return fmt.Sprintf("restore into %s: %v; the %d objects written before the failure (and %d uploads cut short) were removed",
+			e.Target, e.Err, e.Written, e.Started-e.Written)
 	}
 	return fmt.Sprintf("restore into %s: %v; %d objects written before the failure are left (%s)", e.Target, e.Err, e.Written, e.Left)
 }
@@ -98,8 +103,10 @@ func restoreBucket(ctx context.Context, src source.Reader, target string, opts s
 	for _, e := range src.Entries() {
 		switch {
 		case e.Type == source.TypeFile:
-			items = append(items, e)
-		case e.Type == source.TypeDir && e.Path != ".":
+			if opts.Select == nil || opts.Select(e.Path) {
+				items = append(items, e)
+			}
+		case e.Type == source.TypeDir && e.Path != "." && opts.Select == nil:
 			if _, ok := objs[e.Path+"/"]; ok {
 				markers = append(markers, e.Path+"/")
 			}
@@ -108,10 +115,14 @@ func restoreBucket(ctx context.Context, src source.Reader, target string, opts s
 	start := time.Now()
 	var (
 		mu      sync.Mutex
-		written []string
+		written int
+		started []string
 		bytes   int64
 	)
 	put := func(ctx context.Context, e source.Entry) error {
+		mu.Lock()
+		started = append(started, kp+e.Path)
+		mu.Unlock()
 		rc, err := src.Open(ctx, e.Path)
 		if err != nil {
 			return err
@@ -132,7 +143,7 @@ func restoreBucket(ctx context.Context, src source.Reader, target string, opts s
 			return fmt.Errorf("put %q: %w", kp+e.Path, err)
 		}
 		mu.Lock()
-		written = append(written, kp+e.Path)
+		written++
 		bytes += info.Size
 		mu.Unlock()
 		return nil
@@ -140,21 +151,22 @@ func restoreBucket(ctx context.Context, src source.Reader, target string, opts s
 	err = parallel(ctx, Uploaders, items, put)
 	if err == nil {
 		for _, k := range markers {
+			started = append(started, kp+k)
 			if _, err = c.c.PutObject(ctx, bucket, kp+k, strings.NewReader(""), 0, minio.PutObjectOptions{}); err != nil {
 				err = fmt.Errorf("put %q: %w", kp+k, err)
 				break
 			}
-			written = append(written, kp+k)
+			written++
 		}
 	}
 	if err != nil {
-		re := &RestoreError{Target: to, Written: len(written), Err: err}
+		re := &RestoreError{Target: to, Written: written, Started: len(started), Err: err}
 		switch {
-		case len(written) == 0:
+		case len(started) == 0:
 		case !empty:
 			re.Left = "the prefix held objects before, and --force may have overwritten some: check it"
 		default:
-			re.Removed, re.Left = c.remove(written)
+			re.Removed, re.Left = c.remove(started)
 		}
 		return nil, re
 	}
