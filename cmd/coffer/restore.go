@@ -66,11 +66,16 @@ func restoreCommand(g *globals) *cli.Command {
 			"excludes what is in it. *, ? and [...] match within a path element, ** any number of\n" +
 			"elements; a glob without / matches the name at any depth, one with / is anchored at the\n" +
 			"source's root (coffer find takes the same globs).\n\n" +
+			"An s3 (bucket) source restores into a bucket and prefix (--to-s3 BUCKET/PREFIX, with the\n" +
+			"source's endpoint and credentials: sources.NAME.s3 in the config file), objects with their\n" +
+			"content types and metadata; the prefix must be empty and apart from the source's own unless\n" +
+			"--force. --include/--exclude select objects too. --to DIR restores the objects as files.\n\n" +
 			"Examples:\n" +
 			"  coffer restore latest:invoices --to /srv/restored\n" +
 			"  coffer restore latest:invoices --to /tmp/one --include 'INV-42*'\n" +
 			"  coffer restore 1a2b3c4d:invoices --to /tmp/nov --include '2026/11' --exclude '*.tmp'\n" +
-			"  coffer restore latest:metadb --to-postgres 'postgres://localhost/airflow_restored'",
+			"  coffer restore latest:metadb --to-postgres 'postgres://localhost/airflow_restored'\n" +
+			"  coffer restore latest:invoice-docs --to-s3 invoice-docs/restored-2026-11-30",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "preserve-owner", Destination: &o.preserveOwner, Usage: "restore files' owners and their setuid/setgid bits (as root only); without it everything restored belongs to you and setuid/setgid bits are cleared"},
