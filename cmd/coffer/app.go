@@ -56,6 +56,9 @@ type globals struct {
 	json           bool
 	log            *slog.Logger
 	getenv         func(string) string
+	// loadOpts are what load read the configuration with, for commands
+	// that read it again (config validate, the daemon's reload).
+	loadOpts config.LoadOptions
 	// keys are the keys open loaded, for commands that need them again.
 	keys repo.OpenOptions
 	// opened is the repository open opened, with what this client
@@ -140,6 +143,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
 			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
+			configCommand(g), daemonCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
@@ -173,7 +177,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // config holds the precedence) and adds hints that name flags.
 func (g *globals) load(c *cli.Context) error {
 	g.getenv = os.Getenv
-	cfg, err := config.Load(config.LoadOptions{
+	g.loadOpts = config.LoadOptions{
 		File: c.String("config"),
 		Env:  g.getenv,
 		Flags: config.Overrides{
@@ -183,7 +187,14 @@ func (g *globals) load(c *cli.Context) error {
 			OwnerKey:   c.String("owner-key"),
 			JSON:       c.Bool("json"),
 		},
-	})
+	}
+	if c.Args().First() == "config" {
+		// coffer config validate loads the file itself, to list its
+		// problems one per line.
+		g.json = c.Bool("json")
+		return nil
+	}
+	cfg, err := config.Load(g.loadOpts)
 	var re *config.ReadError
 	var ie *config.InvalidError
 	var pe *config.PermissionError
