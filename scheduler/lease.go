@@ -21,7 +21,7 @@ const LeasePrefix = "daemon/leases/"
 // Lease states.
 const (
 	StateRunning = "running"
-	StateDone    = "done"   // the run finished, successfully or not (OK says)
+	StateDone    = "done"    // the run finished, successfully or not (OK says)
 	StateAborted = "aborted" // the run was cancelled (SIGTERM): another replica may run it
 )
 

@@ -40,7 +40,7 @@ func JobTag(job string) string { return "coffer-job=" + job }
 
 // BackupResult is what a backup run made.
 type BackupResult struct {
-	Snapshot                          string
+	Snapshot                         string
 	BytesRead, BytesNew, BytesStored int64
 	// Incomplete: the snapshot is saved but left out what its sources
 	// could not read (the CLI's exit 4).
