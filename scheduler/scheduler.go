@@ -107,6 +107,8 @@ type Daemon struct {
 	running map[string]bool
 	state   map[string]*jobState
 	ready   bool
+	// stopping: SIGTERM came; no run starts any more.
+	stopping bool
 
 	sem  chan struct{}
 	jobs sync.WaitGroup
@@ -169,33 +171,35 @@ func (o Options) Run(ctx context.Context) error {
 	d.ready = true
 	d.mu.Unlock()
 
+	// Each configuration's job loops stop when it is replaced; a run they
+	// started goes on (d.running keeps the new loops from overlapping it).
+	var wg sync.WaitGroup
 	for {
 		sched, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
 		d.schedule(sched, &wg)
 		select {
 		case <-ctx.Done():
 			stop()
+			err := d.shutdown()
 			wg.Wait()
-			return d.shutdown()
+			return err
 		case <-o.Reload:
 			next, err := o.Load()
 			if err != nil {
 				d.log.Error("reload refused: keeping the configuration in force", "error", err.Error())
 				stop()
-				wg.Wait()
+				continue
+			}
+			nst, err := o.OpenStore(ctx, next)
+			if err != nil {
+				d.log.Error("reload refused: keeping the configuration in force", "error", err.Error())
+				stop()
 				continue
 			}
 			stop()
-			wg.Wait()
-			if nst, err := o.OpenStore(ctx, next); err != nil {
-				d.log.Error("reload refused: keeping the configuration in force", "error", err.Error())
-				continue
-			} else {
-				d.mu.Lock()
-				d.cfg, d.store = next, nst
-				d.mu.Unlock()
-			}
+			d.mu.Lock()
+			d.cfg, d.store = next, nst
+			d.mu.Unlock()
 			d.alerts.set(next.Alerts)
 			d.warnUnsupported(next)
 			d.log.Info("configuration reloaded", "backups", len(next.Backups), "drills", len(next.Drills))
@@ -207,6 +211,9 @@ func (o Options) Run(ctx context.Context) error {
 // them and waits for them to stop.
 func (d *Daemon) shutdown() error {
 	deadline := d.config().DaemonSettings().StopDeadline
+	d.mu.Lock()
+	d.stopping = true // no run starts from now on
+	d.mu.Unlock()
 	d.log.Info("stopping: no new runs; waiting for running jobs", "deadline", deadline.String())
 	done := make(chan struct{})
 	go func() { d.jobs.Wait(); close(done) }()
@@ -359,14 +366,18 @@ func (d *Daemon) jobState(name string) *jobState {
 func (d *Daemon) start(ctx context.Context, j job, at time.Time) {
 	run := Run{Job: j.name, Time: at}
 	d.mu.Lock()
+	if d.stopping {
+		d.mu.Unlock()
+		return
+	}
 	if d.running[j.name] {
 		d.mu.Unlock()
 		d.log.Warn("run skipped: the job's previous run is still running", "job", j.name, "run", run.ID())
 		return
 	}
 	d.running[j.name] = true
+	d.jobs.Add(1) // under d.mu, before stopping: never concurrent with shutdown's Wait
 	d.mu.Unlock()
-	d.jobs.Add(1)
 	defer func() {
 		d.mu.Lock()
 		delete(d.running, j.name)
@@ -560,6 +571,11 @@ func (d *Daemon) once(ctx context.Context, cfg *config.Config, j job, run Run) (
 	d.metrics.duration.WithLabelValues(j.name).Set(dur.Seconds())
 	d.metrics.runs.WithLabelValues(j.name).Inc()
 	attrs = append([]any{"kind", kind, "job", j.name, "run", run.ID(), "attempt", run.Attempt, "duration_seconds", dur.Seconds()}, attrs...)
+	if err != nil && d.runCtx.Err() != nil {
+		// The stop deadline cancelled it: not a failure of the job.
+		d.log.Warn("run cancelled at the stop deadline; nothing was published", append(attrs, "error", err.Error())...)
+		return false, snapshot, err
+	}
 	if err != nil {
 		d.metrics.failures.WithLabelValues(j.name).Inc()
 		d.log.Error("run failed", append(attrs, "error", err.Error())...)
