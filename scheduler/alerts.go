@@ -36,8 +36,8 @@ type Alert struct {
 	Time    time.Time `json:"time"`
 }
 
-// alerter posts alerts to the configured webhooks, each in the background,
-// retried with backoff.
+// alerter posts alerts to the configured webhooks in the background,
+// retried with backoff, each webhook's in the order they happened.
 type alerter struct {
 	log   *slog.Logger
 	owner string
@@ -45,9 +45,9 @@ type alerter struct {
 	attempts int
 	delay    time.Duration
 
-	mu    sync.Mutex
-	hooks []config.Alert
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	hooks  []config.Alert
+	queues map[config.Alert]chan Alert
 }
 
 func (a *alerter) set(h []config.Alert) {
@@ -56,22 +56,37 @@ func (a *alerter) set(h []config.Alert) {
 	a.mu.Unlock()
 }
 
-// send posts al to every webhook without waiting.
+// send queues al for every webhook without waiting.
 func (a *alerter) send(al Alert) {
 	al.Host, al.Time = a.owner, time.Now().UTC()
 	a.mu.Lock()
-	hooks := a.hooks
-	a.mu.Unlock()
-	for _, h := range hooks {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			if err := a.post(context.Background(), h, al); err != nil {
-				a.log.Error("alert not delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job, "error", err.Error())
-				return
-			}
-			a.log.Info("alert delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
-		}()
+	defer a.mu.Unlock()
+	if a.queues == nil {
+		a.queues = map[config.Alert]chan Alert{}
+	}
+	for _, h := range a.hooks {
+		q := a.queues[h]
+		if q == nil {
+			q = make(chan Alert, 256)
+			a.queues[h] = q
+			go a.deliver(h, q)
+		}
+		select {
+		case q <- al:
+		default:
+			a.log.Error("alert dropped: the webhook's queue is full", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
+		}
+	}
+}
+
+// deliver posts a webhook's alerts one after the other.
+func (a *alerter) deliver(h config.Alert, q <-chan Alert) {
+	for al := range q {
+		if err := a.post(context.Background(), h, al); err != nil {
+			a.log.Error("alert not delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job, "error", err.Error())
+			continue
+		}
+		a.log.Info("alert delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
 	}
 }
 

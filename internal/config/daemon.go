@@ -54,7 +54,8 @@ type BackupJob struct {
 func (j BackupJob) CatchesUp() bool { return j.CatchUp == nil || *j.CatchUp }
 
 // Retention is a backup job's retention policy, applied after each
-// successful run: the snapshots that no rule keeps are forgotten.
+// successful run: the snapshots that no rule keeps are forgotten. A count
+// of -1 keeps every bucket of its rule.
 type Retention struct {
 	KeepLast    int           `yaml:"keep_last"`
 	KeepHourly  int           `yaml:"keep_hourly"`
@@ -63,6 +64,9 @@ type Retention struct {
 	KeepMonthly int           `yaml:"keep_monthly"`
 	KeepYearly  int           `yaml:"keep_yearly"`
 	KeepWithin  time.Duration `yaml:"keep_within"`
+	// TimeZone is where hours, days, weeks, months and years are counted
+	// (an IANA name; default UTC).
+	TimeZone string `yaml:"time_zone"`
 	// Prune also removes the data no snapshot references afterwards.
 	Prune bool `yaml:"prune"`
 }
@@ -81,7 +85,15 @@ type DrillJob struct {
 	Snapshot string `yaml:"snapshot"`
 	// Sources are the snapshot's sources to drill (default: all).
 	Sources []string `yaml:"sources"`
-	CatchUp *bool    `yaml:"catch_up"`
+	// Random drills a snapshot picked at random instead of Snapshot.
+	Random bool `yaml:"random"`
+	// PostgresServer and MySQLServer are DSNs of drill servers (default
+	// for PostgreSQL: an ephemeral cluster); TempDir holds the scratch
+	// folder.
+	PostgresServer string `yaml:"postgres_server"`
+	MySQLServer    string `yaml:"mysql_server"`
+	TempDir        string `yaml:"temp_dir"`
+	CatchUp        *bool  `yaml:"catch_up"`
 }
 
 // CatchesUp reports whether the drill catches up on a missed run at
@@ -214,12 +226,17 @@ func (c *Config) validateDaemon(add func(key, format string, args ...any)) {
 		r := j.Retention
 		for k, v := range map[string]int{"keep_last": r.KeepLast, "keep_hourly": r.KeepHourly, "keep_daily": r.KeepDaily,
 			"keep_weekly": r.KeepWeekly, "keep_monthly": r.KeepMonthly, "keep_yearly": r.KeepYearly} {
-			if v < 0 {
-				add(key+".retention."+k, "must not be negative")
+			if v < -1 {
+				add(key+".retention."+k, "must be a count, or -1 for unlimited, not %d", v)
 			}
 		}
 		if r.KeepWithin < 0 {
 			add(key+".retention.keep_within", "must not be negative")
+		}
+		if r.TimeZone != "" {
+			if _, err := time.LoadLocation(r.TimeZone); err != nil {
+				add(key+".retention.time_zone", "unknown time zone %q", r.TimeZone)
+			}
 		}
 		if r.Prune && r.Empty() {
 			add(key+".retention.prune", "prune without a keep_ rule would only prune: give a keep_ rule")

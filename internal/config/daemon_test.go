@@ -79,7 +79,7 @@ backups:
   neg:
     schedule: "@daily"
     jitter: -1s
-    retention: {keep_last: -1}
+    retention: {keep_last: -2, time_zone: Mars/Olympus}
 drills:
   d:
     schedule: "@fortnightly"
@@ -104,7 +104,8 @@ alerts:
 		"line 10: backups.nosched.schedule: no schedule",
 		`line 11: backups.nosched.sources: no source "missing"`,
 		"line 14: backups.neg.jitter",
-		"line 15: backups.neg.retention.keep_last",
+		"line 15: backups.neg.retention.keep_last: must be a count",
+		`line 15: backups.neg.retention.time_zone: unknown time zone "Mars/Olympus"`,
 		`line 18: drills.d.schedule: invalid schedule "@fortnightly"`,
 		"line 20: alerts.0.url: must be an http",
 		"line 22: alerts.1.format",
