@@ -392,7 +392,7 @@ sources:
   files: dir:%s
 backups:
   often:
-    schedule: "*/2 * * * * *"
+    schedule: "* * * * * *"
 `, e.path("data")))
 	a, b := e.startDaemon("a"), e.startDaemon("b")
 	const runs = 21
