@@ -148,8 +148,9 @@ type Busy struct {
 // Acquire takes job's lease for the run scheduled at run. It returns the
 // new generation, or a Busy that says who holds it. A run that another
 // daemon is running is not taken until its lease expires; a run that is
-// done (or a later one) never is.
-func (l *Leases) Acquire(ctx context.Context, job string, run time.Time) (*Record, *Busy, error) {
+// done (or a later one) never is, except that with again a run that is
+// done without success may be run again (a catch-up at start).
+func (l *Leases) Acquire(ctx context.Context, job string, run time.Time, again bool) (*Record, *Busy, error) {
 	cur, err := l.Latest(ctx, job)
 	if err != nil {
 		return nil, nil, err
@@ -160,7 +161,7 @@ func (l *Leases) Acquire(ctx context.Context, job string, run time.Time) (*Recor
 		switch {
 		case cur.Run.After(run):
 			return nil, &Busy{Holder: cur, Done: true}, nil
-		case cur.Run.Equal(run) && cur.State == StateDone:
+		case cur.Run.Equal(run) && cur.State == StateDone && (cur.OK || !again):
 			return nil, &Busy{Holder: cur, Done: true}, nil
 		case cur.State == StateRunning && !expired:
 			return nil, &Busy{Holder: cur}, nil

@@ -59,7 +59,7 @@ func TestLeases(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					rec, busy, err := lease(string(rune('a'+i))).Acquire(ctx, "job", run)
+					rec, busy, err := lease(string(rune('a'+i))).Acquire(ctx, "job", run, false)
 					if err != nil {
 						t.Error(err)
 						return
@@ -87,18 +87,18 @@ func TestLeases(t *testing.T) {
 				t.Fatal(err)
 			}
 			clk.add(8 * time.Second)
-			if rec, busy, _ := other.Acquire(ctx, "job", run); rec != nil || busy.Done {
+			if rec, busy, _ := other.Acquire(ctx, "job", run, false); rec != nil || busy.Done {
 				t.Fatalf("a renewed lease was taken: %+v %+v", rec, busy)
 			}
 
 			// Not renewed, it expires and is taken over, once; the old
 			// holder's renewal then finds it lost.
 			clk.add(11 * time.Second)
-			taken, _, err := other.Acquire(ctx, "job", run)
+			taken, _, err := other.Acquire(ctx, "job", run, false)
 			if err != nil || taken == nil {
 				t.Fatalf("takeover after expiry: %v %v", taken, err)
 			}
-			if rec, _, _ := lease("y").Acquire(ctx, "job", run); rec != nil {
+			if rec, _, _ := lease("y").Acquire(ctx, "job", run, false); rec != nil {
 				t.Fatal("a second daemon took over the same lease")
 			}
 			if _, err := lease(held.Owner).Renew(ctx, held); !errors.Is(err, ErrLeaseLost) {
@@ -109,11 +109,11 @@ func TestLeases(t *testing.T) {
 			if err := other.Release(ctx, taken, StateDone, true, "snap"); err != nil {
 				t.Fatal(err)
 			}
-			if rec, busy, _ := lease("y").Acquire(ctx, "job", run); rec != nil || !busy.Done {
+			if rec, busy, _ := lease("y").Acquire(ctx, "job", run, false); rec != nil || !busy.Done {
 				t.Fatalf("a done run was taken again: %+v %+v", rec, busy)
 			}
 			next := run.Add(time.Minute)
-			rec, _, err := lease("y").Acquire(ctx, "job", next)
+			rec, _, err := lease("y").Acquire(ctx, "job", next, false)
 			if err != nil || rec == nil || !rec.LastSuccess.Equal(run) {
 				t.Fatalf("the next run: %+v, %v; want it taken with the last success carried", rec, err)
 			}
@@ -121,11 +121,23 @@ func TestLeases(t *testing.T) {
 			if err := lease("y").Release(ctx, rec, StateAborted, false, ""); err != nil {
 				t.Fatal(err)
 			}
-			if rec, _, _ := lease("x").Acquire(ctx, "job", next); rec == nil {
+			failed, _, _ := lease("x").Acquire(ctx, "job", next, false)
+			if failed == nil {
 				t.Fatal("an aborted run could not be run again")
 			}
+			// A run done without success is run again only by a catch-up.
+			if err := lease("x").Release(ctx, failed, StateDone, false, ""); err != nil {
+				t.Fatal(err)
+			}
+			if rec, busy, _ := lease("w").Acquire(ctx, "job", next, false); rec != nil || !busy.Done {
+				t.Fatalf("a failed run was taken again on schedule: %+v %+v", rec, busy)
+			}
+			again, _, err := lease("x").Acquire(ctx, "job", next, true)
+			if err != nil || again == nil {
+				t.Fatalf("catch-up of a failed run: %v %v", again, err)
+			}
 			latest, err := other.Latest(ctx, "job")
-			if err != nil || latest.Owner != "x" || !latest.LastSuccess.Equal(run) {
+			if err != nil || latest.Owner != "x" || latest.State != StateRunning || !latest.LastSuccess.Equal(run) {
 				t.Fatalf("latest = %+v, %v", latest, err)
 			}
 		})

@@ -170,6 +170,7 @@ func (o Options) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.ready = true
 	d.mu.Unlock()
+	go d.refreshStats(ctx)
 
 	// Each configuration's job loops stop when it is replaced; a run they
 	// started goes on (d.running keeps the new loops from overlapping it).
@@ -317,7 +318,7 @@ func (d *Daemon) loop(ctx context.Context, j job) {
 			// once, as the run of the slot it missed.
 			if slot := lastSlot(j.schedule, last, now); !slot.IsZero() && slot.After(last) {
 				d.log.Info("catching up a missed run", "job", j.name, "run", Run{Job: j.name, Time: slot}.ID())
-				d.start(ctx, j, slot)
+				d.start(ctx, j, slot, true)
 			}
 		}
 	}
@@ -334,7 +335,7 @@ func (d *Daemon) loop(ctx context.Context, j job) {
 			return
 		case <-t.C:
 		}
-		d.start(ctx, j, next)
+		d.start(ctx, j, next, false)
 	}
 }
 
@@ -363,7 +364,7 @@ func (d *Daemon) jobState(name string) *jobState {
 // start runs a job's run unless the job is running already (here); it
 // returns when the run is over. Runs of different jobs go on in their
 // own loops, up to the concurrency limit.
-func (d *Daemon) start(ctx context.Context, j job, at time.Time) {
+func (d *Daemon) start(ctx context.Context, j job, at time.Time, catchUp bool) {
 	run := Run{Job: j.name, Time: at}
 	d.mu.Lock()
 	if d.stopping {
@@ -390,16 +391,16 @@ func (d *Daemon) start(ctx context.Context, j job, at time.Time) {
 		return
 	}
 	defer func() { <-d.sem }()
-	d.leased(ctx, j, run)
+	d.leased(ctx, j, run, catchUp)
 }
 
 // leased takes the run's lease, runs it and releases the lease. A run that
 // another replica holds is watched until it ends or its lease expires
 // (then it is taken over), or until the job's next scheduled time.
-func (d *Daemon) leased(ctx context.Context, j job, run Run) {
+func (d *Daemon) leased(ctx context.Context, j job, run Run, catchUp bool) {
 	ls := d.leases()
 	for {
-		rec, busy, err := ls.Acquire(ctx, j.name, run.Time)
+		rec, busy, err := ls.Acquire(ctx, j.name, run.Time, catchUp)
 		if err != nil {
 			d.log.Error("cannot take the job's lease: run skipped", "job", j.name, "run", run.ID(), "error", err.Error())
 			d.fail(j, run, err)
@@ -409,18 +410,19 @@ func (d *Daemon) leased(ctx context.Context, j job, run Run) {
 			d.runLeased(j, run, ls, rec)
 			return
 		}
-		if busy.Done || busy.Holder == nil {
-			if busy.Holder != nil {
-				d.noteSuccess(j.name, busy.Holder)
-			}
+		if busy.Done {
+			d.noteSuccess(j.name, busy.Holder)
 			d.log.Info("run done by another replica", "job", j.name, "run", run.ID())
 			return
 		}
 		// Another replica runs it (or still runs an earlier run): look
 		// again when its lease would expire, until the next run is due.
-		retry := time.Until(busy.Holder.Expires) + 100*time.Millisecond
+		retry := 200 * time.Millisecond // lost a race and could not read the winner
+		if busy.Holder != nil {
+			retry = time.Until(busy.Holder.Expires) + 100*time.Millisecond
+		}
 		if next := j.schedule.Next(run.Time); time.Now().Add(retry).After(next) {
-			d.log.Info("run held by another replica", "job", j.name, "run", run.ID(), "holder", busy.Holder.Owner)
+			d.log.Info("run held by another replica", "job", j.name, "run", run.ID())
 			return
 		}
 		t := time.NewTimer(max(retry, 100*time.Millisecond))
