@@ -332,6 +332,8 @@ backups:
 	d := e.startDaemon("a")
 	addr := d.metricsAddr()
 	d.waitLog(`"msg":"run finished".*"job":"often"`, 60*time.Second)
+	// The repository is measured after the run's end line.
+	waitFor(t, "the repository's metrics", 30*time.Second, func() bool { return scrape(t, addr, `coffer_repository_snapshots`) >= 1 })
 	runs1 := scrape(t, addr, `coffer_job_runs_total{job="often"}`)
 	succ1 := scrape(t, addr, `coffer_job_last_success_timestamp_seconds{job="often"}`)
 	snaps1 := scrape(t, addr, `coffer_repository_snapshots`)
