@@ -309,6 +309,55 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
+// TestOutageDuringBackup (first: it is the longest, and the others run
+// beside it): versitygw is killed for 60 s in the middle of a
+// large backup and started again on the same port and data folder: the
+// backup rides the outage out, completes and verifies.
+func TestOutageDuringBackup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, true)
+	size := int64(outageSize)
+	writeData(t, e.path("data"), "big.bin", size)
+	e.writeConfig(fmt.Sprintf(`s3:
+  retry_budget: 3m
+daemon:
+  metrics: 127.0.0.1:0
+  retries: 0
+sources:
+  files: dir:%s
+backups:
+  yearly:
+    schedule: "0 0 1 1 *"
+`, e.path("data")))
+	d := e.startDaemon("a")
+	addr := d.metricsAddr()
+	d.waitLog(`msg="run started"`, 30*time.Second)
+	time.Sleep(3 * time.Second)
+	if strings.Contains(d.log.String(), `msg="run finished"`) {
+		t.Fatal("the backup finished before the outage: make it larger")
+	}
+	e.s3.Stop()
+	down := time.Now()
+	time.Sleep(60 * time.Second)
+	if strings.Contains(d.log.String(), `msg="run failed"`) {
+		t.Fatalf("the backup failed during the outage:\n%s", d.log.String())
+	}
+	if err := e.s3.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("S3 down for %s", time.Since(down).Round(time.Second))
+	d.waitLog(`msg="run finished"`, 5*time.Minute)
+	if got := scrape(t, addr, `coffer_job_last_bytes{job="yearly",kind="read"}`); got < float64(size) {
+		t.Errorf("bytes read %v, want %d", got, size)
+	}
+	d.signal(syscall.SIGTERM)
+	<-d.done
+	if n := len(e.snapshots()); n != 1 {
+		t.Fatalf("%d snapshots, want 1", n)
+	}
+	e.must("--repo", e.repo, "--owner-key", e.path("keys/owner.pub"), "verify")
+}
+
 // TestDaemonSchedulesAndServesMetrics: a daemon on a seconds schedule
 // backs up a folder and a PostgreSQL database at each run, and its
 // metrics change with each run.
@@ -730,52 +779,4 @@ func newReceiver(t *testing.T, fn func(map[string]any)) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return "http://" + ln.Addr().String()
-}
-
-// TestOutageDuringBackup: versitygw is killed for 60 s in the middle of a
-// large backup and started again on the same port and data folder: the
-// backup rides the outage out, completes and verifies.
-func TestOutageDuringBackup(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, true)
-	size := int64(outageSize)
-	writeData(t, e.path("data"), "big.bin", size)
-	e.writeConfig(fmt.Sprintf(`s3:
-  retry_budget: 3m
-daemon:
-  metrics: 127.0.0.1:0
-  retries: 0
-sources:
-  files: dir:%s
-backups:
-  yearly:
-    schedule: "0 0 1 1 *"
-`, e.path("data")))
-	d := e.startDaemon("a")
-	addr := d.metricsAddr()
-	d.waitLog(`msg="run started"`, 30*time.Second)
-	time.Sleep(3 * time.Second)
-	if strings.Contains(d.log.String(), `msg="run finished"`) {
-		t.Fatal("the backup finished before the outage: make it larger")
-	}
-	e.s3.Stop()
-	down := time.Now()
-	time.Sleep(60 * time.Second)
-	if strings.Contains(d.log.String(), `msg="run failed"`) {
-		t.Fatalf("the backup failed during the outage:\n%s", d.log.String())
-	}
-	if err := e.s3.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("S3 down for %s", time.Since(down).Round(time.Second))
-	d.waitLog(`msg="run finished"`, 5*time.Minute)
-	if got := scrape(t, addr, `coffer_job_last_bytes{job="yearly",kind="read"}`); got < float64(size) {
-		t.Errorf("bytes read %v, want %d", got, size)
-	}
-	d.signal(syscall.SIGTERM)
-	<-d.done
-	if n := len(e.snapshots()); n != 1 {
-		t.Fatalf("%d snapshots, want 1", n)
-	}
-	e.must("--repo", e.repo, "--owner-key", e.path("keys/owner.pub"), "verify")
 }
