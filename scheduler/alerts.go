@@ -48,6 +48,20 @@ type alerter struct {
 	mu     sync.Mutex
 	hooks  []config.Alert
 	queues map[config.Alert]chan Alert
+	// pending counts the alerts queued and not yet delivered or given up.
+	pending sync.WaitGroup
+}
+
+// flush waits until the queued alerts are delivered or given up, at most
+// for timeout.
+func (a *alerter) flush(timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { a.pending.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		a.log.Warn("stopping with alerts not yet delivered")
+	}
 }
 
 func (a *alerter) set(h []config.Alert) {
@@ -71,9 +85,11 @@ func (a *alerter) send(al Alert) {
 			a.queues[h] = q
 			go a.deliver(h, q)
 		}
+		a.pending.Add(1)
 		select {
 		case q <- al:
 		default:
+			a.pending.Done()
 			a.log.Error("alert dropped: the webhook's queue is full", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
 		}
 	}
@@ -84,9 +100,10 @@ func (a *alerter) deliver(h config.Alert, q <-chan Alert) {
 	for al := range q {
 		if err := a.post(context.Background(), h, al); err != nil {
 			a.log.Error("alert not delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job, "error", err.Error())
-			continue
+		} else {
+			a.log.Info("alert delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
 		}
-		a.log.Info("alert delivered", "webhook", config.RedactURL(h.URL), "event", al.Event, "job", al.Job)
+		a.pending.Done()
 	}
 }
 

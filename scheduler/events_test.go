@@ -74,9 +74,9 @@ alerts:
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Options{Load: func() (*config.Config, error) { return cfg, nil },
+		done <- Serve(ctx, Options{Load: func() (*config.Config, error) { return cfg, nil },
 			OpenStore: func(context.Context, *config.Config) (storage.Store, error) { return st, nil },
-			Backup:    backup, Log: io.Discard, Owner: "test:1"}.Run(ctx)
+			Backup:    backup, Log: io.Discard, Owner: "test:1"})
 	}()
 	events := func(job string) []string {
 		mu.Lock()

@@ -125,8 +125,12 @@ func (l *Leases) write(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := l.Store.Put(ctx, leaseName(r.Job, r.Generation), bytes.NewReader(b), int64(len(b)), storage.PutOptions{IfNotExists: true}); err != nil {
-		return err
+	name := leaseName(r.Job, r.Generation)
+	if err := l.Store.Put(ctx, name, bytes.NewReader(b), int64(len(b)), storage.PutOptions{IfNotExists: true}); err != nil {
+		if !errors.Is(err, storage.ErrExists) || !l.landed(ctx, name, b) {
+			return err
+		}
+		// A retried write whose first try landed: ours.
 	}
 	// Best effort: generations older than the previous one are of no use
 	// (a host without delete permission keeps them).
@@ -134,6 +138,17 @@ func (l *Leases) write(ctx context.Context, r *Record) error {
 		_ = l.Store.Delete(ctx, leaseName(r.Job, r.Generation-2))
 	}
 	return nil
+}
+
+// landed reports whether the object name holds exactly b.
+func (l *Leases) landed(ctx context.Context, name string, b []byte) bool {
+	rc, err := l.Store.Open(ctx, name, 0, -1)
+	if err != nil {
+		return false
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(io.LimitReader(rc, 1<<16))
+	return err == nil && bytes.Equal(got, b)
 }
 
 // Busy says why a run could not take its job's lease.

@@ -125,11 +125,11 @@ type jobState struct {
 	since       time.Time // when the daemon started watching the job
 }
 
-// Run runs the daemon until ctx is done (SIGTERM), then stops scheduling,
+// Serve runs the daemon of o until ctx is done (SIGTERM), then stops scheduling,
 // lets running jobs finish until the stop deadline, cancels them after
 // it, and returns nil. It returns an error only when the first
 // configuration cannot be loaded or the listener cannot start.
-func (o Options) Run(ctx context.Context) error {
+func Serve(ctx context.Context, o Options) error {
 	cfg, err := o.Load()
 	if err != nil {
 		return err
@@ -225,6 +225,7 @@ func (d *Daemon) shutdown() error {
 		d.cancelRun()
 		<-done
 	}
+	d.alerts.flush(10 * time.Second)
 	d.log.Info("daemon stopped")
 	return nil
 }

@@ -76,7 +76,7 @@ func runDaemon(ctx context.Context, g *globals) error {
 		Log:       g.stderr,
 		Owner:     fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
-	return o.Run(ctx)
+	return scheduler.Serve(ctx, o)
 }
 
 // withConfig is g with another configuration in force (the daemon's,
