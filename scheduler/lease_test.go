@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -216,3 +217,36 @@ func TestAlertErrorsHideURL(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// lostReply is a store whose first Put lands but answers with an error, as
+// when the reply of a successful write is lost.
+type lostReply struct {
+	storage.Store
+	once sync.Once
+}
+
+func (l *lostReply) Put(ctx context.Context, name string, r io.Reader, size int64, o storage.PutOptions) error {
+	err := l.Store.Put(ctx, name, r, size, o)
+	lost := false
+	l.once.Do(func() { lost = true })
+	if err == nil && lost {
+		return errors.New("connection reset by peer")
+	}
+	return err
+}
+
+// TestLeaseWriteRetried: a lease write whose reply was lost is retried,
+// finds its own object and counts as taken, not as lost to another
+// daemon.
+func TestLeaseWriteRetried(t *testing.T) {
+	local, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storage.WithRetry(&lostReply{Store: local}, storage.RetryOptions{BaseDelay: time.Millisecond})
+	l := &Leases{Store: st, Owner: "a", TTL: time.Minute}
+	rec, busy, err := l.Acquire(context.Background(), "job", time.Now().Truncate(time.Second), false)
+	if err != nil || rec == nil {
+		t.Fatalf("Acquire = %+v, %+v, %v; want the lease", rec, busy, err)
+	}
+}
