@@ -85,15 +85,12 @@ type DrillJob struct {
 	Snapshot string `yaml:"snapshot"`
 	// Sources are the snapshot's sources to drill (default: all).
 	Sources []string `yaml:"sources"`
-	// Random drills a snapshot picked at random instead of Snapshot.
-	Random bool `yaml:"random"`
-	// PostgresServer and MySQLServer are DSNs of drill servers (default
-	// for PostgreSQL: an ephemeral cluster); TempDir holds the scratch
-	// folder.
-	PostgresServer string `yaml:"postgres_server"`
-	MySQLServer    string `yaml:"mysql_server"`
-	TempDir        string `yaml:"temp_dir"`
-	CatchUp        *bool  `yaml:"catch_up"`
+	// Random drills a snapshot picked at random instead of Snapshot
+	// (old snapshots rot too). Where drills restore to (servers, scratch
+	// folder) is the drill engine's own configuration, the same for the
+	// CLI and the daemon.
+	Random  bool  `yaml:"random"`
+	CatchUp *bool `yaml:"catch_up"`
 }
 
 // CatchesUp reports whether the drill catches up on a missed run at
