@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -84,6 +85,13 @@ func runDaemon(ctx context.Context, g *globals) error {
 func withConfig(g *globals, cfg *config.Config) *globals {
 	c := *g
 	c.cfg = cfg
+	// The backup's own warnings go to the daemon's log, in its format.
+	opts := &slog.HandlerOptions{Level: slog.LevelWarn}
+	if cfg.DaemonSettings().LogFormat == "json" {
+		c.log = slog.New(slog.NewJSONHandler(g.stderr, opts))
+	} else {
+		c.log = slog.New(slog.NewTextHandler(g.stderr, opts))
+	}
 	c.repo, c.identity, c.signingKey, c.ownerKey = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.OwnerKey
 	c.opened, c.keys = nil, repo.OpenOptions{}
 	return &c
