@@ -136,6 +136,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 }
 
 func run1(ctx context.Context, opts Options) (*Result, error) {
+	// Announce the backup before reading anything, so that a prune keeps
+	// what it reads and writes (doc/design.md, section 17).
+	if opts.Repo != nil {
+		stop, err := repo.Announce(ctx, opts.Repo.Store, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	b, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -168,6 +177,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 
 // run is one backup in progress.
 type run struct {
+	forgotten  map[string]*repo.Tombstone // snapshots forgotten on purpose
 	opts       Options
 	r          *repo.Repository
 	log        *slog.Logger
@@ -246,6 +256,12 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshots: %w", err)
 	}
+	forgotten, badTombs, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read tombstones: %w", err)
+	}
+	b.forgotten = forgotten
+	bad = append(bad, badTombs...)
 	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
@@ -305,6 +321,9 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 	present := make(map[string]bool, len(ms)+len(bad))
 	for _, m := range ms {
 		present[m.ID] = true
+	}
+	for id := range b.forgotten {
+		present[id] = true // forgotten on purpose, with a signed tombstone
 	}
 	for _, err := range bad {
 		var ie *repo.IntegrityError

@@ -63,6 +63,14 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	}
 	switch len(match) {
 	case 0:
+		if forgotten, _, ferr := r.Forgotten(ctx); ferr == nil {
+			for id, t := range forgotten {
+				if strings.HasPrefix(id, spec) && len(spec) >= 8 {
+					return nil, nil, fmt.Errorf("%w %q: it was forgotten on %s (policy: %s)", ErrNoSnapshot, spec,
+						t.Time.UTC().Format(time.RFC3339), t.Policy)
+				}
+			}
+		}
 		return nil, nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
 	case 1:
 	default:
@@ -72,9 +80,9 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	if err != nil {
 		return nil, nil, err
 	}
-	present := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		present[id] = true
+	present, err := presentIDs(ctx, r, ids)
+	if err != nil {
+		return nil, nil, err
 	}
 	var warns []string
 	for _, d := range Deletions([]*repo.Manifest{m}, present) {
@@ -86,8 +94,27 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	return m, warns, nil
 }
 
+// presentIDs returns ids and the snapshots forgotten on purpose (a
+// tombstone that verifies): a manifest that names either in its seen list
+// names no deletion.
+func presentIDs(ctx context.Context, r *repo.Repository, ids []string) (map[string]bool, error) {
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[string]bool, len(ids)+len(forgotten))
+	for _, id := range ids {
+		present[id] = true
+	}
+	for id := range forgotten {
+		present[id] = true
+	}
+	return present, nil
+}
+
 // Deletion is a snapshot that manifests name as seen but that does not
-// exist: it was deleted (there is no prune yet that may delete snapshots).
+// exist and has no tombstone that verifies: it was deleted by someone
+// other than forget (see repo.Tombstone).
 type Deletion struct {
 	ID string
 	// NamedBy are the snapshots whose manifests name it.
@@ -171,9 +198,13 @@ func LatestWarn(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manife
 		// would silently mean an older one.
 		return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
 	}
-	present := make(map[string]bool, len(ms))
-	for _, m := range ms {
-		present[m.ID] = true
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	present, err := presentIDs(ctx, r, ids)
+	if err != nil {
+		return nil, nil, err
 	}
 	var warns []string
 	for _, d := range Deletions(ms, present) {

@@ -135,9 +135,20 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 	}
 	rep.Snapshots = len(ms)
-	present := make(map[string]bool, len(listed))
-	for _, id := range listed {
-		present[id] = true
+	present, err := presentIDs(ctx, r, listed)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		// A tombstone that does not verify hides nothing: the snapshot
+		// it names counts as deleted, and the tombstone is a problem.
+		_, bad, err := r.Forgotten(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
 	}
 	for _, d := range Deletions(ms, present) {
 		rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotName(d.ID), Error: d.String(), Kind: KindDeleted})
@@ -277,6 +288,21 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 			used[ref.Name] = true
 		}
 	}
+	// The objects of snapshots forgotten on purpose, whose manifests are
+	// still stored, wait for prune: they are not orphans.
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return err
+	}
+	for id := range forgotten {
+		m, err := r.ReadManifest(ctx, id)
+		if err != nil {
+			continue // pruned meanwhile, or damaged: its objects count as orphans
+		}
+		for _, ref := range m.Objects() {
+			used[ref.Name] = true
+		}
+	}
 	var orphans []string
 	count := map[string]int{}
 	for _, prefix := range []string{repo.CatalogPrefix, repo.IndexPrefix, repo.PrivatePrefix} {
@@ -292,7 +318,7 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 		}
 	}
 	var packs, packBytes int64
-	err := r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
+	err = r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
 		if !used[oi.Name] {
 			packs++
 			packBytes += oi.Size
