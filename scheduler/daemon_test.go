@@ -787,3 +787,39 @@ func newReceiver(t *testing.T, fn func(map[string]any)) string {
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return "http://" + ln.Addr().String()
 }
+
+// TestDaemonAppliesRetention: after each successful run the job's
+// retention policy forgets what it does not keep, and prune frees the
+// space; the repository still verifies.
+func TestDaemonAppliesRetention(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	writeData(t, e.path("data"), "a.bin", 16<<10)
+	e.writeConfig(fmt.Sprintf(`daemon:
+  metrics: 127.0.0.1:0
+  retries: 0
+sources:
+  files: dir:%s
+backups:
+  often:
+    schedule: "* * * * * *"
+    retention: {keep_last: 2, prune: true}
+`, e.path("data")))
+	d := e.startDaemon("a")
+	waitFor(t, "five runs", 60*time.Second, func() bool {
+		writeData(t, e.path("data"), "changing.bin", 4<<10) // new data each run, for prune to free
+		return d.count(`msg="run finished"`) >= 5
+	})
+	d.signal(syscall.SIGTERM)
+	<-d.done
+	if strings.Contains(d.log.String(), "retention failed") {
+		t.Fatalf("retention failed:\n%s", d.log.String())
+	}
+	if !regexp.MustCompile(`msg="run finished".* forgotten=[1-9]`).MatchString(d.log.String()) {
+		t.Errorf("no run says it forgot a snapshot:\n%s", d.log.String())
+	}
+	if n := len(e.snapshots()); n != 2 {
+		t.Errorf("%d snapshots after keep_last: 2, want 2\n%s", n, d.log.String())
+	}
+	e.must("--repo", e.repo, "--owner-key", e.path("keys/owner.pub"), "--identity", e.path("keys/restore/identity.txt"), "verify", "--decrypt")
+}

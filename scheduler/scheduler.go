@@ -48,6 +48,8 @@ type BackupResult struct {
 	// Unrestorable: the snapshot is saved but a source cannot be
 	// restored as it is (a wrong or missing Airflow Fernet key, exit 5).
 	Unrestorable []string
+	// Forgotten counts the snapshots the job's retention forgot after it.
+	Forgotten int
 }
 
 // Func types that cmd/coffer wires to the library calls that the CLI
@@ -58,8 +60,8 @@ type (
 	// published no snapshot.
 	BackupFunc func(ctx context.Context, cfg *config.Config, run Run, job config.BackupJob, tags []string) (*BackupResult, error)
 	// RetentionFunc applies a job's retention policy after a successful
-	// run.
-	RetentionFunc func(ctx context.Context, cfg *config.Config, run Run, job config.BackupJob) error
+	// run and returns how many snapshots it forgot.
+	RetentionFunc func(ctx context.Context, cfg *config.Config, run Run, job config.BackupJob) (forgotten int, err error)
 	// DrillFunc runs one drill.
 	DrillFunc func(ctx context.Context, cfg *config.Config, run Run, job config.DrillJob) (*drill.Report, error)
 	// StatsFunc measures the repository: its size in bytes and its
@@ -567,7 +569,7 @@ func (d *Daemon) once(ctx context.Context, cfg *config.Config, j job, run Run) (
 			d.metrics.bytes.WithLabelValues(j.name, "read").Set(float64(res.BytesRead))
 			d.metrics.bytes.WithLabelValues(j.name, "new").Set(float64(res.BytesNew))
 			d.metrics.bytes.WithLabelValues(j.name, "stored").Set(float64(res.BytesStored))
-			attrs = append(attrs, "snapshot", res.Snapshot, "bytes_read", res.BytesRead, "bytes_new", res.BytesNew, "bytes_stored", res.BytesStored)
+			attrs = append(attrs, "snapshot", res.Snapshot, "bytes_read", res.BytesRead, "bytes_new", res.BytesNew, "bytes_stored", res.BytesStored, "forgotten", res.Forgotten)
 		}
 	}
 	dur := time.Since(start)
@@ -615,7 +617,9 @@ func (d *Daemon) backup(ctx context.Context, cfg *config.Config, run Run, j conf
 		return res, ErrIncomplete
 	}
 	if !j.Retention.Empty() && d.o.Retention != nil {
-		if err := d.o.Retention(ctx, cfg, run, j); err != nil {
+		n, err := d.o.Retention(ctx, cfg, run, j)
+		res.Forgotten = n
+		if err != nil {
 			return res, fmt.Errorf("snapshot %s saved, but retention failed: %w", res.Snapshot, err)
 		}
 	}

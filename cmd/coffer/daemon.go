@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/retention"
 	"github.com/cofferhq/coffer/scheduler"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/storage"
@@ -68,14 +70,16 @@ func runDaemon(ctx context.Context, g *globals) error {
 		Backup: func(ctx context.Context, cfg *config.Config, run scheduler.Run, job config.BackupJob, tags []string) (*scheduler.BackupResult, error) {
 			return daemonBackup(ctx, withConfig(g, cfg), job, tags)
 		},
-		// TODO(lead): wire retention.Forget/Prune and drill.Run here when
-		// their packages land (see scheduler.RetentionFunc, DrillFunc).
-		Retention: nil,
-		Drill:     nil,
-		Stats:     scheduler.RepositoryStats,
-		Reload:    reload,
-		Log:       g.stderr,
-		Owner:     fmt.Sprintf("%s:%d", host, os.Getpid()),
+		Retention: func(ctx context.Context, cfg *config.Config, run scheduler.Run, job config.BackupJob) (int, error) {
+			return daemonRetention(ctx, withConfig(g, cfg), job)
+		},
+		// TODO(lead): wire drill.Run here when the drill engine lands (see
+		// scheduler.DrillFunc; runDrill in drill.go shows the options).
+		Drill:  nil,
+		Stats:  scheduler.RepositoryStats,
+		Reload: reload,
+		Log:    g.stderr,
+		Owner:  fmt.Sprintf("%s:%d", host, os.Getpid()),
 	}
 	return scheduler.Serve(ctx, o)
 }
@@ -95,6 +99,46 @@ func withConfig(g *globals, cfg *config.Config) *globals {
 	c.repo, c.identity, c.signingKey, c.ownerKey = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.OwnerKey
 	c.opened, c.keys = nil, repo.OpenOptions{}
 	return &c
+}
+
+// daemonRetention applies a job's retention policy after a successful
+// run, as coffer forget (and, with retention.prune, coffer prune) would:
+// the policy applies to the snapshots that hold the job's first source
+// (a backup host has no identity to read the job's tag), and never
+// forgets the newest complete snapshot of any source.
+func daemonRetention(ctx context.Context, g *globals, job config.BackupJob) (forgotten int, err error) {
+	rp := job.Retention
+	p := retention.Policy{Last: rp.KeepLast, Hourly: rp.KeepHourly, Daily: rp.KeepDaily, Weekly: rp.KeepWeekly,
+		Monthly: rp.KeepMonthly, Yearly: rp.KeepYearly, Within: rp.KeepWithin, Location: time.UTC}
+	if rp.TimeZone != "" {
+		loc, err := time.LoadLocation(rp.TimeZone) // validated by config
+		if err != nil {
+			return 0, err
+		}
+		p.Location = loc
+	}
+	if err := p.Validate(); err != nil {
+		return 0, err
+	}
+	r, err := g.open(ctx, true, false)
+	if err != nil {
+		return 0, err
+	}
+	var src string
+	if len(job.Sources) > 0 {
+		src = job.Sources[0]
+	}
+	res, err := retention.Forget(ctx, r, p, retention.ForgetOptions{Source: src})
+	if err != nil {
+		return 0, fmt.Errorf("forget: %w", err)
+	}
+	if !rp.Prune {
+		return len(res.Forgotten), nil
+	}
+	if _, err := retention.Prune(ctx, r, retention.PruneOptions{}); err != nil {
+		return len(res.Forgotten), fmt.Errorf("prune: %w", err)
+	}
+	return len(res.Forgotten), nil
 }
 
 // daemonBackup is one scheduled backup: coffer backup with the job's
