@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -286,6 +287,38 @@ type Source struct {
 	s      *Snapshot
 	sc     *repo.SourceCatalog
 	byPath map[string]*repo.Entry
+	prog   progress.Reporter
+}
+
+// SetProgress makes the source tell r what it restores (the source's
+// name is the part): bytes as they are read and checked, and a file once
+// it is complete, by RestoreDir, RestoreTree and Open alike. The caller
+// calls r.Start (with Size) and r.Finish.
+func (s *Source) SetProgress(r progress.Reporter) { s.prog = r }
+
+// Size is the bytes and files of the source's files at path (and below
+// it; "" or "." for the whole source): the total of a restore.
+func (s *Source) Size(path string) progress.Counts {
+	var n progress.Counts
+	path = strings.Trim(path, "/")
+	for _, e := range s.sc.Entries {
+		if e.Type != string(source.TypeFile) {
+			continue
+		}
+		if path != "" && path != "." && e.Path != path && !strings.HasPrefix(e.Path, path+"/") {
+			continue
+		}
+		n.Bytes += e.Size
+		n.Files++
+	}
+	return n
+}
+
+// add reports progress, if anyone listens.
+func (s *Source) add(bytes, files int64) {
+	if s.prog != nil {
+		s.prog.Add(s.sc.Name, progress.Counts{Bytes: bytes, Files: files})
+	}
 }
 
 var _ source.Reader = (*Source)(nil)
@@ -327,7 +360,12 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	if e.Type != string(source.TypeFile) {
 		return nil, fmt.Errorf("%q is a %s, not a file", path, e.Type)
 	}
-	return newFileReader(ctx, s.s, e, 2)
+	fr, err := newFileReader(ctx, s.s, e, 2)
+	if err != nil {
+		return nil, err
+	}
+	fr.src = s
+	return fr, nil
 }
 
 // fileReader streams one file's verified contents, fetching and decrypting
@@ -343,6 +381,8 @@ type fileReader struct {
 	read    int64
 	err     error
 	sem     chan struct{}
+	// src, when set, is told the progress.
+	src *Source
 }
 
 type chunkResult struct {
@@ -429,6 +469,9 @@ func (fr *fileReader) Read(p []byte) (int, error) {
 		}
 		fr.h.Write(res.data)
 		fr.read += int64(len(res.data))
+		if fr.src != nil {
+			fr.src.add(int64(len(res.data)), 0)
+		}
 		fr.buf = res.data
 	}
 	n := copy(p, fr.buf)
@@ -442,6 +485,9 @@ func (fr *fileReader) finish() error {
 	}
 	if got := hex.EncodeToString(fr.h.Sum(nil)); got != fr.e.SHA256 {
 		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: content hash does not match", fr.e.Path)}
+	}
+	if fr.src != nil {
+		fr.src.add(0, 1)
 	}
 	return nil
 }
