@@ -14,12 +14,13 @@ func configCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:  "config",
 		Usage: "check the configuration file",
+		Description: "Examples:\n  coffer --config /etc/coffer/coffer.yaml config validate\n  coffer --config coffer.yaml --json config validate",
 		Subcommands: []*cli.Command{{
 			Name:  "validate",
 			Usage: "report every problem of the configuration file at once, each with its key and line",
 			Description: "Reads the file of --config (or $COFFER_CONFIG) as coffer backup and coffer daemon would,\n" +
 				"cron schedules included, and prints each problem on its own line. Exit 0: valid; 2: not.\n\n" +
-				"Example:\n  coffer --config /etc/coffer/coffer.yaml config validate",
+				"Examples:\n  coffer --config /etc/coffer/coffer.yaml config validate",
 			Action: func(c *cli.Context) error { return runConfigValidate(g) },
 		}},
 	}

@@ -32,7 +32,7 @@ func daemonCommand(g *globals) *cli.Command {
 			"(an invalid one is refused and the old one kept); SIGTERM stops scheduling, lets running jobs\n" +
 			"finish until daemon.stop_deadline, then cancels them (no snapshot is published) and exits 0.\n" +
 			"doc/deploy.md has a systemd unit and a Kubernetes example.\n\n" +
-			"Example:\n  coffer --config /etc/coffer/coffer.yaml config validate\n  coffer --config /etc/coffer/coffer.yaml daemon",
+			"Examples:\n  coffer --config /etc/coffer/coffer.yaml config validate\n  coffer --config /etc/coffer/coffer.yaml daemon",
 		Action: func(c *cli.Context) error { return runDaemon(c.Context, g) },
 	}
 }
