@@ -12,8 +12,8 @@ import (
 
 func configCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "config",
-		Usage: "check the configuration file",
+		Name:        "config",
+		Usage:       "check the configuration file",
 		Description: "Examples:\n  coffer --config /etc/coffer/coffer.yaml config validate\n  coffer --config coffer.yaml --json config validate",
 		Subcommands: []*cli.Command{{
 			Name:  "validate",
