@@ -66,6 +66,9 @@ type S3Config struct {
 	SkipVerify bool
 	// PartSize is the multipart part size (default DefaultPartSize).
 	PartSize uint64
+	// RetryBudget is how long Open's WithRetry tries one operation again
+	// (RetryOptions.Budget); zero keeps WithRetry's default of 5 attempts.
+	RetryBudget time.Duration
 }
 
 // S3 is a Store in an S3 bucket, under an optional prefix.

@@ -57,6 +57,9 @@ type globals struct {
 	json           bool
 	log            *slog.Logger
 	getenv         func(string) string
+	// loadOpts are what load read the configuration with, for commands
+	// that read it again (config validate, the daemon's reload).
+	loadOpts config.LoadOptions
 	// keys are the keys open loaded, for commands that need them again.
 	keys repo.OpenOptions
 	// opened is the repository open opened, with what this client
@@ -161,7 +164,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
 			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
-			completionCommand(g), manCommand(g), doctorCommand(g),
+			completionCommand(g), manCommand(g), doctorCommand(g), configCommand(g), daemonCommand(g),
 		},
 		EnableBashCompletion: true,
 		// Without an action urfave/cli runs "help ARG" and reports an
@@ -201,7 +204,7 @@ func (g *globals) load(c *cli.Context) error {
 	if g.configFile == "" {
 		g.configFile = os.Getenv("COFFER_CONFIG")
 	}
-	cfg, err := config.Load(config.LoadOptions{
+	g.loadOpts = config.LoadOptions{
 		File: c.String("config"),
 		Env:  g.getenv,
 		Flags: config.Overrides{
@@ -211,7 +214,14 @@ func (g *globals) load(c *cli.Context) error {
 			OwnerKey:   c.String("owner-key"),
 			JSON:       c.Bool("json"),
 		},
-	})
+	}
+	if c.Args().First() == "config" {
+		// coffer config validate loads the file itself, to list its
+		// problems one per line.
+		g.json = c.Bool("json")
+		return nil
+	}
+	cfg, err := config.Load(g.loadOpts)
 	g.cfgErr = err
 	var re *config.ReadError
 	var ie *config.InvalidError

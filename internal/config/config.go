@@ -43,6 +43,13 @@ type Config struct {
 	// Hooks run around every backup made with this configuration.
 	Hooks Hooks `yaml:"hooks"`
 
+	// Daemon, Backups, Drills and Alerts are coffer daemon's settings,
+	// jobs and webhooks (see daemon.go).
+	Daemon  Daemon               `yaml:"daemon"`
+	Backups map[string]BackupJob `yaml:"backups"`
+	Drills  map[string]DrillJob  `yaml:"drills"`
+	Alerts  []Alert              `yaml:"alerts"`
+
 	lines map[string]int
 }
 
@@ -67,6 +74,9 @@ type S3 struct {
 	CredentialsFile string `yaml:"credentials_file"`
 	Profile         string `yaml:"profile"`
 	IAM             *bool  `yaml:"iam"`
+	// RetryBudget is how long one storage operation is tried again
+	// before it fails (default DefaultRetryBudget).
+	RetryBudget time.Duration `yaml:"retry_budget"`
 }
 
 // Hooks are commands (run with sh -c) around a backup: pre before the
@@ -178,6 +188,14 @@ func Parse(r io.Reader) (*Config, error) {
 }
 
 func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
+	if n.Kind == yaml.SequenceNode {
+		for i, item := range n.Content {
+			k := prefix + fmt.Sprint(i)
+			lines[k] = item.Line
+			recordLines(item, k+".", lines)
+		}
+		return
+	}
 	if n.Kind != yaml.MappingNode {
 		return
 	}
@@ -197,7 +215,14 @@ func (c *Config) Validate() error {
 	var probs []string
 	add := func(key, format string, args ...any) {
 		msg := key + ": " + fmt.Sprintf(format, args...)
-		if l := c.lines[key]; l > 0 {
+		l := c.lines[key]
+		for k := key; l == 0 && strings.Contains(k, "."); {
+			// A key the file leaves out (a job without a schedule) is
+			// placed at its parent's line.
+			k = k[:strings.LastIndex(k, ".")]
+			l = c.lines[k]
+		}
+		if l > 0 {
 			msg = fmt.Sprintf("line %d: %s", l, msg)
 		}
 		probs = append(probs, msg)
@@ -231,6 +256,7 @@ func (c *Config) Validate() error {
 		}
 		validateSource(key, c.Sources[n], add)
 	}
+	c.validateDaemon(add)
 	if len(probs) == 0 {
 		return nil
 	}

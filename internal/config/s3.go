@@ -36,6 +36,10 @@ func (s S3) storage() (storage.S3Config, error) {
 		AccessKey: s.AccessKey, SecretKey: s.SecretKey, SessionToken: s.SessionToken,
 		CAFile: s.CAFile, SkipVerify: s.SkipVerify,
 		CredentialsFile: s.CredentialsFile, Profile: s.Profile, IAM: s.IAM == nil || *s.IAM,
+		RetryBudget: s.RetryBudget,
+	}
+	if out.RetryBudget == 0 {
+		out.RetryBudget = DefaultRetryBudget
 	}
 	if out.Region == "" {
 		out.Region = DefaultRegion
