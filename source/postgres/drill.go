@@ -64,7 +64,7 @@ func Amcheck(ctx context.Context, dsn string) source.DrillCheck {
 		c.Result, c.Detail = source.DrillFail, err.Error()
 		return c
 	}
-	cmd := pgCommand(ctx, tool, env.Env, "--install-missing", "--no-password", "--heapallindexed", "--dbname="+env.ConnString)
+	cmd := pgCommand(ctx, tool, env.Env, "--install-missing", "--no-password", "--heapallindexed", env.ConnString)
 	tail := &pgTail{}
 	cmd.Stdout, cmd.Stderr = tail, tail
 	if err := cmd.Run(); err != nil {
