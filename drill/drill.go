@@ -116,6 +116,14 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	rep.Snapshot, rep.SnapshotTime = m.ID, m.Time.UTC()
 	rep.RPO = Seconds(start.Sub(m.Time))
 	snap, err := restore.Load(ctx, o.Repo, m)
+	var ie *repo.IntegrityError
+	if errors.As(err, &ie) {
+		// A damaged catalog: the integrity check fails, nothing can be
+		// restored.
+		rep.Checks = append(rep.Checks, Check{Name: "integrity", Result: Fail, Detail: "the snapshot's catalog cannot be read: " + oneLine(err.Error())})
+		rep.Result, rep.RTO, rep.Finished = Fail, Seconds(time.Since(start)), time.Now().UTC()
+		return rep, nil
+	}
 	if err != nil {
 		return couldNot(err)
 	}
