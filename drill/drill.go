@@ -424,7 +424,7 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 		var res *source.Restored
 		res, rerr = kind.Restore(rctx, src, target, ropts)
 		if rerr == nil {
-			detail = strings.Join(res.Lines, "; ")
+			detail = strings.Join(first(res.Lines, 3), "; ")
 		}
 	}
 	restoreWall := time.Since(t0)

@@ -33,8 +33,8 @@ const markerName = "coffer-drill.json"
 // elsewhere, so that the next drill can remove what a drill killed with
 // SIGKILL left behind. It holds no credential.
 type Marker struct {
-	Drill string    `json:"drill"`
-	PID   int       `json:"pid"`
+	Drill string `json:"drill"`
+	PID   int    `json:"pid"`
 	// PIDStart is the process's start time in clock ticks since boot
 	// (/proc/PID/stat), so that a reused pid is not taken for the drill.
 	PIDStart uint64    `json:"pid_start"`

@@ -4,16 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/repo"
-	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source"
 )
 
@@ -113,7 +110,7 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 			return perr
 		}
 	} else {
-		printDrillSummary(g.stdout, rep)
+		rep.WriteSummary(g.stdout)
 	}
 	if eerr := writeDrillEvidence(g, rep, reportDir); eerr != nil {
 		return fmt.Errorf("drill %s: write the evidence: %w", rep.ID, eerr)
@@ -140,44 +137,4 @@ func drillError(err error) error {
 		return withHint(err, "a drill decrypts: pass --identity identity.txt")
 	}
 	return err
-}
-
-// printDrillSummary prints the terminal summary of a drill.
-func printDrillSummary(w io.Writer, r *drill.Report) {
-	result := strings.ToUpper(string(r.Result))
-	fmt.Fprintf(w, "drill %s of snapshot %s (%s", r.ID, repo.ShortID(r.Snapshot), r.SnapshotTime.Local().Format("2006-01-02 15:04:05"))
-	if r.SnapshotHost != "" {
-		fmt.Fprintf(w, ", host %s", r.SnapshotHost)
-	}
-	fmt.Fprintf(w, "): %s\n", result)
-	fmt.Fprintf(w, "  RTO %s, RPO %s, read %s (%s/s)\n", round(r.RTO.Duration()), round(r.RPO.Duration()),
-		units.Bytes(r.BytesRead), units.Bytes(int64(r.Throughput)))
-	for _, c := range r.Checks {
-		printCheck(w, "  ", c)
-	}
-	for _, s := range r.Sources {
-		t := s.Timings
-		fmt.Fprintf(w, "  %s (%s): %s in %s: fetch %s, decrypt %s, restore %s, check %s\n", s.Name, s.Kind, strings.ToUpper(string(s.Result)),
-			round(t.Total.Duration()), round(t.Fetch.Duration()), round(t.Decrypt.Duration()), round(t.Restore.Duration()), round(t.Check.Duration()))
-		for _, c := range s.Checks {
-			printCheck(w, "    ", c)
-		}
-	}
-	if r.Error != "" {
-		fmt.Fprintf(w, "  error: %s\n", r.Error)
-	}
-}
-
-func printCheck(w io.Writer, indent string, c drill.Check) {
-	fmt.Fprintf(w, "%s%-4s %-13s %s\n", indent, c.Result, c.Name, c.Detail)
-}
-
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Minute:
-		return d.Round(time.Second)
-	case d >= time.Second:
-		return d.Round(100 * time.Millisecond)
-	}
-	return d.Round(time.Millisecond)
 }

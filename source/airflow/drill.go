@@ -151,17 +151,71 @@ func dagFiles(ctx context.Context, q querier, info Meta, home string) source.Dri
 			missing = append(missing, rel)
 		}
 	}
+	// DAG files recorded outside dags_folder: the deployment moved (or
+	// the files live elsewhere). Compare them relative to their common
+	// folder.
+	moved := ""
+	if len(outside) > 0 {
+		moved = commonDir(outsideLocs(rows, from))
+		for _, loc := range outsideLocs(rows, from) {
+			rel, err := filepath.Rel(moved, loc)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			if fi, err := os.Stat(filepath.Join(dags, rel)); err != nil || !fi.Mode().IsRegular() {
+				missing = append(missing, loc)
+			}
+		}
+	}
 	switch {
 	case len(missing) > 0:
 		c.Result, c.Detail = source.DrillFail, fmt.Sprintf("%d of %d DAG files the database references are missing from the restored DAGs folder: %s",
 			len(missing), len(seen), strings.Join(first(missing, 10), ", "))
 	case len(outside) > 0:
-		c.Result, c.Detail = source.DrillWarn, fmt.Sprintf("%d DAG files found; %d DAGs live outside the DAGs folder %s and were not checked (%s)",
-			len(seen)-len(outside), len(outside), info.DagsFolder, strings.Join(first(outside, 5), ", "))
+		c.Result, c.Detail = source.DrillWarn, fmt.Sprintf("all %d DAG files the database references are in the restored DAGs folder, but %d DAGs (%s) are recorded under %s, not under dags_folder %s (the deployment moved?)",
+			len(seen), len(outside), strings.Join(first(outside, 5), ", "), moved, info.DagsFolder)
 	default:
 		c.Result, c.Detail = source.DrillPass, fmt.Sprintf("all %d DAG files the database references are in the restored DAGs folder", len(seen))
 	}
 	return c
+}
+
+// outsideLocs returns the distinct DAG file locations of rows that are not
+// under dir.
+func outsideLocs(rows [][]*string, dir string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range rows {
+		if r[1] == nil || *r[1] == "" {
+			continue
+		}
+		loc := filepath.Clean(*r[1])
+		if rel, err := filepath.Rel(dir, loc); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if !seen[loc] {
+			seen[loc] = true
+			out = append(out, loc)
+		}
+	}
+	return out
+}
+
+// commonDir is the deepest folder that holds every path.
+func commonDir(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	dir := filepath.Dir(paths[0])
+	for _, p := range paths[1:] {
+		for dir != "/" && dir != "." {
+			if rel, err := filepath.Rel(dir, p); err == nil && !strings.HasPrefix(rel, "..") {
+				break
+			}
+			dir = filepath.Dir(dir)
+		}
+	}
+	return dir
 }
 
 func first(s []string, n int) []string {
