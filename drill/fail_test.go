@@ -207,3 +207,35 @@ func TestDrillCancelled(t *testing.T) {
 		t.Errorf("temporary folder holds %v", ents)
 	}
 }
+
+// Airflow deployments on MySQL and SQLite drill too (PostgreSQL is in
+// TestDrillAllKinds).
+func TestDrillAirflowEngines(t *testing.T) {
+	for _, engine := range []string{"mysql", "sqlite"} {
+		t.Run(engine, func(t *testing.T) {
+			af := airflowfixture.New(t, engine, airflowfixture.Options{Runs: 2})
+			e := newEnv(t, spec{"airflow", source.Spec{Kind: "airflow", Location: af.Home, Airflow: source.AirflowSpec{Config: af.ConfigPath, EnvFile: af.EnvFile}}})
+			rep := e.run(t, drill.Options{MySQLServer: fixture.MySQLAdminDSN()})
+			wantPass(t, rep)
+			for _, n := range []string{"restored", "fingerprints", "engine", "alembic", "fernet", "dag-files", "git-head", "config"} {
+				if c := check(t, rep, "airflow", n); c.Result != drill.Pass {
+					t.Errorf("%s: %s %s", n, c.Result, c.Detail)
+				}
+			}
+		})
+	}
+}
+
+// A MySQL source without a MySQL drill server cannot be drilled: the drill
+// says so and could not run (no check decided).
+func TestDrillNoMySQLServer(t *testing.T) {
+	my := fixture.NewMySQLDB(t)
+	if err := fixture.CreateMySQL(t.Context(), my, fixture.Size{Vendors: 2, Invoices: 20, LinesPerInvoice: 2}, 2); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, spec{"ledger", source.Spec{Kind: "mysql", Location: my}})
+	rep := e.run(t, drill.Options{})
+	if rep.Result != drill.Error || !strings.Contains(rep.Error, "no mysql drill server configured") {
+		t.Errorf("result %s, error %q", rep.Result, rep.Error)
+	}
+}

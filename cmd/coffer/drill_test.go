@@ -266,3 +266,63 @@ func TestDrillInterruptedRemovesScratch(t *testing.T) {
 		}
 	}
 }
+
+// TestDrillExitCodes: 0 when every check passes, 3 when a user check of
+// the config file fails (naming it), 1 when the drill cannot run, 2 for
+// bad arguments; each with a message that says what to do.
+func TestDrillExitCodes(t *testing.T) {
+	pg := fixture.NewPostgresDB(t)
+	if err := fixture.CreatePostgres(t.Context(), pg, fixture.Size{Vendors: 4, Invoices: 100, LinesPerInvoice: 2}, 1); err != nil {
+		t.Fatal(err)
+	}
+	e := newCrashEnv(t, "")
+	snap := e.backup("invoices=postgres:" + pg)
+	good := filepath.Join(e.dir, "good.yaml")
+	bad := filepath.Join(e.dir, "bad.yaml")
+	for file, want := range map[string]string{good: "4", bad: "5"} {
+		os.WriteFile(file, []byte("drill:\n  checks:\n    - source: invoices\n      name: vendors\n      query: select count(*) from vendor\n      expect: "+want+"\n"), 0o600)
+	}
+	args := []string{"--pg-server", fixture.AdminDSN()}
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr []string
+	}{
+		{args: append([]string{"--config", good, "drill"}, args...), code: 0, stdout: "pass user:vendors  result [4] as expected"},
+		{args: append([]string{"--config", bad, "drill", snap[:8]}, args...), code: 3, stdout: "fail user:vendors  got [4], expected [5]"},
+		{args: append([]string{"drill", "--source", "nope"}, args...), code: 1,
+			stderr: []string{`coffer: error: no such source in the snapshot: "nope" (it has: invoices)`, "coffer: hint: run coffer snapshots"}},
+		{args: []string{"drill", "deadbeef"}, code: 1, stderr: []string{`no such snapshot "deadbeef"`}},
+		{args: []string{"drill", "--random", snap}, code: 2, stderr: []string{"give a SNAPSHOT or --random, not both"}},
+		{args: []string{"drill", "a", "b"}, code: 2, stderr: []string{"drill takes at most one SNAPSHOT argument, not 2"}},
+		{args: []string{"--identity", "", "drill"}, code: 1, stderr: []string{"no identity"}},
+	} {
+		cmdArgs := tc.args
+		if tc.args[0] == "--identity" {
+			// No identity at all.
+			old := e.env
+			e.env = nil
+			for _, kv := range old {
+				if !strings.HasPrefix(kv, "COFFER_IDENTITY=") {
+					e.env = append(e.env, kv)
+				}
+			}
+			cmdArgs = tc.args[2:]
+			defer func() { e.env = old }()
+		}
+		out, errOut, code := e.run(cmdArgs...)
+		if code != tc.code {
+			t.Errorf("coffer %s: exit %d, want %d\n%s%s", strings.Join(tc.args, " "), code, tc.code, out, errOut)
+			continue
+		}
+		if tc.stdout != "" && !strings.Contains(out, tc.stdout) {
+			t.Errorf("coffer %s: stdout lacks %q:\n%s", strings.Join(tc.args, " "), tc.stdout, out)
+		}
+		for _, s := range tc.stderr {
+			if !strings.Contains(errOut, s) {
+				t.Errorf("coffer %s: stderr lacks %q:\n%s", strings.Join(tc.args, " "), s, errOut)
+			}
+		}
+	}
+}
