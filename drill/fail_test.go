@@ -239,3 +239,20 @@ func TestDrillNoMySQLServer(t *testing.T) {
 		t.Errorf("result %s, error %q", rep.Result, rep.Error)
 	}
 }
+
+// A damaged catalog: nothing can be restored, and the integrity check
+// fails (not an error: the drill ran and found the damage).
+func TestDrillCorruptCatalog(t *testing.T) {
+	e := newEnv(t, spec{"invoices", source.Spec{Kind: "postgres", Location: invoiceDB(t, 50)}})
+	objs, _ := filepath.Glob(filepath.Join(e.tr.Dir, "repo", "data", "*", "*"))
+	for _, p := range objs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)-20] ^= 0x55
+		os.WriteFile(p, b, 0o600)
+	}
+	rep := e.run(t, drill.Options{})
+	wantFail(t, rep, "", "integrity", "catalog cannot be read")
+}
