@@ -115,10 +115,8 @@ func assertNoLeftovers(t *testing.T, o drill.Options, id string) {
 		t.Errorf("processes %v still run in %s", pids, dir)
 	}
 	prefix := drill.DatabasePrefix + id
-	if o.PostgresServer != "" || true {
-		if names := pgDatabases(t, prefix); len(names) > 0 {
-			t.Errorf("scratch databases survived on PostgreSQL: %v", names)
-		}
+	if names := pgDatabases(t, prefix); len(names) > 0 {
+		t.Errorf("scratch databases survived on PostgreSQL: %v", names)
 	}
 	if o.MySQLServer != "" {
 		if names := mysqlDatabases(t, prefix); len(names) > 0 {
