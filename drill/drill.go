@@ -135,6 +135,14 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		return couldNot(err)
 	}
 
+	for src, cs := range o.Checks {
+		if _, err := snap.Source(src); err != nil {
+			for _, c := range cs {
+				rep.Checks = append(rep.Checks, Check{Name: "user:" + c.Name, Result: Warn,
+					Detail: fmt.Sprintf("not run: the snapshot has no source %q", src)})
+			}
+		}
+	}
 	sc, err := newScratch(o.TempDir, rep.ID, start)
 	if err != nil {
 		return couldNot(err)

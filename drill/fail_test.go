@@ -74,7 +74,10 @@ func TestDrillUserCheckWrong(t *testing.T) {
 	rep := e.run(t, drill.Options{Checks: map[string][]source.UserCheck{"invoices": {
 		{Name: "paid", Query: paid[0].Query, SameAsBackup: true},
 		{Name: "vendors", Query: "select count(*) from vendor", Expect: []string{"6"}},
-	}}})
+	}, "nope": {{Name: "x", Query: "select 1", Expect: []string{"1"}}}}})
+	if c := check(t, rep, "", "user:x"); c.Result != drill.Warn || !strings.Contains(c.Detail, `no source "nope"`) {
+		t.Errorf("user:x of a source not in the snapshot: %s %s", c.Result, c.Detail)
+	}
 	wantFail(t, rep, "invoices", "user:vendors", "got [5], expected [6]")
 	if c := check(t, rep, "invoices", "user:paid"); c.Result != drill.Pass {
 		t.Errorf("user:paid %s %s", c.Result, c.Detail)

@@ -33,6 +33,17 @@ func (r *Report) WriteSummary(w io.Writer) {
 			printCheck(w, "    ", c)
 		}
 	}
+	if srcs, checks := r.Failed(); len(checks) > 0 {
+		var names []string
+		for i, c := range checks {
+			if srcs[i] != "" {
+				names = append(names, srcs[i]+" "+c.Name)
+			} else {
+				names = append(names, c.Name)
+			}
+		}
+		fmt.Fprintf(w, "  failed: %s\n", strings.Join(names, ", "))
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}

@@ -290,7 +290,7 @@ func TestDrillExitCodes(t *testing.T) {
 		stderr []string
 	}{
 		{args: append([]string{"--config", good, "drill"}, args...), code: 0, stdout: "pass user:vendors  result [4] as expected"},
-		{args: append([]string{"--config", bad, "drill", snap[:8]}, args...), code: 3, stdout: "fail user:vendors  got [4], expected [5]"},
+		{args: append([]string{"--config", bad, "drill", snap[:8]}, args...), code: 3, stdout: "fail user:vendors  got [4], expected [5]\n  failed: invoices user:vendors\n"},
 		{args: append([]string{"drill", "--source", "nope"}, args...), code: 1,
 			stderr: []string{`coffer: error: no such source in the snapshot: "nope" (it has: invoices)`, "coffer: hint: run coffer snapshots"}},
 		{args: []string{"drill", "deadbeef"}, code: 1, stderr: []string{`no such snapshot "deadbeef"`}},
