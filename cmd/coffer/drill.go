@@ -45,7 +45,7 @@ func drillCommand(g *globals) *cli.Command {
 			"  coffer drill                                  # the latest snapshot, ephemeral PostgreSQL cluster\n" +
 			"  coffer drill --random --report-dir /var/lib/coffer/drills\n" +
 			"  coffer drill 3f2a9c --source invoices --pg-server postgres://drill@db-drill/postgres\n" +
-			"  coffer drill --mysql-server 'drill:PASS@tcp(db-drill:3306)/'",
+			"  coffer drill --mysql-server 'drill@tcp(db-drill:3306)/'    # a password belongs in the config file (0600)",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "source", Destination: &o.sources, Usage: "drill only this source (repeat for more)"},
 			&cli.BoolFlag{Name: "random", Destination: &o.random, Usage: "drill a snapshot picked at random (old snapshots rot too)"},
