@@ -3,7 +3,6 @@ package drill
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -65,7 +64,7 @@ var ErrNoSource = errors.New("no such source in the snapshot")
 // left behind (see Marker).
 func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	start := time.Now()
-	rep = &Report{Version: ReportVersion, ID: newID(), Started: start.UTC(), Coffer: o.Version, Checks: []Check{}, Sources: []SourceReport{}}
+	rep = &Report{Version: ReportVersion, ID: NewID(), Started: start.UTC(), Coffer: o.Version, Checks: []Check{}, Sources: []SourceReport{}}
 	rep.Host, _ = os.Hostname()
 	if u, uerr := user.Current(); uerr == nil {
 		rep.User = u.Username
@@ -158,7 +157,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		var errs []error
 		for _, s := range byKind {
 			if s.Key() != "" {
-				if _, err := s.DropDrill(cctx, rep.ID); err != nil {
+				if _, err := s.DropDrill(cctx, ScratchID(rep.ID)); err != nil {
 					errs = append(errs, err)
 				}
 			}
@@ -295,12 +294,6 @@ func selectSources(snap *restore.Snapshot, want []string) ([]string, error) {
 	return out, nil
 }
 
-func newID() string {
-	b := make([]byte, 8)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 func first(s []string, n int) []string {
 	if len(s) > n {
 		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
@@ -363,7 +356,7 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 		if err := srv.EnsureRoles(ctx, roles); err != nil {
 			return err
 		}
-		dsn, name, err := srv.NewDatabase(ctx, d.rep.ID, i)
+		dsn, name, err := srv.NewDatabase(ctx, ScratchID(d.rep.ID), i)
 		if err != nil {
 			return err
 		}

@@ -107,6 +107,7 @@ func assertNoLeftovers(t *testing.T, o drill.Options, id string) {
 	if id == "" {
 		return
 	}
+	id = drill.ScratchID(id)
 	dir := filepath.Join(o.TempDir, "coffer-drill-"+id)
 	if _, err := os.Lstat(dir); err == nil {
 		t.Errorf("scratch folder %s survived the drill", dir)

@@ -17,13 +17,14 @@ import (
 )
 
 // DatabasePrefix starts the name of every database a drill creates on a
-// drill server, followed by the drill's id: coffer_drill_<id>_<n>. A drill
+// drill server, followed by the drill's scratch id (ScratchID):
+// coffer_drill_<scratch id>_<n>. A drill
 // drops only databases with its own id, and, with the prefix, those of
 // drills whose marker says their process is dead.
 const DatabasePrefix = "coffer_drill_"
 
 // dirPrefix starts the name of a drill's scratch folder in the temporary
-// folder: coffer-drill-<id>.
+// folder: coffer-drill-<scratch id>.
 const dirPrefix = "coffer-drill-"
 
 // markerName is the marker file in a scratch folder.
@@ -52,11 +53,21 @@ type scratch struct {
 	marker Marker
 }
 
+// ScratchID is the part of a drill's id that names its scratch folder and
+// databases: its first 16 hex digits (a database name has at most 63
+// bytes, a unix socket path inside the folder at most 107).
+func ScratchID(id string) string {
+	if len(id) > 16 {
+		return id[:16]
+	}
+	return id
+}
+
 func newScratch(tempDir, id string, started time.Time) (*scratch, error) {
 	if tempDir == "" {
 		tempDir = os.TempDir()
 	}
-	dir := filepath.Join(tempDir, dirPrefix+id)
+	dir := filepath.Join(tempDir, dirPrefix+ScratchID(id))
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create the scratch folder: %w", err)
 	}
@@ -102,6 +113,9 @@ func (s *scratch) addServer(key string) error {
 }
 
 // remove stops an ephemeral cluster left in the folder and removes it.
+// Processes still running inside the folder (a killed drill's orphaned
+// initdb, or server processes that outlived their postmaster) are killed
+// first: the folder is the drill's own, its name unique to the drill.
 func (s *scratch) remove(ctx context.Context) error {
 	var errs []error
 	for _, d := range pgcluster.DataDirs(s.dir) {
@@ -109,10 +123,52 @@ func (s *scratch) remove(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.RemoveAll(s.dir); err != nil {
+	var err error
+	for i := 0; i < 10; i++ {
+		killWithin(s.dir)
+		if err = os.RemoveAll(s.dir); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
 		errs = append(errs, fmt.Errorf("remove the scratch folder: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// killWithin kills (SIGKILL) the processes other than this one whose
+// working directory is inside dir or whose command line names it, and
+// waits a little for them to go.
+func killWithin(dir string) {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if cwd == dir || strings.HasPrefix(cwd, dir+"/") || strings.Contains(string(cmd), dir+"/") {
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range pids {
+		for time.Now().Before(deadline) {
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+			if err != nil {
+				break
+			}
+			if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // procStart returns the start time of process pid in clock ticks since
@@ -187,13 +243,13 @@ func reapLeftovers(ctx context.Context, tempDir string, servers map[string]Serve
 			continue
 		}
 		var m Marker
-		if err := json.Unmarshal(b, &m); err != nil || m.Drill == "" || filepath.Base(dir) != dirPrefix+m.Drill {
+		if err := json.Unmarshal(b, &m); err != nil || m.Drill == "" || filepath.Base(dir) != dirPrefix+ScratchID(m.Drill) {
 			continue
 		}
 		if m.alive() {
 			continue
 		}
-		l := Leftover{Drill: m.Drill, Folder: dir}
+		l := Leftover{Drill: ScratchID(m.Drill), Folder: dir}
 		var kept []string
 		for _, key := range m.Servers {
 			srv, ok := servers[key]
@@ -201,7 +257,7 @@ func reapLeftovers(ctx context.Context, tempDir string, servers map[string]Serve
 				kept = append(kept, key)
 				continue
 			}
-			dropped, err := srv.DropDrill(ctx, m.Drill)
+			dropped, err := srv.DropDrill(ctx, ScratchID(m.Drill))
 			l.Dropped = append(l.Dropped, dropped...)
 			if err != nil {
 				errs = append(errs, err)

@@ -29,13 +29,13 @@ type Server interface {
 	// Where describes it for the report, without credentials.
 	Where() string
 	// NewDatabase returns the DSN of a database that does not exist yet,
-	// for a restore to create, named for the drill and n.
+	// for a restore to create, named for the drill (its ScratchID) and n.
 	NewDatabase(ctx context.Context, drill string, n int) (dsn, name string, err error)
 	// EnsureRoles creates the roles a restore gives objects to, where the
 	// drill owns the server (an ephemeral cluster); a drill server is left
 	// as it is.
 	EnsureRoles(ctx context.Context, roles []string) error
-	// DropDrill drops every database of the drill with this id.
+	// DropDrill drops every database of the drill with this scratch id.
 	DropDrill(ctx context.Context, drill string) ([]string, error)
 	// Close stops what the drill started (an ephemeral cluster).
 	Close(ctx context.Context) error

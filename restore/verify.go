@@ -165,6 +165,18 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 			return nil, err
 		}
 	}
+	// Drill summaries are evidence: check their signatures, and their
+	// reports like the rest.
+	var drills []*repo.DrillRecord
+	if len(ids) == 0 {
+		var bad []error
+		if drills, bad, err = r.Drills(ctx); err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+	}
 
 	// Every object once, remembering which snapshots use it.
 	users := map[string][]string{}
@@ -189,6 +201,9 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 	}
 	for _, rp := range repairs {
 		refs[rp.Index.Name] = rp.Index
+	}
+	for _, d := range drills {
+		refs[d.Report.Name] = d.Report
 	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {

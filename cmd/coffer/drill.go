@@ -31,7 +31,7 @@ func drillCommand(g *globals) *cli.Command {
 		ArgsUsage: "[SNAPSHOT] (an id, a unique prefix or latest; default latest)",
 		Description: "A drill restores every source of the snapshot (or those named with --source) into a scratch\n" +
 			"environment that it creates and always removes: PostgreSQL into an ephemeral cluster started with\n" +
-			"initdb and pg_ctl (or into databases named coffer_drill_<id>_<n> on --pg-server), MySQL into\n" +
+			"initdb and pg_ctl (or into databases named coffer_drill_<scratch id>_<n> on --pg-server), MySQL into\n" +
 			"databases of that name on --mysql-server, SQLite, folders and AIRFLOW_HOME into a private folder.\n" +
 			"It reads only the repository; nothing connects to the sources. Then it checks: signatures and\n" +
 			"hashes, every source restored, fingerprints, the engine's own check (pg_amcheck, CHECK TABLE,\n" +
@@ -105,13 +105,8 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 		// Nothing was restored: no evidence to keep.
 		return drillError(err)
 	}
-	if g.json {
-		if perr := printJSON(g.stdout, rep); perr != nil {
-			return perr
-		}
-	} else {
-		rep.WriteSummary(g.stdout)
-	}
+	// writeDrillEvidence prints the summary (or the JSON report) and keeps
+	// the evidence.
 	if eerr := writeDrillEvidence(g, rep, reportDir); eerr != nil {
 		return fmt.Errorf("drill %s: write the evidence: %w", rep.ID, eerr)
 	}

@@ -31,7 +31,7 @@ type drillEnv struct {
 func newDrillEnv(t *testing.T) *drillEnv {
 	t.Helper()
 	pg := fixture.NewPostgresDB(t)
-	if err := fixture.CreatePostgres(t.Context(), pg, fixture.Size{Vendors: 20, Invoices: 30000, LinesPerInvoice: 4}, 1); err != nil {
+	if err := fixture.CreatePostgres(t.Context(), pg, fixture.Size{Vendors: 50, Invoices: 100000, LinesPerInvoice: 4}, 1); err != nil {
 		t.Fatal(err)
 	}
 	e := &drillEnv{crashEnv: newCrashEnv(t, "")}
@@ -90,7 +90,7 @@ func (e *drillEnv) start(t *testing.T, args ...string) (proc *os.Process, id str
 				running = len(pids) > 0 && len(pgScratch(t, drill.DatabasePrefix+id)) == 0
 			}
 			if running {
-				time.Sleep(300 * time.Millisecond) // into pg_restore
+				time.Sleep(200 * time.Millisecond) // into pg_restore
 				return cmd.Process, id, wait, stderr
 			}
 		}
@@ -219,7 +219,7 @@ func TestDrillKilledLeftoversRemovedByNextDrill(t *testing.T) {
 			if !strings.Contains(errOut, "removed the leftovers of drill "+id) {
 				t.Errorf("the next drill did not say it removed drill %s's leftovers:\n%s", id, errOut)
 			}
-			if !strings.Contains(out, ": PASS\n") {
+			if !strings.Contains(out, ": PASS: ") {
 				t.Errorf("next drill did not pass:\n%s", out)
 			}
 			reps, _ := filepath.Glob(filepath.Join(e.dir, "reports", "drill-*.json"))
@@ -289,8 +289,8 @@ func TestDrillExitCodes(t *testing.T) {
 		stdout string
 		stderr []string
 	}{
-		{args: append([]string{"--config", good, "drill"}, args...), code: 0, stdout: "pass user:vendors  result [4] as expected"},
-		{args: append([]string{"--config", bad, "drill", snap[:8]}, args...), code: 3, stdout: "fail user:vendors  got [4], expected [5]\n  failed: invoices user:vendors\n"},
+		{args: append([]string{"--config", good, "drill"}, args...), code: 0, stdout: "ok    invoices/user:vendors: result [4] as expected"},
+		{args: append([]string{"--config", bad, "drill", snap[:8]}, args...), code: 3, stdout: "FAIL  invoices/user:vendors: got [4], expected [5]\n"},
 		{args: append([]string{"drill", "--source", "nope"}, args...), code: 1,
 			stderr: []string{`coffer: error: no such source in the snapshot: "nope" (it has: invoices)`, "coffer: hint: run coffer snapshots"}},
 		{args: []string{"drill", "deadbeef"}, code: 1, stderr: []string{`no such snapshot "deadbeef"`}},

@@ -292,7 +292,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("9. drill of snapshot %s: %s, %d checks passed, %d warnings, RTO %s:", repo.ShortID(m.ID), strings.ToUpper(string(rep.Result)), passed, warned, rep.RTO.Duration().Round(time.Millisecond))
 	var sum bytes.Buffer
-	rep.WriteSummary(&sum)
+	if err := drill.WriteText(&sum, rep); err != nil {
+		return err
+	}
 	for _, l := range strings.Split(strings.TrimRight(sum.String(), "\n"), "\n") {
 		say("   %s", l)
 	}

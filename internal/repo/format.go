@@ -14,6 +14,9 @@
 //	catalogs/<sha256>       per-snapshot catalog, age-encrypted to the recipients only
 //	private/<sha256>        per-snapshot private part (host, tags, sizes, stats), to the recipients only
 //	snapshots/<id>          signed manifest, written last
+//	repairs/<id>            signed repair record (a rebuilt index, the damaged packs)
+//	drill-reports/<sha256>  a restore drill's full report, to the recipients and the data key
+//	drills/<id>             a restore drill's signed public summary, written last
 //
 // Every object is either a valid age file or a signed document, and no name
 // reveals anything about the data.

@@ -254,7 +254,7 @@ func (m *Manifest) signedBy() (string, string, string, int64) {
 // config newer than the newest that verifies, well formed, stored under its
 // own id and of this repository. It returns the document's SHA-256.
 func (r *Repository) readHostSigned(ctx context.Context, kind, name, id string, limit int64, fresh func() hostSigned) (string, error) {
-	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record"}[kind]
+	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record", KindDrill: "drill record"}[kind]
 	doc, err := readAll(ctx, r.Store, name, limit)
 	if errors.Is(err, storage.ErrNotExist) {
 		return "", integrity(name, "missing")
