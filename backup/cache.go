@@ -10,6 +10,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -93,6 +94,20 @@ func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: l})
 	}
 	return rec, true
+}
+
+// estimate is what the cache remembers of a source's files: their bytes
+// and number, the size of its previous backup (zero when unknown).
+func (c *changeCache) estimate(source string) progress.Counts {
+	var n progress.Counts
+	if c == nil {
+		return n
+	}
+	for _, r := range c.old[source] {
+		n.Bytes += r.Key.Size
+		n.Files++
+	}
+	return n
 }
 
 func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec) {

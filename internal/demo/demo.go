@@ -301,7 +301,7 @@ func Run(ctx context.Context, o Options) error {
 	if rep.Result != drill.Pass && rep.Result != drill.Warn {
 		return fmt.Errorf("drill of snapshot %s: %s", repo.ShortID(m.ID), rep.Result)
 	}
-	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document", st.Location())
+	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document, but the backups' running markers (ids and times)", st.Location())
 	return nil
 }
 

@@ -232,6 +232,7 @@ type Manifest struct {
 	Signer string `json:"signer"`
 	// docSHA256 is the SHA-256 of the document as read (ReadManifest).
 	docSHA256 string
+	docSize   int64
 	// Seen are the snapshot heads the writer saw when it started: among the
 	// manifests it could read and verify, those that no other of them names
 	// in its Seen. A snapshot named here that does not exist was deleted.
