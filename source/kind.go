@@ -70,6 +70,11 @@ type Kind struct {
 	// a folder for a composite kind), all or nothing, and says what it
 	// did. It is nil for kinds whose only target is a folder.
 	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) (*Restored, error)
+	// Drill runs the kind's own checks on what Restore restored, for a
+	// restore drill (package drill): the database engine's own check, the
+	// user checks, and a composite kind's checks of its parts. Nil for
+	// kinds whose target is a folder (the drill checks those itself).
+	Drill DrillFunc
 	// Composite reports a kind made of other kinds' parts (airflow): its
 	// Restore's target is a folder, and RestoreOptions.DatabaseKind and
 	// Database say where its database part goes.

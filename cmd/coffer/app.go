@@ -163,7 +163,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
+			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
 			completionCommand(g), manCommand(g), doctorCommand(g), configCommand(g), daemonCommand(g),
 		},
 		EnableBashCompletion: true,

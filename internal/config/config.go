@@ -42,6 +42,8 @@ type Config struct {
 	Sources map[string]Source `yaml:"sources"`
 	// Hooks run around every backup made with this configuration.
 	Hooks Hooks `yaml:"hooks"`
+	// Drill configures restore drills.
+	Drill Drill `yaml:"drill"`
 
 	// Daemon, Backups, Drills and Alerts are coffer daemon's settings,
 	// jobs and webhooks (see daemon.go).
@@ -203,6 +205,13 @@ func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
 		k := prefix + n.Content[i].Value
 		lines[k] = n.Content[i].Line
 		recordLines(n.Content[i+1], k+".", lines)
+		if v := n.Content[i+1]; v.Kind == yaml.SequenceNode {
+			for j, item := range v.Content {
+				ik := fmt.Sprintf("%s[%d]", k, j)
+				lines[ik] = item.Line
+				recordLines(item, ik+".", lines)
+			}
+		}
 	}
 }
 
@@ -257,6 +266,7 @@ func (c *Config) Validate() error {
 		validateSource(key, c.Sources[n], add)
 	}
 	c.validateDaemon(add)
+	c.validateDrill(add)
 	if len(probs) == 0 {
 		return nil
 	}
