@@ -46,13 +46,18 @@ type Options struct {
 	Progress func(format string, args ...any)
 }
 
+// HoldTTL is how long a drill's hold on its snapshot lasts if the drill
+// cannot release it (killed): longer than any drill runs.
+const HoldTTL = 24 * time.Hour
+
 // ErrNoSource is wrapped when a source asked for is not in the snapshot.
 var ErrNoSource = errors.New("no such source in the snapshot")
 
 // Run restores a snapshot, or the chosen sources of it, into a scratch
 // environment that it creates and always removes, checks what came back,
-// and measures how long that took. It reads only the repository and writes
-// only the scratch environment: PostgreSQL sources go to an ephemeral
+// and measures how long that took. It reads the repository, writes there
+// only a hold on the snapshot (repo.Repository.Hold, released at the end; a
+// store that refuses it is a warning), and writes the scratch environment: PostgreSQL sources go to an ephemeral
 // cluster (or to uniquely named databases on the configured drill server),
 // MySQL sources to the MySQL drill server, SQLite databases, folders and
 // AIRFLOW_HOME to a private folder.
@@ -114,6 +119,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.Snapshot, rep.SnapshotTime = m.ID, m.Time.UTC()
 	rep.RPO = Seconds(start.Sub(m.Time))
+	// Hold the snapshot while the drill uses it, so that forget and prune
+	// (the daemon runs them after every backup) leave it and its data
+	// alone. A drill host with read-only credentials cannot: it drills
+	// anyway, and says so.
+	if release, err := o.Repo.Hold(ctx, m.ID, HoldTTL); err != nil {
+		progress("warning: could not hold snapshot %s against forget and prune: %v", repo.ShortID(m.ID), err)
+	} else {
+		defer release()
+	}
 	snap, err := restore.Load(ctx, o.Repo, m)
 	var ie *repo.IntegrityError
 	if errors.As(err, &ie) {

@@ -259,3 +259,41 @@ func TestDrillCorruptCatalog(t *testing.T) {
 	rep := e.run(t, drill.Options{})
 	wantFail(t, rep, "", "integrity", "catalog cannot be read")
 }
+
+// TestDrillHoldsSnapshot: while a drill restores a snapshot, the snapshot
+// is held (forget keeps it and prune keeps its data); afterwards it is not.
+func TestDrillHoldsSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("held"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, spec{"files", source.Spec{Kind: "dir", Location: dir}})
+	var heldDuring, asked bool
+	o := drill.Options{Repo: e.r, TempDir: e.tempDir, Progress: func(f string, a ...any) {
+		if strings.HasPrefix(f, "restoring") && !asked {
+			asked = true
+			held, err := e.r.Held(context.Background(), time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			_, heldDuring = held[e.snap]
+		}
+	}}
+	rep, err := drill.Run(t.Context(), o)
+	if err != nil || rep.Result != drill.Pass {
+		t.Fatalf("drill: %v, result %s", err, rep.Result)
+	}
+	if !asked {
+		t.Fatal("the drill never said it was restoring")
+	}
+	if !heldDuring {
+		t.Error("the snapshot was not held while the drill restored it")
+	}
+	held, err := e.r.Held(context.Background(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := held[e.snap]; ok {
+		t.Error("the snapshot is still held after the drill")
+	}
+}
