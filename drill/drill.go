@@ -114,6 +114,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.Snapshot, rep.SnapshotTime = m.ID, m.Time.UTC()
 	rep.RPO = Seconds(start.Sub(m.Time))
+	// Hold the snapshot so that forget and prune leave it alone while the
+	// drill restores it. A drill host that may not write drills anyway;
+	// the report says the snapshot was not held.
+	if release, err := o.Repo.Hold(ctx, m.ID, HoldTTL); err != nil {
+		rep.Checks = append(rep.Checks, Check{Name: "hold", Result: Warn,
+			Detail: "the snapshot could not be held against forget and prune during the drill: " + oneLine(err.Error())})
+	} else {
+		defer release()
+	}
 	snap, err := restore.Load(ctx, o.Repo, m)
 	var ie *repo.IntegrityError
 	if errors.As(err, &ie) {
@@ -238,6 +247,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	return rep, nil
 }
+
+// HoldTTL is how long a drill's hold on its snapshot lasts when the drill
+// cannot release it (killed): long enough for the largest drill, short
+// enough that a forgotten snapshot's space frees the next day.
+const HoldTTL = 12 * time.Hour
 
 // pick resolves the snapshot to drill.
 func pick(ctx context.Context, o Options) (*repo.Manifest, error) {

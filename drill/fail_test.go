@@ -259,3 +259,38 @@ func TestDrillCorruptCatalog(t *testing.T) {
 	rep := e.run(t, drill.Options{})
 	wantFail(t, rep, "", "integrity", "catalog cannot be read")
 }
+
+// A drill holds its snapshot while it runs (forget and prune leave it
+// alone) and releases the hold when it ends.
+func TestDrillHoldsItsSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "INV-1.pdf"), []byte("invoice"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, spec{"docs", source.Spec{Kind: "dir", Location: dir}})
+	var during map[string]time.Time
+	o := drill.Options{Repo: e.r, TempDir: e.tempDir, Progress: func(f string, a ...any) {
+		if during == nil {
+			held, err := e.r.Held(t.Context(), time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			during = held
+		}
+	}}
+	rep, err := drill.Run(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantPass(t, rep)
+	if _, ok := during[rep.Snapshot]; !ok || len(during) != 1 {
+		t.Fatalf("held during the drill: %v, want only %s", during, rep.Snapshot)
+	}
+	after, err := e.r.Held(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 0 {
+		t.Fatalf("still held after the drill: %v", after)
+	}
+}

@@ -79,25 +79,14 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 	if tempDir == "" {
 		tempDir = dc.TempDir
 	}
-	r, err := g.open(ctx, false, true)
-	if err != nil {
+	rep, err := drillRun(ctx, g, snapshot, o.random, o.sources.Value(), tempDir, func(format string, args ...any) {
+		if !g.json {
+			fmt.Fprintf(g.stderr, "coffer: drill: "+format+"\n", args...)
+		}
+	})
+	if rep == nil {
 		return err
 	}
-	checks := map[string][]source.UserCheck{}
-	for _, c := range dc.Checks {
-		checks[c.Source] = append(checks[c.Source], source.UserCheck{Name: c.Name, Query: c.Query, Expect: c.Expect, SameAsBackup: c.SameAsBackup})
-	}
-	v := buildVersion()
-	rep, err := drill.Run(ctx, drill.Options{
-		Repo: r, Snapshot: snapshot, Random: o.random, Sources: o.sources.Value(),
-		PostgresServer: dc.PostgresServer, MySQLServer: dc.MySQLServer, Checks: checks, TempDir: tempDir,
-		Version: v.Version,
-		Progress: func(format string, args ...any) {
-			if !g.json {
-				fmt.Fprintf(g.stderr, "coffer: drill: "+format+"\n", args...)
-			}
-		},
-	})
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -117,6 +106,31 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 		return &exitError{code: exitIntegrity}
 	}
 	return nil
+}
+
+// drillRun opens the repository with the identity and runs a drill with the
+// configuration's drill section: the one path for coffer drill and the
+// daemon's drill jobs. A nil report means the repository did not open.
+func drillRun(ctx context.Context, g *globals, snapshot string, random bool, sources []string, tempDir string, progress func(string, ...any)) (*drill.Report, error) {
+	dc := g.cfg.Drill
+	if tempDir == "" {
+		tempDir = dc.TempDir
+	}
+	r, err := g.open(ctx, false, true)
+	if err != nil {
+		return nil, err
+	}
+	checks := map[string][]source.UserCheck{}
+	for _, c := range dc.Checks {
+		checks[c.Source] = append(checks[c.Source], source.UserCheck{Name: c.Name, Query: c.Query, Expect: c.Expect, SameAsBackup: c.SameAsBackup})
+	}
+	v := buildVersion()
+	return drill.Run(ctx, drill.Options{
+		Repo: r, Snapshot: snapshot, Random: random, Sources: sources,
+		PostgresServer: dc.PostgresServer, MySQLServer: dc.MySQLServer, Checks: checks, TempDir: tempDir,
+		Version:  v.Version,
+		Progress: progress,
+	})
 }
 
 // drillError adds hints to a drill that could not run.
