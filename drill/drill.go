@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
@@ -44,20 +45,18 @@ type Options struct {
 	Version string
 	// Progress, when set, is told what the drill does, one line at a time.
 	Progress func(format string, args ...any)
+	// Reporter, when set, is told the bytes and files each source's
+	// restore has written (the CLI draws bars from it on a terminal).
+	Reporter progress.Reporter
 }
-
-// HoldTTL is how long a drill's hold on its snapshot lasts if the drill
-// cannot release it (killed): longer than any drill runs.
-const HoldTTL = 24 * time.Hour
 
 // ErrNoSource is wrapped when a source asked for is not in the snapshot.
 var ErrNoSource = errors.New("no such source in the snapshot")
 
 // Run restores a snapshot, or the chosen sources of it, into a scratch
 // environment that it creates and always removes, checks what came back,
-// and measures how long that took. It reads the repository, writes there
-// only a hold on the snapshot (repo.Repository.Hold, released at the end; a
-// store that refuses it is a warning), and writes the scratch environment: PostgreSQL sources go to an ephemeral
+// and measures how long that took. It reads only the repository and writes
+// only the scratch environment: PostgreSQL sources go to an ephemeral
 // cluster (or to uniquely named databases on the configured drill server),
 // MySQL sources to the MySQL drill server, SQLite databases, folders and
 // AIRFLOW_HOME to a private folder.
@@ -119,12 +118,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	rep.Snapshot, rep.SnapshotTime = m.ID, m.Time.UTC()
 	rep.RPO = Seconds(start.Sub(m.Time))
-	// Hold the snapshot while the drill uses it, so that forget and prune
-	// (the daemon runs them after every backup) leave it and its data
-	// alone. A drill host with read-only credentials cannot: it drills
-	// anyway, and says so.
+	// Hold the snapshot so that forget and prune leave it alone while the
+	// drill restores it. A drill host that may not write drills anyway;
+	// the report says the snapshot was not held.
 	if release, err := o.Repo.Hold(ctx, m.ID, HoldTTL); err != nil {
-		progress("warning: could not hold snapshot %s against forget and prune: %v", repo.ShortID(m.ID), err)
+		rep.Checks = append(rep.Checks, Check{Name: "hold", Result: Warn,
+			Detail: "the snapshot could not be held against forget and prune during the drill: " + oneLine(err.Error())})
 	} else {
 		defer release()
 	}
@@ -253,6 +252,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	return rep, nil
 }
 
+// HoldTTL is how long a drill's hold on its snapshot lasts when the drill
+// cannot release it (killed): long enough for the largest drill, short
+// enough that a forgotten snapshot's space frees the next day.
+const HoldTTL = 12 * time.Hour
+
 // pick resolves the snapshot to drill.
 func pick(ctx context.Context, o Options) (*repo.Manifest, error) {
 	if o.Random {
@@ -347,6 +351,11 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 	}
 	sr.Kind = src.Kind()
 	d.progress("restoring %s (%s)", name, sr.Kind)
+	if rp := d.o.Reporter; rp != nil {
+		src.SetProgress(rp)
+		rp.Start(name, src.Size(""))
+		defer rp.Finish(name)
+	}
 	kind, ok := registry.Lookup(sr.Kind)
 	if !ok {
 		add("restored", Error, "kind %q is not one this coffer knows", sr.Kind)

@@ -823,3 +823,49 @@ backups:
 	}
 	e.must("--repo", e.repo, "--owner-key", e.path("keys/owner.pub"), "--identity", e.path("keys/restore/identity.txt"), "verify", "--decrypt")
 }
+
+// TestDaemonRunsDrills: a drill job on a seconds schedule drills the
+// newest snapshot, exports its figures as metrics and keeps its evidence
+// in the repository (coffer drills lists it without a key).
+func TestDaemonRunsDrills(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	writeData(t, e.path("data"), "a.bin", 64<<10)
+	e.must("--repo", e.repo, "--signing-key", e.path("keys/host/signing.key"), "--owner-key", e.path("keys/owner.pub"),
+		"backup", "files=dir:"+e.path("data"))
+	e.writeConfig(fmt.Sprintf(`identity: %s
+daemon:
+  metrics: 127.0.0.1:0
+  retries: 0
+drill:
+  temp_dir: %s
+drills:
+  nightly:
+    schedule: "*/2 * * * * *"
+`, e.path("keys/restore/identity.txt"), e.path("scratch")))
+	if err := os.MkdirAll(e.path("scratch"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d := e.startDaemon("a")
+	addr := d.metricsAddr()
+	d.waitLog(`msg="run finished".*job=nightly`, 60*time.Second)
+	waitFor(t, "the drill's metrics", 30*time.Second, func() bool {
+		return scrape(t, addr, `coffer_drill_last_success_timestamp_seconds{drill="nightly"}`) > 0
+	})
+	if rto := scrape(t, addr, `coffer_drill_rto_seconds{drill="nightly"}`); rto <= 0 {
+		t.Errorf("drill RTO metric = %v, want > 0", rto)
+	}
+	d.signal(syscall.SIGTERM)
+	<-d.done
+	if strings.Contains(d.log.String(), "run failed") {
+		t.Fatalf("a drill failed:\n%s", d.log.String())
+	}
+	out := e.must("--repo", e.repo, "--owner-key", e.path("keys/owner.pub"), "drills", "--json")
+	var hist []map[string]any
+	if err := json.Unmarshal([]byte(out), &hist); err != nil || len(hist) == 0 {
+		t.Fatalf("coffer drills after the daemon's drills: %v\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(e.path("scratch")); len(ents) != 0 {
+		t.Errorf("the scratch folder holds %d leftovers", len(ents))
+	}
+}

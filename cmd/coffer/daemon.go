@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/retention"
@@ -73,9 +75,9 @@ func runDaemon(ctx context.Context, g *globals) error {
 		Retention: func(ctx context.Context, cfg *config.Config, run scheduler.Run, job config.BackupJob) (int, error) {
 			return daemonRetention(ctx, withConfig(g, cfg), job)
 		},
-		// TODO(lead): wire drill.Run here when the drill engine lands (see
-		// scheduler.DrillFunc; runDrill in drill.go shows the options).
-		Drill:  nil,
+		Drill: func(ctx context.Context, cfg *config.Config, run scheduler.Run, job config.DrillJob) (*drill.Report, error) {
+			return daemonDrill(ctx, withConfig(g, cfg), job)
+		},
 		Stats:  scheduler.RepositoryStats,
 		Reload: reload,
 		Log:    g.stderr,
@@ -172,4 +174,26 @@ func daemonBackup(ctx context.Context, g *globals, job config.BackupJob, tags []
 	}
 	// err, if any, is a failed post hook: the snapshot exists.
 	return out, err
+}
+
+// daemonDrill runs a drill job as coffer drill would, with the
+// configuration's drill section, and keeps its evidence: the report files
+// in drill.report_dir when set, and the sealed report with its signed
+// summary in the repository (the drill host's signing key). The summary
+// goes to the daemon's log, not to stdout.
+func daemonDrill(ctx context.Context, g *globals, job config.DrillJob) (*drill.Report, error) {
+	g.stdout = io.Discard
+	rep, err := drillRun(ctx, g, job.Snapshot, job.Random, job.Sources, "", nil, nil)
+	if rep == nil || rep.Snapshot == "" || ctx.Err() != nil {
+		return rep, err
+	}
+	if dir := g.cfg.Drill.ReportDir; dir != "" {
+		if werr := writeDrillFiles(rep, dir); werr != nil {
+			return rep, fmt.Errorf("drill %s: write the report files: %w", rep.ID, werr)
+		}
+	}
+	if serr := saveDrillEvidence(g, rep); serr != nil {
+		return rep, fmt.Errorf("drill %s: %w", rep.ID, serr)
+	}
+	return rep, err
 }
