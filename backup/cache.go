@@ -38,17 +38,11 @@ type cacheChunk struct {
 	Zstd   bool         `json:"z,omitempty"`
 }
 
-type pendingRec struct {
-	key fileKey
-	rec *fileRec
-}
-
 type changeCache struct {
 	path     string
 	identity *age.X25519Identity
 	known    map[repo.ChunkID]loc
 	old      map[string]map[string]cacheRec
-	pending  map[string]map[string]pendingRec
 }
 
 // loadCache reads the cache; known is the loaded index, which only holds
@@ -58,7 +52,7 @@ func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID
 		return nil
 	}
 	c := &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		known: known, old: map[string]map[string]cacheRec{}, pending: map[string]map[string]pendingRec{}}
+		known: known, old: map[string]map[string]cacheRec{}}
 	ct, err := os.ReadFile(c.path)
 	if err != nil {
 		if !os.IsNotExist(err) {
@@ -95,48 +89,65 @@ func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	return rec, true
 }
 
-func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec) {
-	if c == nil {
-		return
-	}
-	if c.pending[source] == nil {
-		c.pending[source] = map[string]pendingRec{}
-	}
-	c.pending[source][path] = pendingRec{key: k, rec: rec}
-}
-
-// save writes the cache of this backup's files; called after the manifest
-// is written, when every pack has its name.
-func (c *changeCache) save(log *slog.Logger) {
+// save writes the cache of this backup's files, read back from the spill
+// (the records with a file state); called after the manifest is written,
+// when every pack has its name.
+func (c *changeCache) save(log *slog.Logger, sources []*sourceWriter, sp *spill) {
 	if c == nil {
 		return
 	}
 	// Sources not backed up this time keep their records, so separate
 	// jobs per source against one repository all benefit.
 	out := map[string]map[string]cacheRec{}
+	backedUp := map[string]bool{}
+	for _, sw := range sources {
+		backedUp[sw.name] = true
+	}
 	for src, files := range c.old {
-		if _, ok := c.pending[src]; !ok {
+		if !backedUp[src] {
 			out[src] = files
 		}
 	}
-	for src, files := range c.pending {
-		out[src] = map[string]cacheRec{}
-		for path, pr := range files {
-			cr := cacheRec{Key: pr.key, SHA256: pr.rec.entry.SHA256}
-			for _, l := range pr.rec.locs {
-				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.id, Pack: l.loc.pack.sha, Offset: l.loc.offset,
-					Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
-			}
-			out[src][path] = cr
-		}
+	c.old = nil // no longer needed: let it go before the new map grows
+	err := c.fill(out, sources, sp)
+	var ct []byte
+	if err == nil {
+		ct, err = sealGob(out, c.identity.Recipient())
 	}
-	ct, err := sealGob(out, c.identity.Recipient())
 	if err == nil {
 		err = writeFileAtomic(c.path, ct)
 	}
 	if err != nil {
 		log.Warn("could not save the change cache; the next backup reads every file", "err", err)
 	}
+}
+
+// fill adds the records of the sources just backed up to out.
+func (c *changeCache) fill(out map[string]map[string]cacheRec, sources []*sourceWriter, sp *spill) error {
+	next, err := sp.records()
+	if err != nil {
+		return err
+	}
+	for _, sw := range sources {
+		files := map[string]cacheRec{}
+		out[sw.name] = files
+		for range sw.count {
+			rec, err := next()
+			if err != nil {
+				return err
+			}
+			if rec.State == nil {
+				continue
+			}
+			cr := cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256}
+			for _, l := range rec.Locs {
+				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
+					Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})
+			}
+			files[rec.Entry.Path] = cr
+		}
+	}
+	return nil
 }
 
 func writeFileAtomic(path string, data []byte) error {

@@ -73,7 +73,8 @@ defprep() {
 section() {
   local title=$1 slug
   shift
-  slug=$(echo "$title" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40)
+  SECTIONS=$((${SECTIONS:-0} + 1))
+  slug=$SECTIONS-$(echo "$title" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40)
   echo "== $title" >&2
   local round
   for round in $(seq 1 "$RUNS"); do
