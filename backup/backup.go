@@ -188,7 +188,7 @@ type run struct {
 	p          *pipeline // sources
 	pc         *pipeline // the catalog
 	sources    []*sourceWriter
-	spill      *spill // the records of finished files, until the catalog is written
+	spill      *spill           // the records of finished files, until the catalog is written
 	used       map[string]int64 // packs the snapshot references
 	m          *repo.Manifest
 	priv       *repo.Private
