@@ -1,13 +1,17 @@
 package backup
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/gob"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
@@ -42,40 +46,167 @@ type changeCache struct {
 	path     string
 	identity *age.X25519Identity
 	known    map[repo.ChunkID]loc
-	old      map[string]map[string]cacheRec
+	log      *slog.Logger
+	cursors  map[string]*cacheCursor
 }
 
-// loadCache reads the cache; known is the loaded index, which only holds
-// chunks whose pack is present at its recorded size.
+// The cache file is a stream, read with one cursor per source in the
+// order it was written, never loaded whole: memory stays flat in the
+// number of files. Content (version 2): age, to the index recipient, of a
+// zstd stream of gob values: a cacheHeader, then one cacheEntry per file,
+// the entries of each source together and in the order the backup wrote
+// them, which for a folder is the walk's order (see walkCompare).
+type cacheHeader struct {
+	Version int
+}
+
+const cacheVersion = 2
+
+type cacheEntry struct {
+	Source string
+	Path   string
+	Rec    cacheRec
+}
+
+// cacheCursor reads one source's entries; cur is the next one not yet
+// passed by the walk.
+type cacheCursor struct {
+	close func()
+	next  func() (cacheEntry, error)
+	cur   cacheEntry
+	ok    bool // cur is valid
+}
+
+// loadCache prepares the cache; known is the loaded index, which only
+// holds chunks whose pack is present at its recorded size. Nothing is read
+// until the first lookup.
 func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID]loc, log *slog.Logger) *changeCache {
 	if dir == "" {
 		return nil
 	}
-	c := &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		known: known, old: map[string]map[string]cacheRec{}}
-	ct, err := os.ReadFile(c.path)
+	return &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
+		known: known, log: log, cursors: map[string]*cacheCursor{}}
+}
+
+// open reads the cache file from the start: next returns its entries in
+// order, io.EOF after the last. A missing file has no entries.
+func (c *changeCache) open() (next func() (cacheEntry, error), closeFn func(), err error) {
+	f, err := os.Open(c.path)
 	if err != nil {
-		if !os.IsNotExist(err) {
-			log.Warn("change cache unreadable; reading every file", "err", err)
+		if os.IsNotExist(err) {
+			return func() (cacheEntry, error) { return cacheEntry{}, io.EOF }, func() {}, nil
 		}
-		return c
+		return nil, nil, err
 	}
-	if err := unsealGob(ct, &c.old, c.identity); err != nil {
-		log.Warn("change cache damaged; reading every file", "err", err)
-		c.old = map[string]map[string]cacheRec{}
+	ar, err := age.Decrypt(bufio.NewReaderSize(f, 256<<10), c.identity)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
 	}
-	return c
+	zr, err := zstd.NewReader(ar, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	closeFn = func() { zr.Close(); f.Close() }
+	dec := gob.NewDecoder(zr)
+	var h cacheHeader
+	if err := dec.Decode(&h); err != nil || h.Version != cacheVersion {
+		closeFn()
+		return nil, nil, fmt.Errorf("not a version %d change cache", cacheVersion)
+	}
+	return func() (cacheEntry, error) {
+		var e cacheEntry
+		err := dec.Decode(&e)
+		return e, err
+	}, closeFn, nil
+}
+
+// cursor returns the source's cursor, opening the file and skipping to
+// the source's entries on first use. A cache that cannot be read is
+// reported once per source and treated as empty: every file is read.
+func (c *changeCache) cursor(source string) *cacheCursor {
+	if cur, ok := c.cursors[source]; ok {
+		return cur
+	}
+	cur := &cacheCursor{close: func() {}}
+	c.cursors[source] = cur
+	next, closeFn, err := c.open()
+	if err != nil {
+		c.log.Warn("change cache unreadable; reading every file", "err", err)
+		return cur
+	}
+	cur.close = closeFn
+	for {
+		e, err := next()
+		if err != nil {
+			if err != io.EOF {
+				c.log.Warn("change cache damaged; reading every file", "err", err)
+			}
+			return cur
+		}
+		if e.Source == source {
+			cur.cur, cur.ok = e, true
+			break
+		}
+	}
+	cur.next = func() (cacheEntry, error) {
+		e, err := next()
+		if err == nil && e.Source != source {
+			err = io.EOF // the source's entries are together
+		}
+		return e, err
+	}
+	return cur
+}
+
+// walkCompare orders paths as a folder walk visits them (filepath.WalkDir:
+// each folder's names in byte order, a folder before its contents): byte
+// order with '/' below every other byte.
+func walkCompare(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x == '/' {
+			return -1
+		}
+		if y == '/' {
+			return 1
+		}
+		if x < y {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
 }
 
 // lookup returns the chunks of an unchanged file when the index still
 // holds every one of them where the cache says (so its pack is present,
-// at the size the index recorded).
+// at the size the index recorded). Paths must come in walk order for the
+// cursor to find them; one that comes out of order is only a miss.
 func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	if c == nil {
 		return fileRec{}, false
 	}
-	cr, ok := c.old[source][path]
-	if !ok || cr.Key != k {
+	cur := c.cursor(source)
+	for cur.ok && walkCompare(cur.cur.Path, path) < 0 {
+		cur.advance(c.log)
+	}
+	if !cur.ok || cur.cur.Path != path {
+		return fileRec{}, false
+	}
+	cr := cur.cur.Rec
+	cur.advance(c.log)
+	if cr.Key != k {
 		return fileRec{}, false
 	}
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
@@ -89,48 +220,83 @@ func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
 	return rec, true
 }
 
+func (cur *cacheCursor) advance(log *slog.Logger) {
+	e, err := cur.next()
+	if err != nil {
+		if err != io.EOF {
+			log.Warn("change cache damaged; reading the remaining files", "err", err)
+		}
+		cur.ok = false
+		return
+	}
+	cur.cur = e
+}
+
+// close releases the cursors' files.
+func (c *changeCache) close() {
+	if c == nil {
+		return
+	}
+	for _, cur := range c.cursors {
+		cur.close()
+	}
+	c.cursors = map[string]*cacheCursor{}
+}
+
 // save writes the cache of this backup's files, read back from the spill
-// (the records with a file state); called after the manifest is written,
-// when every pack has its name.
+// (the records with a file state), after the entries of the sources not
+// backed up this time, copied from the old file; called after the
+// manifest is written, when every pack has its name.
 func (c *changeCache) save(log *slog.Logger, sources []*sourceWriter, sp *spill) {
 	if c == nil {
 		return
 	}
-	// Sources not backed up this time keep their records, so separate
-	// jobs per source against one repository all benefit.
-	out := map[string]map[string]cacheRec{}
-	backedUp := map[string]bool{}
-	for _, sw := range sources {
-		backedUp[sw.name] = true
-	}
-	for src, files := range c.old {
-		if !backedUp[src] {
-			out[src] = files
-		}
-	}
-	c.old = nil // no longer needed: let it go before the new map grows
-	err := c.fill(out, sources, sp)
-	var ct []byte
-	if err == nil {
-		ct, err = sealGob(out, c.identity.Recipient())
-	}
-	if err == nil {
-		err = writeFileAtomic(c.path, ct)
-	}
+	c.close()
+	err := writeFileAtomicFunc(c.path, func(w io.Writer) error { return c.write(w, sources, sp) })
 	if err != nil {
 		log.Warn("could not save the change cache; the next backup reads every file", "err", err)
 	}
 }
 
-// fill adds the records of the sources just backed up to out.
-func (c *changeCache) fill(out map[string]map[string]cacheRec, sources []*sourceWriter, sp *spill) error {
+func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) error {
+	aw, err := age.Encrypt(w, c.identity.Recipient())
+	if err != nil {
+		return err
+	}
+	zw, err := zstd.NewWriter(aw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	enc := gob.NewEncoder(zw)
+	if err := enc.Encode(cacheHeader{Version: cacheVersion}); err != nil {
+		return err
+	}
+	// Sources not backed up this time keep their entries, so separate
+	// jobs per source against one repository all benefit.
+	backedUp := map[string]bool{}
+	for _, sw := range sources {
+		backedUp[sw.name] = true
+	}
+	if next, closeFn, err := c.open(); err == nil {
+		for {
+			e, err := next()
+			if err != nil {
+				break // a damaged tail loses only other sources' entries
+			}
+			if !backedUp[e.Source] {
+				if err := enc.Encode(&e); err != nil {
+					closeFn()
+					return err
+				}
+			}
+		}
+		closeFn()
+	}
 	next, err := sp.records()
 	if err != nil {
 		return err
 	}
 	for _, sw := range sources {
-		files := map[string]cacheRec{}
-		out[sw.name] = files
 		for range sw.count {
 			rec, err := next()
 			if err != nil {
@@ -139,18 +305,32 @@ func (c *changeCache) fill(out map[string]map[string]cacheRec, sources []*source
 			if rec.State == nil {
 				continue
 			}
-			cr := cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256}
+			e := cacheEntry{Source: sw.name, Path: rec.Entry.Path, Rec: cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256}}
 			for _, l := range rec.Locs {
-				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
+				e.Rec.Chunks = append(e.Rec.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
 					Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})
 			}
-			files[rec.Entry.Path] = cr
+			if err := enc.Encode(&e); err != nil {
+				return err
+			}
 		}
 	}
-	return nil
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return aw.Close()
 }
 
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileAtomicFunc(path, func(w io.Writer) error {
+		_, err := bytes.NewReader(data).WriteTo(w)
+		return err
+	})
+}
+
+// writeFileAtomicFunc writes path through fill: a temporary file beside
+// it, fsync, rename.
+func writeFileAtomicFunc(path string, fill func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -159,7 +339,12 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := bytes.NewReader(data).WriteTo(f); err != nil {
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if err := fill(bw); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
 		f.Close()
 		return err
 	}
@@ -171,26 +356,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
-}
-
-// The cache is gob, not JSON: it is the backup host's own file, read and
-// written by every backup, and gob is several times faster for it.
-func sealGob(v any, r age.Recipient) ([]byte, error) {
-	var b bytes.Buffer
-	if err := gob.NewEncoder(&b).Encode(v); err != nil {
-		return nil, err
-	}
-	return repo.Encrypt(repo.Compress(nil, b.Bytes()), r)
-}
-
-func unsealGob(ct []byte, v any, id age.Identity) error {
-	z, err := repo.Decrypt(ct, id)
-	if err != nil {
-		return err
-	}
-	plain, err := repo.DecompressDocument(z)
-	if err != nil {
-		return err
-	}
-	return gob.NewDecoder(bytes.NewReader(plain)).Decode(v)
 }
