@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cofferhq/coffer/internal/pathglob"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -33,6 +34,11 @@ type DirOptions struct {
 	Force bool
 	// SubPath restores only this path of the source (and what is below).
 	SubPath string
+	// Filter, if not nil, restores only the entries it selects (matched
+	// against their paths in the source, not below SubPath) and the
+	// folders that lead to them. Only the packs that hold the selected
+	// files are read.
+	Filter *pathglob.Filter
 	// Workers restore files in parallel; default 4.
 	Workers int
 	// PreserveOwner restores owners and setuid/setgid bits as recorded.
@@ -78,7 +84,7 @@ var (
 // a write outside it.
 func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions) (*DirResult, error) {
 	target = filepath.Clean(target)
-	entries, err := selectEntries(src.sc.Entries, opts.SubPath)
+	entries, err := filterEntries(src.sc.Entries, opts.Filter, opts.SubPath)
 	if err != nil {
 		return nil, err
 	}
@@ -392,6 +398,47 @@ func removeBelow(dir int, name, rel string, mnt mountID, kept *[]string) error {
 		return first
 	}
 	return unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
+}
+
+// ErrNothingSelected is returned when a filter selects no entry.
+var ErrNothingSelected = errors.New("nothing matches")
+
+// filterEntries returns the entries that f selects (all with a nil f), with
+// the folders leading to them, then those under sub as selectEntries does.
+func filterEntries(all []repo.Entry, f *pathglob.Filter, sub string) ([]repo.Entry, error) {
+	if f.Empty() {
+		return selectEntries(all, sub)
+	}
+	names := make([]string, len(all))
+	for i := range all {
+		names[i] = all[i].Path
+	}
+	var kept []repo.Entry
+	for i, k := range f.Keep(names) {
+		if k {
+			kept = append(kept, all[i])
+		}
+	}
+	out, err := selectEntries(kept, sub)
+	if err != nil && len(kept) > 0 {
+		if _, serr := selectEntries(all, sub); serr != nil {
+			return nil, serr // no such path, filter or not
+		}
+	}
+	if err != nil || len(kept) == 0 || onlyFolders(out) {
+		where := ""
+		if s := strings.Trim(path.Clean("/"+sub), "/"); s != "" {
+			where = fmt.Sprintf(" under %q", "/"+s)
+		}
+		return nil, fmt.Errorf("%w: no file or folder%s is selected by the patterns", ErrNothingSelected, where)
+	}
+	return out, nil
+}
+
+// onlyFolders reports whether es holds nothing but the folders leading to
+// a selection that is empty (the root alone).
+func onlyFolders(es []repo.Entry) bool {
+	return len(es) == 1 && es[0].Path == "." && es[0].Type == "dir"
 }
 
 // selectEntries returns the entries under sub, rebased so that sub becomes

@@ -139,7 +139,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
+			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
 		},
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.

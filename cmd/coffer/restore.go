@@ -13,6 +13,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/internal/pathglob"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
@@ -36,6 +37,8 @@ type restoreOptions struct {
 	// Options of an airflow source's whole-deployment restore.
 	rewriteConfig, paused, withSecrets bool
 	airflowVersion                     string
+	// include and exclude select files of a folder restore.
+	include, exclude cli.StringSlice
 }
 
 func restoreCommand(g *globals) *cli.Command {
@@ -55,7 +58,18 @@ func restoreCommand(g *globals) *cli.Command {
 		Usage:     "restore a snapshot's source into a folder or a database, all or nothing",
 		ArgsUsage: "SNAPSHOT[:SOURCE[:/sub/path]] (SNAPSHOT: an id, a unique prefix or latest; latest:SOURCE is the newest snapshot holding SOURCE)",
 		Description: "An airflow source restores as a whole deployment in one command: --to DIR (the new\n" +
-			"AIRFLOW_HOME) and one of --to-postgres, --to-mysql or --to-sqlite (a new metadata database).",
+			"AIRFLOW_HOME) and one of --to-postgres, --to-mysql or --to-sqlite (a new metadata database).\n\n" +
+			"A folder restore (--to) takes --include and --exclude globs, each repeatable: it restores the\n" +
+			"paths that match an --include (all without one) and no --exclude, with the folders that lead\n" +
+			"to them, and reads only the packs that hold them. Including or excluding a folder includes or\n" +
+			"excludes what is in it. *, ? and [...] match within a path element, ** any number of\n" +
+			"elements; a glob without / matches the name at any depth, one with / is anchored at the\n" +
+			"source's root (coffer find takes the same globs).\n\n" +
+			"Examples:\n" +
+			"  coffer restore latest:invoices --to /srv/restored\n" +
+			"  coffer restore latest:invoices --to /tmp/one --include 'INV-42*'\n" +
+			"  coffer restore 1a2b3c4d:invoices --to /tmp/nov --include '2026/11' --exclude '*.tmp'\n" +
+			"  coffer restore latest:metadb --to-postgres 'postgres://localhost/airflow_restored'",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "preserve-owner", Destination: &o.preserveOwner, Usage: "restore files' owners and their setuid/setgid bits (as root only); without it everything restored belongs to you and setuid/setgid bits are cleared"},
@@ -67,6 +81,8 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "rewrite-config", Destination: &o.rewriteConfig, Usage: "airflow: make the restored airflow.cfg name the restored database and folders, and nothing of the source"},
 			&cli.BoolFlag{Name: "paused", Destination: &o.paused, Usage: "airflow: pause every DAG in the restored metadata database"},
 			&cli.BoolFlag{Name: "with-secrets", Destination: &o.withSecrets, Usage: "airflow: write the Fernet key(s) and secret keys to DIR/secrets.env (mode 0600)"},
+			&cli.StringSliceFlag{Name: "include", Destination: &o.include, Usage: "folder restore: restore only paths that match this `GLOB` (repeatable; see below)"},
+			&cli.StringSliceFlag{Name: "exclude", Destination: &o.exclude, Usage: "folder restore: leave out paths that match this `GLOB` (repeatable)"},
 			&cli.StringFlag{Name: "airflow-version", Destination: &o.airflowVersion, Usage: "airflow: refuse unless the snapshot's schema is this Airflow version's (Alembic head)"},
 		),
 		Action: func(c *cli.Context) error {
@@ -112,27 +128,7 @@ func parseTime(s string) (time.Time, error) {
 // openSource resolves SNAPSHOT[:SOURCE] and opens the source for reading;
 // it also returns the snapshot's manifest.
 func openSource(ctx context.Context, g *globals, t target, before time.Time) (*restore.Source, *repo.Manifest, error) {
-	r, err := g.open(ctx, false, true)
-	if err != nil {
-		return nil, nil, err
-	}
-	if t.snapshot == "latest" {
-		// A newest snapshot seen before that is gone: "latest" would
-		// silently mean an older one.
-		if err := g.opened.Vanished(ctx); err != nil {
-			return nil, nil, err
-		}
-	}
-	var m *repo.Manifest
-	var warns []string
-	if t.snapshot == "latest" && t.source != "" {
-		m, warns, err = restore.LatestWarn(ctx, r, restore.Filter{Source: t.source, Before: before})
-	} else {
-		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
-	}
-	for _, w := range warns {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
-	}
+	m, err := resolveSnapshot(ctx, g, t, before)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -146,7 +142,7 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		}
 		t.source = m.Sources[0].Name
 	}
-	snap, err := restore.Load(ctx, r, m)
+	snap, err := loadSnapshot(ctx, g, m)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -155,6 +151,39 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		warnSkipped(g, m, src)
 	}
 	return src, m, err
+}
+
+// resolveSnapshot opens the repository with the identity and resolves
+// t's SNAPSHOT (latest:SOURCE: the newest holding SOURCE), printing the
+// warnings.
+func resolveSnapshot(ctx context.Context, g *globals, t target, before time.Time) (*repo.Manifest, error) {
+	r, err := g.open(ctx, false, true)
+	if err != nil {
+		return nil, err
+	}
+	if t.snapshot == "latest" {
+		// A newest snapshot seen before that is gone: "latest" would
+		// silently mean an older one.
+		if err := g.opened.Vanished(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var m *repo.Manifest
+	var warns []string
+	if t.snapshot == "latest" && t.source != "" {
+		m, warns, err = restore.LatestWarn(ctx, r, restore.Filter{Source: t.source, Before: before})
+	} else {
+		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
+	}
+	for _, w := range warns {
+		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
+	}
+	return m, err
+}
+
+// loadSnapshot decrypts m's catalog.
+func loadSnapshot(ctx context.Context, g *globals, m *repo.Manifest) (*restore.Snapshot, error) {
+	return restore.Load(ctx, g.opened.Repo, m)
 }
 
 // warnSkipped says that the source of an incomplete snapshot lacks what
@@ -196,12 +225,22 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if err != nil {
 		return err
 	}
+	filter, err := pathglob.NewFilter(o.include.Value(), o.exclude.Value())
+	if err != nil {
+		return usagef("%v", err)
+	}
+	if !filter.Empty() && kind != nil {
+		return usagef("--include and --exclude select files of a folder restore (--to), not of --to-%s", kind.Name)
+	}
 	t := parseTarget(o.spec)
 	src, m, err := openSource(ctx, g, t, before)
 	if err != nil {
 		return err
 	}
 	if k, ok := registry.Lookup(src.Kind()); ok && k.Composite && t.path == "" {
+		if !filter.Empty() {
+			return usagef("an %s source restores whole: --include and --exclude apply to a folder restore of a part of it (SNAPSHOT:%s:/PART --to DIR)", k.Name, src.Name())
+		}
 		return restoreComposite(ctx, g, o, k, kind, src, m)
 	}
 	if o.to != "" && kind != nil {
@@ -216,7 +255,10 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			fmt.Fprintln(g.stderr, "coffer: warning: --preserve-owner needs root; everything restored belongs to you and setuid/setgid bits are cleared")
 		}
 		res, err := restore.RestoreDir(ctx, src, o.to, restore.DirOptions{Force: o.force, SubPath: t.path,
-			PreserveOwner: o.preserveOwner})
+			PreserveOwner: o.preserveOwner, Filter: filter})
+		if errors.Is(err, restore.ErrNothingSelected) {
+			return withHint(err, "check --include and --exclude against coffer ls -R %s or coffer find", o.spec)
+		}
 		if err != nil {
 			return err
 		}
