@@ -7,7 +7,7 @@ export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 VERSITYGW_VERSION := v1.8.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build demo test tools lint bench bench-quick clean
+.PHONY: build demo test tools lint bench bench-quick clean man
 
 build:
 	$(GO) build -o $(BIN)/coffer ./cmd/coffer
@@ -19,6 +19,11 @@ demo: build
 
 # Installs what the tests need that a fresh machine lacks, checks the code
 # (lint), then runs every test.
+# The man page is made from the command definitions; TestManPage checks
+# that the committed one is current.
+man:
+	$(GO) run ./cmd/coffer man > doc/coffer.1
+
 test: tools lint
 	$(GO) test -race -count=1 -timeout 20m ./...
 	# The race detector slows chunking tenfold, so the round trips use a

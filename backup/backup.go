@@ -24,6 +24,7 @@ import (
 	"github.com/restic/chunker"
 
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -49,6 +50,11 @@ type Options struct {
 	Logger   *slog.Logger
 	// Hooks run before the first source is read and after the backup.
 	Hooks Hooks
+	// Progress, if set, is told each source's progress (the source's
+	// name is the part): bytes read and files written, including files the
+	// change cache skipped; the total is what the change cache remembers
+	// of the source's previous backup (zero when it has none).
+	Progress progress.Reporter
 }
 
 // DefaultUploads is the number of packs uploaded in parallel unless
@@ -136,6 +142,15 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 }
 
 func run1(ctx context.Context, opts Options) (*Result, error) {
+	// Announce the backup before reading anything, so that a prune keeps
+	// what it reads and writes (doc/design.md, section 17).
+	if opts.Repo != nil {
+		stop, err := repo.Announce(ctx, opts.Repo.Store, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	b, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
@@ -173,6 +188,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 
 // run is one backup in progress.
 type run struct {
+	forgotten  map[string]*repo.Tombstone // snapshots forgotten on purpose
 	opts       Options
 	r          *repo.Repository
 	log        *slog.Logger
@@ -252,6 +268,12 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read snapshots: %w", err)
 	}
+	forgotten, badTombs, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read tombstones: %w", err)
+	}
+	b.forgotten = forgotten
+	bad = append(bad, badTombs...)
 	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
@@ -312,6 +334,9 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 	for _, m := range ms {
 		present[m.ID] = true
 	}
+	for id := range b.forgotten {
+		present[id] = true // forgotten on purpose, with a signed tombstone
+	}
 	for _, err := range bad {
 		var ie *repo.IntegrityError
 		if errors.As(err, &ie) {
@@ -368,7 +393,7 @@ func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipe
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
 	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker, spill: b.spill,
 		strict: b.opts.Strict, inflight: 2*b.workers + 2, meta: map[string]json.RawMessage{},
-		cache: b.cache, res: b.res, log: b.log}
+		cache: b.cache, res: b.res, log: b.log, prog: progress.Or(nil)}
 }
 
 // storeSources streams every source through the pipeline, one after
@@ -378,8 +403,11 @@ func (b *run) storeSources(ctx context.Context) error {
 	p := b.p
 	for _, src := range b.opts.Sources {
 		sw := b.newWriter(p, src.Name(), src.Kind())
+		sw.prog = progress.Or(b.opts.Progress)
 		b.log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
+		sw.prog.Start(src.Name(), b.cache.estimate(src.Name()))
 		err := src.Backup(p.ctx, sw)
+		sw.prog.Finish(src.Name())
 		if ferr := sw.flush(); err == nil {
 			err = ferr
 		}
@@ -553,13 +581,15 @@ type sourceWriter struct {
 	meta     map[string]json.RawMessage
 	skipped  []skippedPath
 	spill    *spill
-	open     []*fileRec // written, not yet spilled: the last may still be remembered, others wait for chunks
-	count    int        // records spilled
+	open     []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
+	count    int             // records spilled
+	cached   progress.Counts // the files among them with a state for the change cache
 	queue    []pendingChunk
 	paths    map[string]bool
 	cache    *changeCache
 	res      *Result
 	log      *slog.Logger
+	prog     progress.Reporter
 }
 
 type fileRec struct {
@@ -619,12 +649,11 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 // append adds a record, after spilling every earlier one that is complete.
 func (w *sourceWriter) append(rec *fileRec) error {
 	for len(w.open) > 0 && w.open[0].pending == 0 {
-		if err := w.spill.add(w.open[0]); err != nil {
+		if err := w.spill1(w.open[0]); err != nil {
 			return err
 		}
 		w.open[0] = nil
 		w.open = w.open[1:]
-		w.count++
 	}
 	w.open = append(w.open, rec)
 	return nil
@@ -636,12 +665,23 @@ func (w *sourceWriter) spillAll() error {
 		if rec.pending != 0 {
 			return fmt.Errorf("%q: chunks still in flight", rec.entry.Path)
 		}
-		if err := w.spill.add(rec); err != nil {
+		if err := w.spill1(rec); err != nil {
 			return err
 		}
-		w.count++
 	}
 	w.open = nil
+	return nil
+}
+
+func (w *sourceWriter) spill1(rec *fileRec) error {
+	if err := w.spill.add(rec); err != nil {
+		return err
+	}
+	w.count++
+	if rec.state != nil {
+		w.cached.Files++
+		w.cached.Bytes += rec.entry.Size
+	}
 	return nil
 }
 
@@ -657,6 +697,7 @@ func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reade
 	if err := w.chunk(ctx, r, rec); err != nil {
 		return fmt.Errorf("%q: %w", e.Path, err)
 	}
+	w.prog.Add(w.name, progress.Counts{Files: 1})
 	return nil
 }
 
@@ -693,6 +734,7 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 		h.Write(c.Data)
 		size += int64(c.Length)
 		p.bytesRead.Add(int64(c.Length))
+		w.prog.Add(w.name, progress.Counts{Bytes: int64(c.Length)})
 		j := &chunkJob{data: c.Data, buf: buf, done: make(chan struct{})}
 		if err := p.submit(j); err != nil {
 			p.bufs.Put(buf)
@@ -758,8 +800,7 @@ func (w *sourceWriter) Warn(format string, args ...any) error {
 	if w.strict {
 		return fmt.Errorf("%s (%w)", msg, source.ErrStrict)
 	}
-	// The caller reports Result.Warnings; the log only traces them.
-	w.log.Info("warning", "msg", msg)
+	// The caller reports Result.Warnings (once: not the log too).
 	w.res.Warnings = append(w.res.Warnings, msg)
 	return nil
 }
@@ -777,7 +818,7 @@ func (w *sourceWriter) Skip(path string, err error) error {
 		return fmt.Errorf("%q: %v (%w)", path, err, source.ErrStrict)
 	}
 	msg := fmt.Sprintf("%s: skipped %q: %v", w.name, path, err)
-	w.log.Info(msg) // the caller reports Result.Warnings
+	// The caller reports Result.Warnings (once: not the log too).
 	w.res.Warnings = append(w.res.Warnings, msg)
 	w.res.Skipped = append(w.res.Skipped, Skipped{Source: w.name, Path: path, Error: err.Error()})
 	w.skipped = append(w.skipped, skippedPath{Path: path, Error: err.Error()})
@@ -805,6 +846,7 @@ func (w *sourceWriter) Unchanged(e source.Entry, st source.FileState) (bool, err
 		return false, err
 	}
 	w.res.BytesSkipped += ce.Size
+	w.prog.Add(w.name, progress.Counts{Bytes: ce.Size, Files: 1})
 	w.p.chunks.Add(int64(len(rec.locs)))
 	return true, nil
 }

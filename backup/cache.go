@@ -14,6 +14,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -58,6 +59,9 @@ type changeCache struct {
 // them, which for a folder is the walk's order (see walkCompare).
 type cacheHeader struct {
 	Version int
+	// Totals are the bytes and number of the files each source's
+	// entries describe, for progress estimates without a pass.
+	Totals map[string]progress.Counts
 }
 
 const cacheVersion = 2
@@ -91,35 +95,55 @@ func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID
 // open reads the cache file from the start: next returns its entries in
 // order, io.EOF after the last. A missing file has no entries.
 func (c *changeCache) open() (next func() (cacheEntry, error), closeFn func(), err error) {
+	next, closeFn, _, err = c.openHeader()
+	return next, closeFn, err
+}
+
+// openHeader is open, and returns the file's header too.
+func (c *changeCache) openHeader() (next func() (cacheEntry, error), closeFn func(), h cacheHeader, err error) {
 	f, err := os.Open(c.path)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return func() (cacheEntry, error) { return cacheEntry{}, io.EOF }, func() {}, nil
+			return func() (cacheEntry, error) { return cacheEntry{}, io.EOF }, func() {}, h, nil
 		}
-		return nil, nil, err
+		return nil, nil, h, err
 	}
 	ar, err := age.Decrypt(bufio.NewReaderSize(f, 256<<10), c.identity)
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, h, err
 	}
 	zr, err := zstd.NewReader(ar, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
 	if err != nil {
 		f.Close()
-		return nil, nil, err
+		return nil, nil, h, err
 	}
 	closeFn = func() { zr.Close(); f.Close() }
 	dec := gob.NewDecoder(zr)
-	var h cacheHeader
 	if err := dec.Decode(&h); err != nil || h.Version != cacheVersion {
 		closeFn()
-		return nil, nil, fmt.Errorf("not a version %d change cache", cacheVersion)
+		return nil, nil, h, fmt.Errorf("not a version %d change cache", cacheVersion)
 	}
 	return func() (cacheEntry, error) {
 		var e cacheEntry
 		err := dec.Decode(&e)
 		return e, err
-	}, closeFn, nil
+	}, closeFn, h, nil
+}
+
+// estimate is what the cache remembers of a source's files: their bytes
+// and number, the size of its previous backup (zero when unknown). It
+// reads only the file's header.
+func (c *changeCache) estimate(source string) progress.Counts {
+	if c == nil {
+		return progress.Counts{}
+	}
+	_, closeFn, h, err := c.openHeader()
+	if err != nil {
+		return progress.Counts{}
+	}
+	closeFn()
+	return h.Totals[source]
 }
 
 // cursor returns the source's cursor, opening the file and skipping to
@@ -268,16 +292,29 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 		return err
 	}
 	enc := gob.NewEncoder(zw)
-	if err := enc.Encode(cacheHeader{Version: cacheVersion}); err != nil {
-		return err
-	}
 	// Sources not backed up this time keep their entries, so separate
 	// jobs per source against one repository all benefit.
 	backedUp := map[string]bool{}
+	h := cacheHeader{Version: cacheVersion, Totals: map[string]progress.Counts{}}
 	for _, sw := range sources {
 		backedUp[sw.name] = true
+		h.Totals[sw.name] = sw.cached
 	}
-	if next, closeFn, err := c.open(); err == nil {
+	next, closeFn, old, err := c.openHeader()
+	if err == nil {
+		for src, n := range old.Totals {
+			if !backedUp[src] {
+				h.Totals[src] = n
+			}
+		}
+	}
+	if err := enc.Encode(h); err != nil {
+		if closeFn != nil {
+			closeFn()
+		}
+		return err
+	}
+	if err == nil {
 		for {
 			e, err := next()
 			if err != nil {
@@ -292,13 +329,13 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 		}
 		closeFn()
 	}
-	next, err := sp.records()
+	recs, err := sp.records()
 	if err != nil {
 		return err
 	}
 	for _, sw := range sources {
 		for range sw.count {
-			rec, err := next()
+			rec, err := recs()
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,8 @@ package backup
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/dir"
@@ -50,20 +53,31 @@ func TestWalkCompareIsWalkOrder(t *testing.T) {
 func TestChangeCacheStream(t *testing.T) {
 	ctx := context.Background()
 	tr := testrepo.New(t)
-	mk := func(files int) string {
+	mk := func(files int) (string, int64) {
 		d := t.TempDir()
+		var n int64
 		for i := range files {
 			sub := filepath.Join(d, string(rune('a'+i%3)))
 			os.MkdirAll(sub, 0o755)
-			if err := os.WriteFile(filepath.Join(sub, strings.Repeat("f", 1+i%5)+string(rune('0'+i%10))),
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("%s%02d", strings.Repeat("f", 1+i%5), i)),
 				[]byte(strings.Repeat("invoice ", 100+i)), 0o644); err != nil {
 				t.Fatal(err)
 			}
+			n += int64(len("invoice ") * (100 + i))
 		}
-		return d
+		return d, n
 	}
-	docs, mail := mk(40), mk(25)
 	cache := t.TempDir()
+	docs, docsBytes := mk(40)
+	mail, _ := mk(25)
+	estimate := func(source string) progress.Counts {
+		r := tr.Host(t)
+		sec, err := r.Secrets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loadCache(cache, r.Config.ID, sec, nil, slog.New(slog.DiscardHandler)).estimate(source)
+	}
 	run := func(srcs ...source.Source) *Result {
 		t.Helper()
 		res, err := Run(ctx, Options{Repo: tr.Host(t), Signing: tr.Signing, CacheDir: cache, Sources: srcs})
@@ -82,13 +96,19 @@ func TestChangeCacheStream(t *testing.T) {
 	if res := run(srcDocs, srcMail); res.BytesSkipped != total || res.Private.Stats.BytesRead != 0 {
 		t.Fatalf("unchanged: skipped %d of %d bytes, read %d", res.BytesSkipped, total, res.Private.Stats.BytesRead)
 	}
+	if n := estimate("docs"); n.Files != 40 || n.Bytes != docsBytes {
+		t.Fatalf("estimate of docs: %+v, want 40 files, %d bytes", n, docsBytes)
+	}
 	// Only mail: docs' entries must survive the save.
 	run(srcMail)
+	if n := estimate("docs"); n.Files != 40 || n.Bytes != docsBytes {
+		t.Fatalf("estimate of docs after a mail-only backup: %+v, want 40 files, %d bytes", n, docsBytes)
+	}
 	if res := run(srcDocs); res.Private.Stats.BytesRead != 0 {
 		t.Fatalf("docs after a mail-only backup read %d bytes, want 0 (its cache entries were lost)", res.Private.Stats.BytesRead)
 	}
 	// A changed file is read again, its neighbours are not.
-	p := filepath.Join(docs, "b", "ff2")
+	p := filepath.Join(docs, "b", "ff01")
 	if err := os.WriteFile(p, []byte("changed"), 0o644); err != nil {
 		t.Fatal(err)
 	}

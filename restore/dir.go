@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/pathglob"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -88,6 +89,17 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	if err != nil {
 		return nil, err
 	}
+	if src.prog != nil {
+		// The total of what was selected (Start again updates it).
+		var n progress.Counts
+		for _, e := range entries {
+			if e.Type == string(source.TypeFile) {
+				n.Bytes += e.Size
+				n.Files++
+			}
+		}
+		src.prog.Start(src.sc.Name, n)
+	}
 	parentPath, base := filepath.Dir(target), filepath.Base(target)
 	if base == "." || base == ".." || base == "/" {
 		return nil, fmt.Errorf("cannot restore into %q: name a folder", target)
@@ -118,7 +130,7 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	if err != nil {
 		return nil, fmt.Errorf("open staging folder: %w", err)
 	}
-	t := &tree{fd: root, owner: opts.PreserveOwner && os.Geteuid() == 0}
+	t := &tree{fd: root, owner: opts.PreserveOwner && os.Geteuid() == 0, src: src}
 	res, err := writeTree(ctx, src.s, entries, t, opts.Workers)
 	if err == nil {
 		// Make the restored tree durable before it becomes the target.
@@ -486,6 +498,8 @@ type tree struct {
 	fd int
 	// owner: restore owners and setuid/setgid bits.
 	owner bool
+	// src is told the progress (Source.SetProgress).
+	src *Source
 }
 
 // resolve keeps every path beneath the staging folder, on its file system,
@@ -741,7 +755,11 @@ func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo
 		return fmt.Errorf("create %q: %w", e.Path, err)
 	}
 	f := os.NewFile(uintptr(fd), e.Path)
-	if err := copyChunks(ctx, s, cr, e, f); err != nil {
+	var w io.Writer = f
+	if t.src != nil && t.src.prog != nil {
+		w = &countingWriter{w: f, src: t.src}
+	}
+	if err := copyChunks(ctx, s, cr, e, w); err != nil {
 		f.Close()
 		return err
 	}
@@ -749,7 +767,22 @@ func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("write %q: %w", e.Path, err)
 	}
+	if t.src != nil {
+		t.src.add(0, 1)
+	}
 	return nil
+}
+
+// countingWriter tells a source's progress the bytes written.
+type countingWriter struct {
+	w   io.Writer
+	src *Source
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.src.add(int64(n), 0)
+	return n, err
 }
 
 // copyChunks writes e's verified contents to w.

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -63,6 +64,14 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	}
 	switch len(match) {
 	case 0:
+		if forgotten, _, ferr := r.Forgotten(ctx); ferr == nil {
+			for id, t := range forgotten {
+				if strings.HasPrefix(id, spec) && len(spec) >= 8 {
+					return nil, nil, fmt.Errorf("%w %q: it was forgotten on %s (policy: %s)", ErrNoSnapshot, spec,
+						t.Time.UTC().Format(time.RFC3339), t.Policy)
+				}
+			}
+		}
 		return nil, nil, fmt.Errorf("%w %q", ErrNoSnapshot, spec)
 	case 1:
 	default:
@@ -72,9 +81,9 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	if err != nil {
 		return nil, nil, err
 	}
-	present := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		present[id] = true
+	present, err := presentIDs(ctx, r, ids)
+	if err != nil {
+		return nil, nil, err
 	}
 	var warns []string
 	for _, d := range Deletions([]*repo.Manifest{m}, present) {
@@ -86,8 +95,27 @@ func ResolveWarn(ctx context.Context, r *repo.Repository, spec string, before ti
 	return m, warns, nil
 }
 
+// presentIDs returns ids and the snapshots forgotten on purpose (a
+// tombstone that verifies): a manifest that names either in its seen list
+// names no deletion.
+func presentIDs(ctx context.Context, r *repo.Repository, ids []string) (map[string]bool, error) {
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, err
+	}
+	present := make(map[string]bool, len(ids)+len(forgotten))
+	for _, id := range ids {
+		present[id] = true
+	}
+	for id := range forgotten {
+		present[id] = true
+	}
+	return present, nil
+}
+
 // Deletion is a snapshot that manifests name as seen but that does not
-// exist: it was deleted (there is no prune yet that may delete snapshots).
+// exist and has no tombstone that verifies: it was deleted by someone
+// other than forget (see repo.Tombstone).
 type Deletion struct {
 	ID string
 	// NamedBy are the snapshots whose manifests name it.
@@ -171,9 +199,13 @@ func LatestWarn(ctx context.Context, r *repo.Repository, f Filter) (*repo.Manife
 		// would silently mean an older one.
 		return nil, nil, fmt.Errorf("cannot tell which snapshot is latest: %w (name a snapshot id, and run coffer verify)", bad[0])
 	}
-	present := make(map[string]bool, len(ms))
-	for _, m := range ms {
-		present[m.ID] = true
+	ids := make([]string, len(ms))
+	for i, m := range ms {
+		ids[i] = m.ID
+	}
+	present, err := presentIDs(ctx, r, ids)
+	if err != nil {
+		return nil, nil, err
 	}
 	var warns []string
 	for _, d := range Deletions(ms, present) {
@@ -255,6 +287,38 @@ type Source struct {
 	s      *Snapshot
 	sc     *repo.SourceCatalog
 	byPath map[string]*repo.Entry
+	prog   progress.Reporter
+}
+
+// SetProgress makes the source tell r what it restores (the source's
+// name is the part): bytes as they are read and checked, and a file once
+// it is complete, by RestoreDir, RestoreTree and Open alike. The caller
+// calls r.Start (with Size) and r.Finish.
+func (s *Source) SetProgress(r progress.Reporter) { s.prog = r }
+
+// Size is the bytes and files of the source's files at path (and below
+// it; "" or "." for the whole source): the total of a restore.
+func (s *Source) Size(path string) progress.Counts {
+	var n progress.Counts
+	path = strings.Trim(path, "/")
+	for _, e := range s.sc.Entries {
+		if e.Type != string(source.TypeFile) {
+			continue
+		}
+		if path != "" && path != "." && e.Path != path && !strings.HasPrefix(e.Path, path+"/") {
+			continue
+		}
+		n.Bytes += e.Size
+		n.Files++
+	}
+	return n
+}
+
+// add reports progress, if anyone listens.
+func (s *Source) add(bytes, files int64) {
+	if s.prog != nil {
+		s.prog.Add(s.sc.Name, progress.Counts{Bytes: bytes, Files: files})
+	}
 }
 
 var _ source.Reader = (*Source)(nil)
@@ -296,7 +360,12 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	if e.Type != string(source.TypeFile) {
 		return nil, fmt.Errorf("%q is a %s, not a file", path, e.Type)
 	}
-	return newFileReader(ctx, s.s, e, 2)
+	fr, err := newFileReader(ctx, s.s, e, 2)
+	if err != nil {
+		return nil, err
+	}
+	fr.src = s
+	return fr, nil
 }
 
 // fileReader streams one file's verified contents, fetching and decrypting
@@ -312,6 +381,8 @@ type fileReader struct {
 	read    int64
 	err     error
 	sem     chan struct{}
+	// src, when set, is told the progress.
+	src *Source
 }
 
 type chunkResult struct {
@@ -398,6 +469,9 @@ func (fr *fileReader) Read(p []byte) (int, error) {
 		}
 		fr.h.Write(res.data)
 		fr.read += int64(len(res.data))
+		if fr.src != nil {
+			fr.src.add(int64(len(res.data)), 0)
+		}
 		fr.buf = res.data
 	}
 	n := copy(p, fr.buf)
@@ -411,6 +485,9 @@ func (fr *fileReader) finish() error {
 	}
 	if got := hex.EncodeToString(fr.h.Sum(nil)); got != fr.e.SHA256 {
 		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: content hash does not match", fr.e.Path)}
+	}
+	if fr.src != nil {
+		fr.src.add(0, 1)
 	}
 	return nil
 }

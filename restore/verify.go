@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -95,6 +96,21 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 // is a problem. With an identity (and at least read depth) it also
 // decrypts and checks every snapshot's private part.
 func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) (*Report, error) {
+	return VerifyProgress(ctx, r, ids, depth, nil)
+}
+
+// Parts of a verify's progress (VerifyProgress): the objects the
+// snapshots reference (their bytes and number), then, at Decrypt depth,
+// the files of each snapshot (ContentsPart).
+const ObjectsPart = "objects"
+
+// ContentsPart names the progress part of a snapshot's contents.
+func ContentsPart(id string) string { return "contents " + repo.ShortID(id) }
+
+// VerifyProgress is Verify that tells prog (if not nil) how it moves:
+// ObjectsPart, then ContentsPart of each snapshot at Decrypt depth.
+func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth Depth, prog progress.Reporter) (*Report, error) {
+	prog = progress.Or(prog)
 	if depth == Decrypt && !r.HasIdentity() {
 		return nil, repo.ErrNoIdentity
 	}
@@ -135,9 +151,20 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 	}
 	rep.Snapshots = len(ms)
-	present := make(map[string]bool, len(listed))
-	for _, id := range listed {
-		present[id] = true
+	present, err := presentIDs(ctx, r, listed)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		// A tombstone that does not verify hides nothing: the snapshot
+		// it names counts as deleted, and the tombstone is a problem.
+		_, bad, err := r.Forgotten(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
 	}
 	for _, d := range Deletions(ms, present) {
 		rep.Problems = append(rep.Problems, Problem{Object: repo.SnapshotName(d.ID), Error: d.String(), Kind: KindDeleted})
@@ -165,6 +192,18 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 			return nil, err
 		}
 	}
+	// Drill summaries are evidence: check their signatures, and their
+	// reports like the rest.
+	var drills []*repo.DrillRecord
+	if len(ids) == 0 {
+		var bad []error
+		if drills, bad, err = r.Drills(ctx); err != nil {
+			return nil, err
+		}
+		for _, err := range bad {
+			rep.add(err, nil)
+		}
+	}
 
 	// Every object once, remembering which snapshots use it.
 	users := map[string][]string{}
@@ -190,14 +229,24 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 	for _, rp := range repairs {
 		refs[rp.Index.Name] = rp.Index
 	}
+	for _, d := range drills {
+		refs[d.Report.Name] = d.Report
+	}
 	names := make([]string, 0, len(refs))
 	for n := range refs {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	broken := map[string]bool{}
+	var total progress.Counts
+	for _, n := range names {
+		total.Bytes += refs[n].Size
+		total.Files++
+	}
+	prog.Start(ObjectsPart, total)
 	for _, n := range names {
 		ref := refs[n]
+		prog.Add(ObjectsPart, progress.Counts{Bytes: ref.Size, Files: 1})
 		rep.Objects++
 		if err := checkObject(ctx, r, ref, depth >= Read); err != nil {
 			var ie *repo.IntegrityError
@@ -210,6 +259,7 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 		}
 		rep.Bytes += ref.Size
 	}
+	prog.Finish(ObjectsPart)
 	if depth >= Read && r.HasIdentity() {
 		for _, m := range ms {
 			if broken[m.Private.Name] {
@@ -229,7 +279,7 @@ func Verify(ctx context.Context, r *repo.Repository, ids []string, depth Depth) 
 			if broken[m.Catalog.Name] {
 				continue
 			}
-			if err := verifyContents(ctx, r, m, rep, broken); err != nil {
+			if err := verifyContents(ctx, r, m, rep, broken, prog); err != nil {
 				return nil, err
 			}
 		}
@@ -262,6 +312,21 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 			used[ref.Name] = true
 		}
 	}
+	// The objects of snapshots forgotten on purpose, whose manifests are
+	// still stored, wait for prune: they are not orphans.
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return err
+	}
+	for id := range forgotten {
+		m, err := r.ReadManifest(ctx, id)
+		if err != nil {
+			continue // pruned meanwhile, or damaged: its objects count as orphans
+		}
+		for _, ref := range m.Objects() {
+			used[ref.Name] = true
+		}
+	}
 	var orphans []string
 	count := map[string]int{}
 	for _, prefix := range []string{repo.CatalogPrefix, repo.IndexPrefix, repo.PrivatePrefix} {
@@ -277,7 +342,7 @@ func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, 
 		}
 	}
 	var packs, packBytes int64
-	err := r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
+	err = r.Store.List(ctx, repo.DataPrefix, func(oi storage.ObjectInfo) error {
 		if !used[oi.Name] {
 			packs++
 			packBytes += oi.Size
@@ -351,7 +416,7 @@ func checkObject(ctx context.Context, r *repo.Repository, ref repo.ObjectRef, re
 
 // verifyContents decrypts a snapshot's catalog and reads every file back,
 // checking every chunk's id and every file's hash.
-func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, rep *Report, broken map[string]bool) error {
+func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, rep *Report, broken map[string]bool, prog progress.Reporter) error {
 	s, err := Load(ctx, r, m)
 	if err != nil {
 		var ie *repo.IntegrityError
@@ -365,6 +430,18 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 	if err != nil {
 		return err
 	}
+	part := ContentsPart(m.ID)
+	var total progress.Counts
+	for _, sc := range s.Catalog.Sources {
+		for _, e := range sc.Entries {
+			if e.Type == "file" {
+				total.Bytes += e.Size
+				total.Files++
+			}
+		}
+	}
+	prog.Start(part, total)
+	defer prog.Finish(part)
 	for _, sc := range s.Catalog.Sources {
 		// Every source must restore: valid paths, each listed once,
 		// parents before children, and the source's hash over the
@@ -378,6 +455,7 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 				continue
 			}
 			rep.Files++
+			prog.Add(part, progress.Counts{Bytes: e.Size, Files: 1})
 			if err := copyChunks(ctx, s, cr, e, io.Discard); err != nil {
 				var ie *repo.IntegrityError
 				if !errors.As(err, &ie) {

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and benchmarks use when they are
 # missing: the age and zstd CLIs (to prove objects decrypt without coffer),
-# restic and hyperfine (baselines). Needs root or sudo; does nothing when
-# everything is there.
+# restic and hyperfine (baselines), chromium (the drill report's page is
+# opened in it by a test). Needs root or sudo; does nothing when everything
+# is there.
 set -euo pipefail
 need=()
-for p in age zstd restic hyperfine; do
+for p in age zstd restic hyperfine chromium; do
   command -v "$p" >/dev/null 2>&1 || need+=("$p")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -349,6 +349,9 @@ func (l *Local) Delete(ctx context.Context, name string) error {
 		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
 			return nil
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("delete %s: %w (%v)", name, ErrDeleteDenied, err)
+		}
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	if err := syncDir(filepath.Dir(p)); err != nil {

@@ -576,6 +576,9 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("delete %s: %w", name, ctx.Err())
 		}
+		if isAccessDenied(err) {
+			return fmt.Errorf("delete %s: %w", name, permanent(ErrDeleteDenied))
+		}
 		err = mapS3Error(err)
 		if errors.Is(err, ErrNotExist) {
 			return nil
@@ -583,6 +586,63 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
+}
+
+// Purge removes every version and delete marker of name whose retention
+// has ended (or that has none), and returns the latest retention end of
+// the versions it had to leave. In a bucket without versioning it is
+// Delete.
+func (s *S3) Purge(ctx context.Context, name string) (time.Time, error) {
+	if err := s3CheckName(name); err != nil {
+		return time.Time{}, fmt.Errorf("purge: %w", err)
+	}
+	var vs []ObjectVersion
+	err := s.list(ctx, name, true, func(ov ObjectVersion) error {
+		if ov.Name == name {
+			vs = append(vs, ov)
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("purge %s: %w", name, err)
+	}
+	var until time.Time
+	now := time.Now()
+	for _, v := range vs {
+		if v.VersionID == "" || v.VersionID == "null" {
+			if err := s.Delete(ctx, name); err != nil {
+				return until, err
+			}
+			continue
+		}
+		if !v.DeleteMarker {
+			// The retention as HEAD reports it (GetObjectRetention's XML
+			// differs between servers).
+			oi, err := s.stat(ctx, name, v.VersionID)
+			if err != nil && !errors.Is(mapS3Error(err), ErrNotExist) {
+				return until, fmt.Errorf("purge %s: %w", name, mapS3Error(err))
+			}
+			if ru, perr := time.Parse(time.RFC3339, oi.Metadata.Get("X-Amz-Object-Lock-Retain-Until-Date")); err == nil && perr == nil && ru.After(now) {
+				if ru.After(until) {
+					until = ru
+				}
+				continue // locked: never try to delete it
+			}
+		}
+		err := s.client.RemoveObject(ctx, s.bucket, s.key(name), minio.RemoveObjectOptions{VersionID: v.VersionID})
+		if err != nil {
+			if ctx.Err() != nil {
+				return until, fmt.Errorf("purge %s: %w", name, ctx.Err())
+			}
+			if isAccessDenied(err) {
+				return until, fmt.Errorf("purge %s: %w", name, permanent(ErrDeleteDenied))
+			}
+			if err = mapS3Error(err); !errors.Is(err, ErrNotExist) {
+				return until, fmt.Errorf("purge %s: %w", name, err)
+			}
+		}
+	}
+	return until, nil
 }
 
 // Versioning reports whether the bucket keeps versions (versioning enabled

@@ -20,6 +20,11 @@ var ErrNotExist = errors.New("object does not exist")
 // object is already there.
 var ErrExists = errors.New("object already exists")
 
+// ErrDeleteDenied is returned (wrapped) by Delete and Purge when the store
+// refuses to delete: credentials without delete rights (a backup host
+// usually has none), a read-only folder.
+var ErrDeleteDenied = errors.New("the store refuses to delete (these credentials may not delete objects)")
+
 // ObjectInfo describes one stored object.
 type ObjectInfo struct {
 	Name    string
@@ -148,4 +153,23 @@ func CleanStale(ctx context.Context, s Store, olderThan time.Duration) (int, err
 		return 0, nil
 	}
 	return c.CleanStale(ctx, olderThan)
+}
+
+// Purger is a store that keeps versions and can remove them for good,
+// around S3 Object Lock retention.
+type Purger interface {
+	// Purge removes every version of name that no retention locks, and
+	// returns the latest retention end among the versions it left (zero
+	// when it removed them all).
+	Purge(ctx context.Context, name string) (lockedUntil time.Time, err error)
+}
+
+// Purge removes name for good: through s's Purger when it has one (every
+// version whose retention has ended), else with Delete. It never tries to
+// delete a locked version; lockedUntil says when the last one frees up.
+func Purge(ctx context.Context, s Store, name string) (lockedUntil time.Time, err error) {
+	if p, ok := As[Purger](s); ok {
+		return p.Purge(ctx, name)
+	}
+	return time.Time{}, s.Delete(ctx, name)
 }

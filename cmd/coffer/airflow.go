@@ -111,7 +111,7 @@ func runAirflowInspect(ctx context.Context, g *globals, o *airflowInspectOptions
 	}
 	tw.Flush()
 	for _, p := range desc.Problems {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", p)
+		g.warnf("%s", p)
 	}
 	return nil
 }

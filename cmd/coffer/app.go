@@ -61,6 +61,14 @@ type globals struct {
 	// opened is the repository open opened, with what this client
 	// remembers of it.
 	opened *known.Opened
+	// quiet: no progress (--quiet).
+	quiet bool
+	// run is the output of a long command (progress.go), once begun.
+	run *runOutput
+	// cfgErr is why the configuration did not load (for doctor), and
+	// configFile the file given.
+	cfgErr     error
+	configFile string
 }
 
 // usageError marks errors that exit 2.
@@ -132,15 +140,25 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "signing-key", Usage: "the backup host's signing.key (backup) [$COFFER_SIGNING_KEY]"},
 			&cli.StringFlag{Name: "owner-key", Usage: "owner.pub or coffer-owner-pub-v1:... to pin the repository; owner.key for init and key [$COFFER_OWNER_KEY]"},
 			&cli.BoolFlag{Name: "json", Usage: "print machine-readable JSON"},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log progress to stderr"},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "log what happens to stderr"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bars (they show only on a terminal anyway)"},
 		},
 		Before: func(c *cli.Context) error {
-			return g.load(c)
+			err := g.load(c)
+			if err != nil && c.Args().First() == "doctor" {
+				// doctor reports a configuration that does not load.
+				g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				g.json = g.json || c.Bool("json")
+				return nil
+			}
+			return err
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), demoCommand(g), versionCommand(g),
+			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
+			completionCommand(g), manCommand(g), doctorCommand(g),
 		},
+		EnableBashCompletion: true,
 		// Without an action urfave/cli runs "help ARG" and reports an
 		// unknown command as "No help topic", exit 1.
 		Action: func(c *cli.Context) error {
@@ -159,13 +177,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// run reads the globals to print an error as JSON under --json.
 		Metadata: map[string]any{"globals": g},
 	}
-	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return usagef("%v", err) }
+	app.OnUsageError = func(c *cli.Context, err error, _ bool) error { return flagError(app.Flags, err) }
 	for _, cmd := range app.Commands {
-		cmd.OnUsageError = app.OnUsageError
+		cmd.OnUsageError = commandUsageError(app, cmd)
 		for _, sub := range cmd.Subcommands {
-			sub.OnUsageError = app.OnUsageError
+			sub.OnUsageError = commandUsageError(app, sub)
 		}
 	}
+	addExamples(app)
 	return app
 }
 
@@ -173,6 +192,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 // config holds the precedence) and adds hints that name flags.
 func (g *globals) load(c *cli.Context) error {
 	g.getenv = os.Getenv
+	g.configFile = c.String("config")
+	if g.configFile == "" {
+		g.configFile = os.Getenv("COFFER_CONFIG")
+	}
 	cfg, err := config.Load(config.LoadOptions{
 		File: c.String("config"),
 		Env:  g.getenv,
@@ -184,6 +207,7 @@ func (g *globals) load(c *cli.Context) error {
 			JSON:       c.Bool("json"),
 		},
 	})
+	g.cfgErr = err
 	var re *config.ReadError
 	var ie *config.InvalidError
 	var pe *config.PermissionError
@@ -200,6 +224,7 @@ func (g *globals) load(c *cli.Context) error {
 	}
 	g.cfg = cfg
 	g.repo, g.identity, g.signingKey, g.ownerKey, g.json = cfg.Repository, cfg.Identity, cfg.SigningKey, cfg.OwnerKey, cfg.JSON
+	g.quiet = c.Bool("quiet")
 	level := slog.LevelWarn
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
@@ -397,7 +422,7 @@ func (g *globals) openWith(ctx context.Context, o repo.OpenOptions) (*repo.Repos
 	}
 	g.opened = op
 	for _, p := range op.Repo.Problems {
-		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", oneLine(p.Error()))
+		g.warnf("%v (run coffer verify)", oneLine(p.Error()))
 	}
 	return op.Repo, nil
 }
@@ -414,9 +439,12 @@ func report(ctx context.Context, stderr io.Writer, err error, jsonOut bool) int 
 	var fm *fingerprint.MismatchError
 	var ee *exitError
 	var ur *unrestorableError
+	var ce *codeError
 	code := exitFailure
 	msg, hint := err.Error(), ""
 	switch {
+	case errors.As(err, &ce):
+		code = ce.code
 	case errors.As(err, &ee):
 		return ee.code
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
@@ -447,10 +475,11 @@ func report(ctx context.Context, stderr io.Writer, err error, jsonOut bool) int 
 func printError(stderr io.Writer, jsonOut bool, msg, hint string, code int) {
 	if jsonOut {
 		b, err := json.Marshal(struct {
+			Event string `json:"event"`
 			Error string `json:"error"`
 			Hint  string `json:"hint,omitempty"`
 			Exit  int    `json:"exit"`
-		}{msg, hint, code})
+		}{"error", msg, hint, code})
 		if err == nil {
 			fmt.Fprintf(stderr, "%s\n", b)
 			return
@@ -461,6 +490,14 @@ func printError(stderr io.Writer, jsonOut bool, msg, hint string, code int) {
 		fmt.Fprintf(stderr, "coffer: hint: %s\n", hint)
 	}
 }
+
+// codeError is a failure with its own exit code, reported like any other.
+type codeError struct {
+	msg  string
+	code int
+}
+
+func (e *codeError) Error() string { return e.msg }
 
 // exitError carries an exit code for a failure already reported.
 type exitError struct{ code int }

@@ -96,6 +96,7 @@ func (e *backupError) Error() string { return e.err.Error() }
 func (e *backupError) Unwrap() error { return e.err }
 
 func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
+	out := g.begin("backup")
 	sources, err := sourcesFrom(g, o.sources)
 	if err != nil {
 		return err
@@ -105,14 +106,16 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 		return err
 	}
 	if err := g.opened.Vanished(ctx); err != nil {
-		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", err)
+		g.warnf("%v (run coffer verify)", err)
 	}
 	if err := g.cfg.Apply(config.Overrides{Uploads: o.uploads, Pre: o.pre.Value(), Post: o.post.Value(), HookTimeout: o.hookTimeout}); err != nil {
 		return usagef("--%v", err)
 	}
 	hooks := backup.Hooks{Pre: g.cfg.Hooks.Pre, Post: g.cfg.Hooks.Post, Timeout: g.cfg.Hooks.Timeout}
 	res, err := backup.Run(ctx, backup.Options{Repo: r, Signing: g.keys.Signing, Sources: sources,
-		Tags: o.tags.Value(), Strict: o.strict, Uploads: g.cfg.Uploads, CacheDir: cacheDir(g), Logger: g.log, Hooks: hooks})
+		Tags: o.tags.Value(), Strict: o.strict, Uploads: g.cfg.Uploads, CacheDir: cacheDir(g), Logger: g.log, Hooks: hooks,
+		Progress: out.reporter()})
+	out.halt()
 	if res == nil {
 		return &backupError{err}
 	}
@@ -128,20 +131,32 @@ func runBackup(ctx context.Context, g *globals, o *backupOptions) error {
 	}
 	m, p := res.Manifest, res.Private
 	if err := g.opened.Remember([]*repo.Manifest{m}); err != nil {
-		fmt.Fprintf(g.stderr, "coffer: warning: %v\n", err)
+		g.warnf("%v", err)
+	}
+	// A warning that makes a source unrestorable is said once, in the
+	// error that ends the backup (exit 5).
+	inError := map[string]bool{}
+	for _, u := range unrestorable {
+		inError[u] = true
+	}
+	for _, w := range append(res.RepoWarnings, res.Warnings...) {
+		if !inError[w] {
+			out.warn(w)
+		}
+	}
+	if m.Incomplete {
+		g.warnf("snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)",
+			repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
 	}
 	if g.json {
 		skipped := append([]backup.Skipped{}, res.Skipped...)
-		if err := printJSON(g.stdout, map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
+		if err := out.end(map[string]any{"snapshot": m.ID, "time": m.Time, "sources": sourcesJSON(m, p),
 			"stats": p.Stats, "bytes_skipped": res.BytesSkipped, "duration_seconds": p.Duration.Seconds(), "warnings": list(res.Warnings),
 			"repository_warnings": list(res.RepoWarnings), "incomplete": m.Incomplete, "skipped": skipped,
 			"notes": list(notes), "unrestorable": list(unrestorable)}); err != nil {
 			return err
 		}
 		return backupOutcome(g, m, res, unrestorable, postErr)
-	}
-	for _, w := range append(res.RepoWarnings, res.Warnings...) {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
 	}
 	if m.Incomplete {
 		fmt.Fprintf(g.stdout, "snapshot %s saved, incomplete: %d paths not read\n", m.ID, len(res.Skipped))
@@ -182,9 +197,6 @@ func backupOutcome(g *globals, m *repo.Manifest, res *backup.Result, unrestorabl
 		return fmt.Errorf("snapshot %s saved, but %w", repo.ShortID(m.ID), postErr)
 	}
 	if len(unrestorable) > 0 {
-		if m.Incomplete {
-			incomplete(g, m, res)
-		}
 		return withHint(&unrestorableError{id: m.ID, problems: unrestorable},
 			"give coffer the deployment's Fernet key (its env_file, AIRFLOW__CORE__FERNET_KEY or _CMD) and back up again; --strict makes this a failure")
 	}
@@ -192,13 +204,11 @@ func backupOutcome(g *globals, m *repo.Manifest, res *backup.Result, unrestorabl
 }
 
 // incomplete ends a backup whose snapshot was saved without what its
-// sources could not read: exit 4, after a warning that says so.
+// sources could not read: exit 4 (runBackup warned).
 func incomplete(g *globals, m *repo.Manifest, res *backup.Result) error {
 	if !m.Incomplete {
 		return nil
 	}
-	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths could not be read and are not in it (exit %d; --strict fails instead)\n",
-		repo.ShortID(m.ID), len(res.Skipped), exitIncomplete)
 	return &exitError{code: exitIncomplete}
 }
 

@@ -142,10 +142,25 @@ func (e *crashEnv) backup(sources ...string) string {
 	e.t.Helper()
 	out := e.mustRun(append([]string{"--json", "backup"}, sources...)...)
 	var r struct{ Snapshot string }
-	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Snapshot == "" {
+	if err := json.Unmarshal(endResult(out), &r); err != nil || r.Snapshot == "" {
 		e.t.Fatalf("backup --json: %v: %q", err, out)
 	}
 	return r.Snapshot
+}
+
+// endResult returns the result of the end event of a --json backup,
+// restore or verify (nil when there is none).
+func endResult(out string) []byte {
+	for _, l := range strings.Split(out, "\n") {
+		var ev struct {
+			Event  string
+			Result json.RawMessage
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "end" {
+			return ev.Result
+		}
+	}
+	return nil
 }
 
 // snapshots lists the snapshot ids, sorted.

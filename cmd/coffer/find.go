@@ -90,7 +90,7 @@ func runFind(ctx context.Context, g *globals, o *findOptions) error {
 	}
 	found, warns, err := inspect.Find(ctx, r, in, pat, rg)
 	for _, w := range warns {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s (run coffer verify)\n", w)
+		g.warnf("%s (run coffer verify)", w)
 	}
 	if err != nil {
 		return err
@@ -173,7 +173,7 @@ func manifests(ctx context.Context, g *globals, r *repo.Repository) ([]*repo.Man
 	for _, b := range bad {
 		var ie *repo.IntegrityError
 		if errors.As(b, &ie) {
-			fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", b)
+			g.warnf("%v (run coffer verify)", b)
 		}
 	}
 	return ms, nil

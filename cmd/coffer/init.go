@@ -114,7 +114,7 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	// The repository exists either way; a client that cannot remember it
 	// pins it later from the key files.
 	if _, err := g.openWith(ctx, repo.OpenOptions{}); err != nil {
-		fmt.Fprintf(g.stderr, "coffer: warning: the repository was created, but this client did not remember it: %s\n", oneLine(err.Error()))
+		g.warnf("the repository was created, but this client did not remember it: %s", oneLine(err.Error()))
 	}
 	if g.json {
 		return printJSON(g.stdout, cfg)

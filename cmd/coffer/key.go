@@ -29,7 +29,11 @@ func keyCommand(g *globals) *cli.Command {
 			"or revoked host still knows the chunk-id and index keys (doc/design.md).",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unknown key command %q (list, add-recipient, remove-recipient, add-host, revoke-host)", c.Args().First())
+				err := usagef("unknown key command %q (list, add-recipient, remove-recipient, add-host, revoke-host)", c.Args().First())
+				if s := suggest(c.Args().First(), commandNames(c.Command.Subcommands)); s != "" {
+					return withHint(err, "did you mean %q?", "key "+s)
+				}
+				return err
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
@@ -331,7 +335,7 @@ func runRevokeHost(ctx context.Context, g *globals, args []string) error {
 			said = append(said, fmt.Sprintf("revoked host key %s; the %d snapshots it signed stay valid", pk.Fingerprint(), len(keep)))
 		}
 		if len(c.Hosts) == 0 {
-			fmt.Fprintln(g.stderr, "coffer: warning: no host key is authorised any more; authorise one with coffer key add-host")
+			g.warnf("no host key is authorised any more; authorise one with coffer key add-host")
 		}
 		return said, nil
 	})

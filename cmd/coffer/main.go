@@ -45,8 +45,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp(stdout, stderr)
-	err := app.RunContext(ctx, interleave(app, args))
+	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+		// The completion flag must stay last.
+		args = interleave(app, args)
+	}
+	err := app.RunContext(ctx, args)
 	g, _ := app.Metadata["globals"].(*globals)
+	if g != nil && g.run != nil {
+		g.run.halt()
+		// Under --json a long command's stdout is a stream of events: its
+		// error is the last of them.
+		if g.run.events {
+			stderr = stdout
+		}
+	}
 	return report(ctx, stderr, err, (g != nil && g.json) || jsonArg(args))
 }
 

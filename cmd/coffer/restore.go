@@ -176,7 +176,7 @@ func resolveSnapshot(ctx context.Context, g *globals, t target, before time.Time
 		m, warns, err = restore.ResolveWarn(ctx, r, t.snapshot, before)
 	}
 	for _, w := range warns {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", w)
+		g.warnf("%s", w)
 	}
 	return m, err
 }
@@ -201,7 +201,7 @@ func warnSkipped(g *globals, m *repo.Manifest, src *restore.Source) {
 		}
 		paths = append(paths, fmt.Sprintf("%q", s.Path))
 	}
-	fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s is incomplete: %d paths of %s could not be read at backup and are not in it (%s)\n",
+	g.warnf("snapshot %s is incomplete: %d paths of %s could not be read at backup and are not in it (%s)",
 		repo.ShortID(m.ID), len(skipped), src.Name(), strings.Join(paths, ", "))
 }
 
@@ -233,15 +233,20 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		return usagef("--include and --exclude select files of a folder restore (--to), not of --to-%s", kind.Name)
 	}
 	t := parseTarget(o.spec)
+	out := g.begin("restore")
 	src, m, err := openSource(ctx, g, t, before)
 	if err != nil {
 		return err
+	}
+	if rep := out.reporter(); rep != nil {
+		src.SetProgress(rep)
+		rep.Start(src.Name(), src.Size(t.path))
 	}
 	if k, ok := registry.Lookup(src.Kind()); ok && k.Composite && t.path == "" {
 		if !filter.Empty() {
 			return usagef("an %s source restores whole: --include and --exclude apply to a folder restore of a part of it (SNAPSHOT:%s:/PART --to DIR)", k.Name, src.Name())
 		}
-		return restoreComposite(ctx, g, o, k, kind, src, m)
+		return restoreComposite(ctx, g, o, out, k, kind, src, m)
 	}
 	if o.to != "" && kind != nil {
 		return usagef("give exactly one of %s", strings.Join(targets, ", "))
@@ -252,10 +257,12 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			g.log.Info("restoring a database source's files into a folder", "kind", src.Kind())
 		}
 		if o.preserveOwner && os.Geteuid() != 0 {
-			fmt.Fprintln(g.stderr, "coffer: warning: --preserve-owner needs root; everything restored belongs to you and setuid/setgid bits are cleared")
+			g.warnf("--preserve-owner needs root; everything restored belongs to you and setuid/setgid bits are cleared")
 		}
 		res, err := restore.RestoreDir(ctx, src, o.to, restore.DirOptions{Force: o.force, SubPath: t.path,
 			PreserveOwner: o.preserveOwner, Filter: filter})
+		out.Finish(src.Name())
+		out.halt()
 		if errors.Is(err, restore.ErrNothingSelected) {
 			return withHint(err, "check --include and --exclude against coffer ls -R %s or coffer find", o.spec)
 		}
@@ -263,7 +270,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 			return err
 		}
 		if g.json {
-			return printJSON(g.stdout, map[string]any{"snapshot": m.ID, "source": src.Name(), "target": o.to, "files": res.Files, "dirs": res.Dirs,
+			return out.end(map[string]any{"snapshot": m.ID, "source": src.Name(), "target": o.to, "files": res.Files, "dirs": res.Dirs,
 				"symlinks": res.Symlinks, "bytes": res.Bytes, "duration_seconds": time.Since(start).Seconds()})
 		}
 		fmt.Fprintf(g.stdout, "restored %s:%s to %s: %d files, %d folders, %d symlinks, %s in %s\n",
@@ -276,16 +283,18 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	}
 	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
 		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner})
+	out.Finish(src.Name())
+	out.halt()
 	if err != nil {
 		return restoreError(g, err)
 	}
 	if g.json {
-		out := map[string]any{"source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
+		result := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
 			"duration_seconds": time.Since(start).Seconds()}
 		for k, v := range res.Facts {
-			out[k] = v
+			result[k] = v
 		}
-		return printJSON(g.stdout, out)
+		return out.end(result)
 	}
 	fmt.Fprintf(g.stdout, "restored %s (%s); fingerprints match the backup; %s\n", src.Name(), src.Kind(),
 		time.Since(start).Round(time.Millisecond))
@@ -295,7 +304,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 
 // restoreComposite restores a composite source (airflow) whole: --to is
 // its folder, db the kind of its database target.
-func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db *source.Kind, src *restore.Source, m *repo.Manifest) error {
+func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, out *runOutput, k, db *source.Kind, src *restore.Source, m *repo.Manifest) error {
 	if o.to == "" || db == nil {
 		return usagef("an %s source restores whole: give --to DIR (the new home) and --to-KIND for its database (%s)", k.Name, strings.Join(dbTargets(), ", "))
 	}
@@ -306,6 +315,8 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db 
 	res, err := k.Restore(ctx, src, o.to, source.RestoreOptions{Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner,
 		DatabaseKind: db.Name, Database: *o.toKind[db.Name], RewriteConfig: o.rewriteConfig, Paused: o.paused,
 		WithSecrets: o.withSecrets, AirflowVersion: o.airflowVersion})
+	out.Finish(src.Name())
+	out.halt()
 	switch {
 	case errors.Is(err, source.ErrRestoreOverSource):
 		return withHint(err, "restore into a new database: a whole-deployment restore never touches the source's")
@@ -316,15 +327,15 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, k, db 
 	}
 	points := src.Snapshot().ConsistentPoints()
 	if g.json {
-		out := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "target": o.to,
-			"duration_seconds": time.Since(start).Seconds(), "next_steps": res.NextSteps, "consistent": points}
+		result := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "target": o.to,
+			"duration_seconds": time.Since(start).Seconds(), "next_steps": list(res.NextSteps), "consistent": list(points)}
 		if skew, ok := restore.Skew(points); ok {
-			out["skew_seconds"] = skew.Seconds()
+			result["skew_seconds"] = skew.Seconds()
 		}
 		for k, v := range res.Facts {
-			out[k] = v
+			result[k] = v
 		}
-		return printJSON(g.stdout, out)
+		return out.end(result)
 	}
 	fmt.Fprintf(g.stdout, "restored %s:%s (%s) to %s in %s\n", repo.ShortID(m.ID), src.Name(), src.Kind(), o.to,
 		time.Since(start).Round(time.Millisecond))
@@ -368,7 +379,9 @@ func restoreError(g *globals, err error) error {
 		return err
 	}
 	if g.json {
-		printJSON(g.stdout, map[string]any{"fingerprints": "differ", "differences": fm.Diffs})
+		if g.run != nil {
+			g.run.emit(map[string]any{"event": "warning", "message": "the restored database's fingerprints differ from the backup's", "differences": fm.Diffs})
+		}
 		return err
 	}
 	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)

@@ -115,6 +115,7 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"truncate": cmdTruncate,
 	"setvar":   cmdSetvar,
 	"isjson":   cmdIsJSON,
+	"events":   cmdEvents,
 	"s3server": cmdS3Server,
 	"s3raw":    cmdS3Raw,
 	"sqlite":   cmdSQLite,
@@ -174,14 +175,83 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 	if max > 0 && took > max {
 		ts.Fatalf("%s took %s, want at most %s", args[0], took.Round(time.Millisecond), max)
 	}
-	if want == exitIncomplete {
-		if msg := checkIncompleteOutput(ts.ReadFile("stderr")); msg != "" {
+	stderr, stdout := ts.ReadFile("stderr"), ts.ReadFile("stdout")
+	// Under --json a long command's warnings and error are events on
+	// stdout, and stderr stays empty.
+	events := stderr == "" && strings.HasPrefix(stdout, `{"event":"start"`)
+	switch {
+	case events && want != 0:
+		last, msg := checkEvents(stdout)
+		if msg == "" && want == exitIncomplete && (last != "end" || !strings.Contains(stdout, `"event":"warning"`)) {
+			msg = "exit 4 wants warning events and an end event"
+		}
+		if msg == "" && want != exitIncomplete && last != "error" {
+			msg = fmt.Sprintf("the last event is %q, want error", last)
+		}
+		if msg != "" {
+			ts.Fatalf("stdout: %s", msg)
+		}
+	case want == exitIncomplete:
+		if msg := checkIncompleteOutput(stderr); msg != "" {
 			ts.Fatalf("stderr: %s", msg)
 		}
-	} else if want != 0 {
-		if msg := checkErrorOutput(ts.ReadFile("stderr")); msg != "" {
+	case want != 0:
+		if msg := checkErrorOutput(stderr); msg != "" {
 			ts.Fatalf("stderr: %s", msg)
 		}
+	}
+}
+
+// checkEvents checks a stream of JSON events: every line one JSON object
+// with an "event", the first "start", "error" only last, "end" last or
+// followed by the error of a command that failed after its result, an
+// error with its message and exit code, no null anywhere (lists are []).
+// It returns the last event's name and what is wrong, or "".
+func checkEvents(stdout string) (last, msg string) {
+	lines := strings.Split(strings.TrimRight(stdout, "\n"), "\n")
+	for i, l := range lines {
+		var ev struct {
+			Event string `json:"event"`
+			Error string `json:"error"`
+			Exit  *int   `json:"exit"`
+		}
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			return "", fmt.Sprintf("line %d %q does not parse: %v", i+1, l, err)
+		}
+		switch {
+		case ev.Event == "":
+			return "", fmt.Sprintf("line %d %q has no event", i+1, l)
+		case i == 0 && ev.Event != "start":
+			return "", fmt.Sprintf("the first event is %q, want start", ev.Event)
+		case ev.Event == "error" && i != len(lines)-1,
+			last == "end" && ev.Event != "error":
+			return "", fmt.Sprintf("event %q on line %d follows the end", ev.Event, i+1)
+		case ev.Event == "error" && (ev.Error == "" || ev.Exit == nil):
+			return "", fmt.Sprintf("error event %q lacks error or exit", l)
+		case strings.Contains(l, ":null"):
+			return "", fmt.Sprintf("line %d %q holds a null", i+1, l)
+		}
+		last = ev.Event
+	}
+	return last, ""
+}
+
+// events [end|error]: the last command's stdout is a stream of JSON
+// events (checkEvents) that ends with an end event (or the one named).
+func cmdEvents(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) > 1 {
+		ts.Fatalf("usage: events [end|error]")
+	}
+	want := "end"
+	if len(args) == 1 {
+		want = args[0]
+	}
+	last, msg := checkEvents(ts.ReadFile("stdout"))
+	if msg == "" && last != want {
+		msg = fmt.Sprintf("the last event is %q, want %q", last, want)
+	}
+	if msg != "" {
+		ts.Fatalf("stdout: %s", msg)
 	}
 }
 
@@ -202,8 +272,12 @@ func checkErrorOutput(stderr string) string {
 		case strings.HasPrefix(l, "{"):
 			// Under --json: {"error": "...", "hint": "...", "exit": N}.
 			var e struct {
+				Event string `json:"event"`
 				Error string `json:"error"`
 				Exit  *int   `json:"exit"`
+			}
+			if json.Unmarshal([]byte(l), &e) == nil && e.Event == "warning" {
+				continue
 			}
 			if err := json.Unmarshal([]byte(l), &e); err != nil || e.Error == "" || e.Exit == nil {
 				return fmt.Sprintf("line %q is not a JSON error object", l)

@@ -108,11 +108,11 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 		return err
 	}
 	for _, b := range bad {
-		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", b)
+		g.warnf("%v (run coffer verify)", b)
 	}
 	var ve *known.VanishedError
 	if errors.As(vanished, &ve) {
-		fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", ve)
+		g.warnf("%v (run coffer verify)", ve)
 	} else if vanished != nil {
 		return vanished
 	}
@@ -128,7 +128,7 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 			var ie *repo.IntegrityError
 			switch {
 			case errors.As(err, &ie):
-				fmt.Fprintf(g.stderr, "coffer: warning: %v (run coffer verify)\n", err)
+				g.warnf("%v (run coffer verify)", err)
 			case err != nil:
 				return err
 			}
@@ -164,7 +164,7 @@ func runSnapshots(ctx context.Context, g *globals, o *snapshotsOptions) error {
 		}
 		d, err := snapshotDetails(ctx, r, m)
 		if err != nil {
-			fmt.Fprintf(g.stderr, "coffer: warning: snapshot %s: %v\n", repo.ShortID(m.ID), err)
+			g.warnf("snapshot %s: %v", repo.ShortID(m.ID), err)
 			continue
 		}
 		details[m.ID] = d

@@ -44,13 +44,13 @@ func runStats(ctx context.Context, g *globals) error {
 	}
 	st, warns, err := inspect.Collect(ctx, r, ms)
 	for _, w := range warns {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s (run coffer verify)\n", w)
+		g.warnf("%s (run coffer verify)", w)
 	}
 	if err != nil {
 		return err
 	}
 	if !r.HasIdentity() {
-		fmt.Fprintln(g.stderr, "coffer: warning: without an identity only object counts are shown: sizes, deduplication and growth are in the catalogs, sealed to the recipients (pass --identity)")
+		g.warnf("without an identity only object counts are shown: sizes, deduplication and growth are in the catalogs, sealed to the recipients (pass --identity)")
 	}
 	if g.json {
 		return printJSON(g.stdout, st)

@@ -63,12 +63,14 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 	case o.decrypt:
 		depth = restore.Decrypt
 	}
+	out := g.begin("verify")
 	r, err := g.open(ctx, false, o.decrypt)
 	if err != nil {
 		return err
 	}
 	vanished := g.opened.Vanished(ctx)
-	rep, err := restore.Verify(ctx, r, ids, depth)
+	rep, err := restore.VerifyProgress(ctx, r, ids, depth, out.reporter())
+	out.halt()
 	if err != nil {
 		return err
 	}
@@ -107,8 +109,19 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 			return err
 		}
 	}
+	if len(rep.Overwritten) > 0 {
+		msg := fmt.Sprintf("%d objects were overwritten or deleted in the bucket after coffer wrote them; the originals, kept by versioning, were read instead: %s",
+			len(rep.Overwritten), strings.Join(rep.Overwritten, ", "))
+		const hint = "someone holds the bucket's write credentials: rotate the backup host's S3 credentials and check the bucket's access log"
+		if g.json {
+			out.warn(msg + " (" + hint + ")")
+		} else {
+			out.warn(msg)
+			fmt.Fprintln(g.stderr, "coffer: hint: "+hint)
+		}
+	}
 	if g.json {
-		if err := printJSON(g.stdout, struct {
+		if err := out.end(struct {
 			*restore.Report
 			Problems   []restore.Problem `json:"problems"`
 			Warnings   []restore.Warning `json:"warnings"`
@@ -139,11 +152,6 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 		fmt.Fprintln(g.stdout)
 		fmt.Fprintf(g.stdout, "recipients (config %d): %s\n", r.Config.Seq, strings.Join(recipientFingerprints(&r.Config), ", "))
 	}
-	if len(rep.Overwritten) > 0 {
-		fmt.Fprintf(g.stderr, "coffer: warning: %d objects were overwritten or deleted in the bucket after coffer wrote them; the originals, kept by versioning, were read instead: %s\n",
-			len(rep.Overwritten), strings.Join(rep.Overwritten, ", "))
-		fmt.Fprintln(g.stderr, "coffer: hint: someone holds the bucket's write credentials: rotate the backup host's S3 credentials and check the bucket's access log")
-	}
 	if !rep.OK() {
 		damaged := 0
 		for _, p := range rep.Problems {
@@ -155,18 +163,17 @@ func runVerify(ctx context.Context, g *globals, o *verifyOptions, ids []string) 
 		case damaged == len(rep.Problems) && damagedPack(rep):
 			// Backing up right away could deduplicate against the
 			// damaged pack: a repair record makes backups leave it out.
-			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", damaged)
-			fmt.Fprintln(g.stderr, "coffer: hint: a pack is damaged: run coffer repair (with the identity and the signing key), then back up again; the snapshots named above stay damaged")
+			return withHint(&codeError{fmt.Sprintf("integrity check failed: %d damaged objects", damaged), exitIntegrity},
+				"a pack is damaged: run coffer repair (with the identity and the signing key), then back up again; the snapshots named above stay damaged")
 		case damaged == len(rep.Problems):
-			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d damaged objects\n", damaged)
-			fmt.Fprintln(g.stderr, "coffer: hint: the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
+			return withHint(&codeError{fmt.Sprintf("integrity check failed: %d damaged objects", damaged), exitIntegrity},
+				"the snapshots named above cannot be fully restored; keep the repository as it is and back up again")
 		default:
 			// Deleted snapshots or manifests dated in the future: someone
 			// changed the repository's history.
-			fmt.Fprintf(g.stderr, "coffer: error: integrity check failed: %d problems (%d damaged objects)\n", len(rep.Problems), damaged)
-			fmt.Fprintln(g.stderr, "coffer: hint: snapshots were deleted, a manifest is dated in the future, or a config is forged; keep the repository as it is, and check who can write to it and which host keys it trusts")
+			return withHint(&codeError{fmt.Sprintf("integrity check failed: %d problems (%d damaged objects)", len(rep.Problems), damaged), exitIntegrity},
+				"snapshots were deleted, a manifest is dated in the future, or a config is forged; keep the repository as it is, and check who can write to it and which host keys it trusts")
 		}
-		return &exitError{code: exitIntegrity}
 	}
 	return nil
 }

@@ -86,10 +86,25 @@ func (e *mfRepo) backup(src string, tags ...string) (string, string) {
 		Snapshot     string
 		RepoWarnings []string `json:"repository_warnings"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || res.Snapshot == "" {
+	if err := json.Unmarshal(endResult(out), &res); err != nil || res.Snapshot == "" {
 		e.t.Fatalf("backup output %q: %v", out, err)
 	}
 	return res.Snapshot, strings.Join(res.RepoWarnings, "\n")
+}
+
+// endResult returns the result of the end event of a --json backup,
+// restore or verify (nil when there is none).
+func endResult(out string) []byte {
+	for _, l := range strings.Split(out, "\n") {
+		var ev struct {
+			Event  string
+			Result json.RawMessage
+		}
+		if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "end" {
+			return ev.Result
+		}
+	}
+	return nil
 }
 
 // read runs a pinned read command with the identity.
@@ -365,8 +380,9 @@ func TestAttackFutureManifestStolenHostKey(t *testing.T) {
 	}
 
 	out, errOut, code = e.read("--json", "restore", "latest", "--to", "restored")
-	wantWarn := "coffer: warning: snapshot " + short(forged) + " is dated 2099-01-01T00:00:00Z"
-	if code != 0 || !strings.Contains(out, `"snapshot": "`+latest+`"`) || !strings.Contains(errOut, wantWarn) {
+	// Under --json the warning is an event on stdout.
+	wantWarn := `{"event":"warning","message":"snapshot ` + short(forged) + " is dated 2099-01-01T00:00:00Z"
+	if code != 0 || !strings.Contains(string(endResult(out)), `"snapshot":"`+latest+`"`) || !strings.Contains(out, wantWarn) {
 		t.Errorf("restore latest: exit %d, want the real snapshot %s and a warning\n%s%s", code, short(latest), out, errOut)
 		detected = false
 	}

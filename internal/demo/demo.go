@@ -262,7 +262,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("8. restored snapshot %s into %s in %s: folders identical, metadata database passes integrity_check and its fingerprints match",
 		repo.ShortID(m.ID), restored, time.Since(start).Round(time.Millisecond))
-	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document", st.Location())
+	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document, but the backups' running markers (ids and times)", st.Location())
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,6 +109,19 @@ func TestE2EEncryptOnly(t *testing.T) {
 		kind, _, _ := strings.Cut(oi.Name, "/")
 		kinds[kind]++
 		switch kind {
+		case "running", "holds":
+			// A backup's running markers (design section 17.4): public
+			// JSON of ids and times only.
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Errorf("%s is not JSON: %v", oi.Name, err)
+			}
+			for k := range m {
+				if !slices.Contains([]string{"version", "run", "started", "expires", "done", "hold", "snapshot", "created", "released"}, k) {
+					t.Errorf("%s holds %q", oi.Name, k)
+				}
+			}
+			continue
 		case "config", "snapshots":
 			want := "coffer-signed-v1 manifest\n"
 			if kind == "config" {
@@ -188,7 +202,7 @@ func TestE2ENamesRevealNothing(t *testing.T) {
 
 	words := append([]string{"Rechnung", "Müller", "請求書", "Kunden", "invoice", "receipt", "tief-1",
 		"archive-big", "backup-2025", "Zahlung", "added-1", "Kundenliste", "ACME GmbH"}, st.Names...)
-	valid := regexp.MustCompile(`^(config/[0-9]{10}|(keys|index|catalogs|private|snapshots)/[0-9a-f]{64}|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
+	valid := regexp.MustCompile(`^(config/[0-9]{10}|(keys|index|catalogs|private|snapshots|tombstones)/[0-9a-f]{64}|running/[0-9a-f]{64}-[0-9]{6}|holds/[0-9a-f]{64}(?:\.released)?|data/([0-9a-f]{2})/[0-9a-f]{64})$`)
 	var manifest []byte
 	for _, oi := range listObjects(t, e.store, "") {
 		if !valid.MatchString(oi.Name) {

@@ -396,6 +396,15 @@ func (o *Opened) Vanished(ctx context.Context) error {
 	for _, id := range ids {
 		exists[id] = true
 	}
+	// A snapshot forgotten on purpose (a tombstone that verifies) did
+	// not vanish.
+	forgotten, _, err := o.Repo.Forgotten(ctx)
+	if err != nil {
+		return err
+	}
+	for id := range forgotten {
+		exists[id] = true
+	}
 	var gone []Snapshot
 	for _, s := range o.Record.Snapshots {
 		if !exists[s.ID] {

@@ -713,7 +713,7 @@ func copyConfig(c *Config) (*Config, error) {
 	return &out, json.Unmarshal(b, &out)
 }
 
-// SignedBy returns the snapshots and repair records that the host key
+// SignedBy returns the snapshots, repair records and drill records that the host key
 // key signed and that verify now, with their documents' SHA-256, for a
 // revocation's keep list.
 func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, error) {
@@ -734,6 +734,15 @@ func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, 
 	for _, rp := range rps {
 		if rp.Signer == key.String() {
 			ids = append(ids, Kept{ID: rp.ID, SHA256: rp.docSHA256})
+		}
+	}
+	drills, _, err := r.Drills(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range drills {
+		if d.Signer == key.String() {
+			ids = append(ids, Kept{ID: d.ID, SHA256: d.docSHA256})
 		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i].ID < ids[j].ID })

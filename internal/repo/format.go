@@ -14,6 +14,9 @@
 //	catalogs/<sha256>       per-snapshot catalog, age-encrypted to the recipients only
 //	private/<sha256>        per-snapshot private part (host, tags, sizes, stats), to the recipients only
 //	snapshots/<id>          signed manifest, written last
+//	repairs/<id>            signed repair record (a rebuilt index, the damaged packs)
+//	drill-reports/<sha256>  a restore drill's full report, to the recipients and the data key
+//	drills/<id>             a restore drill's signed public summary, written last
 //
 // Every object is either a valid age file or a signed document, and no name
 // reveals anything about the data.
@@ -229,6 +232,7 @@ type Manifest struct {
 	Signer string `json:"signer"`
 	// docSHA256 is the SHA-256 of the document as read (ReadManifest).
 	docSHA256 string
+	docSize   int64
 	// Seen are the snapshot heads the writer saw when it started: among the
 	// manifests it could read and verify, those that no other of them names
 	// in its Seen. A snapshot named here that does not exist was deleted.

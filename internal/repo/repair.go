@@ -265,3 +265,22 @@ func (r *Repository) readIndex(ctx context.Context, ref ObjectRef, id age.Identi
 	}
 	return &ix, nil
 }
+
+// IndexPacks returns the packs (their SHA-256) that the index object ref
+// lists, decrypted with the index key of the repository secrets (the
+// host's, owner's or an identity's key opens them).
+func (r *Repository) IndexPacks(ctx context.Context, ref ObjectRef) ([]string, error) {
+	d, err := r.Secrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := r.readIndex(ctx, ref, d.IndexIdentity)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ix.Packs))
+	for i, p := range ix.Packs {
+		out[i] = p.SHA256
+	}
+	return out, nil
+}

@@ -68,6 +68,11 @@ type Repository struct {
 	secretsMu  sync.Mutex
 	secrets    *keys.Derived
 	pol        chunker.Pol
+
+	forgotMu     sync.Mutex
+	forgotLoaded bool
+	forgotten    map[string]*Tombstone // snapshots forgotten on purpose
+	forgotBad    []error               // tombstones that do not verify
 }
 
 // HasIdentity reports whether the repository was opened with an identity.
@@ -224,14 +229,14 @@ func readAll(ctx context.Context, st storage.Store, name string, limit int64) ([
 // ReadManifest reads and verifies snapshot id's manifest.
 func (r *Repository) ReadManifest(ctx context.Context, id string) (*Manifest, error) {
 	var m Manifest
-	sum, err := r.readHostSigned(ctx, KindManifest, SnapshotName(id), id, 64<<20, func() hostSigned {
+	sum, size, err := r.readHostSignedSize(ctx, KindManifest, SnapshotName(id), id, 64<<20, func() hostSigned {
 		m = Manifest{}
 		return &m
 	})
 	if err != nil {
 		return nil, err
 	}
-	m.docSHA256 = sum
+	m.docSHA256, m.docSize = sum, size
 	return &m, nil
 }
 
@@ -254,44 +259,51 @@ func (m *Manifest) signedBy() (string, string, string, int64) {
 // config newer than the newest that verifies, well formed, stored under its
 // own id and of this repository. It returns the document's SHA-256.
 func (r *Repository) readHostSigned(ctx context.Context, kind, name, id string, limit int64, fresh func() hostSigned) (string, error) {
-	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record"}[kind]
+	sum, _, err := r.readHostSignedSize(ctx, kind, name, id, limit, fresh)
+	return sum, err
+}
+
+// readHostSignedSize is readHostSigned, and also returns the document's
+// size.
+func (r *Repository) readHostSignedSize(ctx context.Context, kind, name, id string, limit int64, fresh func() hostSigned) (string, int64, error) {
+	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record", KindTombstone: "tombstone", KindDrill: "drill record"}[kind]
 	doc, err := readAll(ctx, r.Store, name, limit)
 	if errors.Is(err, storage.ErrNotExist) {
-		return "", integrity(name, "missing")
+		return "", 0, integrity(name, "missing")
 	}
 	if err != nil {
-		return "", fmt.Errorf("read %s: %w", name, err)
+		return "", 0, fmt.Errorf("read %s: %w", name, err)
 	}
 	// The signer's key is named inside: read it unverified, then verify
 	// the whole document with that key if the config allows it.
 	v := fresh()
 	if err := openSigned(kind, doc, nil, v); err != nil {
-		return "", integrity(name, "%w", err)
+		return "", 0, integrity(name, "%w", err)
 	}
 	_, _, signerText, seq := v.signedBy()
 	if seq > r.Config.Seq {
-		return "", integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the %s is forged",
+		return "", 0, integrity(name, "names config %d, but the newest config that verifies is %d: a newer config was removed (rollback), or the %s is forged",
 			seq, r.Config.Seq, noun)
 	}
 	signer, err := r.signerKey(id, signerText, doc)
 	if err != nil {
-		return "", integrity(name, "%w", err)
+		return "", 0, integrity(name, "%w", err)
 	}
 	v = fresh()
 	if err := openSigned(kind, doc, signer, v); err != nil {
-		return "", integrity(name, "%w", err)
+		return "", 0, integrity(name, "%w", err)
 	}
 	if err := v.Validate(); err != nil {
-		return "", integrity(name, "%w", err)
+		return "", 0, integrity(name, "%w", err)
 	}
 	gotID, repoID, _, _ := v.signedBy()
 	if gotID != id {
-		return "", integrity(name, "%s of %s stored under another name (replayed)", noun, ShortID(gotID))
+		return "", 0, integrity(name, "%s of %s stored under another name (replayed)", noun, ShortID(gotID))
 	}
 	if repoID != r.Config.ID {
-		return "", integrity(name, "%s belongs to repository %s", noun, ShortID(repoID))
+		return "", 0, integrity(name, "%s belongs to repository %s", noun, ShortID(repoID))
 	}
-	return HashHex(doc), nil
+	return HashHex(doc), int64(len(doc)), nil
 }
 
 // SnapshotIDs lists the ids of every manifest object. Objects under
@@ -304,8 +316,29 @@ func (r *Repository) SnapshotIDs(ctx context.Context) ([]string, error) {
 
 // ListSnapshots lists snapshots/: the ids of the manifest objects, and the
 // names of objects there that are not named by a snapshot id (coffer never
-// writes one: verify reports them; nothing else reads them).
+// writes one: verify reports them; nothing else reads them). Snapshots
+// forgotten on purpose (a tombstone that verifies, see Forgotten) are left
+// out: their manifests stay until prune removes them with their data.
 func (r *Repository) ListSnapshots(ctx context.Context) (ids, junk []string, err error) {
+	all, junk, err := r.ListAllSnapshots(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, id := range all {
+		if forgotten[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, junk, nil
+}
+
+// ListAllSnapshots is ListSnapshots with the forgotten snapshots whose
+// manifests are still stored.
+func (r *Repository) ListAllSnapshots(ctx context.Context) (ids, junk []string, err error) {
 	err = r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
 		if id := strings.TrimPrefix(oi.Name, SnapshotsPrefix); validHex(id, 64) {
 			ids = append(ids, id)

@@ -39,6 +39,13 @@ func NewIn(t testing.TB, dir string) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return NewOn(t, dir, st)
+}
+
+// NewOn generates keys in dir/keys and initialises a repository in st (an
+// S3 bucket, say).
+func NewOn(t testing.TB, dir string, st storage.Store) *Repo {
+	t.Helper()
 	r := &Repo{Dir: dir, Store: st}
 	r.Keys, r.Owner, r.Signing, r.Identities = Keys(t, filepath.Join(dir, "keys"))
 	rs, err := keys.LoadRecipientsFile(r.Keys.Recipients)

@@ -1,0 +1,259 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Two kinds of small public objects tell maintenance (forget and prune)
+// what other processes are doing right now. They are plain JSON, not age
+// files or signed documents: they hold only a snapshot or run id and
+// times, all of which the manifests and listings show anyway, and a forged
+// one can only make forget and prune keep more, for a while.
+const (
+	// HoldsPrefix holds holds/<random id>: a snapshot that a running
+	// drill (or an operator) is using; forget and prune leave it alone
+	// until the hold expires or is released.
+	HoldsPrefix = "holds/"
+	// RunningPrefix holds running/<run id>-<seq>: a backup announcing that
+	// it runs. It writes a new marker (seq + 1, a later expiry) while it
+	// runs, and prune never deletes an unreferenced object written after
+	// the start of a backup that still runs.
+	RunningPrefix = "running/"
+)
+
+// maxMarker bounds a hold or running marker.
+const maxMarker = 64 << 10
+
+// HoldRecord is the content of a hold object.
+type HoldRecord struct {
+	Version int `json:"version"`
+	// Hold is the hold's id: holds/<Hold> holds the snapshot,
+	// holds/<Hold>.released (Released true) releases it. A release is a
+	// record rather than a delete because in a bucket with object lock
+	// neither object can be deleted before its retention ends.
+	Hold     string    `json:"hold"`
+	Snapshot string    `json:"snapshot"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	Released bool      `json:"released,omitempty"`
+}
+
+// Hold marks snapshot id as in use until ttl from now (a drill restoring
+// it): forget does not forget it and prune does not remove its data while
+// the hold is active. release writes a release record (best effort: a
+// hold that could not be released expires); prune removes both. A hold
+// needs only write access.
+func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (release func(), err error) {
+	if !validHex(id, 64) {
+		return nil, fmt.Errorf("hold: %q is not a snapshot id", id)
+	}
+	if ttl <= 0 {
+		return nil, errors.New("hold: the time to live must be positive")
+	}
+	now := time.Now().UTC()
+	hold := NewID()
+	rec := HoldRecord{Version: 1, Hold: hold, Snapshot: id, Created: now, Expires: now.Add(ttl)}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := PutObject(ctx, r.Store, HoldsPrefix+hold, b); err != nil {
+		return nil, fmt.Errorf("hold snapshot %s: %w", ShortID(id), err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			rec.Released, rec.Expires = true, time.Now().UTC()
+			// Best effort (an expired hold holds nothing either); prune
+			// removes both objects.
+			if b, err := json.Marshal(rec); err == nil {
+				_ = PutObject(dctx, r.Store, HoldsPrefix+hold+".released", b)
+			}
+		})
+	}, nil
+}
+
+// Holds lists the hold objects: name → record. An object that does not
+// parse is returned with a zero record (it holds nothing).
+func (r *Repository) Holds(ctx context.Context) (map[string]HoldRecord, error) {
+	out := map[string]HoldRecord{}
+	err := r.readMarkers(ctx, HoldsPrefix, func(name string, b []byte) {
+		var h HoldRecord
+		if json.Unmarshal(b, &h) != nil || !validHex(h.Snapshot, 64) {
+			h = HoldRecord{}
+		}
+		out[name] = h
+	})
+	return out, err
+}
+
+// Held returns the snapshots held at now (a hold whose expiry, plus the
+// clock skew bound, is after now), with the latest expiry of each.
+func (r *Repository) Held(ctx context.Context, now time.Time) (map[string]time.Time, error) {
+	hs, err := r.Holds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	released := map[string]bool{}
+	for _, h := range hs {
+		if h.Released {
+			released[h.Hold] = true
+		}
+	}
+	out := map[string]time.Time{}
+	for _, h := range hs {
+		if h.Snapshot != "" && !h.Released && !released[h.Hold] && h.Expires.Add(MaxClockSkew).After(now) && h.Expires.After(out[h.Snapshot]) {
+			out[h.Snapshot] = h.Expires
+		}
+	}
+	return out, nil
+}
+
+// RunningRecord is the content of a running marker.
+type RunningRecord struct {
+	Version int       `json:"version"`
+	Run     string    `json:"run"`
+	Started time.Time `json:"started"`
+	Expires time.Time `json:"expires"`
+	// Done marks the last record of a run: the backup has ended (written
+	// rather than deleting the markers, which object lock may forbid).
+	Done bool `json:"done,omitempty"`
+}
+
+// RunningTTL is how long a running marker counts after it is written; a
+// backup writes a new one every RunningTTL/3.
+const RunningTTL = 10 * time.Minute
+
+// doneSeq is the seq of a run's last marker, which says it has ended.
+const doneSeq = 999999
+
+// Announce writes a running marker for a backup starting now and renews it
+// every ttl/3 until stop is called (ttl 0: RunningTTL). A backup calls it
+// before it reads anything, so that a prune that lists markers after that
+// keeps what the backup reads and writes. stop writes a last marker that
+// says the backup ended (best effort: without it the markers expire);
+// nothing is deleted, as a backup host need not have delete rights, and
+// prune removes the markers. The first marker must be written: an error
+// there fails the backup.
+func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop func(), err error) {
+	if ttl <= 0 {
+		ttl = RunningTTL
+	}
+	run := NewID()
+	started := time.Now().UTC()
+	write := func(seq int) error {
+		name := fmt.Sprintf("%s%s-%06d", RunningPrefix, run, seq)
+		rec := RunningRecord{Version: 1, Run: run, Started: started, Expires: time.Now().UTC().Add(ttl)}
+		if seq == doneSeq {
+			rec.Expires, rec.Done = time.Now().UTC(), true
+		}
+		b, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return PutObject(ctx, st, name, b)
+	}
+	if err := write(1); err != nil {
+		return nil, fmt.Errorf("announce the backup: %w", err)
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for seq := 2; ; seq++ {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = write(seq) // a missed renewal shows as an expired marker: prune then waits for the grace period
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			<-finished
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			ctx = dctx
+			// A backup host may not delete: prune removes the markers.
+			_ = write(doneSeq)
+		})
+	}, nil
+}
+
+// Running lists the running markers: name → record (a zero record for
+// one that does not parse).
+func (r *Repository) Running(ctx context.Context) (map[string]RunningRecord, error) {
+	out := map[string]RunningRecord{}
+	err := r.readMarkers(ctx, RunningPrefix, func(name string, b []byte) {
+		var m RunningRecord
+		if json.Unmarshal(b, &m) != nil {
+			m = RunningRecord{}
+		}
+		out[name] = m
+	})
+	return out, err
+}
+
+// OldestRunning returns the start of the oldest backup whose marker is
+// live at now (its expiry plus the clock skew bound is after now), and
+// whether there is one.
+func OldestRunning(ms map[string]RunningRecord, now time.Time) (time.Time, bool) {
+	done := map[string]bool{}
+	for _, m := range ms {
+		if m.Done {
+			done[m.Run] = true
+		}
+	}
+	var oldest time.Time
+	var found bool
+	for _, m := range ms {
+		if m.Run == "" || done[m.Run] || !m.Expires.Add(MaxClockSkew).After(now) {
+			continue
+		}
+		if !found || m.Started.Before(oldest) {
+			oldest, found = m.Started, true
+		}
+	}
+	return oldest, found
+}
+
+func (r *Repository) readMarkers(ctx context.Context, prefix string, fn func(name string, b []byte)) error {
+	var names []string
+	if err := r.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		names = append(names, oi.Name)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("list %s: %w", strings.TrimSuffix(prefix, "/"), err)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		b, err := readAll(ctx, r.Store, n, maxMarker)
+		if errors.Is(err, storage.ErrNotExist) {
+			continue // released meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", n, err)
+		}
+		fn(n, bytes.TrimSpace(b))
+	}
+	return nil
+}

@@ -1,0 +1,363 @@
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// DefaultGrace is how old an unreferenced object must be before Prune
+// removes it, on top of the running markers of backups (see PruneOptions).
+const DefaultGrace = time.Hour
+
+// PruneOptions tune Prune.
+type PruneOptions struct {
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+	// Grace: an unreferenced object written less than Grace ago, and a
+	// forgotten snapshot whose tombstone is younger, are kept (a backup
+	// that could not announce itself may still use them). Negative means
+	// 0; zero means DefaultGrace unless GraceSet.
+	Grace    time.Duration
+	GraceSet bool
+	// Skew is the clock difference tolerated between hosts and the store;
+	// zero means repo.MaxClockSkew.
+	Skew time.Duration
+	// Now is prune's clock; zero means time.Now.
+	Now time.Time
+	// Progress, if set, is called before each deletion.
+	Progress func(name string)
+}
+
+// Kind counts objects of one kind.
+type Kind struct {
+	Objects int   `json:"objects"`
+	Bytes   int64 `json:"bytes"`
+}
+
+func (k *Kind) add(size int64) { k.Objects++; k.Bytes += size }
+
+// Locked is an object prune would remove but that S3 Object Lock retains.
+type Locked struct {
+	Name  string    `json:"name"`
+	Size  int64     `json:"size"`
+	Until time.Time `json:"until"`
+}
+
+// PruneResult is what Prune found and did.
+type PruneResult struct {
+	DryRun bool `json:"dry_run"`
+	// Cutoff: unreferenced objects written after it were kept.
+	Cutoff time.Time `json:"cutoff"`
+	// Running is the number of backups running (live markers).
+	Running int `json:"running"`
+	// Before and After are the bytes of every object under data/, index/,
+	// catalogs/, private/ and snapshots/ (the rest is a few KiB of
+	// configs, keys, tombstones and markers).
+	Before int64 `json:"bytes_before"`
+	After  int64 `json:"bytes_after"`
+	// Live is what the kept snapshots reference, plus their manifests;
+	// PendingData what only forgotten snapshots that are still held or
+	// were forgotten after the cutoff reference (kept for now).
+	Live        Kind `json:"live"`
+	PendingData Kind `json:"pending_data"`
+	// Removed is what was removed (or would be, in a dry run), by prefix
+	// ("data", "index", "catalogs", "private", "snapshots", "holds",
+	// "running").
+	Removed map[string]*Kind `json:"removed"`
+	// Young is unreferenced objects kept because they are younger than
+	// Cutoff (a backup running now, or within the grace period).
+	Young Kind `json:"young"`
+	// Locked are objects kept because Object Lock retains them; they free
+	// up at FreesAt, the latest of their retention ends.
+	Locked  []Locked  `json:"locked,omitempty"`
+	FreesAt time.Time `json:"frees_at,omitzero"`
+	// Forgotten are the forgotten snapshots whose manifests were removed;
+	// Pending those kept for now (tombstone younger than the cutoff, or
+	// held).
+	Forgotten []string `json:"forgotten"`
+	Pending   []string `json:"pending"`
+	// StaleUploads is the number of incomplete multipart uploads (on a
+	// local disk: temporary files) of killed writes removed.
+	StaleUploads int `json:"stale_uploads"`
+}
+
+// Removed bytes in total.
+func (r *PruneResult) RemovedBytes() int64 {
+	var n int64
+	for _, k := range r.Removed {
+		n += k.Bytes
+	}
+	return n
+}
+
+// prunable are the prefixes whose unreferenced objects prune removes.
+var prunable = []string{repo.DataPrefix, repo.IndexPrefix, repo.CatalogPrefix, repo.PrivatePrefix}
+
+// Prune removes what no snapshot needs: packs, indexes, catalog roots and
+// private parts that no kept snapshot references (those of forgotten
+// snapshots, and the orphans of killed backups), then the manifests of
+// forgotten snapshots, then expired holds and running markers, and the
+// incomplete uploads of killed writes. It needs credentials that may
+// delete (an error wrapping storage.ErrDeleteDenied otherwise) and no
+// identity; with repair records it needs a key that opens the repository
+// secrets (the host's signing key), to read the newest record's index.
+//
+// It is safe against backups running at the same time (doc/design.md,
+// section 17): it keeps every unreferenced object written after the
+// cutoff, the start of the oldest running backup (its running marker) or
+// now minus the grace period, whichever is earlier, less the clock skew;
+// and it keeps the data of a snapshot forgotten after the cutoff. It never
+// tries to delete an object that Object Lock retains, and reports when
+// those free up. It is ordered so that a crash at any point loses nothing
+// a kept snapshot needs: every object it deletes is referenced by no kept
+// snapshot, data before the forgotten manifests (which their tombstones
+// already hide).
+func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneResult, error) {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	grace := opts.Grace
+	if grace == 0 && !opts.GraceSet {
+		grace = DefaultGrace
+	}
+	grace = max(grace, 0)
+	skew := opts.Skew
+	if skew == 0 {
+		skew = repo.MaxClockSkew
+	}
+	res := &PruneResult{DryRun: opts.DryRun, Removed: map[string]*Kind{}, Forgotten: []string{}, Pending: []string{}}
+
+	// 1. Running backups first: whatever they read or write after this
+	// listing is newer than the cutoff.
+	markers, err := r.Running(ctx)
+	if err != nil {
+		return nil, err
+	}
+	doneRuns := map[string]bool{}
+	for _, m := range markers {
+		if m.Done {
+			doneRuns[m.Run] = true
+		}
+	}
+	cutoff := now.Add(-grace)
+	if oldest, ok := repo.OldestRunning(markers, now); ok {
+		if oldest.Before(cutoff) {
+			cutoff = oldest
+		}
+		runs := map[string]bool{}
+		for _, m := range markers {
+			if !doneRuns[m.Run] && m.Expires.Add(skew).After(now) {
+				runs[m.Run] = true
+			}
+		}
+		res.Running = len(runs)
+	}
+	cutoff = cutoff.Add(-skew)
+	res.Cutoff = cutoff.UTC()
+	held, err := r.Held(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. What the kept snapshots reference.
+	ids, _, err := r.ListAllSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	forgotten, _, err := r.Forgotten(ctx)
+	if err != nil {
+		return nil, err
+	}
+	live := map[string]bool{}
+	pending := map[string]bool{}
+	var dropManifests []string
+	var bad []error
+	for _, id := range ids {
+		if t := forgotten[id]; t != nil {
+			if _, isHeld := held[id]; !isHeld && !t.Time.After(cutoff) {
+				dropManifests = append(dropManifests, id)
+				continue
+			}
+			res.Pending = append(res.Pending, id)
+		}
+		m, err := r.ReadManifest(ctx, id)
+		if err != nil {
+			var ie *repo.IntegrityError
+			if errors.As(err, &ie) {
+				bad = append(bad, err)
+				continue
+			}
+			return nil, err
+		}
+		set := live
+		if forgotten[id] != nil {
+			set = pending
+		}
+		set[repo.SnapshotName(id)] = true
+		for _, ref := range m.Objects() {
+			set[ref.Name] = true
+		}
+	}
+	if len(bad) > 0 {
+		return nil, &DamagedError{Errs: bad}
+	}
+	if err := repairsLive(ctx, r, live); err != nil {
+		return nil, err
+	}
+
+	// 3. What the store holds.
+	type object struct {
+		storage.ObjectInfo
+		prefix string
+	}
+	var remove []object
+	dropSet := map[string]bool{}
+	for _, id := range dropManifests {
+		dropSet[repo.SnapshotName(id)] = true
+	}
+	for _, prefix := range append(append([]string{}, prunable...), repo.SnapshotsPrefix) {
+		err := r.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+			res.Before += oi.Size
+			switch {
+			case live[oi.Name]:
+				res.Live.add(oi.Size)
+			case pending[oi.Name]:
+				res.PendingData.add(oi.Size)
+			case prefix == repo.SnapshotsPrefix:
+				if dropSet[oi.Name] {
+					remove = append(remove, object{oi, prefix})
+				} // else: junk or a manifest listed after step 2: not prune's
+			case oi.ModTime.After(cutoff):
+				res.Young.add(oi.Size)
+			default:
+				remove = append(remove, object{oi, prefix})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", strings.TrimSuffix(prefix, "/"), err)
+		}
+	}
+	hs, err := r.Holds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	released := map[string]bool{}
+	for _, h := range hs {
+		if h.Released {
+			released[h.Hold] = true
+		}
+	}
+	for name, h := range hs {
+		if released[h.Hold] || h.Expires.Add(skew).Before(now) {
+			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.HoldsPrefix})
+		}
+	}
+	for name, m := range markers {
+		if doneRuns[m.Run] || m.Expires.Add(skew).Before(now) {
+			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.RunningPrefix})
+		}
+	}
+	// Data first, then the forgotten manifests (hidden by their
+	// tombstones already), then the markers.
+	order := map[string]int{repo.DataPrefix: 0, repo.IndexPrefix: 1, repo.CatalogPrefix: 2, repo.PrivatePrefix: 3,
+		repo.SnapshotsPrefix: 4, repo.HoldsPrefix: 5, repo.RunningPrefix: 6}
+	sort.SliceStable(remove, func(i, j int) bool { return order[remove[i].prefix] < order[remove[j].prefix] })
+
+	// 4. Remove.
+	res.After = res.Before
+	for _, o := range remove {
+		kind := strings.TrimSuffix(o.prefix, "/")
+		if opts.DryRun {
+			count(res, kind, o.ObjectInfo)
+			continue
+		}
+		if opts.Progress != nil {
+			opts.Progress(o.Name)
+		}
+		until, err := storage.Purge(ctx, r.Store, o.Name)
+		if err != nil {
+			return res, fmt.Errorf("prune: %w", err)
+		}
+		if !until.IsZero() {
+			res.Locked = append(res.Locked, Locked{Name: o.Name, Size: o.Size, Until: until.UTC()})
+			if until.After(res.FreesAt) {
+				res.FreesAt = until.UTC()
+			}
+			continue
+		}
+		count(res, kind, o.ObjectInfo)
+	}
+	for _, o := range remove {
+		if o.prefix == repo.SnapshotsPrefix && !lockedName(res.Locked, o.Name) {
+			res.Forgotten = append(res.Forgotten, strings.TrimPrefix(o.Name, repo.SnapshotsPrefix))
+		}
+	}
+	if !opts.DryRun {
+		// Against the real clock: the store's cleaner compares with it.
+		n, err := storage.CleanStale(ctx, r.Store, max(time.Since(cutoff), 0))
+		if err != nil {
+			return res, fmt.Errorf("prune: remove incomplete uploads: %w", err)
+		}
+		res.StaleUploads = n
+	}
+	return res, nil
+}
+
+func count(res *PruneResult, kind string, oi storage.ObjectInfo) {
+	k := res.Removed[kind]
+	if k == nil {
+		k = &Kind{}
+		res.Removed[kind] = k
+	}
+	k.add(oi.Size)
+	switch kind {
+	case "holds", "running":
+	default:
+		res.After -= oi.Size
+	}
+}
+
+func lockedName(ls []Locked, name string) bool {
+	for _, l := range ls {
+		if l.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// repairsLive marks what repair records keep: every record's index, and
+// the packs of the newest record's index (backups deduplicate against
+// them, section 6.1 of doc/design.md).
+func repairsLive(ctx context.Context, r *repo.Repository, live map[string]bool) error {
+	rs, bad, err := r.Repairs(ctx)
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		return &DamagedError{Errs: bad}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	for _, rp := range rs {
+		live[rp.Index.Name] = true
+	}
+	packs, err := r.IndexPacks(ctx, rs[len(rs)-1].Index)
+	if err != nil {
+		return fmt.Errorf("read the newest repair record's index: %w", err)
+	}
+	for _, p := range packs {
+		live[repo.PackName(p)] = true
+	}
+	return nil
+}
