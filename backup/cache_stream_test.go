@@ -3,8 +3,8 @@ package backup
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
