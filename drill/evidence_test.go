@@ -398,3 +398,33 @@ func TestReportRecoverableWithoutCoffer(t *testing.T) {
 		t.Fatalf("the report read with age and zstd: %+v, %v", got, err)
 	}
 }
+
+// TestHistoryQuotesHostileNames: an object under drills/ whose name holds
+// terminal escapes (anyone who can write to the store can make one) is
+// named in the problem History returns, escaped: printing the warning must
+// not retitle, clear or recolour the operator's terminal.
+func TestHistoryQuotesHostileNames(t *testing.T) {
+	tr := testrepo.New(t)
+	dir := filepath.Join(tr.Dir, "repo", "drills")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	hostile := "\x1b]0;pwned\a\x1b[2Jx\nfake: all drills passed"
+	if err := os.WriteFile(filepath.Join(dir, hostile), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, bad, err := drill.History(context.Background(), auditor(t, tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 1 {
+		t.Fatalf("History reported %d problems, want 1: %v", len(bad), bad)
+	}
+	msg := bad[0].Error()
+	if strings.ContainsAny(msg, "\x1b\a\n") {
+		t.Fatalf("problem %q holds the name's control characters as they are", msg)
+	}
+	if !strings.Contains(msg, `\x1b]0;pwned\a`) {
+		t.Fatalf("problem %q does not name the object (escaped)", msg)
+	}
+}

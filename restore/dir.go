@@ -30,7 +30,8 @@ import (
 // DirOptions tune a folder restore.
 type DirOptions struct {
 	// Force allows a non-empty target; it is replaced only after the
-	// restore succeeded. A target that holds a mount point is refused all
+	// restore succeeded. A partial restore (Filter) never replaces a
+	// non-empty target (ErrPartialReplace). A target that holds a mount point is refused all
 	// the same: a restore never crosses into another file system.
 	Force bool
 	// SubPath restores only this path of the source (and what is below).
@@ -68,6 +69,10 @@ var (
 	// ErrTargetMount is returned when the target is a mount point or holds
 	// one: replacing it would cross into another file system.
 	ErrTargetMount = errors.New("target holds a mount point")
+	// ErrPartialReplace is returned when a partial restore (a Filter) is
+	// forced over a non-empty target: replacing the target with the
+	// selected files alone would lose everything else in it.
+	ErrPartialReplace = errors.New("a partial restore never replaces a folder")
 	// ErrPathSwapped is wrapped when a folder inside the restore was
 	// replaced (by a symlink, or a mount) while the restore ran.
 	ErrPathSwapped = errors.New("a folder on its path was replaced during the restore")
@@ -115,6 +120,10 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	ts, err := inspectTarget(parent, parentPath, base, target, opts.Force)
 	if err != nil {
 		return nil, err
+	}
+	if ts.exists && !ts.empty && !opts.Filter.Empty() {
+		return nil, fmt.Errorf("%w: %q is not empty, and replacing it would leave only the selected files in it; restore into a new folder and copy from there; nothing was changed",
+			ErrPartialReplace, target)
 	}
 	staging := ".coffer-restore-" + randomSuffix()
 	if err := unix.Mkdirat(parent, staging, 0o700); err != nil {

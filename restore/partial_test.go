@@ -222,3 +222,41 @@ func TestPartialRestoreExclude(t *testing.T) {
 		t.Errorf("target created: %v", err)
 	}
 }
+
+// TestPartialRestoreNeverReplaces: a forced restore replaces its target
+// with what it restores; a partial one would leave the selected files
+// alone in it ("put INV-05 back into the live folder" with --force would
+// lose every other file there). It is refused, and the target is as it
+// was.
+func TestPartialRestoreNeverReplaces(t *testing.T) {
+	_, s, _ := manyPacks(t)
+	live := filepath.Join(t.TempDir(), "live")
+	if err := os.MkdirAll(live, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"INV-99.pdf", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(live, name), []byte(name), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := pathglob.NewFilter([]string{"INV-05.pdf"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = RestoreDir(context.Background(), s, live, DirOptions{Filter: f, Force: true})
+	if !errors.Is(err, ErrPartialReplace) {
+		t.Errorf("forced partial restore into a non-empty folder: %v, want ErrPartialReplace", err)
+	}
+	names, _ := os.ReadDir(live)
+	if len(names) != 2 || names[0].Name() != "INV-99.pdf" || names[1].Name() != "notes.txt" {
+		t.Errorf("target holds %v after a refused restore, want INV-99.pdf and notes.txt", names)
+	}
+	// Into an empty folder it is no replacement: allowed.
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(empty, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := RestoreDir(context.Background(), s, empty, DirOptions{Filter: f, Force: true}); err != nil || res.Files != 1 {
+		t.Errorf("forced partial restore into an empty folder: %+v %v", res, err)
+	}
+}

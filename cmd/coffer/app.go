@@ -130,6 +130,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			"interrupted. doc/design.md has the format.",
 		Writer:    stdout,
 		ErrWriter: stderr,
+		// A repeatable flag takes one value per use: urfave/cli would
+		// split "--include 'INV-7, Smith.pdf'" or "--pre 'echo a, b'" at
+		// the comma into two.
+		DisableSliceFlagSeparator: true,
 		// The environment variables are read by package config, so that
 		// the daemon sees the same; the Usage strings name them the way
 		// urfave/cli's EnvVars would.

@@ -101,7 +101,7 @@ func runDiff(ctx context.Context, g *globals, o *diffOptions) error {
 			fmt.Fprintf(w, "  M %s%s  %s  (%s)\n", showPath(c.Path), slash(c.Path, c.New.Type), size, strings.Join(c.What, ", "))
 		}
 		for _, f := range sd.Fingerprints {
-			fmt.Fprintf(w, "  fingerprint %s %s: %s -> %s\n", f.Part, f.What, f.Old, f.New)
+			fmt.Fprintln(w, fingerprintDiffLine(f))
 		}
 	}
 	s := d.Summary
@@ -109,6 +109,12 @@ func runDiff(ctx context.Context, g *globals, o *diffOptions) error {
 		s.Added, units.Bytes(s.AddedBytes), s.Removed, units.Bytes(s.RemovedBytes), s.Changed,
 		plural(s.Fingerprints, "fingerprint differs", "fingerprints differ"), sign(s.SizeDelta), units.Bytes(abs(s.SizeDelta)))
 	return nil
+}
+
+// fingerprintDiffLine shows a fingerprint that differs; table names and
+// check results come from the database, escaped.
+func fingerprintDiffLine(f inspect.FingerprintDiff) string {
+	return fmt.Sprintf("  fingerprint %s %s: %s -> %s", showPath(f.Part), printable(f.What), printable(f.Old), printable(f.New))
 }
 
 // slash marks folders with a trailing "/".

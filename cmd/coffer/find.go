@@ -88,7 +88,7 @@ func runFind(ctx context.Context, g *globals, o *findOptions) error {
 		return withHint(fmt.Errorf("%w: none of the %d snapshots holds source %q", restore.ErrNoSnapshot, len(ms), o.source),
 			"run coffer snapshots to see the sources")
 	}
-	found, warns, err := inspect.Find(ctx, r, in, pat, rg)
+	found, warns, err := inspect.Find(ctx, r, ms, pat, rg)
 	for _, w := range warns {
 		g.warnf("%s (run coffer verify)", w)
 	}

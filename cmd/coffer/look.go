@@ -9,6 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/inspect"
 	"github.com/cofferhq/coffer/internal/repo"
 )
@@ -37,9 +38,10 @@ func lookError(err error, spec string) error {
 }
 
 // showPath prints a path as it is unless it holds bytes that would garble
-// a terminal (not UTF-8, control characters): then Go-quoted.
+// a terminal or hide what it is (not UTF-8, control characters, format
+// characters such as a right-to-left override): then Go-quoted.
 func showPath(p string) string {
-	if utf8.ValidString(p) && strings.IndexFunc(p, func(r rune) bool { return unicode.IsControl(r) }) < 0 {
+	if utf8.ValidString(p) && strings.IndexFunc(p, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
 		return p
 	}
 	return strconv.Quote(p)
@@ -92,10 +94,10 @@ func fingerprintLines(e *inspect.Entry, indent string) []string {
 	}
 	var out []string
 	for _, t := range sortedKeys(fp.Tables) {
-		out = append(out, fmt.Sprintf("%sfingerprint: table %s: %d rows", indent, t, fp.Tables[t]))
+		out = append(out, fmt.Sprintf("%sfingerprint: table %s: %d rows", indent, printable(t), fp.Tables[t]))
 	}
 	for _, c := range sortedKeys(fp.Checks) {
-		out = append(out, fmt.Sprintf("%sfingerprint: check %s: %s", indent, c, strings.Join(fp.Checks[c], "; ")))
+		out = append(out, fmt.Sprintf("%sfingerprint: check %s: %s", indent, printable(c), printable(strings.Join(fp.Checks[c], "; "))))
 	}
 	return out
 }
@@ -126,3 +128,8 @@ func parseRangeTime(flag, s string, end bool) (time.Time, error) {
 	}
 	return t, nil
 }
+
+// printable escapes a string from a backed-up database (a table name, a
+// check's result) as the drill reports do: control and format characters
+// and invalid UTF-8 would act on a terminal.
+func printable(s string) string { return drill.Printable(s) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -159,13 +160,21 @@ loop:
 		}
 	}
 	e.verify()
-	snap := strings.TrimSpace(out.String())
+	// backup --json writes events; the snapshot is in the end event.
 	var id string
-	if i := strings.Index(snap, `"snapshot": "`); i >= 0 {
-		id = snap[i+len(`"snapshot": "`):][:64]
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var ev struct {
+			Event  string `json:"event"`
+			Result struct {
+				Snapshot string `json:"snapshot"`
+			} `json:"result"`
+		}
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Event == "end" {
+			id = ev.Result.Snapshot
+		}
 	}
 	if len(id) != 64 {
-		t.Fatalf("backup --json: %q", snap)
+		t.Fatalf("backup --json: no end event with a snapshot in %q", out.String())
 	}
 	e.restoreAndCompare(id, "data", big)
 	e.restoreAndCompare(id, "new", d)

@@ -266,6 +266,9 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		if errors.Is(err, restore.ErrNothingSelected) {
 			return withHint(err, "check --include and --exclude against coffer ls -R %s or coffer find", o.spec)
 		}
+		if errors.Is(err, restore.ErrPartialReplace) {
+			return withHint(err, "give --to a new folder (--force does not apply to --include and --exclude)")
+		}
 		if err != nil {
 			return err
 		}

@@ -60,7 +60,8 @@ type Found struct {
 
 // Find returns the entries whose paths match pattern in the snapshots ms
 // (sorted by time) that rg contains, in the order of ms and then of the
-// catalogs. In each snapshot it also returns, as Removed, what matched in
+// catalogs; give it every snapshot: the first ones in range are compared
+// with the last one before it that holds their source. In each snapshot it also returns, as Removed, what matched in
 // the previous snapshot that holds the same source and is gone: so the
 // result says in which snapshot a file appeared, changed or vanished.
 // Snapshots whose catalog cannot be read are skipped and reported in
@@ -73,8 +74,10 @@ func Find(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, pattern 
 	// prev holds, per source, what matched in the last snapshot that held
 	// it.
 	prev := map[string]map[string]Entry{}
+	base := baseline(ms, rg)
 	for _, m := range ms {
-		if !rg.Contains(m) {
+		show := rg.Contains(m)
+		if !show && !base[m.ID] {
 			continue
 		}
 		c, err := r.ReadCatalog(ctx, m)
@@ -109,7 +112,13 @@ func Find(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, pattern 
 					}
 				}
 				now[e.Path] = x
-				found = append(found, Found{Snapshot: m.ID, Time: m.Time, Entry: x, Status: status})
+				if show {
+					found = append(found, Found{Snapshot: m.ID, Time: m.Time, Entry: x, Status: status})
+				}
+			}
+			prev[sc.Name] = now
+			if !show {
+				continue
 			}
 			for j := range sc.Entries {
 				delete(before, sc.Entries[j].Path)
@@ -118,10 +127,34 @@ func Find(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, pattern 
 			for _, old := range sortedEntries(before) {
 				found = append(found, Found{Snapshot: m.ID, Time: m.Time, Entry: old, Status: Removed})
 			}
-			prev[sc.Name] = now
 		}
 	}
 	return found, warnings, nil
+}
+
+// baseline returns the snapshots before rg.Since that the first snapshots
+// in range are compared with: for each source, the last one before the
+// range that holds it. Their catalogs are read, not listed, so that a
+// range does not make a file "added" on its first night.
+func baseline(ms []*repo.Manifest, rg Range) map[string]bool {
+	base := map[string]bool{}
+	if rg.Since.IsZero() {
+		return base
+	}
+	covered := map[string]bool{}
+	for i := len(ms) - 1; i >= 0; i-- {
+		m := ms[i]
+		if !m.Time.Before(rg.Since) {
+			continue
+		}
+		for _, s := range m.Sources {
+			if (rg.Source == "" || s.Name == rg.Source) && !covered[s.Name] {
+				covered[s.Name] = true
+				base[m.ID] = true
+			}
+		}
+	}
+	return base
 }
 
 // differs reports whether b is another version of a: type, contents,

@@ -120,14 +120,32 @@ func TestWhichNight(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("found\n%q\nwant\n%q", got, want)
 	}
-	// A range that leaves out the first night: INV-02 and INV-03 are
-	// "added" in the second, as nothing before it is in range.
+	// A range that leaves out the first night lists nothing of it, but
+	// compares the second night with it: INV-02 changed on night 2, it
+	// was not added then, and INV-03 was there before.
 	found, _, err = inspect.Find(context.Background(), r, ms, pat, inspect.Range{Since: ms[1].Time})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(found) != 4 || found[0].Status != inspect.Added || found[0].Snapshot != ms[1].ID {
-		t.Errorf("Find since night 2: %+v", found)
+	got = nil
+	for _, f := range found {
+		night := map[string]int{ms[0].ID: 1, ms[1].ID: 2, ms[2].ID: 3}[f.Snapshot]
+		got = append(got, fmt.Sprintf("%d %s %s", night, f.Path, f.Status))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want[2:]) {
+		t.Errorf("Find since night 2:\n%q\nwant\n%q", got, want[2:])
+	}
+	// Since the last night: INV-03 vanished that night.
+	found, _, err = inspect.Find(context.Background(), r, ms, pat, inspect.Range{Since: ms[2].Time})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, f := range found {
+		got = append(got, fmt.Sprintf("%s %s", f.Path, f.Status))
+	}
+	if want := []string{"/inv/2026/INV-02.pdf unchanged", "/inv/2026/INV-03.pdf removed"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Find since night 3:\n%q\nwant\n%q", got, want)
 	}
 }
 

@@ -14,7 +14,8 @@
 // "*.pdf" matches "a.pdf" and "invoices/2024/a.pdf". A pattern with a "/" is
 // anchored at the source's root, a leading "/" being optional:
 // "invoices/*.pdf" matches "invoices/a.pdf" but not "x/invoices/a.pdf";
-// "**/INV-42*" matches "INV-42.pdf" at any depth.
+// "**/INV-42*" matches "INV-42.pdf" at any depth. A "." element is
+// dropped ("./inv" is "inv"); a ".." element is a bad pattern.
 package pathglob
 
 import (
@@ -47,14 +48,23 @@ func Compile(p string) (*Pattern, error) {
 	if p == "" {
 		p = "**"
 	}
-	elems := strings.Split(p, "/")
-	for _, el := range elems {
-		if el == "" {
+	var elems []string
+	for _, el := range strings.Split(p, "/") {
+		switch el {
+		case "":
 			return nil, fmt.Errorf("%w %q: empty element", ErrBadPattern, src)
+		case ".":
+			continue // "./inv" is "inv", anchored at the root
+		case "..":
+			return nil, fmt.Errorf("%w %q: a \"..\" element matches nothing: patterns match paths inside the source", ErrBadPattern, src)
 		}
 		if _, err := path.Match(el, ""); err != nil {
 			return nil, fmt.Errorf("%w %q: %v", ErrBadPattern, src, err)
 		}
+		elems = append(elems, el)
+	}
+	if len(elems) == 0 {
+		elems = []string{"**"}
 	}
 	return &Pattern{src: src, elems: elems, base: base}, nil
 }

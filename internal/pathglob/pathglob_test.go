@@ -91,3 +91,31 @@ func TestKeep(t *testing.T) {
 		}
 	}
 }
+
+// TestDotElements: "./inv/*.pdf" is how a shell user names a path of the
+// source's root, and means "inv/*.pdf"; a ".." element can match no
+// catalog path (they are clean), and would silently select nothing: it is
+// a bad pattern, not a way out of the target.
+func TestDotElements(t *testing.T) {
+	for _, c := range []struct{ pattern, name string }{
+		{"./inv/*.pdf", "inv/a.pdf"},
+		{"./top.pdf", "top.pdf"},
+		{"inv/./a.pdf", "inv/a.pdf"},
+	} {
+		p, err := Compile(c.pattern)
+		if err != nil {
+			t.Fatalf("Compile(%q): %v", c.pattern, err)
+		}
+		if !p.Match(c.name) {
+			t.Errorf("%q does not match %q", c.pattern, c.name)
+		}
+	}
+	if p, err := Compile("./top.pdf"); err == nil && p.Match("a/top.pdf") {
+		t.Errorf("./top.pdf matches a/top.pdf: it is anchored at the root")
+	}
+	for _, bad := range []string{"../x", "../../etc/passwd", "a/../b", "/.."} {
+		if _, err := Compile(bad); !errors.Is(err, ErrBadPattern) {
+			t.Errorf("Compile(%q) = %v, want ErrBadPattern", bad, err)
+		}
+	}
+}

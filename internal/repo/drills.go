@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,7 +167,9 @@ func (r *Repository) Drills(ctx context.Context) ([]*DrillRecord, []error, error
 	}
 	var bad []error
 	for _, name := range junk {
-		bad = append(bad, integrity(name, "not a drill record: its name is not an id (ignored)"))
+		// Anyone who can write to the store chooses this name: quoted
+		// unless plain, so that printing it cannot drive a terminal.
+		bad = append(bad, integrity(quoteName(name), "not a drill record: its name is not an id (ignored)"))
 	}
 	var out []*DrillRecord
 	for _, id := range ids {
@@ -183,6 +186,18 @@ func (r *Repository) Drills(ctx context.Context) ([]*DrillRecord, []error, error
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out, bad, nil
+}
+
+// quoteName returns an object name as it is when it is plain printable
+// ASCII, Go-quoted otherwise (control characters, escape sequences,
+// invalid UTF-8).
+func quoteName(name string) string {
+	for i := 0; i < len(name); i++ {
+		if name[i] < 0x20 || name[i] > 0x7e {
+			return strconv.Quote(name)
+		}
+	}
+	return name
 }
 
 // CheckDrillReport checks that d's report object is present with the
