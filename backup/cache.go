@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"filippo.io/age"
 	"github.com/klauspost/compress/zstd"
@@ -32,6 +33,9 @@ type cacheRec struct {
 	Key    fileKey      `json:"key"`
 	SHA256 string       `json:"sha256"`
 	Chunks []cacheChunk `json:"chunks"`
+	// Meta is what the source stored with the item (a bucket object's
+	// metadata; see source.ObjectTracker).
+	Meta []byte `json:"meta,omitempty"`
 }
 
 type cacheChunk struct {
@@ -48,7 +52,8 @@ type changeCache struct {
 	identity *age.X25519Identity
 	known    map[repo.ChunkID]loc
 	log      *slog.Logger
-	cursors  map[string]*cacheCursor
+	cursors  map[string]*cacheCursor // for lookupMeta
+	ahead    map[string]*cacheCursor // for knownItem
 }
 
 // The cache file is a stream, read with one cursor per source in the
@@ -73,13 +78,25 @@ type cacheEntry struct {
 }
 
 // cacheCursor reads one source's entries; cur is the next one not yet
-// passed by the walk.
+// passed by the lookups.
 type cacheCursor struct {
 	close func()
 	next  func() (cacheEntry, error)
 	cur   cacheEntry
 	ok    bool // cur is valid
+	// A source writes its entries either in walk order (a folder) or in
+	// byte order (a bucket's keys); the two differ only where one path
+	// has '/' and the other a byte below it. The cursor learns which from
+	// the entries and the lookups; until then it never passes an entry on
+	// a comparison the two orders disagree on.
+	order int    // 0 unknown, orderWalk, orderBytes
+	last  string // the previous lookup's path
 }
+
+const (
+	orderWalk = iota + 1
+	orderBytes
+)
 
 // loadCache prepares the cache; known is the loaded index, which only
 // holds chunks whose pack is present at its recorded size. Nothing is read
@@ -89,7 +106,7 @@ func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID
 		return nil
 	}
 	return &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		known: known, log: log, cursors: map[string]*cacheCursor{}}
+		known: known, log: log, cursors: map[string]*cacheCursor{}, ahead: map[string]*cacheCursor{}}
 }
 
 // open reads the cache file from the start: next returns its entries in
@@ -146,15 +163,16 @@ func (c *changeCache) estimate(source string) progress.Counts {
 	return h.Totals[source]
 }
 
-// cursor returns the source's cursor, opening the file and skipping to
-// the source's entries on first use. A cache that cannot be read is
-// reported once per source and treated as empty: every file is read.
-func (c *changeCache) cursor(source string) *cacheCursor {
-	if cur, ok := c.cursors[source]; ok {
+// cursor returns the source's cursor in set (c.cursors, or c.ahead for
+// knownItem), opening the file and skipping to the source's entries on first
+// use. A cache that cannot be read is reported once per cursor and treated
+// as empty: every file is read.
+func (c *changeCache) cursor(set map[string]*cacheCursor, source string) *cacheCursor {
+	if cur, ok := set[source]; ok {
 		return cur
 	}
 	cur := &cacheCursor{close: func() {}}
-	c.cursors[source] = cur
+	set[source] = cur
 	next, closeFn, err := c.open()
 	if err != nil {
 		c.log.Warn("change cache unreadable; reading every file", "err", err)
@@ -213,38 +231,96 @@ func walkCompare(a, b string) int {
 	return 0
 }
 
-// lookup returns the chunks of an unchanged file when the index still
-// holds every one of them where the cache says (so its pack is present,
-// at the size the index recorded). Paths must come in walk order for the
-// cursor to find them; one that comes out of order is only a miss.
-func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
+// lookupMeta returns the chunks of an unchanged file, and the metadata
+// stored with it, when the index still holds every one of them where the
+// cache says (so its pack is present, at the size the index recorded).
+// Paths must come in the source's order for the cursor to find them; one
+// that comes out of order is only a miss.
+func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byte, bool) {
 	if c == nil {
-		return fileRec{}, false
+		return fileRec{}, nil, false
 	}
-	cur := c.cursor(source)
-	for cur.ok && walkCompare(cur.cur.Path, path) < 0 {
-		cur.advance(c.log)
+	cr, ok := c.cursor(c.cursors, source).find(path, c.log)
+	if !ok || cr.Key != k {
+		return fileRec{}, nil, false
 	}
-	if !cur.ok || cur.cur.Path != path {
-		return fileRec{}, false
+	return c.resolve(cr, k)
+}
+
+// knownItem is lookupMeta that records nothing, for a source that asks ahead
+// (source.ObjectTracker.Known): it reads with a cursor of its own, so the
+// lookups that follow still find the same entries.
+func (c *changeCache) knownItem(source, path string, k fileKey) bool {
+	if c == nil {
+		return false
 	}
-	cr := cur.cur.Rec
-	cur.advance(c.log)
-	if cr.Key != k {
-		return fileRec{}, false
+	cr, ok := c.cursor(c.ahead, source).find(path, c.log)
+	if !ok || cr.Key != k {
+		return false
 	}
+	_, _, ok = c.resolve(cr, k)
+	return ok
+}
+
+// resolve finds a cache record's chunks in the index.
+func (c *changeCache) resolve(cr cacheRec, k fileKey) (fileRec, []byte, bool) {
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
 		l, ok := c.known[ch.ID]
 		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
-			return fileRec{}, false
+			return fileRec{}, nil, false
 		}
 		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: l})
 	}
-	return rec, true
+	return rec, cr.Meta, true
+}
+
+// find returns the entry of path, passing the entries before it: paths
+// must come in the order the source wrote them last time.
+func (cur *cacheCursor) find(path string, log *slog.Logger) (cacheRec, bool) {
+	if cur.last != "" {
+		cur.learn(cur.last, path)
+	}
+	cur.last = path
+	for cur.ok && cur.before(cur.cur.Path, path) {
+		cur.advance(log)
+	}
+	if !cur.ok || cur.cur.Path != path {
+		return cacheRec{}, false
+	}
+	cr := cur.cur.Rec
+	cur.advance(log)
+	return cr, true
+}
+
+// learn notes the order of a pair of paths that came a before b.
+func (cur *cacheCursor) learn(a, b string) {
+	if cur.order != 0 {
+		return
+	}
+	w, y := walkCompare(a, b), strings.Compare(a, b)
+	switch {
+	case w < 0 && y > 0:
+		cur.order = orderWalk
+	case w > 0 && y < 0:
+		cur.order = orderBytes
+	}
+}
+
+// before reports whether a comes before b in the source's order.
+func (cur *cacheCursor) before(a, b string) bool {
+	w, y := walkCompare(a, b), strings.Compare(a, b)
+	switch cur.order {
+	case orderWalk:
+		return w < 0
+	case orderBytes:
+		return y < 0
+	}
+	return w < 0 && y < 0
 }
 
 func (cur *cacheCursor) advance(log *slog.Logger) {
+	prev := cur.cur.Path
 	e, err := cur.next()
 	if err != nil {
 		if err != io.EOF {
@@ -254,6 +330,7 @@ func (cur *cacheCursor) advance(log *slog.Logger) {
 		return
 	}
 	cur.cur = e
+	cur.learn(prev, e.Path)
 }
 
 // close releases the cursors' files.
@@ -264,7 +341,10 @@ func (c *changeCache) close() {
 	for _, cur := range c.cursors {
 		cur.close()
 	}
-	c.cursors = map[string]*cacheCursor{}
+	for _, cur := range c.ahead {
+		cur.close()
+	}
+	c.cursors, c.ahead = map[string]*cacheCursor{}, map[string]*cacheCursor{}
 }
 
 // save writes the cache of this backup's files, read back from the spill
@@ -342,7 +422,7 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 			if rec.State == nil {
 				continue
 			}
-			e := cacheEntry{Source: sw.name, Path: rec.Entry.Path, Rec: cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256}}
+			e := cacheEntry{Source: sw.name, Path: rec.Entry.Path, Rec: cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256, Meta: rec.Meta}}
 			for _, l := range rec.Locs {
 				e.Rec.Chunks = append(e.Rec.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
 					Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})

@@ -41,11 +41,13 @@ type spill struct {
 
 // spillRec is one entry: the catalog entry without its chunks, where its
 // chunks are (packs by number, see spill.slots), and the file's state for
-// the change cache when the source reported one.
+// the change cache when the source reported one, with the metadata the
+// source stored with it (see source.ObjectTracker).
 type spillRec struct {
 	Entry repo.Entry
 	Locs  []spillLoc
 	State *source.FileState
+	Meta  []byte
 }
 
 type spillLoc struct {
@@ -85,7 +87,7 @@ func (s *spill) add(rec *fileRec) error {
 	if s.sealed {
 		return fmt.Errorf("spill: add after read")
 	}
-	r := spillRec{Entry: rec.entry, State: rec.state, Locs: make([]spillLoc, len(rec.locs))}
+	r := spillRec{Entry: rec.entry, State: rec.state, Meta: rec.meta, Locs: make([]spillLoc, len(rec.locs))}
 	for i, l := range rec.locs {
 		n, ok := s.slotNum[l.loc.pack]
 		if !ok {
