@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -128,5 +129,49 @@ func TestChangeCacheStream(t *testing.T) {
 	}
 	if res := run(srcDocs, srcMail); res.Private.Stats.BytesRead != 0 {
 		t.Fatalf("after rewriting the damaged cache: read %d bytes, want 0", res.Private.Stats.BytesRead)
+	}
+}
+
+// A cursor finds the entries of a source written in byte order (a
+// bucket's keys) as well as in walk order, where the two orders differ,
+// with an entry gone and a new path in between.
+func TestCacheCursorOrders(t *testing.T) {
+	cursor := func(paths ...string) *cacheCursor {
+		cur := &cacheCursor{close: func() {}, cur: cacheEntry{Path: paths[0]}, ok: true}
+		rest := paths[1:]
+		cur.next = func() (cacheEntry, error) {
+			if len(rest) == 0 {
+				return cacheEntry{}, io.EOF
+			}
+			e := cacheEntry{Path: rest[0]}
+			rest = rest[1:]
+			return e, nil
+		}
+		return cur
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, c := range []struct {
+		name    string
+		cache   []string // the previous backup's entries, in its order
+		lookups []string // this backup's, in the same order
+		hits    []string
+	}{
+		// "a-c" is gone, "a.new" is new: by walk order alone the cursor
+		// would pass "a/b" and "a/c" looking for "a.new".
+		{"bytes", []string{"a-c", "a/b", "a/c", "b"}, []string{"a.new", "a/b", "a/c", "b"}, []string{"a/b", "a/c", "b"}},
+		// Nothing in the cache tells the order; the lookups do.
+		{"bytes learnt from lookups", []string{"a/b", "b"}, []string{"a.new", "a/b", "b"}, []string{"a/b", "b"}},
+		{"walk", []string{"a/b", "a/c", "a-c", "a.txt", "b"}, []string{"a/c", "a-c", "a.new", "a.txt", "b"}, []string{"a/c", "a-c", "a.txt", "b"}},
+	} {
+		cur := cursor(c.cache...)
+		var hits []string
+		for _, p := range c.lookups {
+			if _, ok := cur.find(p, log); ok {
+				hits = append(hits, p)
+			}
+		}
+		if !slices.Equal(hits, c.hits) {
+			t.Errorf("%s: found %q, want %q", c.name, hits, c.hits)
+		}
 	}
 }
