@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
@@ -44,6 +45,9 @@ type Options struct {
 	Version string
 	// Progress, when set, is told what the drill does, one line at a time.
 	Progress func(format string, args ...any)
+	// Reporter, when set, is told the bytes and files each source's
+	// restore has written (the CLI draws bars from it on a terminal).
+	Reporter progress.Reporter
 }
 
 // ErrNoSource is wrapped when a source asked for is not in the snapshot.
@@ -353,6 +357,11 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 	}
 	sr.Kind = src.Kind()
 	d.progress("restoring %s (%s)", name, sr.Kind)
+	if rp := d.o.Reporter; rp != nil {
+		src.SetProgress(rp)
+		rp.Start(name, src.Size(""))
+		defer rp.Finish(name)
+	}
 	kind, ok := registry.Lookup(sr.Kind)
 	if !ok {
 		add("restored", Error, "kind %q is not one this coffer knows", sr.Kind)

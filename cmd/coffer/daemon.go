@@ -183,7 +183,7 @@ func daemonBackup(ctx context.Context, g *globals, job config.BackupJob, tags []
 // goes to the daemon's log, not to stdout.
 func daemonDrill(ctx context.Context, g *globals, job config.DrillJob) (*drill.Report, error) {
 	g.stdout = io.Discard
-	rep, err := drillRun(ctx, g, job.Snapshot, job.Random, job.Sources, "", nil)
+	rep, err := drillRun(ctx, g, job.Snapshot, job.Random, job.Sources, "", nil, nil)
 	if rep == nil || rep.Snapshot == "" || ctx.Err() != nil {
 		return rep, err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/config"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -80,11 +81,24 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 	if tempDir == "" {
 		tempDir = dc.TempDir
 	}
-	rep, err := drillRun(ctx, g, snapshot, o.random, o.sources.Value(), tempDir, func(format string, args ...any) {
-		if !g.json {
+	// On a terminal, a bar per source while it is restored; under --json
+	// the output stays one report.
+	var bars progress.Reporter
+	if !g.json {
+		out := g.begin("drill")
+		bars = out.reporter()
+		defer func() { g.run = nil }()
+		defer out.halt()
+	}
+	rep, err := drillRun(ctx, g, snapshot, o.random, o.sources.Value(), tempDir, bars, func(format string, args ...any) {
+		if !g.json && !g.quiet && bars == nil {
 			fmt.Fprintf(g.stderr, "coffer: drill: "+format+"\n", args...)
 		}
 	})
+	if g.run != nil {
+		g.run.halt()
+		g.run = nil
+	}
 	if rep == nil {
 		return err
 	}
@@ -112,7 +126,7 @@ func runDrill(ctx context.Context, g *globals, o *drillOptions, snapshot string)
 // drillRun opens the repository with the identity and runs a drill with the
 // configuration's drill section: the one path for coffer drill and the
 // daemon's drill jobs. A nil report means the repository did not open.
-func drillRun(ctx context.Context, g *globals, snapshot string, random bool, sources []string, tempDir string, progress func(string, ...any)) (*drill.Report, error) {
+func drillRun(ctx context.Context, g *globals, snapshot string, random bool, sources []string, tempDir string, bars progress.Reporter, say func(string, ...any)) (*drill.Report, error) {
 	dc := g.cfg.Drill
 	if tempDir == "" {
 		tempDir = dc.TempDir
@@ -130,7 +144,8 @@ func drillRun(ctx context.Context, g *globals, snapshot string, random bool, sou
 		Repo: r, Snapshot: snapshot, Random: random, Sources: sources,
 		PostgresServer: dc.PostgresServer, MySQLServer: dc.MySQLServer, Checks: checks, TempDir: tempDir,
 		Version:  v.Version,
-		Progress: progress,
+		Progress: say,
+		Reporter: bars,
 	})
 }
 
