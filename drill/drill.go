@@ -58,7 +58,8 @@ var ErrNoSource = errors.New("no such source in the snapshot")
 // and measures how long that took. It reads only the repository and writes
 // only the scratch environment: PostgreSQL sources go to an ephemeral
 // cluster (or to uniquely named databases on the configured drill server),
-// MySQL sources to the MySQL drill server, SQLite databases, folders and
+// MySQL sources to the MySQL drill server (or, without one, to an
+// ephemeral MariaDB server when mariadbd is installed), SQLite databases, folders and
 // AIRFLOW_HOME to a private folder.
 //
 // The report is returned in every case. Run returns an error, and the
@@ -161,6 +162,11 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	}
 	if byKind["postgres"] == nil {
 		byKind["postgres"] = &pgEphemeral{dir: sc.dir}
+	}
+	if byKind["mysql"] == nil {
+		if s := newMySQLEphemeral(sc.dir); s != nil {
+			byKind["mysql"] = s
+		}
 	}
 	// The scratch environment goes, whatever happens: success, failure,
 	// cancellation (SIGINT, SIGTERM) or a panic in this goroutine.
@@ -369,6 +375,9 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 	dbTarget := func(kind string, roles []string) error {
 		srv := d.servers[kind]
 		if srv == nil {
+			if kind == "mysql" {
+				return errors.New("no mysql drill server configured (drill.mysql_server in the config file), and no MariaDB server binaries (mariadbd, mariadb-install-db) for an ephemeral one")
+			}
 			return fmt.Errorf("no %s drill server configured (drill.%s_server in the config file)", kind, kind)
 		}
 		if srv.Key() != "" {

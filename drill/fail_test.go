@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +14,11 @@ import (
 
 	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/internal/mariadbcluster"
 	"github.com/cofferhq/coffer/internal/testing/airflowfixture"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/pgclustertest"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/airflow/fernet"
 )
@@ -229,18 +232,105 @@ func TestDrillAirflowEngines(t *testing.T) {
 	}
 }
 
-// A MySQL source without a MySQL drill server cannot be drilled: the drill
-// says so and could not run (no check decided).
+// A MySQL source without a MySQL drill server, on a machine without the
+// MariaDB server binaries, cannot be drilled: the drill says so and could
+// not run (no check decided).
 func TestDrillNoMySQLServer(t *testing.T) {
 	my := fixture.NewMySQLDB(t)
 	if err := fixture.CreateMySQL(t.Context(), my, fixture.Size{Vendors: 2, Invoices: 20, LinesPerInvoice: 2}, 2); err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, spec{"ledger", source.Spec{Kind: "mysql", Location: my}})
+	drill.WithoutMariaDB(t)
 	rep := e.run(t, drill.Options{})
-	if rep.Result != drill.Error || !strings.Contains(rep.Error, "no mysql drill server configured") {
+	if rep.Result != drill.Error || !strings.Contains(rep.Error, "no mysql drill server configured") || !strings.Contains(rep.Error, "mariadbd") {
 		t.Errorf("result %s, error %q", rep.Result, rep.Error)
 	}
+}
+
+// A MySQL source without a MySQL drill server, where mariadbd is
+// installed, is drilled on an ephemeral MariaDB server in the drill's
+// scratch folder, which is stopped and removed afterwards.
+func TestDrillMySQLEphemeral(t *testing.T) {
+	if _, _, err := mariadbcluster.FindBinaries(); err != nil {
+		testutil.Missing(t, "MariaDB server binaries: %v", err)
+	}
+	my := fixture.NewMySQLDB(t)
+	if err := fixture.CreateMySQL(t.Context(), my, fixture.Size{Vendors: 3, Invoices: 200, LinesPerInvoice: 3}, 2); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, spec{"ledger", source.Spec{Kind: "mysql", Location: my}})
+	// Watch the process table for the drill's mariadbd while it runs.
+	seenc, stop := make(chan []int, 1), make(chan struct{})
+	go func() {
+		var seen []int
+		for {
+			if p := mariadbds(filepath.Join(e.tempDir, "coffer-drill-")); len(p) > len(seen) {
+				seen = p
+			}
+			select {
+			case <-stop:
+				seenc <- seen
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	o := drill.Options{Repo: e.r, TempDir: e.tempDir, Progress: func(f string, a ...any) { t.Logf("drill: "+f, a...) }}
+	rep, err := drill.Run(t.Context(), o)
+	close(stop)
+	seen := <-seenc
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoLeftovers(t, o, rep.ID)
+	wantPass(t, rep)
+	for _, n := range []string{"restored", "fingerprints", "engine"} {
+		if c := check(t, rep, "ledger", n); c.Result != drill.Pass {
+			t.Errorf("%s: %s %s", n, c.Result, c.Detail)
+		}
+	}
+	if s := rep.Sources[0].Scratch; !strings.Contains(s, "ephemeral MariaDB server") || !strings.Contains(s, "coffer_drill_") {
+		t.Errorf("scratch %q, want a database on the ephemeral MariaDB server", s)
+	}
+	if len(seen) == 0 {
+		t.Error("no mariadbd ran in the drill's folder during the drill")
+	}
+	dir := filepath.Join(e.tempDir, "coffer-drill-"+drill.ScratchID(rep.ID))
+	if p := mariadbds(dir + "/"); len(p) > 0 {
+		t.Errorf("mariadbd %v survived the drill", p)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("scratch folder %s survived: %v", dir, err)
+	}
+}
+
+// mariadbds returns the pids of the live mariadbd processes whose data
+// directory starts with prefix.
+func mariadbds(prefix string) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if i := strings.LastIndexByte(string(st), ')'); i < 0 || i+2 >= len(st) || st[i+2] == 'Z' {
+			continue
+		}
+		cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		args := strings.Split(string(cmd), "\x00")
+		if len(args) == 0 || filepath.Base(args[0]) != "mariadbd" {
+			continue
+		}
+		for _, a := range args[1:] {
+			if strings.HasPrefix(a, "--datadir="+prefix) {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 // A damaged catalog: nothing can be restored, and the integrity check

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/mariadbcluster"
 	"github.com/cofferhq/coffer/internal/pgcluster"
 )
 
@@ -46,7 +47,8 @@ type Marker struct {
 }
 
 // scratch is a drill's private folder: the marker, "work/" (0700) for
-// restored files, and the ephemeral cluster's folder.
+// restored files, and the folders of the ephemeral PostgreSQL cluster and
+// MariaDB server.
 type scratch struct {
 	dir    string
 	work   string
@@ -118,11 +120,7 @@ func (s *scratch) addServer(key string) error {
 // first: the folder is the drill's own, its name unique to the drill.
 func (s *scratch) remove(ctx context.Context) error {
 	var errs []error
-	for _, d := range pgcluster.DataDirs(s.dir) {
-		if err := pgcluster.StopLeftover(ctx, d); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, stopServers(ctx, s.dir)...)
 	var err error
 	for i := 0; i < 10; i++ {
 		killWithin(s.dir)
@@ -135,6 +133,24 @@ func (s *scratch) remove(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("remove the scratch folder: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// stopServers stops the ephemeral servers (PostgreSQL clusters, MariaDB
+// servers) left running in a scratch folder, each the way it shuts down
+// cleanly; killWithin then kills whatever remains.
+func stopServers(ctx context.Context, dir string) []error {
+	var errs []error
+	for _, d := range pgcluster.DataDirs(dir) {
+		if err := pgcluster.StopLeftover(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, d := range mariadbcluster.DataDirs(dir) {
+		if err := mariadbcluster.StopLeftover(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
 }
 
 // killWithin kills (SIGKILL) the processes other than this one whose
@@ -271,9 +287,7 @@ func reapLeftovers(ctx context.Context, tempDir string, servers map[string]Serve
 			}
 		} else {
 			// Keep only the marker, for a drill that can reach those servers.
-			for _, d := range pgcluster.DataDirs(dir) {
-				pgcluster.StopLeftover(ctx, d)
-			}
+			stopServers(ctx, dir)
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {
 				if e.Name() != markerName {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cofferhq/coffer/internal/mariadbcluster"
 	"github.com/cofferhq/coffer/internal/pgcluster"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
@@ -227,3 +228,63 @@ func (s *mysqlServer) DropDrill(ctx context.Context, drill string) ([]string, er
 }
 
 func (s *mysqlServer) Close(context.Context) error { return nil }
+
+// mysqlEphemeral is a private MariaDB server in the drill's scratch
+// folder, on a unix socket, started on first use.
+type mysqlEphemeral struct {
+	dir     string // where the server's folder is created
+	cluster *mariadbcluster.Cluster
+}
+
+// findMariaDB finds the MariaDB server binaries (a variable for tests).
+var findMariaDB = mariadbcluster.FindBinaries
+
+// newMySQLEphemeral returns an ephemeral MariaDB server for a drill whose
+// scratch folder is dir, or nil when mariadbd or mariadb-install-db is not
+// installed.
+func newMySQLEphemeral(dir string) Server {
+	if _, _, err := findMariaDB(); err != nil {
+		return nil
+	}
+	return &mysqlEphemeral{dir: dir}
+}
+
+func (s *mysqlEphemeral) Kind() string { return "mysql" }
+func (s *mysqlEphemeral) Key() string  { return "" }
+func (s *mysqlEphemeral) Where() string {
+	if s.cluster == nil {
+		return "ephemeral MariaDB server"
+	}
+	return fmt.Sprintf("ephemeral MariaDB server (%s, unix socket)", s.cluster.Version)
+}
+
+func (s *mysqlEphemeral) start(ctx context.Context) error {
+	if s.cluster != nil {
+		return nil
+	}
+	c, err := mariadbcluster.Start(ctx, mariadbcluster.Options{TempDir: s.dir})
+	if err != nil {
+		return fmt.Errorf("start the ephemeral MariaDB server: %w", err)
+	}
+	s.cluster = c
+	return nil
+}
+
+func (s *mysqlEphemeral) NewDatabase(ctx context.Context, drill string, n int) (string, string, error) {
+	if err := s.start(ctx); err != nil {
+		return "", "", err
+	}
+	name := dbName(drill, n)
+	return s.cluster.DSN(name), name, nil
+}
+
+func (s *mysqlEphemeral) EnsureRoles(ctx context.Context, _ []string) error { return s.start(ctx) }
+
+func (s *mysqlEphemeral) DropDrill(context.Context, string) ([]string, error) { return nil, nil }
+
+func (s *mysqlEphemeral) Close(ctx context.Context) error {
+	if s.cluster == nil {
+		return nil
+	}
+	return s.cluster.Stop(ctx)
+}

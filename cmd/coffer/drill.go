@@ -33,7 +33,8 @@ func drillCommand(g *globals) *cli.Command {
 		Description: "A drill restores every source of the snapshot (or those named with --source) into a scratch\n" +
 			"environment that it creates and always removes: PostgreSQL into an ephemeral cluster started with\n" +
 			"initdb and pg_ctl (or into databases named coffer_drill_<scratch id>_<n> on --pg-server), MySQL into\n" +
-			"databases of that name on --mysql-server, SQLite, folders and AIRFLOW_HOME into a private folder.\n" +
+			"databases of that name on --mysql-server (without it, an ephemeral MariaDB server started with\n" +
+			"mariadb-install-db and mariadbd, on a unix socket), SQLite, folders and AIRFLOW_HOME into a private folder.\n" +
 			"It reads only the repository; nothing connects to the sources. Then it checks: signatures and\n" +
 			"hashes, every source restored, fingerprints, the engine's own check (pg_amcheck, CHECK TABLE,\n" +
 			"PRAGMA integrity_check), files and hashes of folders, an Airflow deployment's Alembic version,\n" +
@@ -43,7 +44,7 @@ func drillCommand(g *globals) *cli.Command {
 			"Exit codes: 0 every check passed (warnings allowed), 3 a check failed, 1 the drill could not run,\n" +
 			"130 interrupted (the scratch environment is removed all the same).\n\n" +
 			"Examples:\n" +
-			"  coffer drill                                  # the latest snapshot, ephemeral PostgreSQL cluster\n" +
+			"  coffer drill                                  # the latest snapshot, ephemeral PostgreSQL (and MariaDB) servers\n" +
 			"  coffer drill --random --report-dir /var/lib/coffer/drills\n" +
 			"  coffer drill 3f2a9c --source invoices --pg-server postgres://drill@db-drill/postgres\n" +
 			"  coffer drill --mysql-server 'drill@tcp(db-drill:3306)/'    # a password belongs in the config file (0600)",
@@ -52,7 +53,7 @@ func drillCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "random", Destination: &o.random, Usage: "drill a snapshot picked at random (old snapshots rot too)"},
 			&cli.StringFlag{Name: "report-dir", Destination: &o.reportDir, Usage: "write the drill's evidence into this folder (default drill.report_dir)"},
 			&cli.StringFlag{Name: "pg-server", Destination: &o.pgServer, Usage: "PostgreSQL drill server DSN (default drill.postgres_server; none: an ephemeral cluster)"},
-			&cli.StringFlag{Name: "mysql-server", Destination: &o.mysqlServer, Usage: "MySQL/MariaDB drill server DSN, for MySQL sources (default drill.mysql_server)"},
+			&cli.StringFlag{Name: "mysql-server", Destination: &o.mysqlServer, Usage: "MySQL/MariaDB drill server DSN, for MySQL sources (default drill.mysql_server; none: an ephemeral mariadbd, when installed)"},
 			&cli.StringFlag{Name: "temp-dir", Destination: &o.tempDir, Usage: "folder for the scratch folder (default drill.temp_dir, else the system's)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -156,7 +157,7 @@ func drillError(err error) error {
 	case errors.Is(err, drill.ErrNoSource):
 		return withHint(err, "run coffer snapshots to see the snapshot's sources, and fix --source")
 	case strings.Contains(err.Error(), "drill server configured"):
-		return withHint(err, "pass --mysql-server DSN (or set drill.mysql_server in the config file), or leave the source out with --source")
+		return withHint(err, "pass --mysql-server DSN (or set drill.mysql_server in the config file), install the MariaDB server (mariadbd) for an ephemeral one, or leave the source out with --source")
 	case errors.Is(err, repo.ErrNoIdentity):
 		return withHint(err, "a drill decrypts: pass --identity identity.txt")
 	}
