@@ -3,14 +3,12 @@
 // repository (reach, write permission, Object Lock, clock skew), the
 // database clients against the servers, the Airflow deployments' Fernet
 // keys, and the space drills need. Each check gives OK, WARN or FAIL with
-// the fix. It changes nothing but one probe object under doctor/, which it
+// the fix. It changes nothing but one probe object, doctor/probe, which it
 // deletes when the credentials allow.
 package doctor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -279,11 +277,14 @@ func checkRepository(ctx context.Context, o Options) []Result {
 	return append(out, clock...)
 }
 
+// ProbeName is the write probe. One name for every run: where deletes are
+// refused (append-only credentials), each run overwrites the one probe
+// instead of leaving another.
+const ProbeName = ProbePrefix + "probe"
+
 // checkWrite writes a probe object and deletes it.
 func checkWrite(ctx context.Context, st storage.Store) Result {
-	b := make([]byte, 8)
-	rand.Read(b)
-	name := ProbePrefix + "probe-" + hex.EncodeToString(b)
+	name := ProbeName
 	body := "coffer doctor write probe; safe to delete\n"
 	if err := st.Put(ctx, name, strings.NewReader(body), int64(len(body)), storage.PutOptions{}); err != nil {
 		return Result{"write", Fail, fmt.Sprintf("cannot write to the repository: %v", err),
