@@ -117,7 +117,7 @@ func Run(ctx context.Context, o Options) []Result {
 	out = append(out, checkRoles(o.Config)...)
 	out = append(out, checkRepository(ctx, o)...)
 	out = append(out, checkDatabases(ctx, o.Config)...)
-	out = append(out, checkAirflow(ctx, o.Config)...)
+	out = append(out, checkAirflow(ctx, o.Config, o.ConfigFile)...)
 	return append(out, checkTemp(o))
 }
 
@@ -515,7 +515,13 @@ func versionLess(a, b string) bool {
 	return len(as) < len(bs)
 }
 
-func checkAirflow(ctx context.Context, c *config.Config) []Result {
+// checkAirflow checks each airflow source; configFile is the file the
+// sources come from, for the fix's command to read too.
+func checkAirflow(ctx context.Context, c *config.Config, configFile string) []Result {
+	inspect := "coffer airflow inspect "
+	if configFile != "" {
+		inspect = "coffer --config " + configFile + " airflow inspect "
+	}
 	var out []Result
 	for _, name := range sortedNames(c) {
 		s := c.Sources[name]
@@ -525,7 +531,7 @@ func checkAirflow(ctx context.Context, c *config.Config) []Result {
 		check := "airflow " + name
 		d, err := airflow.Discover(ctx, airflow.Options{Home: s.Location, Config: s.Airflow.Config, EnvFile: s.Airflow.EnvFile})
 		if err != nil {
-			out = append(out, Result{check, Fail, fmt.Sprintf("discovery: %v", err), "check the source's location (AIRFLOW_HOME), airflow.config and airflow.env_file; coffer airflow inspect " + name + " shows what it finds"})
+			out = append(out, Result{check, Fail, fmt.Sprintf("discovery: %v", err), "check the source's location (AIRFLOW_HOME), airflow.config and airflow.env_file; " + inspect + name + " shows what it finds"})
 			continue
 		}
 		out = append(out, Result{check, OK, fmt.Sprintf("deployment at %s: metadata database %s (%s), DAGs %s", d.Home, d.MetaDB.Redacted, d.MetaDB.Kind, d.DagsFolder), ""})
