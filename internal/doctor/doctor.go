@@ -81,7 +81,8 @@ type Options struct {
 	// 1 GiB).
 	MinFree int64
 	// HTTP is the client of the clock check (default: one with a 10 s
-	// timeout).
+	// timeout and the repository's TLS settings: s3.ca_file,
+	// s3.skip_verify).
 	HTTP *http.Client
 	// Now is the local clock (default time.Now).
 	Now func() time.Time
@@ -104,9 +105,6 @@ func Run(ctx context.Context, o Options) []Result {
 	}
 	if o.MinFree == 0 {
 		o.MinFree = 1 << 30
-	}
-	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 10 * time.Second}
 	}
 	var out []Result
 	out = append(out, checkConfig(o)...)
@@ -329,8 +327,16 @@ func checkClock(ctx context.Context, o Options, s3 storage.S3Config) Result {
 	if err != nil {
 		return Result{"clock", Warn, err.Error(), ""}
 	}
+	client := o.HTTP
+	if client == nil {
+		tr, err := storage.S3Transport(s3)
+		if err != nil {
+			return Result{"clock", Warn, err.Error(), "fix s3.ca_file"}
+		}
+		client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	}
 	before := o.Now()
-	resp, err := o.HTTP.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return Result{"clock", Warn, fmt.Sprintf("cannot ask the S3 server for its time: %v", err), "check s3.endpoint"}
 	}
