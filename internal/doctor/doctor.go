@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -256,7 +257,7 @@ func checkRepository(ctx context.Context, o Options) []Result {
 		case errors.Is(err, storage.ErrUnreachable):
 			fix = "check s3.endpoint (COFFER_S3_ENDPOINT) and that the server is up and reachable from this host"
 		}
-		return append([]Result{{"repository", Fail, fmt.Sprintf("%s: %v", c.Repository, err), fix}}, clock...)
+		return append([]Result{{"repository", Fail, fmt.Sprintf("%s: %v", redactURL(c.Repository), err), fix}}, clock...)
 	}
 	var out []Result
 	cfg, err := repo.PeekConfig(ctx, st)
@@ -279,6 +280,19 @@ func checkRepository(ctx context.Context, o Options) []Result {
 // refused (append-only credentials), each run overwrites the one probe
 // instead of leaving another.
 const ProbeName = ProbePrefix + "probe"
+
+// redactURL masks a password written into a location (which storage
+// refuses): doctor's output gets pasted into tickets.
+func redactURL(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(loc, "@"); i >= 0 && err != nil {
+			return "xxxxx" + loc[i:]
+		}
+		return loc
+	}
+	return u.Redacted()
+}
 
 // checkWrite writes a probe object and deletes it.
 func checkWrite(ctx context.Context, st storage.Store) Result {
