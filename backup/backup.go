@@ -546,8 +546,14 @@ func (b *run) publish(ctx context.Context) error {
 // ErrStrict is wrapped by the error a warning becomes in a strict backup.
 var ErrStrict = source.ErrStrict
 
-// sourceWriter implements source.Writer and source.ChangeTracker for one
-// source.
+// sourceWriter implements source.Writer, source.ChangeTracker and
+// source.ObjectTracker for one source.
+var (
+	_ source.ChangeTracker = (*sourceWriter)(nil)
+	_ source.ObjectTracker = (*sourceWriter)(nil)
+	_ source.Skipper       = (*sourceWriter)(nil)
+)
+
 type sourceWriter struct {
 	p        *pipeline
 	name     string
@@ -760,15 +766,30 @@ func (w *sourceWriter) Skip(path string, err error) error {
 // Unchanged records an unchanged file from the change cache without
 // reading it.
 func (w *sourceWriter) Unchanged(e source.Entry, st source.FileState) (bool, error) {
+	_, ok, err := w.UnchangedMeta(e, st)
+	return ok, err
+}
+
+// Known reports whether an item is unchanged, recording nothing.
+func (w *sourceWriter) Known(path string, st source.FileState) bool {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	_, _, ok := w.cache.lookupMeta(w.name, path, st)
+	return ok
+}
+
+// UnchangedMeta records an unchanged item from the change cache without
+// reading it, and returns the metadata stored with it.
+func (w *sourceWriter) UnchangedMeta(e source.Entry, st source.FileState) ([]byte, bool, error) {
 	// The index map is shared with the pipeline's workers.
 	w.p.mu.Lock()
-	rec, ok := w.cache.lookup(w.name, e.Path, st)
+	rec, meta, ok := w.cache.lookupMeta(w.name, e.Path, st)
 	w.p.mu.Unlock()
 	if !ok {
-		return false, nil
+		return nil, false, nil
 	}
 	if err := w.add(e); err != nil {
-		return false, err
+		return nil, false, err
 	}
 	ce := catalogEntry(e)
 	ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256
@@ -777,13 +798,16 @@ func (w *sourceWriter) Unchanged(e source.Entry, st source.FileState) (bool, err
 	w.res.BytesSkipped += ce.Size
 	w.prog.Add(w.name, progress.Counts{Bytes: ce.Size, Files: 1})
 	w.p.chunks.Add(int64(len(rec.locs)))
-	w.cache.remember(w.name, e.Path, st, &rec)
-	return true, nil
+	w.cache.remember(w.name, e.Path, st, &rec, meta)
+	return meta, true, nil
 }
 
 // Remember notes the state of the file just written.
-func (w *sourceWriter) Remember(path string, st source.FileState) {
+func (w *sourceWriter) Remember(path string, st source.FileState) { w.RememberMeta(path, st, nil) }
+
+// RememberMeta notes the state and metadata of the item just written.
+func (w *sourceWriter) RememberMeta(path string, st source.FileState, meta []byte) {
 	if n := len(w.files); n > 0 && w.files[n-1].entry.Path == path {
-		w.cache.remember(w.name, path, st, w.files[n-1])
+		w.cache.remember(w.name, path, st, w.files[n-1], meta)
 	}
 }

@@ -28,6 +28,9 @@ type cacheRec struct {
 	Key    fileKey      `json:"key"`
 	SHA256 string       `json:"sha256"`
 	Chunks []cacheChunk `json:"chunks"`
+	// Meta is what the source stored with the item (a bucket object's
+	// metadata; see source.ObjectTracker).
+	Meta []byte `json:"meta,omitempty"`
 }
 
 type cacheChunk struct {
@@ -40,8 +43,9 @@ type cacheChunk struct {
 }
 
 type pendingRec struct {
-	key fileKey
-	rec *fileRec
+	key  fileKey
+	rec  *fileRec
+	meta []byte
 }
 
 type changeCache struct {
@@ -74,26 +78,26 @@ func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID
 	return c
 }
 
-// lookup returns the chunks of an unchanged file when the index still
-// holds every one of them where the cache says (so its pack is present,
-// at the size the index recorded).
-func (c *changeCache) lookup(source, path string, k fileKey) (fileRec, bool) {
+// lookupMeta returns the chunks of an unchanged file, and the metadata
+// stored with it, when the index still holds every one of them where the
+// cache says (so its pack is present, at the size the index recorded).
+func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byte, bool) {
 	if c == nil {
-		return fileRec{}, false
+		return fileRec{}, nil, false
 	}
 	cr, ok := c.old[source][path]
 	if !ok || cr.Key != k {
-		return fileRec{}, false
+		return fileRec{}, nil, false
 	}
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
 		l, ok := c.known[ch.ID]
 		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
-			return fileRec{}, false
+			return fileRec{}, nil, false
 		}
 		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: l})
 	}
-	return rec, true
+	return rec, cr.Meta, true
 }
 
 // estimate is what the cache remembers of a source's files: their bytes
@@ -110,14 +114,14 @@ func (c *changeCache) estimate(source string) progress.Counts {
 	return n
 }
 
-func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec) {
+func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec, meta []byte) {
 	if c == nil {
 		return
 	}
 	if c.pending[source] == nil {
 		c.pending[source] = map[string]pendingRec{}
 	}
-	c.pending[source][path] = pendingRec{key: k, rec: rec}
+	c.pending[source][path] = pendingRec{key: k, rec: rec, meta: meta}
 }
 
 // save writes the cache of this backup's files; called after the manifest
@@ -137,7 +141,7 @@ func (c *changeCache) save(log *slog.Logger) {
 	for src, files := range c.pending {
 		out[src] = map[string]cacheRec{}
 		for path, pr := range files {
-			cr := cacheRec{Key: pr.key, SHA256: pr.rec.entry.SHA256}
+			cr := cacheRec{Key: pr.key, SHA256: pr.rec.entry.SHA256, Meta: pr.meta}
 			for _, l := range pr.rec.locs {
 				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.id, Pack: l.loc.pack.sha, Offset: l.loc.offset,
 					Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})

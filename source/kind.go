@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/internal/fingerprint"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Spec is one configured source: its kind, where it is, and what the kind
@@ -22,6 +23,9 @@ type Spec struct {
 	Globals bool
 	// Airflow holds the airflow kind's settings.
 	Airflow AirflowSpec
+	// S3 says how to reach a bucket source's endpoint, with credentials
+	// of its own (the bucket and prefix are LOCATION's).
+	S3 storage.S3Config
 }
 
 // AirflowSpec are the settings of an airflow source beyond its LOCATION
@@ -66,6 +70,11 @@ type Kind struct {
 	// a folder for a composite kind), all or nothing, and says what it
 	// did. It is nil for kinds whose only target is a folder.
 	Restore func(ctx context.Context, src Reader, target string, opts RestoreOptions) (*Restored, error)
+	// Drill runs the kind's own checks on what Restore restored, for a
+	// restore drill (package drill): the database engine's own check, the
+	// user checks, and a composite kind's checks of its parts. Nil for
+	// kinds whose target is a folder (the drill checks those itself).
+	Drill DrillFunc
 	// Composite reports a kind made of other kinds' parts (airflow): its
 	// Restore's target is a folder, and RestoreOptions.DatabaseKind and
 	// Database say where its database part goes.
@@ -117,6 +126,12 @@ type RestoreOptions struct {
 	// AirflowVersion, when set, refuses a snapshot whose schema is not
 	// that version's.
 	AirflowVersion string
+	// S3 says how to reach a bucket target's endpoint (the bucket and
+	// prefix are the target's).
+	S3 storage.S3Config
+	// Select, when set, restores only the files whose path it accepts
+	// (a bucket target; folder restores filter in package restore).
+	Select func(path string) bool
 }
 
 // ConsistentKey is the metadata key under which a source (or a part of a

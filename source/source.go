@@ -103,6 +103,9 @@ type FileState struct {
 	CTime int64
 	Ino   uint64
 	Dev   uint64
+	// ETag is an object's entity tag (bucket sources; MTime is then its
+	// last-modified time).
+	ETag string
 }
 
 // ChangeTracker is an optional capability of a Writer, found by type
@@ -115,6 +118,22 @@ type ChangeTracker interface {
 	// Remember notes the state of the file WriteFile just stored, for the
 	// next backup.
 	Remember(path string, st FileState)
+}
+
+// ObjectTracker is an optional capability of a Writer, found by type
+// assertion: a source whose items carry metadata beyond an Entry (a
+// bucket's objects: content type, user metadata) asks it, so that an
+// unchanged item is neither read again nor asked for its metadata.
+type ObjectTracker interface {
+	// Known reports whether the item at path in state st is in the change
+	// cache with every chunk it had still in the repository. It records
+	// nothing: a source asks it ahead, to fetch only what changed.
+	Known(path string, st FileState) bool
+	// UnchangedMeta is ChangeTracker.Unchanged that also returns the
+	// metadata RememberMeta stored with the item.
+	UnchangedMeta(e Entry, st FileState) (meta []byte, ok bool, err error)
+	// RememberMeta is ChangeTracker.Remember with the item's metadata.
+	RememberMeta(path string, st FileState, meta []byte)
 }
 
 // Reader reads one source of a snapshot. Contents are decrypted and

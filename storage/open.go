@@ -9,7 +9,7 @@ import (
 
 // Open opens the store at location: a plain path or a file:// URL gives a
 // Local store, s3://bucket/prefix an S3 store (the bucket and prefix of the
-// URL override those of s3) wrapped in WithRetry. In a bucket that keeps
+// URL override those of s3) wrapped in WithRetry (for s3.RetryBudget). In a bucket that keeps
 // versions (versioning or object lock), the S3 store reads through
 // WithFirstVersions, so that overwrites and deletes by whoever holds write
 // credentials do not change what coffer reads; a bucket whose versioning
@@ -49,7 +49,7 @@ func Open(ctx context.Context, location string, s3 S3Config) (Store, error) {
 		} else if versioned {
 			st = WithFirstVersions(s, s)
 		}
-		return WithRetry(st, RetryOptions{}), nil
+		return WithRetry(st, RetryOptions{Budget: s3.RetryBudget}), nil
 	default:
 		// Do not echo the location: it may hold credentials.
 		return nil, fmt.Errorf("open store: unsupported scheme %q; want a path, file:// or s3://", scheme)

@@ -12,8 +12,13 @@ import (
 // RetryOptions tune WithRetry. Zero values pick the defaults.
 type RetryOptions struct {
 	// MaxAttempts is the number of tries of one operation, the first
-	// included (default 5).
+	// included (default 5). With a Budget it is not a limit unless set.
 	MaxAttempts int
+	// Budget, if set, is how long one operation is tried again from its
+	// first try: a transient error is retried until Budget has passed (a
+	// storage outage shorter than Budget is ridden out), whatever the
+	// number of attempts, unless MaxAttempts is also set.
+	Budget time.Duration
 	// BaseDelay is the wait before the second try (default 200ms); each
 	// later wait doubles, up to MaxDelay (default 10s), with full jitter.
 	BaseDelay time.Duration
@@ -29,7 +34,7 @@ type RetryOptions struct {
 // retried. Put is retried only when its reader is an io.Seeker, which is
 // rewound to where it was before the first try.
 func WithRetry(s Store, opts RetryOptions) Store {
-	if opts.MaxAttempts <= 0 {
+	if opts.MaxAttempts <= 0 && opts.Budget <= 0 {
 		opts.MaxAttempts = 5
 	}
 	if opts.BaseDelay <= 0 {
@@ -83,11 +88,14 @@ func transient(err error) bool {
 // ctx is done.
 func (r *retryStore) do(ctx context.Context, op string, f func() error) error {
 	delay := r.opts.BaseDelay
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := f()
-		if !transient(err) || attempt >= r.opts.MaxAttempts {
+		outOfAttempts := r.opts.MaxAttempts > 0 && attempt >= r.opts.MaxAttempts
+		outOfTime := r.opts.Budget > 0 && time.Since(start) >= r.opts.Budget
+		if !transient(err) || outOfAttempts || outOfTime {
 			if err != nil && attempt > 1 && transient(err) {
-				return fmt.Errorf("%w (after %d attempts)", err, attempt)
+				return fmt.Errorf("%w (after %d attempts in %s)", err, attempt, time.Since(start).Round(time.Second))
 			}
 			return err
 		}
@@ -98,6 +106,11 @@ func (r *retryStore) do(ctx context.Context, op string, f func() error) error {
 			r.opts.OnRetry(op, attempt, err)
 		}
 		wait := time.Duration(rand.Int64N(int64(delay)) + 1) // full jitter
+		if r.opts.Budget > 0 {
+			// The last wait ends at the budget, so that the last try is
+			// made when the budget runs out rather than never.
+			wait = max(min(wait, r.opts.Budget-time.Since(start)), time.Millisecond)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():

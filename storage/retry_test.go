@@ -200,3 +200,30 @@ func TestRetry(t *testing.T) {
 		}
 	})
 }
+
+// TestRetryBudget: with a Budget, an operation is tried again for as long
+// as the budget lasts, however many attempts that takes, and then given up.
+func TestRetryBudget(t *testing.T) {
+	ctx := context.Background()
+	local, err := storage.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 30 failures: far more than the default 5 attempts.
+	f := &flakyStore{Store: local, failures: 30, err: errTransient}
+	s := storage.WithRetry(f, storage.RetryOptions{Budget: 10 * time.Second, BaseDelay: time.Millisecond, MaxDelay: 2 * time.Millisecond})
+	if err := s.Put(ctx, "x", strings.NewReader("hello"), 5, storage.PutOptions{}); err != nil {
+		t.Fatalf("Put within the budget = %v", err)
+	}
+
+	f = &flakyStore{Store: local, failures: 1 << 30, err: errTransient}
+	s = storage.WithRetry(f, storage.RetryOptions{Budget: 300 * time.Millisecond, BaseDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
+	start := time.Now()
+	err = s.Delete(ctx, "x")
+	if err == nil || !errors.Is(err, errTransient) {
+		t.Fatalf("Delete past the budget = %v, want the transient error", err)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond || el > 5*time.Second {
+		t.Errorf("Delete gave up after %v, want about the 300ms budget", el)
+	}
+}

@@ -66,6 +66,9 @@ type S3Config struct {
 	SkipVerify bool
 	// PartSize is the multipart part size (default DefaultPartSize).
 	PartSize uint64
+	// RetryBudget is how long Open's WithRetry tries one operation again
+	// (RetryOptions.Budget); zero keeps WithRetry's default of 5 attempts.
+	RetryBudget time.Duration
 }
 
 // S3 is a Store in an S3 bucket, under an optional prefix.
@@ -93,6 +96,88 @@ const (
 // gives an error wrapping ErrBucketNotFound; an endpoint that cannot be
 // reached within seconds, one wrapping ErrUnreachable.
 func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
+	c, err := connectS3(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !c.exists {
+		return nil, fmt.Errorf("bucket %q does not exist at %s: %w", c.cfg.Bucket, c.endpoint, ErrBucketNotFound)
+	}
+	partSize := cfg.PartSize
+	if partSize == 0 {
+		partSize = DefaultPartSize
+	}
+	prefix := strings.Trim(cfg.Prefix, "/")
+	if prefix != "" {
+		prefix += "/"
+	}
+	return &S3{client: c.client, bucket: cfg.Bucket, prefix: prefix, endpoint: c.endpoint, partSize: partSize}, nil
+}
+
+// NewS3Client returns a client of cfg's endpoint with cfg's credentials
+// and TLS settings (those NewS3 uses), and the endpoint's host[:port],
+// after checking that cfg.Bucket exists, with NewS3's errors. It serves
+// code that needs what Store does not offer (an object's metadata).
+func NewS3Client(ctx context.Context, cfg S3Config) (*minio.Client, string, error) {
+	c, err := connectS3(ctx, cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	if !c.exists {
+		return nil, "", fmt.Errorf("bucket %q does not exist at %s: %w", c.cfg.Bucket, c.endpoint, ErrBucketNotFound)
+	}
+	return c.client, c.endpoint, nil
+}
+
+// CreateBucket creates cfg.Bucket when it does not exist, with object
+// lock enabled when lock is set (which also turns versioning on). It
+// reports whether it created the bucket. An existing bucket is left as it
+// is: asking for lock on one without it gives an error wrapping
+// ErrNoObjectLock.
+func CreateBucket(ctx context.Context, cfg S3Config, lock bool) (bool, error) {
+	c, err := connectS3(ctx, cfg)
+	if err != nil {
+		return false, err
+	}
+	if c.exists {
+		if lock {
+			s := &S3{client: c.client, bucket: c.cfg.Bucket, endpoint: c.endpoint}
+			on, err := s.ObjectLockEnabled(ctx)
+			if err != nil {
+				return false, err
+			}
+			if !on {
+				return false, fmt.Errorf("bucket %q at %s exists without object lock, which can only be turned on when a bucket is created: %w", c.cfg.Bucket, c.endpoint, ErrNoObjectLock)
+			}
+		}
+		return false, nil
+	}
+	err = c.client.MakeBucket(ctx, c.cfg.Bucket, minio.MakeBucketOptions{Region: c.cfg.Region, ObjectLocking: lock})
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("s3 %s: %w", c.endpoint, ctx.Err())
+		}
+		if isAccessDenied(err) {
+			return false, fmt.Errorf("s3 create bucket %q at %s denied; these credentials may not create buckets: %w", c.cfg.Bucket, c.endpoint, mapS3Error(err))
+		}
+		return false, fmt.Errorf("s3 create bucket %q at %s: %w", c.cfg.Bucket, c.endpoint, mapS3Error(err))
+	}
+	return true, nil
+}
+
+// ErrNoObjectLock is wrapped by CreateBucket when object lock is asked
+// for on an existing bucket without it.
+var ErrNoObjectLock = errors.New("bucket has no object lock")
+
+type s3Conn struct {
+	client   *minio.Client
+	endpoint string
+	cfg      S3Config
+	exists   bool
+}
+
+// connectS3 makes the client and checks whether the bucket exists.
+func connectS3(ctx context.Context, cfg S3Config) (*s3Conn, error) {
 	endpoint := cfg.Endpoint
 	switch {
 	case strings.HasPrefix(endpoint, "http://"):
@@ -170,19 +255,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 			return nil, fmt.Errorf("s3 check bucket %q at %s: %w", cfg.Bucket, endpoint, mapS3Error(err))
 		}
 	}
-	if !ok {
-		return nil, fmt.Errorf("bucket %q does not exist at %s: %w", cfg.Bucket, endpoint, ErrBucketNotFound)
-	}
-
-	partSize := cfg.PartSize
-	if partSize == 0 {
-		partSize = DefaultPartSize
-	}
-	prefix := strings.Trim(cfg.Prefix, "/")
-	if prefix != "" {
-		prefix += "/"
-	}
-	return &S3{client: client, bucket: cfg.Bucket, prefix: prefix, endpoint: endpoint, partSize: partSize}, nil
+	return &s3Conn{client: client, endpoint: endpoint, cfg: cfg, exists: ok}, nil
 }
 
 // iamTimeout bounds each request to the instance metadata service, which

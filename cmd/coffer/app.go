@@ -23,6 +23,7 @@ import (
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
 	"github.com/cofferhq/coffer/storage"
@@ -56,6 +57,9 @@ type globals struct {
 	json           bool
 	log            *slog.Logger
 	getenv         func(string) string
+	// loadOpts are what load read the configuration with, for commands
+	// that read it again (config validate, the daemon's reload).
+	loadOpts config.LoadOptions
 	// keys are the keys open loaded, for commands that need them again.
 	keys repo.OpenOptions
 	// opened is the repository open opened, with what this client
@@ -159,8 +163,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: []*cli.Command{
 			keygenCommand(g), initCommand(g), backupCommand(g), snapshotsCommand(g),
-			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
-			completionCommand(g), manCommand(g), doctorCommand(g),
+			restoreCommand(g), catCommand(g), lsCommand(g), findCommand(g), diffCommand(g), statsCommand(g), verifyCommand(g), forgetCommand(g), pruneCommand(g), repairCommand(g), keyCommand(g), airflowCommand(g), drillCommand(g), drillsCommand(g), demoCommand(g), versionCommand(g),
+			completionCommand(g), manCommand(g), doctorCommand(g), configCommand(g), daemonCommand(g),
 		},
 		EnableBashCompletion: true,
 		// Without an action urfave/cli runs "help ARG" and reports an
@@ -200,7 +204,7 @@ func (g *globals) load(c *cli.Context) error {
 	if g.configFile == "" {
 		g.configFile = os.Getenv("COFFER_CONFIG")
 	}
-	cfg, err := config.Load(config.LoadOptions{
+	g.loadOpts = config.LoadOptions{
 		File: c.String("config"),
 		Env:  g.getenv,
 		Flags: config.Overrides{
@@ -210,7 +214,14 @@ func (g *globals) load(c *cli.Context) error {
 			OwnerKey:   c.String("owner-key"),
 			JSON:       c.Bool("json"),
 		},
-	})
+	}
+	if c.Args().First() == "config" {
+		// coffer config validate loads the file itself, to list its
+		// problems one per line.
+		g.json = c.Bool("json")
+		return nil
+	}
+	cfg, err := config.Load(g.loadOpts)
 	g.cfgErr = err
 	var re *config.ReadError
 	var ie *config.InvalidError
@@ -260,7 +271,7 @@ func (g *globals) store(ctx context.Context) (storage.Store, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, storage.ErrBucketNotFound):
-			return nil, withHint(err, "create the bucket first, or check the bucket name in --repo")
+			return nil, withHint(err, "create the bucket with coffer init --create-bucket (add --object-lock for object lock), or check the bucket name in --repo")
 		case errors.Is(err, storage.ErrUnreachable):
 			return nil, withHint(err, "check COFFER_S3_ENDPOINT or s3.endpoint and that the server is up")
 		}
@@ -556,6 +567,10 @@ func hintFor(err error) string {
 		return "unmount it first, or restore into another folder (--to)"
 	case errors.Is(err, restore.ErrPathSwapped):
 		return "something changed the restore's staging folder while it ran; nothing was written outside it: find out what, then restore again"
+	case errors.Is(err, bucket.ErrPrefixNotEmpty):
+		return "choose a new prefix for --to-s3 BUCKET/PREFIX, or pass --force to write into this one"
+	case errors.Is(err, source.ErrRestoreOverSource) && errors.As(err, new(*bucket.OverSourceError)):
+		return "restore into a new prefix (--to-s3 BUCKET/NEW-PREFIX); --force writes over the source's objects"
 	case errors.Is(err, source.ErrRestoreOverSource):
 		return "pass --force --replace to restore over it: into a fresh database, swapped in after success"
 	case errors.Is(err, source.ErrTargetExists):

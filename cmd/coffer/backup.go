@@ -13,6 +13,7 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/registry"
 )
 
@@ -34,7 +35,13 @@ func backupCommand(g *globals) *cli.Command {
 		Description: "KIND:LOCATION is one of:\n" + registry.Help() + "\n" +
 			"Airflow sources are backed up first (their metadata database before the stores their\n" +
 			"tasks write to). When an Airflow deployment's Fernet key is missing or does not decrypt\n" +
-			"every encrypted value, the snapshot is saved and backup exits 5 (--strict: fails, exit 1).",
+			"every encrypted value, the snapshot is saved and backup exits 5 (--strict: fails, exit 1).\n\n" +
+			"An s3 source (NAME=s3:BUCKET/PREFIX) is reached with its own settings, sources.NAME.s3 in\n" +
+			"the config file (else the repository's); objects whose ETag, size and time are unchanged\n" +
+			"since the last backup are not downloaded again.\n\n" +
+			"Examples:\n" +
+			"  coffer backup --tag nightly deploy=airflow:/opt/airflow invoices=dir:/data/invoices\n" +
+			"  coffer backup invoice-docs            # a source of the config file, e.g. kind: s3",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "tag", Destination: &o.tags, Usage: "tag the snapshot (repeatable)"},
 			&cli.BoolFlag{Name: "strict", Destination: &o.strict, Usage: "fail on warnings such as a file that changed while read or could not be read (without it, unreadable files and folders are left out and the backup exits 4)"},
@@ -77,6 +84,13 @@ func sourcesFrom(g *globals, args []string) ([]source.Source, error) {
 				return nil, usagef("source %q is neither NAME=KIND:LOCATION nor a name in the config file", a)
 			}
 			sc = c.Spec()
+		}
+		if sc.Kind == bucket.Kind.Name {
+			s3, err := g.cfg.SourceS3(name)
+			if err != nil {
+				return nil, err
+			}
+			sc.S3 = s3
 		}
 		s, err := registry.New(name, sc)
 		if err != nil {

@@ -33,5 +33,5 @@ func runDemo(ctx context.Context, g *globals, o *demoOptions) error {
 		}
 		o.testdata = td
 	}
-	return demo.Run(ctx, demo.Options{Dir: o.dir, Testdata: o.testdata, Out: g.stdout})
+	return demo.Run(ctx, demo.Options{Dir: o.dir, Testdata: o.testdata, Out: g.stdout, Version: buildVersion().Version})
 }

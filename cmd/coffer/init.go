@@ -19,7 +19,13 @@ type initOptions struct {
 	hosts           cli.StringSlice
 	lockDays        int
 	lockMode        string
+	createBucket    bool
+	objectLock      bool
 }
+
+// defaultLockDays is the retention of --object-lock without
+// --object-lock-days.
+const defaultLockDays = 30
 
 func initCommand(g *globals) *cli.Command {
 	o := &initOptions{}
@@ -29,12 +35,17 @@ func initCommand(g *globals) *cli.Command {
 		Description: "coffer init --owner-key keys/owner/owner.key -R keys/recipients.txt --host keys/signing.pub\n\n" +
 			"The owner key (--owner-key owner.key) signs the repository config, which lists the recipients\n" +
 			"and the host keys allowed to publish snapshots. Repository secrets are random and encrypted to\n" +
-			"the recipients, the owner and the hosts; coffer key changes recipients and hosts later.",
+			"the recipients, the owner and the hosts; coffer key changes recipients and hosts later.\n\n" +
+			"An S3 repository whose bucket does not exist yet:\n" +
+			"  coffer init --repo s3://backups/prod --create-bucket --object-lock --owner-key ... -R ... --host ...\n" +
+			"creates the bucket (with object lock: every object locked for 30 days in governance mode).",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "recipients-file", Aliases: []string{"R"}, Destination: &o.recipientsFiles, Usage: "file of age or SSH recipients, one per line (repeatable)"},
 			&cli.StringSliceFlag{Name: "recipient", Aliases: []string{"r"}, Destination: &o.recipients, Usage: "an age1... or SSH public key recipient (repeatable)"},
 			&cli.StringSliceFlag{Name: "host", Destination: &o.hosts, Usage: "a backup host's signing.pub: the host may publish snapshots (repeatable)"},
 			&cli.IntFlag{Name: "object-lock-days", Destination: &o.lockDays, Usage: "write every object with S3 Object Lock retention for `N` days (the bucket must have object lock enabled)"},
+			&cli.BoolFlag{Name: "create-bucket", Destination: &o.createBucket, Usage: "create the repository's S3 bucket when it does not exist (with object lock under --object-lock or --object-lock-days)"},
+			&cli.BoolFlag{Name: "object-lock", Destination: &o.objectLock, Usage: fmt.Sprintf("write every object with S3 Object Lock retention, for %d days unless --object-lock-days says otherwise", defaultLockDays)},
 			&cli.StringFlag{Name: "lock-mode", Destination: &o.lockMode, Value: string(storage.LockGovernance), Usage: "object lock mode: governance (a principal allowed to bypass it can still delete) or compliance (nobody can until the retention ends)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -78,6 +89,9 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 		return withHint(usagef("no host key: give --host with the backup host's signing.pub"), "run coffer keygen --out KEYS to make keys")
 	}
 	var initOpts []repo.InitOption
+	if o.objectLock && o.lockDays == 0 {
+		o.lockDays = defaultLockDays
+	}
 	if o.lockDays != 0 {
 		lock := repo.ObjectLock{Mode: strings.ToLower(o.lockMode), Days: o.lockDays}
 		if err := lock.Validate(); err != nil {
@@ -98,6 +112,11 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	owner, err := g.ownerPrivate()
 	if err != nil {
 		return err
+	}
+	if o.createBucket {
+		if err := createBucket(ctx, g, o.lockDays != 0); err != nil {
+			return err
+		}
 	}
 	st, err := g.store(ctx)
 	if err != nil {
@@ -124,5 +143,40 @@ func runInit(ctx context.Context, g *globals, o *initOptions) error {
 	if l := cfg.ObjectLock; l != nil {
 		fmt.Fprintf(g.stdout, "object lock: every object is locked in %s mode for %d days from its write\n", l.Mode, l.Days)
 	}
+	return nil
+}
+
+// createBucket creates the repository's bucket when it does not exist.
+func createBucket(ctx context.Context, g *globals, lock bool) error {
+	if !strings.HasPrefix(g.repo, "s3://") {
+		return usagef("--create-bucket needs an s3:// repository, not %q", g.repo)
+	}
+	bucket, _, err := storage.ParseS3URL(g.repo)
+	if err != nil {
+		return usagef("--repo: %v", err)
+	}
+	s3, err := g.cfg.S3Config()
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	s3.Bucket = bucket
+	created, err := storage.CreateBucket(ctx, s3, lock)
+	switch {
+	case errors.Is(err, storage.ErrNoObjectLock):
+		return withHint(err, "use a new bucket (--create-bucket creates it with object lock), or init without --object-lock")
+	case errors.Is(err, storage.ErrUnreachable):
+		return withHint(err, "check COFFER_S3_ENDPOINT or s3.endpoint and that the server is up")
+	case err != nil:
+		return err
+	}
+	if !created {
+		fmt.Fprintf(g.stderr, "coffer: bucket %s exists; using it\n", bucket)
+		return nil
+	}
+	with := ""
+	if lock {
+		with = " with object lock"
+	}
+	fmt.Fprintf(g.stderr, "coffer: created bucket %s%s\n", bucket, with)
 	return nil
 }

@@ -127,6 +127,16 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Errorf("restore's bar: counts %v, totals %v; want the catalog's total 192.0 MiB in\n%q", counts, totals, out)
 	}
 
+	// A drill draws a bar per source it restores, with the catalog's
+	// total.
+	out, code = e.onTerminal("drill", "--temp-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("drill on a terminal: exit %d\n%s", code, out)
+	}
+	if _, totals := seenCounts(out); !totals["192.0 MiB"] {
+		t.Errorf("drill's bar: totals %v; want the catalog's total 192.0 MiB in\n%q", totals, out)
+	}
+
 	// --quiet: no bar even on a terminal.
 	out, code = e.onTerminal("--quiet", "verify")
 	if code != 0 {

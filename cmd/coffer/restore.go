@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/registry"
 )
 
@@ -65,11 +66,16 @@ func restoreCommand(g *globals) *cli.Command {
 			"excludes what is in it. *, ? and [...] match within a path element, ** any number of\n" +
 			"elements; a glob without / matches the name at any depth, one with / is anchored at the\n" +
 			"source's root (coffer find takes the same globs).\n\n" +
+			"An s3 (bucket) source restores into a bucket and prefix (--to-s3 BUCKET/PREFIX, with the\n" +
+			"source's endpoint and credentials: sources.NAME.s3 in the config file), objects with their\n" +
+			"content types and metadata; the prefix must be empty and apart from the source's own unless\n" +
+			"--force. --include/--exclude select objects too. --to DIR restores the objects as files.\n\n" +
 			"Examples:\n" +
 			"  coffer restore latest:invoices --to /srv/restored\n" +
 			"  coffer restore latest:invoices --to /tmp/one --include 'INV-42*'\n" +
 			"  coffer restore 1a2b3c4d:invoices --to /tmp/nov --include '2026/11' --exclude '*.tmp'\n" +
-			"  coffer restore latest:metadb --to-postgres 'postgres://localhost/airflow_restored'",
+			"  coffer restore latest:metadb --to-postgres 'postgres://localhost/airflow_restored'\n" +
+			"  coffer restore latest:invoice-docs --to-s3 invoice-docs/restored-2026-11-30",
 		Flags: append(flags,
 			&cli.BoolFlag{Name: "force", Destination: &o.force, Usage: "replace a non-empty target folder, or restore over the source database"},
 			&cli.BoolFlag{Name: "preserve-owner", Destination: &o.preserveOwner, Usage: "restore files' owners and their setuid/setgid bits (as root only); without it everything restored belongs to you and setuid/setgid bits are cleared"},
@@ -81,7 +87,7 @@ func restoreCommand(g *globals) *cli.Command {
 			&cli.BoolFlag{Name: "rewrite-config", Destination: &o.rewriteConfig, Usage: "airflow: make the restored airflow.cfg name the restored database and folders, and nothing of the source"},
 			&cli.BoolFlag{Name: "paused", Destination: &o.paused, Usage: "airflow: pause every DAG in the restored metadata database"},
 			&cli.BoolFlag{Name: "with-secrets", Destination: &o.withSecrets, Usage: "airflow: write the Fernet key(s) and secret keys to DIR/secrets.env (mode 0600)"},
-			&cli.StringSliceFlag{Name: "include", Destination: &o.include, Usage: "folder restore: restore only paths that match this `GLOB` (repeatable; see below)"},
+			&cli.StringSliceFlag{Name: "include", Destination: &o.include, Usage: "folder or bucket (--to-s3) restore: restore only paths that match this `GLOB` (repeatable; see below)"},
 			&cli.StringSliceFlag{Name: "exclude", Destination: &o.exclude, Usage: "folder restore: leave out paths that match this `GLOB` (repeatable)"},
 			&cli.StringFlag{Name: "airflow-version", Destination: &o.airflowVersion, Usage: "airflow: refuse unless the snapshot's schema is this Airflow version's (Alembic head)"},
 		),
@@ -229,7 +235,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	if !filter.Empty() && kind != nil {
+	if !filter.Empty() && kind != nil && kind.Name != bucket.Kind.Name {
 		return usagef("--include and --exclude select files of a folder restore (--to), not of --to-%s", kind.Name)
 	}
 	t := parseTarget(o.spec)
@@ -253,7 +259,7 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	}
 	start := time.Now()
 	if kind == nil {
-		if src.Kind() != "dir" && t.path == "" {
+		if src.Kind() != "dir" && src.Kind() != bucket.Kind.Name && t.path == "" {
 			g.log.Info("restoring a database source's files into a folder", "kind", src.Kind())
 		}
 		if o.preserveOwner && os.Geteuid() != 0 {
@@ -286,8 +292,12 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if src.Kind() != kind.Name {
 		return usagef("--to-%s needs a %s source; %s is %s", kind.Name, kind.Name, src.Name(), src.Kind())
 	}
+	s3, err := g.cfg.SourceS3(src.Name())
+	if err != nil {
+		return err
+	}
 	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
-		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner})
+		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner, S3: s3, Select: selects(filter)})
 	if err == nil {
 		out.Finish(src.Name()) // a failed restore is not shown done
 	}
@@ -295,15 +305,24 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	if err != nil {
 		return restoreError(g, err)
 	}
+	// Only database kinds take fingerprints (a bucket's objects are
+	// checked against their hashes as they are read).
 	if g.json {
-		result := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(), "fingerprints": "match",
+		result := map[string]any{"snapshot": m.ID, "source": src.Name(), "kind": src.Kind(),
 			"duration_seconds": time.Since(start).Seconds()}
+		if kind.Checks {
+			result["fingerprints"] = "match"
+		}
 		for k, v := range res.Facts {
 			result[k] = v
 		}
 		return out.end(result)
 	}
-	fmt.Fprintf(g.stdout, "restored %s (%s); fingerprints match the backup; %s\n", src.Name(), src.Kind(),
+	checked := "every object's contents match the backup's hashes"
+	if kind.Checks {
+		checked = "fingerprints match the backup"
+	}
+	fmt.Fprintf(g.stdout, "restored %s (%s); %s; %s\n", src.Name(), src.Kind(), checked,
 		time.Since(start).Round(time.Millisecond))
 	printRestored(g, res)
 	return nil
@@ -400,4 +419,12 @@ func restoreError(g *globals, err error) error {
 	}
 	tw.Flush()
 	return err
+}
+
+// selects is filter's test for a kind's restore, nil when it selects all.
+func selects(filter *pathglob.Filter) func(string) bool {
+	if filter.Empty() {
+		return nil
+	}
+	return filter.Selects
 }

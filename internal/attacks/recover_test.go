@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
+	"github.com/cofferhq/coffer/source"
+	dirkind "github.com/cofferhq/coffer/source/dir"
 )
 
 // The recovery script of doc/recover-without-coffer.md is run as printed
@@ -21,7 +27,7 @@ import (
 
 // recoverScript writes coffer-recover.sh, extracted from the document, into
 // a temporary folder and returns its path.
-func recoverScript(t *testing.T) string {
+func recoverScript(t testing.TB) string {
 	t.Helper()
 	for _, tool := range []string{"bash", "age", "zstd", "jq", "openssl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -191,5 +197,124 @@ func writeRecoverTree(t *testing.T, dir string) {
 	}
 	if err := os.Symlink("sub/b.csv", filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRecoverScriptWholeTree: the script's dir mode rebuilds a generated
+// tree (nested folders of several modes, a 3 MiB random file, compressible
+// and empty files, unicode names, relative, dangling and absolute
+// symlinks, sub-second times) and names that a shell must not
+// misread (a newline, a backslash, quotes, a leading dash, $(...)), byte
+// for byte with modes and times. A pack whose bytes changed stops it with
+// exit status 3 before any file is written.
+func TestRecoverScriptWholeTree(t *testing.T) {
+	script := recoverScript(t)
+	dir := filepath.Join(t.TempDir(), "tree")
+	if _, err := fixture.WriteTree(dir, fixture.TreeSpec{Files: 300, BigFileSize: 3 << 20, Seed: 11}); err != nil {
+		t.Fatal(err)
+	}
+	odd := filepath.Join(dir, "odd names")
+	if err := os.Mkdir(odd, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"line\nbreak.txt", `back\slash.txt`, "-dash.txt", `it's "quoted" $(touch pwned) ;.txt`, "tab\there"} {
+		if err := os.WriteFile(filepath.Join(odd, name), []byte("invoice "+name), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sticky := filepath.Join(dir, "sticky")
+	if err := os.Mkdir(sticky, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sticky, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	n := backupFolder(t, dir)
+	repoDir := filepath.Join(n.tr.Dir, "repo")
+	out := filepath.Join(t.TempDir(), "out")
+	if stderr, code := runRecover(t, script, "dir", repoDir, n.tr.Keys.Identity, n.m.ID, "docs", out); code != 0 {
+		t.Fatalf("recover: exit %d: %s", code, stderr)
+	}
+	if err := fixture.CompareTrees(dir, out); err != nil {
+		t.Fatalf("the script's restore differs from the original: %v", err)
+	}
+
+	// One changed byte in a data pack: refused before anything is written.
+	packs, err := filepath.Glob(filepath.Join(repoDir, "data", "*", "*"))
+	if err != nil || len(packs) == 0 {
+		t.Fatalf("no packs: %v", err)
+	}
+	for _, p := range packs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		os.Chmod(p, 0o600)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	stderr, code := runRecover(t, script, "dir", repoDir, n.tr.Keys.Identity, n.m.ID, "docs", bad)
+	if code != 3 || !strings.Contains(stderr, "does not match its name") {
+		t.Errorf("changed packs: exit %d, want 3 naming the pack: %s", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(bad, "odd names")); err == nil {
+		t.Error("the script wrote files from changed packs")
+	}
+}
+
+// BenchmarkRecoverScript times the script's dir mode on a generated tree
+// of COFFER_RECOVER_FILES files (default 2,000; doc/recover-without-coffer.md
+// reports 20,000) plus one random file of COFFER_RECOVER_BIG bytes, with
+// COFFER_RECOVER_SCRIPT instead of the document's
+// script (to time an older version of it). The tree is written and backed
+// up once, outside the timing.
+func BenchmarkRecoverScript(b *testing.B) {
+	files := 2000
+	if s := os.Getenv("COFFER_RECOVER_FILES"); s != "" {
+		if _, err := fmt.Sscan(s, &files); err != nil {
+			b.Fatalf("COFFER_RECOVER_FILES: %v", err)
+		}
+	}
+	var big int64
+	if s := os.Getenv("COFFER_RECOVER_BIG"); s != "" {
+		if _, err := fmt.Sscan(s, &big); err != nil {
+			b.Fatalf("COFFER_RECOVER_BIG: %v", err)
+		}
+	}
+	dir := filepath.Join(b.TempDir(), "tree")
+	st, err := fixture.WriteTree(dir, fixture.TreeSpec{Files: files, BigFileSize: big, Seed: 20000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tr := testrepo.New(b)
+	if _, err := backup.Run(context.Background(), backup.Options{Repo: tr.Host(b), Signing: tr.Signing,
+		Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: dir}}}); err != nil {
+		b.Fatalf("backup: %v", err)
+	}
+	n := tr
+	script := os.Getenv("COFFER_RECOVER_SCRIPT")
+	if script == "" {
+		script = recoverScript(b)
+	}
+	repoDir := filepath.Join(n.Dir, "repo")
+	b.Logf("tree: %d files, %d folders, %d symlinks, %d bytes", st.Files, st.Dirs, st.Symlinks, st.Bytes)
+	b.ResetTimer()
+	for i := range b.N {
+		out := filepath.Join(b.TempDir(), fmt.Sprint("out", i))
+		start := time.Now()
+		cmd := exec.Command("bash", script, "dir", repoDir, n.Keys.Identity, "latest", "docs", out)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("recover: %v: %s", err, msg)
+		}
+		b.Logf("recovered %d files in %s", st.Files, time.Since(start).Round(time.Millisecond))
+		b.StopTimer()
+		if err := fixture.CompareTrees(dir, out); err != nil {
+			b.Fatal(err)
+		}
+		os.RemoveAll(out)
+		b.StartTimer()
 	}
 }

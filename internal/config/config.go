@@ -42,6 +42,15 @@ type Config struct {
 	Sources map[string]Source `yaml:"sources"`
 	// Hooks run around every backup made with this configuration.
 	Hooks Hooks `yaml:"hooks"`
+	// Drill configures restore drills.
+	Drill Drill `yaml:"drill"`
+
+	// Daemon, Backups, Drills and Alerts are coffer daemon's settings,
+	// jobs and webhooks (see daemon.go).
+	Daemon  Daemon               `yaml:"daemon"`
+	Backups map[string]BackupJob `yaml:"backups"`
+	Drills  map[string]DrillJob  `yaml:"drills"`
+	Alerts  []Alert              `yaml:"alerts"`
 
 	lines map[string]int
 }
@@ -67,6 +76,9 @@ type S3 struct {
 	CredentialsFile string `yaml:"credentials_file"`
 	Profile         string `yaml:"profile"`
 	IAM             *bool  `yaml:"iam"`
+	// RetryBudget is how long one storage operation is tried again
+	// before it fails (default DefaultRetryBudget).
+	RetryBudget time.Duration `yaml:"retry_budget"`
 }
 
 // Hooks are commands (run with sh -c) around a backup: pre before the
@@ -97,6 +109,9 @@ type Source struct {
 	Checks   []fingerprint.Check `yaml:"checks"`
 	Globals  bool                `yaml:"globals"`
 	Airflow  Airflow             `yaml:"airflow"`
+	// S3 reaches a bucket source (kind s3) with settings of its own; see
+	// Config.SourceS3.
+	S3 *S3 `yaml:"s3"`
 }
 
 // Airflow holds an airflow source's settings: its airflow.cfg (default
@@ -126,6 +141,23 @@ func (s *Source) UnmarshalYAML(n *yaml.Node) error {
 func (s Source) Spec() source.Spec {
 	return source.Spec{Kind: s.Kind, Location: s.Location, Exclude: s.Exclude, Checks: s.Checks, Globals: s.Globals,
 		Airflow: source.AirflowSpec{Config: s.Airflow.Config, EnvFile: s.Airflow.EnvFile, IncludeLogs: s.Airflow.IncludeLogs}}
+}
+
+// s3Problem says what is wrong with a source's s3 settings, or "".
+func (s Source) s3Problem() string {
+	if s.S3 == nil {
+		return ""
+	}
+	if s.Kind != "s3" {
+		return "s3 settings apply to s3 (bucket) sources only"
+	}
+	if _, err := s.S3.storage(); err != nil {
+		return err.Error()
+	}
+	if (s.S3.AccessKey == "") != (s.S3.SecretKey == "") {
+		return "give both access_key_id and secret_access_key, or neither"
+	}
+	return ""
 }
 
 // typeNames rewrites yaml's "field x not found in type config.S3", which
@@ -158,6 +190,14 @@ func Parse(r io.Reader) (*Config, error) {
 }
 
 func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
+	if n.Kind == yaml.SequenceNode {
+		for i, item := range n.Content {
+			k := prefix + fmt.Sprint(i)
+			lines[k] = item.Line
+			recordLines(item, k+".", lines)
+		}
+		return
+	}
 	if n.Kind != yaml.MappingNode {
 		return
 	}
@@ -165,6 +205,13 @@ func recordLines(n *yaml.Node, prefix string, lines map[string]int) {
 		k := prefix + n.Content[i].Value
 		lines[k] = n.Content[i].Line
 		recordLines(n.Content[i+1], k+".", lines)
+		if v := n.Content[i+1]; v.Kind == yaml.SequenceNode {
+			for j, item := range v.Content {
+				ik := fmt.Sprintf("%s[%d]", k, j)
+				lines[ik] = item.Line
+				recordLines(item, ik+".", lines)
+			}
+		}
 	}
 }
 
@@ -177,7 +224,14 @@ func (c *Config) Validate() error {
 	var probs []string
 	add := func(key, format string, args ...any) {
 		msg := key + ": " + fmt.Sprintf(format, args...)
-		if l := c.lines[key]; l > 0 {
+		l := c.lines[key]
+		for k := key; l == 0 && strings.Contains(k, "."); {
+			// A key the file leaves out (a job without a schedule) is
+			// placed at its parent's line.
+			k = k[:strings.LastIndex(k, ".")]
+			l = c.lines[k]
+		}
+		if l > 0 {
 			msg = fmt.Sprintf("line %d: %s", l, msg)
 		}
 		probs = append(probs, msg)
@@ -211,6 +265,8 @@ func (c *Config) Validate() error {
 		}
 		validateSource(key, c.Sources[n], add)
 	}
+	c.validateDaemon(add)
+	c.validateDrill(add)
 	if len(probs) == 0 {
 		return nil
 	}
@@ -229,6 +285,9 @@ func uploadsProblem(n int) string {
 // validateSource checks one source, the part of Validate that depends on
 // its kind; add reports a problem under a key ("sources.NAME" or below).
 func validateSource(key string, s Source, add func(key, format string, args ...any)) {
+	if msg := s.s3Problem(); msg != "" {
+		add(key+".s3", "%s", msg)
+	}
 	for _, p := range registry.Check(s.Spec()) {
 		k := key
 		if p.Field != "" {

@@ -23,6 +23,9 @@ type Overrides struct {
 	// JSON can only be turned on.
 	JSON    bool
 	Uploads int
+	// DrillPostgresServer and DrillMySQLServer replace the file's drill
+	// servers when given.
+	DrillPostgresServer, DrillMySQLServer string
 	// Pre and Post replace the file's hooks when given; HookTimeout its
 	// timeout.
 	Pre, Post   []string
@@ -145,11 +148,21 @@ func secretKey(c *Config) string {
 	if c.S3.SecretKey != "" {
 		return "s3.secret_access_key"
 	}
+	for key, dsn := range map[string]string{"drill.postgres_server": c.Drill.PostgresServer, "drill.mysql_server": c.Drill.MySQLServer} {
+		if hasPassword(dsn) {
+			return "a password in " + key
+		}
+	}
 	names := make([]string, 0, len(c.Sources))
 	for n := range c.Sources {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	for _, n := range names {
+		if s3 := c.Sources[n].S3; s3 != nil && s3.SecretKey != "" {
+			return "sources." + n + ".s3.secret_access_key"
+		}
+	}
 	for _, n := range names {
 		loc := c.Sources[n].Location
 		if u, err := url.Parse(loc); err == nil && u.User != nil {
@@ -162,6 +175,23 @@ func secretKey(c *Config) string {
 		}
 	}
 	return ""
+}
+
+// hasPassword reports whether a DSN carries a password (URL, keyword/value
+// or go-sql-driver "user:password@tcp(...)").
+func hasPassword(dsn string) bool {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	if strings.Contains(dsn, "password=") {
+		return true
+	}
+	if at := strings.LastIndex(dsn, "@"); at > 0 && !strings.Contains(dsn, "://") {
+		return strings.Contains(dsn[:at], ":")
+	}
+	return false
 }
 
 // resolvePaths makes the file's relative paths relative to dir, the
@@ -180,6 +210,8 @@ func (c *Config) resolvePaths(dir string) {
 		rel(&c.OwnerKey) // a file, not the key itself
 	}
 	rel(&c.CacheDir)
+	rel(&c.Drill.TempDir)
+	rel(&c.Drill.ReportDir)
 	for name, s := range c.Sources {
 		if fileLocation(s.Kind) {
 			rel(&s.Location)
@@ -220,6 +252,17 @@ func (c *Config) applyEnv(env func(string) string) {
 		c.S3.CredentialsFile = filepath.Join(home, ".aws", "credentials")
 	}
 	fill(&c.S3.Profile, "AWS_PROFILE")
+	// A bucket source's own settings take the shared credentials file
+	// from the same place, but no keys or profile: those are the
+	// repository's.
+	for name, s := range c.Sources {
+		if s.S3 != nil && s.S3.CredentialsFile == "" {
+			s3 := *s.S3
+			s3.CredentialsFile = c.S3.CredentialsFile
+			s.S3 = &s3
+			c.Sources[name] = s
+		}
+	}
 }
 
 // Apply applies flags that only one command knows (such as a backup's
@@ -237,6 +280,8 @@ func (c *Config) apply(f Overrides) error {
 	set(&c.Identity, f.Identity)
 	set(&c.SigningKey, f.SigningKey)
 	set(&c.OwnerKey, f.OwnerKey)
+	set(&c.Drill.PostgresServer, f.DrillPostgresServer)
+	set(&c.Drill.MySQLServer, f.DrillMySQLServer)
 	c.JSON = c.JSON || f.JSON
 	if len(f.Pre) > 0 {
 		c.Hooks.Pre = f.Pre

@@ -203,7 +203,7 @@ sources:
 	want := []string{
 		"line 2: uploads: must be between 1 and 64, not 65",
 		"line 1: repository: unsupported URL scheme (use a path, file:// or s3://)",
-		`line 4: sources.a: unknown kind "tape" (kinds: dir, postgres, mysql, sqlite, airflow)`,
+		`line 4: sources.a: unknown kind "tape" (kinds: dir, postgres, mysql, sqlite, s3, airflow)`,
 		"line 5: sources.b: no location",
 	}
 	if got := strings.Split(ie.Err.Error(), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -454,6 +454,7 @@ func TestLoadRefusesReadableSecrets(t *testing.T) {
 		{"s3", "s3:\n  access_key_id: ak\n  secret_access_key: sk\n", "s3.secret_access_key"},
 		{"dsn", "sources:\n  metadb: postgres:postgres://airflow:hunter2@db/airflow\n", "a password in sources.metadb"},
 		{"keywords", "sources:\n  metadb: {kind: postgres, location: \"host=db user=airflow password=hunter2\"}\n", "a password in sources.metadb"},
+		{"bucket", "sources:\n  docs: {kind: s3, location: b1/p, s3: {access_key_id: ak, secret_access_key: sk}}\n", "sources.docs.s3.secret_access_key"},
 		{"none", "repository: /r\nsources:\n  metadb: postgres:postgres://airflow@db/airflow\n", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,5 +483,55 @@ func TestLoadRefusesReadableSecrets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSourceS3: a bucket source's own s3 settings are separate from the
+// repository's (no AWS_* variable reaches them, only the shared
+// credentials file's location); without them, the source uses the
+// repository's. Wrong settings are reported with their key.
+func TestSourceS3(t *testing.T) {
+	file := `s3: {endpoint: https://repo.example:9000, access_key_id: rk, secret_access_key: rs}
+sources:
+  docs:
+    kind: s3
+    location: invoices/prod
+    s3: {endpoint: http://docs.example:9001, region: eu-west-1, profile: invoices, iam: false}
+  other: {kind: s3, location: invoices/other}
+`
+	path := writeFile(t, filepath.Join(t.TempDir(), "c.yaml"), file)
+	os.Chmod(path, 0o600)
+	env := map[string]string{"HOME": "/home/op", "AWS_ACCESS_KEY_ID": "envkey", "AWS_SECRET_ACCESS_KEY": "envsecret", "AWS_PROFILE": "backup"}
+	c, err := Load(LoadOptions{File: path, Env: mapEnv(env)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.SourceS3("docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := storage.S3Config{Endpoint: "docs.example:9001", Region: "eu-west-1", Insecure: true, PathStyle: true,
+		CredentialsFile: "/home/op/.aws/credentials", Profile: "invoices"}
+	if s != want {
+		t.Errorf("SourceS3(docs) = %+v\nwant %+v", s, want)
+	}
+	s, err = c.SourceS3("other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Endpoint != "repo.example:9000" || s.AccessKey != "rk" {
+		t.Errorf("SourceS3(other) = %+v, want the repository's settings", s)
+	}
+
+	for _, tc := range []struct{ text, want string }{
+		{"sources:\n  d: {kind: dir, location: /x, s3: {region: x}}\n", "sources.d.s3: s3 settings apply to s3 (bucket) sources only"},
+		{"sources:\n  d: {kind: s3, location: b1/p, s3: {access_key_id: ak}}\n", "sources.d.s3: give both access_key_id and secret_access_key, or neither"},
+		{"sources:\n  d: {kind: s3, location: b1/p, s3: {endpoint: \"https://h\", insecure: true}}\n", "sources.d.s3: s3.insecure asks for plain http"},
+	} {
+		p := writeFile(t, filepath.Join(t.TempDir(), "bad.yaml"), tc.text)
+		_, err := Load(LoadOptions{File: p, Env: mapEnv(nil)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.text, err, tc.want)
+		}
 	}
 }

@@ -3,8 +3,8 @@
 // deployment (an airflow source: the SQLite metadata database, DAGs,
 // plugins, configuration, logs and the Fernet key, checked against the
 // database) and of the invoice documents, a second (deduplicated)
-// snapshot, verification at every depth, and a restore that is compared
-// with the originals.
+// snapshot, verification at every depth, a restore that is compared with
+// the originals, and a restore drill of the latest snapshot.
 package demo
 
 import (
@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/restore"
@@ -38,6 +39,10 @@ type Options struct {
 	// Testdata is the demo deployment (testdata/airflow-demo).
 	Testdata string
 	Out      io.Writer
+	// TempDir holds the drill's scratch folder; default the system's.
+	TempDir string
+	// Version is coffer's version, for the drill's report.
+	Version string
 }
 
 // ErrNoTestdata is returned by FindTestdata when there is no demo deployment.
@@ -108,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("copy demo deployment: %w", err)
 	}
 	metadb := filepath.Join(deploy, "airflow.db")
-	if err := buildMetadataDB(ctx, filepath.Join(deploy, "metadata.sql"), metadb); err != nil {
+	if err := buildMetadataDB(ctx, filepath.Join(deploy, "metadata.sql"), metadb, deploy); err != nil {
 		return fmt.Errorf("build metadata database: %w", err)
 	}
 	say("1. demo Airflow deployment in %s", deploy)
@@ -262,15 +267,53 @@ func Run(ctx context.Context, o Options) error {
 	}
 	say("8. restored snapshot %s into %s in %s: folders identical, metadata database passes integrity_check and its fingerprints match",
 		repo.ShortID(m.ID), restored, time.Since(start).Round(time.Millisecond))
+	// A restore drill of the latest snapshot: restored into a scratch
+	// folder that is removed afterwards, checked, and timed.
+	rep, err := drill.Run(ctx, drill.Options{Repo: op, Snapshot: m.ID, TempDir: o.TempDir, Version: o.Version})
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	passed, warned := 0, 0
+	for _, c := range rep.Checks {
+		if c.Result == drill.Pass {
+			passed++
+		} else if c.Result == drill.Warn {
+			warned++
+		}
+	}
+	for _, s := range rep.Sources {
+		for _, c := range s.Checks {
+			if c.Result == drill.Pass {
+				passed++
+			} else if c.Result == drill.Warn {
+				warned++
+			}
+		}
+	}
+	say("9. drill of snapshot %s: %s, %d checks passed, %d warnings, RTO %s:", repo.ShortID(m.ID), strings.ToUpper(string(rep.Result)), passed, warned, rep.RTO.Duration().Round(time.Millisecond))
+	var sum bytes.Buffer
+	if err := drill.WriteText(&sum, rep); err != nil {
+		return err
+	}
+	for _, l := range strings.Split(strings.TrimRight(sum.String(), "\n"), "\n") {
+		say("   %s", l)
+	}
+	if rep.Result != drill.Pass && rep.Result != drill.Warn {
+		return fmt.Errorf("drill of snapshot %s: %s", repo.ShortID(m.ID), rep.Result)
+	}
 	say("demo ok: the backup host held no identity; every object in %s is an age file or a signed document, but the backups' running markers (ids and times)", st.Location())
 	return nil
 }
 
-func buildMetadataDB(ctx context.Context, schema, path string) error {
+// buildMetadataDB builds the metadata database from its SQL, whose DAG
+// file locations (written for /opt/airflow) are moved to home, as Airflow
+// would record them after parsing the deployment where it now is.
+func buildMetadataDB(ctx context.Context, schema, path, home string) error {
 	b, err := os.ReadFile(schema)
 	if err != nil {
 		return err
 	}
+	b = bytes.ReplaceAll(b, []byte("/opt/airflow/"), []byte(strings.ReplaceAll(home, "'", "''")+"/"))
 	db, err := sql.Open("sqlite", path) // driver registered by the backup package
 	if err != nil {
 		return err

@@ -52,6 +52,7 @@ var Kind = source.Kind{
 	},
 	Target:  "new AIRFLOW_HOME folder, with its metadata database restored into a new database",
 	Restore: restoreKind,
+	Drill:   Drill,
 }
 
 // Metadata keys of an airflow source.

@@ -19,6 +19,7 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, DSN: spec.Location, Checks: spec.Checks}, nil
 	},
 	Target: "new database (DSN)",
+	Drill:  Drill,
 	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
 		res, err := Restore(ctx, src, target, Options{Replace: o.Replace, Force: o.Force, Owner: o.Owner})
 		if err != nil {

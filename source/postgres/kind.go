@@ -23,6 +23,9 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, DSN: dsn, Checks: spec.Checks, Globals: spec.Globals}, nil
 	},
 	Target: "new database (DSN)",
+	Drill: func(ctx context.Context, src source.Reader, target string, o source.DrillOptions) []source.DrillCheck {
+		return Drill(ctx, src, target, o)
+	},
 	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
 		target, err := DSN(target)
 		if err != nil {

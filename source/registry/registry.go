@@ -11,6 +11,7 @@ import (
 
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/source/airflow"
+	"github.com/cofferhq/coffer/source/bucket"
 	"github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/source/mysql"
 	"github.com/cofferhq/coffer/source/postgres"
@@ -23,6 +24,7 @@ var kinds = []*source.Kind{
 	&postgres.Kind,
 	&mysql.Kind,
 	&sqlite.Kind,
+	&bucket.Kind,
 	&airflow.Kind,
 }
 

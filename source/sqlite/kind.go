@@ -26,6 +26,7 @@ var Kind = source.Kind{
 		return &Source{SourceName: name, Path: path, Checks: spec.Checks}, nil
 	},
 	Target: "file",
+	Drill:  Drill,
 	Restore: func(ctx context.Context, src source.Reader, target string, o source.RestoreOptions) (*source.Restored, error) {
 		target, err := PathOf(target)
 		if err != nil {

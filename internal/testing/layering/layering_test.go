@@ -6,6 +6,7 @@
 //   - a source kind (source/X and below, but not source/registry) does
 //     not import another kind, except that a composite kind may import
 //     leaf kinds;
+//   - drill (restore drills) does not import backup: it only reads;
 //   - storage imports nothing of coffer's;
 //   - production code does not import internal/testing, and the coffer
 //     binary does not link the testing package.
@@ -171,6 +172,16 @@ func check(g graph) []violation {
 				}
 				return "kind source/" + k + " must not import kind source/" + k2 + " (only a composite kind may, and only leaf kinds)"
 			})...)
+		case under(r, "drill"):
+			// A drill reads only the repository: it is built on restore
+			// and the kinds (whose restores and drill checks it runs),
+			// never on the snapshot writer.
+			vs = append(vs, reach(g, p, func(q string) string {
+				if qr, ours := rel(q); ours && under(qr, "backup") {
+					return "drill must not import backup (a drill reads the repository, never writes it)"
+				}
+				return ""
+			})...)
 		case under(r, "storage"):
 			vs = append(vs, reach(g, p, func(q string) string {
 				if qr, ours := rel(q); ours && !under(qr, "storage") {
@@ -322,6 +333,8 @@ func TestCheck(t *testing.T) {
 		m("source/dir/internal/walk"): nil,
 		m("source/dagster"):           {m("source/postgres")},
 		m("source/postgres"):          nil,
+		// A drill writes snapshots.
+		m("drill"): {m("backup")},
 		// storage imports coffer's repo package.
 		m("storage"):       nil,
 		m("storage/s3"):    {m("storage"), m("internal/repo")},
@@ -337,6 +350,7 @@ func TestCheck(t *testing.T) {
 		"backup -> source/sqlite: backup must not import a source kind, only package source",
 		"cmd/coffer -> internal/testing/testutil: production code must not import internal/testing",
 		"cmd/coffer -> internal/testing/testutil: the coffer binary must not link internal/testing/testutil",
+		"drill -> backup: drill must not import backup (a drill reads the repository, never writes it)",
 		"github.com/x/lib -> testing: the coffer binary must not link testing (via cmd/coffer -> github.com/x/lib -> testing)",
 		"internal/db -> modernc.org/sqlite: backup must not import a database driver (via backup -> internal/db -> modernc.org/sqlite)",
 		"internal/helper -> backup: restore must not import backup (via restore -> internal/helper -> backup)",
