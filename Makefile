@@ -7,7 +7,7 @@ export PATH := $(BIN):/usr/lib/postgresql/15/bin:$(PATH)
 VERSITYGW_VERSION := v1.8.0
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: build demo test tools lint bench clean man
+.PHONY: build demo test tools lint bench bench-quick clean man
 
 build:
 	$(GO) build -o $(BIN)/coffer ./cmd/coffer
@@ -44,8 +44,15 @@ lint: $(BIN)/staticcheck
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
+# Benchmarks beside the baselines (doc/performance.md): tables in
+# bench-out/results*.md, bench-out/results.json and bench-out/ratios.svg.
+# The data sets are generated once and cached under bench-out/.
 bench: tools build
-	./scripts/bench.sh
+	./scripts/bench-all.sh
+
+# The same at CI size, in under 3 minutes.
+bench-quick: tools build
+	./scripts/bench-all.sh -quick
 
 clean:
 	rm -rf $(BIN) .coffer-demo

@@ -155,6 +155,11 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.spill, err = newSpill(); err != nil {
+		return nil, err
+	}
+	defer b.spill.close()
+	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
 	}
@@ -175,7 +180,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 	if err := b.publish(ctx); err != nil {
 		return nil, err
 	}
-	b.cache.save(b.log)
+	b.cache.save(b.log, b.sources, b.spill)
 	b.ledger.save(b.log)
 	b.res.Manifest, b.res.Private = b.m, b.priv
 	return b.res, nil
@@ -200,6 +205,7 @@ type run struct {
 	p          *pipeline // sources
 	pc         *pipeline // the catalog
 	sources    []*sourceWriter
+	spill      *spill           // the records of finished files, until the catalog is written
 	used       map[string]int64 // packs the snapshot references
 	m          *repo.Manifest
 	priv       *repo.Private
@@ -385,7 +391,7 @@ func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipe
 }
 
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
-	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker,
+	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker, spill: b.spill,
 		strict: b.opts.Strict, inflight: 2*b.workers + 2, meta: map[string]json.RawMessage{},
 		cache: b.cache, res: b.res, log: b.log, prog: progress.Or(nil)}
 }
@@ -403,6 +409,9 @@ func (b *run) storeSources(ctx context.Context) error {
 		err := src.Backup(p.ctx, sw)
 		if ferr := sw.flush(); err == nil {
 			err = ferr
+		}
+		if err == nil {
+			err = sw.spillAll()
 		}
 		if err != nil {
 			if perr := p.err(); perr != nil && !errors.Is(perr, context.Canceled) {
@@ -471,13 +480,26 @@ func (b *run) storeCatalog(ctx context.Context) (*repo.CatalogRoot, error) {
 // adds each source's public part to the manifest.
 func (b *run) encodeCatalog(w io.Writer) error {
 	enc := repo.NewCatalogEncoder(w, b.m.ID)
+	next, err := b.spill.records()
+	if err != nil {
+		return err
+	}
 	for _, sw := range b.sources {
 		if err := enc.Source(sw.name, sw.kind, sw.meta); err != nil {
 			return err
 		}
-		for _, f := range sw.files {
-			e := f.entry
-			e.Chunks = b.chunkRefs(f.locs)
+		for range sw.count {
+			rec, err := next()
+			if err != nil {
+				return err
+			}
+			e := rec.Entry
+			e.Chunks = make([]repo.ChunkRef, 0, len(rec.Locs))
+			for _, l := range rec.Locs {
+				slot := b.spill.pack(l)
+				e.Chunks = append(e.Chunks, repo.ChunkRef{ID: l.ID, Pack: b.packOf(slot),
+					Offset: l.Offset, Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})
+			}
 			if err := enc.Entry(&e); err != nil {
 				return err
 			}
@@ -565,7 +587,10 @@ type sourceWriter struct {
 	inflight int
 	meta     map[string]json.RawMessage
 	skipped  []skippedPath
-	files    []*fileRec
+	spill    *spill
+	open     []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
+	count    int             // records spilled
+	cached   progress.Counts // the files among them with a state for the change cache
 	queue    []pendingChunk
 	paths    map[string]bool
 	cache    *changeCache
@@ -575,8 +600,11 @@ type sourceWriter struct {
 }
 
 type fileRec struct {
-	entry repo.Entry
-	locs  []idLoc
+	entry   repo.Entry
+	locs    []idLoc
+	pending int               // chunks in flight
+	state   *source.FileState // for the change cache
+	meta    []byte            // stored with it in the change cache (see source.ObjectTracker)
 }
 
 type idLoc struct {
@@ -623,7 +651,45 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 	if err := w.add(e); err != nil {
 		return err
 	}
-	w.files = append(w.files, &fileRec{entry: catalogEntry(e)})
+	return w.append(&fileRec{entry: catalogEntry(e)})
+}
+
+// append adds a record, after spilling every earlier one that is complete.
+func (w *sourceWriter) append(rec *fileRec) error {
+	for len(w.open) > 0 && w.open[0].pending == 0 {
+		if err := w.spill1(w.open[0]); err != nil {
+			return err
+		}
+		w.open[0] = nil
+		w.open = w.open[1:]
+	}
+	w.open = append(w.open, rec)
+	return nil
+}
+
+// spillAll spills every record; the source is done and flushed.
+func (w *sourceWriter) spillAll() error {
+	for _, rec := range w.open {
+		if rec.pending != 0 {
+			return fmt.Errorf("%q: chunks still in flight", rec.entry.Path)
+		}
+		if err := w.spill1(rec); err != nil {
+			return err
+		}
+	}
+	w.open = nil
+	return nil
+}
+
+func (w *sourceWriter) spill1(rec *fileRec) error {
+	if err := w.spill.add(rec); err != nil {
+		return err
+	}
+	w.count++
+	if rec.state != nil {
+		w.cached.Files++
+		w.cached.Bytes += rec.entry.Size
+	}
 	return nil
 }
 
@@ -633,7 +699,9 @@ func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reade
 		return err
 	}
 	rec := &fileRec{entry: catalogEntry(e)}
-	w.files = append(w.files, rec)
+	if err := w.append(rec); err != nil {
+		return err
+	}
 	if err := w.chunk(ctx, r, rec); err != nil {
 		return fmt.Errorf("%q: %w", e.Path, err)
 	}
@@ -681,6 +749,7 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			w.flush()
 			return err
 		}
+		rec.pending++
 		w.queue = append(w.queue, pendingChunk{job: j, rec: rec})
 		if len(w.queue) >= w.inflight {
 			if err := w.waitOne(); err != nil {
@@ -706,6 +775,7 @@ func (w *sourceWriter) waitOne() error {
 	w.queue = w.queue[1:]
 	<-pc.job.done
 	w.p.bufs.Put(pc.job.buf)
+	pc.rec.pending--
 	if pc.job.err != nil {
 		return pc.job.err
 	}
@@ -774,8 +844,7 @@ func (w *sourceWriter) Unchanged(e source.Entry, st source.FileState) (bool, err
 func (w *sourceWriter) Known(path string, st source.FileState) bool {
 	w.p.mu.Lock()
 	defer w.p.mu.Unlock()
-	_, _, ok := w.cache.lookupMeta(w.name, path, st)
-	return ok
+	return w.cache.knownItem(w.name, path, st)
 }
 
 // UnchangedMeta records an unchanged item from the change cache without
@@ -794,20 +863,23 @@ func (w *sourceWriter) UnchangedMeta(e source.Entry, st source.FileState) ([]byt
 	ce := catalogEntry(e)
 	ce.Size, ce.SHA256 = rec.entry.Size, rec.entry.SHA256
 	rec.entry = ce
-	w.files = append(w.files, &rec)
+	rec.state, rec.meta = &st, meta
+	if err := w.append(&rec); err != nil {
+		return nil, false, err
+	}
 	w.res.BytesSkipped += ce.Size
 	w.prog.Add(w.name, progress.Counts{Bytes: ce.Size, Files: 1})
 	w.p.chunks.Add(int64(len(rec.locs)))
-	w.cache.remember(w.name, e.Path, st, &rec, meta)
 	return meta, true, nil
 }
 
 // Remember notes the state of the file just written.
 func (w *sourceWriter) Remember(path string, st source.FileState) { w.RememberMeta(path, st, nil) }
 
-// RememberMeta notes the state and metadata of the item just written.
+// RememberMeta notes the state and metadata of the item just written: its
+// record carries them to the spill and from there to the change cache.
 func (w *sourceWriter) RememberMeta(path string, st source.FileState, meta []byte) {
-	if n := len(w.files); n > 0 && w.files[n-1].entry.Path == path {
-		w.cache.remember(w.name, path, st, w.files[n-1], meta)
+	if n := len(w.open); n > 0 && w.open[n-1].entry.Path == path {
+		w.open[n-1].state, w.open[n-1].meta = &st, meta
 	}
 }

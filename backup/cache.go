@@ -1,13 +1,18 @@
 package backup
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/gob"
+	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/progress"
@@ -42,53 +47,223 @@ type cacheChunk struct {
 	Zstd   bool         `json:"z,omitempty"`
 }
 
-type pendingRec struct {
-	key  fileKey
-	rec  *fileRec
-	meta []byte
-}
-
 type changeCache struct {
 	path     string
 	identity *age.X25519Identity
 	known    map[repo.ChunkID]loc
-	old      map[string]map[string]cacheRec
-	pending  map[string]map[string]pendingRec
+	log      *slog.Logger
+	cursors  map[string]*cacheCursor // for lookupMeta
+	ahead    map[string]*cacheCursor // for knownItem
 }
 
-// loadCache reads the cache; known is the loaded index, which only holds
-// chunks whose pack is present at its recorded size.
+// The cache file is a stream, read with one cursor per source in the
+// order it was written, never loaded whole: memory stays flat in the
+// number of files. Content (version 2): age, to the index recipient, of a
+// zstd stream of gob values: a cacheHeader, then one cacheEntry per file,
+// the entries of each source together and in the order the backup wrote
+// them, which for a folder is the walk's order (see walkCompare).
+type cacheHeader struct {
+	Version int
+	// Totals are the bytes and number of the files each source's
+	// entries describe, for progress estimates without a pass.
+	Totals map[string]progress.Counts
+}
+
+const cacheVersion = 2
+
+type cacheEntry struct {
+	Source string
+	Path   string
+	Rec    cacheRec
+}
+
+// cacheCursor reads one source's entries; cur is the next one not yet
+// passed by the lookups.
+type cacheCursor struct {
+	close func()
+	next  func() (cacheEntry, error)
+	cur   cacheEntry
+	ok    bool // cur is valid
+	// A source writes its entries either in walk order (a folder) or in
+	// byte order (a bucket's keys); the two differ only where one path
+	// has '/' and the other a byte below it. The cursor learns which from
+	// the entries and the lookups; until then it never passes an entry on
+	// a comparison the two orders disagree on.
+	order int    // 0 unknown, orderWalk, orderBytes
+	last  string // the previous lookup's path
+}
+
+const (
+	orderWalk = iota + 1
+	orderBytes
+)
+
+// loadCache prepares the cache; known is the loaded index, which only
+// holds chunks whose pack is present at its recorded size. Nothing is read
+// until the first lookup.
 func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID]loc, log *slog.Logger) *changeCache {
 	if dir == "" {
 		return nil
 	}
-	c := &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		known: known, old: map[string]map[string]cacheRec{}, pending: map[string]map[string]pendingRec{}}
-	ct, err := os.ReadFile(c.path)
+	return &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
+		known: known, log: log, cursors: map[string]*cacheCursor{}, ahead: map[string]*cacheCursor{}}
+}
+
+// open reads the cache file from the start: next returns its entries in
+// order, io.EOF after the last. A missing file has no entries.
+func (c *changeCache) open() (next func() (cacheEntry, error), closeFn func(), err error) {
+	next, closeFn, _, err = c.openHeader()
+	return next, closeFn, err
+}
+
+// openHeader is open, and returns the file's header too.
+func (c *changeCache) openHeader() (next func() (cacheEntry, error), closeFn func(), h cacheHeader, err error) {
+	f, err := os.Open(c.path)
 	if err != nil {
-		if !os.IsNotExist(err) {
-			log.Warn("change cache unreadable; reading every file", "err", err)
+		if os.IsNotExist(err) {
+			return func() (cacheEntry, error) { return cacheEntry{}, io.EOF }, func() {}, h, nil
 		}
-		return c
+		return nil, nil, h, err
 	}
-	if err := unsealGob(ct, &c.old, c.identity); err != nil {
-		log.Warn("change cache damaged; reading every file", "err", err)
-		c.old = map[string]map[string]cacheRec{}
+	ar, err := age.Decrypt(bufio.NewReaderSize(f, 256<<10), c.identity)
+	if err != nil {
+		f.Close()
+		return nil, nil, h, err
 	}
-	return c
+	zr, err := zstd.NewReader(ar, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		f.Close()
+		return nil, nil, h, err
+	}
+	closeFn = func() { zr.Close(); f.Close() }
+	dec := gob.NewDecoder(zr)
+	if err := dec.Decode(&h); err != nil || h.Version != cacheVersion {
+		closeFn()
+		return nil, nil, h, fmt.Errorf("not a version %d change cache", cacheVersion)
+	}
+	return func() (cacheEntry, error) {
+		var e cacheEntry
+		err := dec.Decode(&e)
+		return e, err
+	}, closeFn, h, nil
+}
+
+// estimate is what the cache remembers of a source's files: their bytes
+// and number, the size of its previous backup (zero when unknown). It
+// reads only the file's header.
+func (c *changeCache) estimate(source string) progress.Counts {
+	if c == nil {
+		return progress.Counts{}
+	}
+	_, closeFn, h, err := c.openHeader()
+	if err != nil {
+		return progress.Counts{}
+	}
+	closeFn()
+	return h.Totals[source]
+}
+
+// cursor returns the source's cursor in set (c.cursors, or c.ahead for
+// knownItem), opening the file and skipping to the source's entries on first
+// use. A cache that cannot be read is reported once per cursor and treated
+// as empty: every file is read.
+func (c *changeCache) cursor(set map[string]*cacheCursor, source string) *cacheCursor {
+	if cur, ok := set[source]; ok {
+		return cur
+	}
+	cur := &cacheCursor{close: func() {}}
+	set[source] = cur
+	next, closeFn, err := c.open()
+	if err != nil {
+		c.log.Warn("change cache unreadable; reading every file", "err", err)
+		return cur
+	}
+	cur.close = closeFn
+	for {
+		e, err := next()
+		if err != nil {
+			if err != io.EOF {
+				c.log.Warn("change cache damaged; reading every file", "err", err)
+			}
+			return cur
+		}
+		if e.Source == source {
+			cur.cur, cur.ok = e, true
+			break
+		}
+	}
+	cur.next = func() (cacheEntry, error) {
+		e, err := next()
+		if err == nil && e.Source != source {
+			err = io.EOF // the source's entries are together
+		}
+		return e, err
+	}
+	return cur
+}
+
+// walkCompare orders paths as a folder walk visits them (filepath.WalkDir:
+// each folder's names in byte order, a folder before its contents): byte
+// order with '/' below every other byte.
+func walkCompare(a, b string) int {
+	for i := 0; i < len(a) && i < len(b); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if x == '/' {
+			return -1
+		}
+		if y == '/' {
+			return 1
+		}
+		if x < y {
+			return -1
+		}
+		return 1
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	}
+	return 0
 }
 
 // lookupMeta returns the chunks of an unchanged file, and the metadata
 // stored with it, when the index still holds every one of them where the
 // cache says (so its pack is present, at the size the index recorded).
+// Paths must come in the source's order for the cursor to find them; one
+// that comes out of order is only a miss.
 func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byte, bool) {
 	if c == nil {
 		return fileRec{}, nil, false
 	}
-	cr, ok := c.old[source][path]
+	cr, ok := c.cursor(c.cursors, source).find(path, c.log)
 	if !ok || cr.Key != k {
 		return fileRec{}, nil, false
 	}
+	return c.resolve(cr, k)
+}
+
+// knownItem is lookupMeta that records nothing, for a source that asks ahead
+// (source.ObjectTracker.Known): it reads with a cursor of its own, so the
+// lookups that follow still find the same entries.
+func (c *changeCache) knownItem(source, path string, k fileKey) bool {
+	if c == nil {
+		return false
+	}
+	cr, ok := c.cursor(c.ahead, source).find(path, c.log)
+	if !ok || cr.Key != k {
+		return false
+	}
+	_, _, ok = c.resolve(cr, k)
+	return ok
+}
+
+// resolve finds a cache record's chunks in the index.
+func (c *changeCache) resolve(cr cacheRec, k fileKey) (fileRec, []byte, bool) {
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
 		l, ok := c.known[ch.ID]
@@ -100,65 +275,179 @@ func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byt
 	return rec, cr.Meta, true
 }
 
-// estimate is what the cache remembers of a source's files: their bytes
-// and number, the size of its previous backup (zero when unknown).
-func (c *changeCache) estimate(source string) progress.Counts {
-	var n progress.Counts
-	if c == nil {
-		return n
+// find returns the entry of path, passing the entries before it: paths
+// must come in the order the source wrote them last time.
+func (cur *cacheCursor) find(path string, log *slog.Logger) (cacheRec, bool) {
+	if cur.last != "" {
+		cur.learn(cur.last, path)
 	}
-	for _, r := range c.old[source] {
-		n.Bytes += r.Key.Size
-		n.Files++
+	cur.last = path
+	for cur.ok && cur.before(cur.cur.Path, path) {
+		cur.advance(log)
 	}
-	return n
+	if !cur.ok || cur.cur.Path != path {
+		return cacheRec{}, false
+	}
+	cr := cur.cur.Rec
+	cur.advance(log)
+	return cr, true
 }
 
-func (c *changeCache) remember(source, path string, k fileKey, rec *fileRec, meta []byte) {
+// learn notes the order of a pair of paths that came a before b.
+func (cur *cacheCursor) learn(a, b string) {
+	if cur.order != 0 {
+		return
+	}
+	w, y := walkCompare(a, b), strings.Compare(a, b)
+	switch {
+	case w < 0 && y > 0:
+		cur.order = orderWalk
+	case w > 0 && y < 0:
+		cur.order = orderBytes
+	}
+}
+
+// before reports whether a comes before b in the source's order.
+func (cur *cacheCursor) before(a, b string) bool {
+	w, y := walkCompare(a, b), strings.Compare(a, b)
+	switch cur.order {
+	case orderWalk:
+		return w < 0
+	case orderBytes:
+		return y < 0
+	}
+	return w < 0 && y < 0
+}
+
+func (cur *cacheCursor) advance(log *slog.Logger) {
+	prev := cur.cur.Path
+	e, err := cur.next()
+	if err != nil {
+		if err != io.EOF {
+			log.Warn("change cache damaged; reading the remaining files", "err", err)
+		}
+		cur.ok = false
+		return
+	}
+	cur.cur = e
+	cur.learn(prev, e.Path)
+}
+
+// close releases the cursors' files.
+func (c *changeCache) close() {
 	if c == nil {
 		return
 	}
-	if c.pending[source] == nil {
-		c.pending[source] = map[string]pendingRec{}
+	for _, cur := range c.cursors {
+		cur.close()
 	}
-	c.pending[source][path] = pendingRec{key: k, rec: rec, meta: meta}
+	for _, cur := range c.ahead {
+		cur.close()
+	}
+	c.cursors, c.ahead = map[string]*cacheCursor{}, map[string]*cacheCursor{}
 }
 
-// save writes the cache of this backup's files; called after the manifest
-// is written, when every pack has its name.
-func (c *changeCache) save(log *slog.Logger) {
+// save writes the cache of this backup's files, read back from the spill
+// (the records with a file state), after the entries of the sources not
+// backed up this time, copied from the old file; called after the
+// manifest is written, when every pack has its name.
+func (c *changeCache) save(log *slog.Logger, sources []*sourceWriter, sp *spill) {
 	if c == nil {
 		return
 	}
-	// Sources not backed up this time keep their records, so separate
-	// jobs per source against one repository all benefit.
-	out := map[string]map[string]cacheRec{}
-	for src, files := range c.old {
-		if _, ok := c.pending[src]; !ok {
-			out[src] = files
-		}
-	}
-	for src, files := range c.pending {
-		out[src] = map[string]cacheRec{}
-		for path, pr := range files {
-			cr := cacheRec{Key: pr.key, SHA256: pr.rec.entry.SHA256, Meta: pr.meta}
-			for _, l := range pr.rec.locs {
-				cr.Chunks = append(cr.Chunks, cacheChunk{ID: l.id, Pack: l.loc.pack.sha, Offset: l.loc.offset,
-					Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd})
-			}
-			out[src][path] = cr
-		}
-	}
-	ct, err := sealGob(out, c.identity.Recipient())
-	if err == nil {
-		err = writeFileAtomic(c.path, ct)
-	}
+	c.close()
+	err := writeFileAtomicFunc(c.path, func(w io.Writer) error { return c.write(w, sources, sp) })
 	if err != nil {
 		log.Warn("could not save the change cache; the next backup reads every file", "err", err)
 	}
 }
 
+func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) error {
+	aw, err := age.Encrypt(w, c.identity.Recipient())
+	if err != nil {
+		return err
+	}
+	zw, err := zstd.NewWriter(aw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return err
+	}
+	enc := gob.NewEncoder(zw)
+	// Sources not backed up this time keep their entries, so separate
+	// jobs per source against one repository all benefit.
+	backedUp := map[string]bool{}
+	h := cacheHeader{Version: cacheVersion, Totals: map[string]progress.Counts{}}
+	for _, sw := range sources {
+		backedUp[sw.name] = true
+		h.Totals[sw.name] = sw.cached
+	}
+	next, closeFn, old, err := c.openHeader()
+	if err == nil {
+		for src, n := range old.Totals {
+			if !backedUp[src] {
+				h.Totals[src] = n
+			}
+		}
+	}
+	if err := enc.Encode(h); err != nil {
+		if closeFn != nil {
+			closeFn()
+		}
+		return err
+	}
+	if err == nil {
+		for {
+			e, err := next()
+			if err != nil {
+				break // a damaged tail loses only other sources' entries
+			}
+			if !backedUp[e.Source] {
+				if err := enc.Encode(&e); err != nil {
+					closeFn()
+					return err
+				}
+			}
+		}
+		closeFn()
+	}
+	recs, err := sp.records()
+	if err != nil {
+		return err
+	}
+	for _, sw := range sources {
+		for range sw.count {
+			rec, err := recs()
+			if err != nil {
+				return err
+			}
+			if rec.State == nil {
+				continue
+			}
+			e := cacheEntry{Source: sw.name, Path: rec.Entry.Path, Rec: cacheRec{Key: *rec.State, SHA256: rec.Entry.SHA256, Meta: rec.Meta}}
+			for _, l := range rec.Locs {
+				e.Rec.Chunks = append(e.Rec.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
+					Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})
+			}
+			if err := enc.Encode(&e); err != nil {
+				return err
+			}
+		}
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	return aw.Close()
+}
+
 func writeFileAtomic(path string, data []byte) error {
+	return writeFileAtomicFunc(path, func(w io.Writer) error {
+		_, err := bytes.NewReader(data).WriteTo(w)
+		return err
+	})
+}
+
+// writeFileAtomicFunc writes path through fill: a temporary file beside
+// it, fsync, rename.
+func writeFileAtomicFunc(path string, fill func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
@@ -167,7 +456,12 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(f.Name())
-	if _, err := bytes.NewReader(data).WriteTo(f); err != nil {
+	bw := bufio.NewWriterSize(f, 256<<10)
+	if err := fill(bw); err != nil {
+		f.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
 		f.Close()
 		return err
 	}
@@ -179,26 +473,4 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
-}
-
-// The cache is gob, not JSON: it is the backup host's own file, read and
-// written by every backup, and gob is several times faster for it.
-func sealGob(v any, r age.Recipient) ([]byte, error) {
-	var b bytes.Buffer
-	if err := gob.NewEncoder(&b).Encode(v); err != nil {
-		return nil, err
-	}
-	return repo.Encrypt(repo.Compress(nil, b.Bytes()), r)
-}
-
-func unsealGob(ct []byte, v any, id age.Identity) error {
-	z, err := repo.Decrypt(ct, id)
-	if err != nil {
-		return err
-	}
-	plain, err := repo.DecompressDocument(z)
-	if err != nil {
-		return err
-	}
-	return gob.NewDecoder(bytes.NewReader(plain)).Decode(v)
 }

@@ -205,6 +205,9 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 	chunks := append([]repo.IndexChunk(nil), sp.builder.Chunks()...)
 	plain := sp.builder.Finish()
 	ct.Reset()
+	// age adds a header and 16 bytes per 64 KiB: one allocation of the
+	// right size, not a doubling buffer that ends up twice the pack.
+	ct.Grow(len(plain) + len(plain)/4096 + 4096)
 	w, err := age.Encrypt(ct, p.recipients...)
 	if err != nil {
 		return fmt.Errorf("encrypt pack: %w", err)

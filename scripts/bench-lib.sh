@@ -64,32 +64,41 @@ defprep() {
   PREP[$1]="$W/cmd/$1.prep.sh"
 }
 
-# section TITLE NAME...: runs hyperfine on the named commands side by side
-# and records their rows for the report. The first name is the reference.
+# section TITLE NAME...: runs the named commands side by side and records
+# their rows for the report. The first name is the reference. The runs
+# alternate (round 1 runs every command once, then round 2, ...), so that
+# a burst of load from elsewhere on the machine lands on every command
+# alike rather than on whichever ran during it; each round is one hyperfine
+# call with --runs 1, and benchreport merges the rounds.
 section() {
   local title=$1 slug
   shift
-  slug=$(echo "$title" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40)
-  local args=(--runs "$RUNS" --style basic --export-json "$W/json/$slug.json")
-  local n
-  for n in "$@"; do
-    local c="bash $W/cmd/$n.sh"
-    if [ -n "$TIMEBIN" ]; then
-      c="$TIMEBIN -f %M -a -o $W/rss/$n.txt $c"
-    fi
-    if [ -n "${PREP[$n]}" ]; then
-      args+=(--prepare "bash ${PREP[$n]}")
-    else
-      args+=(--prepare "sync")
-    fi
-    args+=(-n "$n" "$c")
-  done
+  SECTIONS=$((${SECTIONS:-0} + 1))
+  slug=$SECTIONS-$(echo "$title" | tr -c 'a-zA-Z0-9\n' '-' | tr -s '-' | cut -c1-40)
   echo "== $title" >&2
-  hyperfine "${args[@]}" >&2
+  local round
+  for round in $(seq 1 "$RUNS"); do
+    local args=(--runs 1 --style basic --export-json "$W/json/$slug-r$round.json")
+    local n
+    for n in "$@"; do
+      local c="bash $W/cmd/$n.sh"
+      if [ -n "$TIMEBIN" ]; then
+        c="$TIMEBIN -f %M -a -o $W/rss/$n.txt $c"
+      fi
+      if [ -n "${PREP[$n]}" ]; then
+        args+=(--prepare "bash ${PREP[$n]}")
+      else
+        args+=(--prepare "sync")
+      fi
+      args+=(-n "$n" "$c")
+    done
+    hyperfine "${args[@]}" 2>&1 | grep -E '^(Benchmark|  Time)' >&2 || true
+    [ -s "$W/json/$slug-r$round.json" ] || { echo "bench: round $round of \"$title\" failed" >&2; exit 1; }
+  done
   for n in "$@"; do
     local rss="-"
     [ -n "$TIMEBIN" ] && rss="$W/rss/$n.txt"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$title" "$n" "$W/json/$slug.json" "$rss" "${KIND[$n]}" "${OUTF[$n]}" >>"$W/rows.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$title" "$n" "$W/json/$slug-r*.json" "$rss" "${KIND[$n]}" "${OUTF[$n]}" >>"$W/rows.tsv"
   done
 }
 
@@ -100,6 +109,6 @@ machine() {
   echo "- file system of bench-out: $(df -T "$OUT" | awk 'NR==2{print $2}')"
   echo "- coffer binary: $COFFER, built $BIN_TIME$([ -n "$BIN_REV" ] && echo " from $BIN_REV"); source tree at the start of the run: $BENCH_REV"
   echo "- $(go version | cut -d' ' -f3-), $(restic version | cut -d' ' -f1-2), age $(age --version), zstd $(zstd --version | grep -o 'v[0-9.]*'), hyperfine $(hyperfine --version | cut -d' ' -f2)"
-  echo "- runs per command: $RUNS (medians; each run's preparation is untimed and ends with sync)"
+  echo "- runs per command: $RUNS, alternating (medians; each run's preparation is untimed and ends with sync)"
   echo "- peak RSS: GNU time %M of the command (for a pipeline: its largest process)"
 }

@@ -78,6 +78,23 @@ defcmd pg_dump-restic-day2 restic "$W/out/restic-day2.json,$W/r2,$rbase" \
 defprep pg_dump-restic-day2 "rm -rf $W/r2; cp -a $W/r1 $W/r2"
 section "database backup, day 2 (1% of invoices changed)" coffer-pg-day2 pg_dump-zstd-age-day2 pg_dump-restic-day2
 
+# Day 2, scattered: the same 1% of invoices paid, but spread over the whole
+# table (mkinvoicedb -scattered), in a second copy of the database; coffer
+# only, each run from a copy of the day-1 repository.
+DBS="coffer_bench_scattered_${MB}mb"
+psqlc "drop database if exists $DBS with (force)"
+psqlc "create database $DBS template $BASE"
+SDSN=$(dsn "$DBS")
+"$TOOLS/mkinvoicedb" -dsn "$SDSN" -mutate 0.01 -seed 2 -scattered
+psqlc "checkpoint"
+# The source is named db like day 1's, so that it deduplicates against it.
+defcmd coffer-pg-day2-scattered coffer "$W/out/coffer-pg-day2-scattered.json" \
+  "COFFER_STATE_DIR=$W/state3 $C $W/c3 $SK backup db=postgres:'$SDSN' >$W/out/coffer-pg-day2-scattered.json"
+defprep coffer-pg-day2-scattered "rm -rf $W/c3 $W/state3; cp -a $W/c1 $W/c3"
+section "database backup, day 2 (1% of invoices changed, scattered)" coffer-pg-day2-scattered
+psqlc "drop database if exists $DBS with (force)"
+rm -rf "$W/c2" "$W/c3" "$W/state2" "$W/state3"
+
 # Restore of the day-1 snapshot into a new database.
 defcmd coffer-pg-restore none "" \
   "$COFFER --repo $W/c1 --identity $KEYS/restore/identity.txt restore latest:db --to-postgres '$RDSN' >$W/out/coffer-pg-restore.txt"
@@ -95,6 +112,10 @@ dumpsize=$(du -h --apparent-size "$W/day1.dump" | cut -f1)
   echo "- PostgreSQL $(psql -X -tAq -d "$ADMIN" -c 'show server_version') on 127.0.0.1, same machine; repositories on local disk under $W"
   machine
   "$TOOLS/benchreport" -title "results (BENCH_DB_MB=$MB)" "$W/rows.tsv"
+  stored() { grep -o '"bytes_stored": *[0-9]*' "$W/out/$1.json" | grep -o '[0-9]*$'; }
+  d1=$(stored coffer-pg-day1) d2=$(stored coffer-pg-day2) d2s=$(stored coffer-pg-day2-scattered)
+  awk -v a="$d1" -v b="$d2" -v c="$d2s" 'BEGIN {
+    printf "Deduplication: the day-2 backup stored %.1f%% of day 1'"'"'s bytes with the changed invoices clustered (target: at most 5%%), %.1f%% with them scattered.\n\n", 100*b/a, 100*c/a }'
   echo "coffer's restore includes its fingerprint check on the restored database; with --jobs 2 it hands pg_restore a memfd copy of the dump (not counted in coffer's RSS: it is shared memory)."
   echo
   echo "Commands (from $W/cmd; each run through hyperfine):"

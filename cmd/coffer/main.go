@@ -22,6 +22,11 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// COFFER_MEMPROFILE=FILE writes a heap profile near the peak of the
+	// live heap, for benchmarks.
+	if p := os.Getenv("COFFER_MEMPROFILE"); p != "" {
+		go heapAtPeak(p)
+	}
 	// COFFER_CPUPROFILE=FILE writes a CPU profile, for benchmarks.
 	if p := os.Getenv("COFFER_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {

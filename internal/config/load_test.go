@@ -511,7 +511,7 @@ sources:
 		t.Fatal(err)
 	}
 	want := storage.S3Config{Endpoint: "docs.example:9001", Region: "eu-west-1", Insecure: true, PathStyle: true,
-		CredentialsFile: "/home/op/.aws/credentials", Profile: "invoices"}
+		CredentialsFile: "/home/op/.aws/credentials", Profile: "invoices", RetryBudget: DefaultRetryBudget}
 	if s != want {
 		t.Errorf("SourceS3(docs) = %+v\nwant %+v", s, want)
 	}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -111,6 +112,13 @@ func Run(ctx context.Context, o Options) error {
 	deploy := filepath.Join(dir, "deployment")
 	if err := copyTree(o.Testdata, deploy); err != nil {
 		return fmt.Errorf("copy demo deployment: %w", err)
+	}
+	// The DAGs are a git repository of their own, as in a real
+	// deployment: the snapshot records its HEAD and the drill compares it.
+	// (Without this, a demo run inside a git checkout would find the
+	// checkout's repository around the DAGs instead.)
+	if err := gitInit(ctx, filepath.Join(deploy, "dags")); err != nil {
+		return fmt.Errorf("make the demo DAGs a git repository: %w", err)
 	}
 	metadb := filepath.Join(deploy, "airflow.db")
 	if err := buildMetadataDB(ctx, filepath.Join(deploy, "metadata.sql"), metadb, deploy); err != nil {
@@ -391,6 +399,28 @@ func compareTrees(a, b string) error {
 	filepath.WalkDir(b, func(string, fs.DirEntry, error) error { n++; return nil })
 	if n != seen {
 		return fmt.Errorf("%d entries restored, want %d", n, seen)
+	}
+	return nil
+}
+
+// gitInit makes dir a git repository with one commit of everything in
+// it. Without git on PATH it does nothing (the snapshot then records no
+// HEAD and the drill has none to compare).
+func gitInit(ctx context.Context, dir string) error {
+	if _, err := exec.LookPath("git"); err != nil {
+		return nil
+	}
+	for _, args := range [][]string{
+		{"init", "-q"},
+		{"add", "-A"},
+		{"-c", "user.name=coffer demo", "-c", "user.email=demo@localhost", "-c", "commit.gpgsign=false",
+			"commit", "-q", "-m", "demo DAGs"},
+	} {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %v: %s", args[len(args)-1], err, strings.TrimSpace(string(out)))
+		}
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 // parse is returned with a zero record (it holds nothing).
 func (r *Repository) Holds(ctx context.Context) (map[string]HoldRecord, error) {
 	out := map[string]HoldRecord{}
-	err := r.readMarkers(ctx, HoldsPrefix, func(name string, b []byte) {
+	err := r.readMarkers(ctx, HoldsPrefix, func(name string, b []byte, _ time.Time) {
 		var h HoldRecord
 		if json.Unmarshal(b, &h) != nil || !validHex(h.Snapshot, 64) {
 			h = HoldRecord{}
@@ -130,6 +130,12 @@ type RunningRecord struct {
 	// Done marks the last record of a run: the backup has ended (written
 	// rather than deleting the markers, which object lock may forbid).
 	Done bool `json:"done,omitempty"`
+	// Written is when the store says the marker was written (its
+	// modification time, on the store's clock; not part of the JSON). A
+	// backup host's clock may be off: a marker written less than
+	// RunningTTL ago counts as live whatever its Expires says, and a run
+	// started no later than its first marker was written.
+	Written time.Time `json:"-"`
 }
 
 // RunningTTL is how long a running marker counts after it is written; a
@@ -203,43 +209,89 @@ func Announce(ctx context.Context, st storage.Store, ttl time.Duration) (stop fu
 // one that does not parse).
 func (r *Repository) Running(ctx context.Context) (map[string]RunningRecord, error) {
 	out := map[string]RunningRecord{}
-	err := r.readMarkers(ctx, RunningPrefix, func(name string, b []byte) {
+	err := r.readMarkers(ctx, RunningPrefix, func(name string, b []byte, written time.Time) {
 		var m RunningRecord
 		if json.Unmarshal(b, &m) != nil {
 			m = RunningRecord{}
 		}
+		m.Written = written
 		out[name] = m
 	})
 	return out, err
 }
 
-// OldestRunning returns the start of the oldest backup whose marker is
-// live at now (its expiry plus the clock skew bound is after now), and
-// whether there is one.
-func OldestRunning(ms map[string]RunningRecord, now time.Time) (time.Time, bool) {
-	done := map[string]bool{}
-	for _, m := range ms {
-		if m.Done {
-			done[m.Run] = true
+// LiveRuns returns the runs that are live at now, each with its start. A
+// run is live while one of its markers' expiry (the backup host's clock)
+// plus the clock skew bound is after now and no done marker ended it, or
+// one of its markers was written (the store's clock) less than RunningTTL
+// plus the bound ago: a backup host whose clock is behind writes markers
+// that look expired by their own times. Its start is the earliest of its
+// markers' Started (the backup host's clock) and Written (the store's), so
+// that a host clock that runs ahead does not move the start past what the
+// backup wrote.
+func LiveRuns(ms map[string]RunningRecord, now time.Time) map[string]time.Time {
+	// A done marker ends its run only when it is stored under the run's
+	// own done name and no marker of the run was written after it:
+	// anyone who may write can forge one, and a backup that renews its
+	// marker afterwards still runs.
+	done := map[string]time.Time{}
+	for name, m := range ms {
+		if m.Done && name == fmt.Sprintf("%s%s-%06d", RunningPrefix, m.Run, doneSeq) {
+			done[m.Run] = m.Written
 		}
 	}
-	var oldest time.Time
-	var found bool
 	for _, m := range ms {
-		if m.Run == "" || done[m.Run] || !m.Expires.Add(MaxClockSkew).After(now) {
+		if d, ok := done[m.Run]; ok && !m.Done && m.Written.After(d) {
+			delete(done, m.Run)
+		}
+	}
+	out := map[string]time.Time{}
+	for _, m := range ms {
+		if m.Run == "" || m.Done {
 			continue
 		}
-		if !found || m.Started.Before(oldest) {
-			oldest, found = m.Started, true
+		if _, ended := done[m.Run]; ended {
+			continue
+		}
+		if m.Expires.Add(MaxClockSkew).After(now) ||
+			(!m.Written.IsZero() && m.Written.Add(RunningTTL+MaxClockSkew).After(now)) {
+			out[m.Run] = time.Time{}
+		}
+	}
+	for _, m := range ms {
+		start, ok := out[m.Run]
+		if !ok {
+			continue
+		}
+		for _, t := range []time.Time{m.Started, m.Written} {
+			if !t.IsZero() && (start.IsZero() || t.Before(start)) {
+				start = t
+			}
+		}
+		out[m.Run] = start
+	}
+	return out
+}
+
+// OldestRunning returns the start of the oldest backup that is live at now
+// (LiveRuns), and whether there is one.
+func OldestRunning(ms map[string]RunningRecord, now time.Time) (time.Time, bool) {
+	var oldest time.Time
+	var found bool
+	for _, start := range LiveRuns(ms, now) {
+		if !found || start.Before(oldest) {
+			oldest, found = start, true
 		}
 	}
 	return oldest, found
 }
 
-func (r *Repository) readMarkers(ctx context.Context, prefix string, fn func(name string, b []byte)) error {
+func (r *Repository) readMarkers(ctx context.Context, prefix string, fn func(name string, b []byte, written time.Time)) error {
 	var names []string
+	written := map[string]time.Time{}
 	if err := r.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
 		names = append(names, oi.Name)
+		written[oi.Name] = oi.ModTime
 		return nil
 	}); err != nil {
 		return fmt.Errorf("list %s: %w", strings.TrimSuffix(prefix, "/"), err)
@@ -253,7 +305,7 @@ func (r *Repository) readMarkers(ctx context.Context, prefix string, fn func(nam
 		if err != nil {
 			return fmt.Errorf("read %s: %w", n, err)
 		}
-		fn(n, bytes.TrimSpace(b))
+		fn(n, bytes.TrimSpace(b), written[n])
 	}
 	return nil
 }

@@ -45,6 +45,22 @@ type Tombstone struct {
 	SnapshotTime time.Time `json:"snapshot_time"`
 	// Policy is the retention policy that let it go, as text.
 	Policy string `json:"policy"`
+	// Stored is when the store says the tombstone was written (its
+	// modification time, on the store's clock; not part of the document),
+	// set by Forgotten. Prune counts a snapshot as forgotten since the
+	// later of Time and Stored: a forgetting host whose clock is behind
+	// must not make a snapshot look forgotten before a running backup
+	// started.
+	Stored time.Time `json:"-"`
+}
+
+// Since is when the snapshot counts as forgotten: the later of the
+// tombstone's own time and its write time in the store.
+func (t *Tombstone) Since() time.Time {
+	if t.Stored.After(t.Time) {
+		return t.Stored
+	}
+	return t.Time
 }
 
 // TombstoneName is the object name of snapshot id's tombstone.
@@ -143,9 +159,11 @@ func (r *Repository) Forgotten(ctx context.Context) (map[string]*Tombstone, []er
 	}
 	var ids []string
 	var bad []error
+	stored := map[string]time.Time{}
 	err := r.Store.List(ctx, TombstonesPrefix, func(oi storage.ObjectInfo) error {
 		if id := strings.TrimPrefix(oi.Name, TombstonesPrefix); validHex(id, 64) {
 			ids = append(ids, id)
+			stored[id] = oi.ModTime
 		} else {
 			bad = append(bad, integrity(oi.Name, "not a tombstone: its name is not a snapshot id (ignored)"))
 		}
@@ -165,6 +183,7 @@ func (r *Repository) Forgotten(ctx context.Context) (map[string]*Tombstone, []er
 			}
 			return nil, nil, err
 		}
+		t.Stored = stored[id]
 		out[id] = t
 	}
 	sort.Slice(bad, func(i, j int) bool { return bad[i].Error() < bad[j].Error() })

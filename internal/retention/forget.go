@@ -110,7 +110,7 @@ func Forget(ctx context.Context, r *repo.Repository, p Policy, opts ForgetOption
 	if err != nil {
 		return nil, err
 	}
-	protect := newestPerSource(ms)
+	protect := newestPerSource(ms, now)
 
 	groups := map[string][]*repo.Manifest{}
 	for _, m := range ms {
@@ -191,32 +191,38 @@ func groupKey(m *repo.Manifest) string {
 
 // newestPerSource returns, for every snapshot that is the newest complete
 // snapshot of some source (or the newest snapshot of a source that has no
-// complete one), the names of those sources. Manifests dated in the future
-// do not count: latest skips them.
-func newestPerSource(ms []*repo.Manifest) map[string][]string {
-	now := time.Now()
+// complete one), the names of those sources. It counts twice and protects
+// both: among the manifests not dated in the future (latest skips those,
+// so one dated years ahead does not take the protection from the real
+// newest), and among all of them (a source backed up only by a host whose
+// clock runs ahead has no other).
+func newestPerSource(ms []*repo.Manifest, now time.Time) map[string][]string {
 	type best struct {
 		m        *repo.Manifest
 		complete bool
 	}
-	newest := map[string]best{}
-	for _, m := range ms {
-		if m.InFuture(now) {
-			continue
-		}
-		for _, s := range m.Sources {
-			b, ok := newest[s.Name]
-			better := !ok ||
-				(!m.Incomplete && !b.complete) ||
-				(!m.Incomplete == b.complete && (m.Time.After(b.m.Time) || m.Time.Equal(b.m.Time) && m.ID > b.m.ID))
-			if better {
-				newest[s.Name] = best{m: m, complete: !m.Incomplete}
+	out := map[string][]string{}
+	for _, present := range []bool{true, false} {
+		newest := map[string]best{}
+		for _, m := range ms {
+			if present && m.InFuture(now) {
+				continue
+			}
+			for _, s := range m.Sources {
+				b, ok := newest[s.Name]
+				better := !ok ||
+					(!m.Incomplete && !b.complete) ||
+					(!m.Incomplete == b.complete && (m.Time.After(b.m.Time) || m.Time.Equal(b.m.Time) && m.ID > b.m.ID))
+				if better {
+					newest[s.Name] = best{m: m, complete: !m.Incomplete}
+				}
 			}
 		}
-	}
-	out := map[string][]string{}
-	for src, b := range newest {
-		out[b.m.ID] = append(out[b.m.ID], src)
+		for src, b := range newest {
+			if !slices.Contains(out[b.m.ID], src) {
+				out[b.m.ID] = append(out[b.m.ID], src)
+			}
+		}
 	}
 	for _, v := range out {
 		sort.Strings(v)

@@ -351,3 +351,48 @@ func TestForgetRevokedTombstones(t *testing.T) {
 		t.Fatalf("after revoking the key that forgot: deleted reported %v, revoked tombstone reported %v: %+v", deleted, tomb, rep.Problems)
 	}
 }
+
+// TestForgetFutureDatedOnly: a source backed up only by a host whose clock
+// runs an hour ahead has only snapshots dated in the future; its newest
+// is incomplete. forget --keep-last 1 must still keep its newest complete
+// snapshot, the only complete copy of that source.
+func TestForgetFutureDatedOnly(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := e.tree(2, 1000)
+	base := e.backup(nil, false, "a="+dir)
+	host := e.tr.Host(t)
+	// Copies of base's manifest as the fast host would have written them:
+	// source z, an hour (complete) and two hours (incomplete) ahead.
+	future := func(d time.Duration, incomplete bool) string {
+		t.Helper()
+		m, err := host.ReadManifest(ctx, base.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := *m
+		c.ID, c.Time, c.Incomplete = repo.NewID(), base.Time.Add(d), incomplete
+		c.Sources = slices.Clone(m.Sources)
+		c.Sources[0].Name = "z"
+		doc, err := repo.Sign(repo.KindManifest, &c, e.tr.Signing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := repo.PutObject(ctx, e.tr.Store, repo.SnapshotName(c.ID), doc); err != nil {
+			t.Fatal(err)
+		}
+		return c.ID
+	}
+	complete := future(time.Hour, false)
+	newest := future(2*time.Hour, true)
+	res, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Forgotten) != 0 {
+		t.Fatalf("would forget %v (z's only complete snapshot is %s, its newest %s)", res.Forgotten, repo.ShortID(complete), repo.ShortID(newest))
+	}
+	if s := decisions(res)[complete]; !slices.Contains(s.Reasons, "newest complete snapshot of z") {
+		t.Fatalf("z's newest complete snapshot kept for %v", s.Reasons)
+	}
+}

@@ -169,18 +169,24 @@ func (p Policy) Apply(items []Item) []Decision {
 	return out
 }
 
-// ParseDuration parses a keep-within duration: Go's form ("36h", "90m")
-// or restic's with days, months and years ("7d", "2y5m7d3h"; a month is 30
-// days and a year 365).
+// ParseDuration parses a keep-within duration: restic's form with years,
+// months, days and hours ("7d", "6m", "2y5m7d3h"; a month is 30 days and a
+// year 365), or else Go's ("36h", "90m0s", "1.5h"). restic's comes first:
+// "6m" is six months, as in restic, not six minutes (which would forget
+// almost everything).
 func ParseDuration(s string) (time.Duration, error) {
-	if d, err := time.ParseDuration(s); err == nil {
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if strings.Trim(s, "0123456789ymdh") != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, fmt.Errorf("duration %q: want e.g. 7d, 2y5m7d3h or 36h", s)
+		}
 		if d <= 0 {
 			return 0, fmt.Errorf("duration %q: must be positive", s)
 		}
 		return d, nil
-	}
-	if s == "" {
-		return 0, errors.New("empty duration")
 	}
 	var total time.Duration
 	rest := s

@@ -203,6 +203,9 @@ func TestParseDuration(t *testing.T) {
 	good := map[string]time.Duration{
 		"7d": 7 * 24 * time.Hour, "36h": 36 * time.Hour, "90m0s": 90 * time.Minute,
 		"2y5m7d3h": (2*365+5*30+7)*24*time.Hour + 3*time.Hour, "1y": 365 * 24 * time.Hour,
+		// restic's month, not Go's minute: keeping 6 minutes would forget
+		// almost everything.
+		"6m": 6 * 30 * 24 * time.Hour, "1.5h": 90 * time.Minute, "1h30m0s": 90 * time.Minute,
 	}
 	for s, want := range good {
 		got, err := ParseDuration(s)

@@ -141,25 +141,12 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	if err != nil {
 		return nil, err
 	}
-	doneRuns := map[string]bool{}
-	for _, m := range markers {
-		if m.Done {
-			doneRuns[m.Run] = true
-		}
-	}
+	liveRuns := repo.LiveRuns(markers, now)
 	cutoff := now.Add(-grace)
-	if oldest, ok := repo.OldestRunning(markers, now); ok {
-		if oldest.Before(cutoff) {
-			cutoff = oldest
-		}
-		runs := map[string]bool{}
-		for _, m := range markers {
-			if !doneRuns[m.Run] && m.Expires.Add(skew).After(now) {
-				runs[m.Run] = true
-			}
-		}
-		res.Running = len(runs)
+	if oldest, ok := repo.OldestRunning(markers, now); ok && oldest.Before(cutoff) {
+		cutoff = oldest
 	}
+	res.Running = len(liveRuns)
 	cutoff = cutoff.Add(-skew)
 	res.Cutoff = cutoff.UTC()
 	held, err := r.Held(ctx, now)
@@ -182,7 +169,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	var bad []error
 	for _, id := range ids {
 		if t := forgotten[id]; t != nil {
-			if _, isHeld := held[id]; !isHeld && !t.Time.After(cutoff) {
+			if _, isHeld := held[id]; !isHeld && !t.Since().After(cutoff) {
 				dropManifests = append(dropManifests, id)
 				continue
 			}
@@ -261,8 +248,10 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.HoldsPrefix})
 		}
 	}
+	// A live run's markers stay, its first one included: its write time
+	// is the run's start on the store's clock.
 	for name, m := range markers {
-		if doneRuns[m.Run] || m.Expires.Add(skew).Before(now) {
+		if _, running := liveRuns[m.Run]; !running {
 			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.RunningPrefix})
 		}
 	}

@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/storage"
@@ -199,4 +201,135 @@ func TestPruneDeleteDenied(t *testing.T) {
 		t.Fatalf("objects %d → %d", len(before), len(after))
 	}
 	e.mustVerify()
+}
+
+// TestPruneRunningMarkerHostClockOff: a backup that has run for two hours
+// on a host whose clock is 30 minutes off. Behind, its markers look expired
+// by their own times; ahead, its start looks later than the packs it wrote.
+// Either way prune must keep what it wrote: the store's write times of its
+// markers say it runs and since when.
+func TestPruneRunningMarkerHostClockOff(t *testing.T) {
+	for _, off := range []time.Duration{-30 * time.Minute, 30 * time.Minute} {
+		t.Run(off.String(), func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t)
+			e.backup(nil, false, "docs="+e.tree(1, 1000))
+			now := time.Now()
+			host := func(real time.Time) time.Time { return real.Add(off).UTC() } // the backup host's clock
+			start := now.Add(-2 * time.Hour)
+			put := func(name string, b []byte, written time.Time) {
+				t.Helper()
+				if err := repo.PutObject(ctx, e.tr.Store, name, b); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chtimes(filepath.Join(e.tr.Dir, "repo", filepath.FromSlash(name)), written, written); err != nil {
+					t.Fatal(err)
+				}
+			}
+			marker := func(seq int, written time.Time) {
+				b, _ := json.Marshal(repo.RunningRecord{Version: 1, Run: strings.Repeat("cd", 32), Started: host(start), Expires: host(written.Add(repo.RunningTTL))})
+				put(fmt.Sprintf("%s%s-%06d", repo.RunningPrefix, strings.Repeat("cd", 32), seq), b, written)
+			}
+			marker(1, start)
+			pack := repo.PackName(strings.Repeat("ef", 32))
+			put(pack, []byte("a pack of the running backup"), start.Add(10*time.Minute))
+			marker(40, now.Add(-time.Minute))
+
+			res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Running != 1 {
+				t.Errorf("running = %d, want 1", res.Running)
+			}
+			if _, err := e.tr.Store.Stat(ctx, pack); err != nil {
+				t.Fatalf("the running backup's pack (written %v ago): %v", now.Sub(start.Add(10*time.Minute)).Round(time.Minute), err)
+			}
+			if _, err := e.tr.Store.Stat(ctx, fmt.Sprintf("%s%s-%06d", repo.RunningPrefix, strings.Repeat("cd", 32), 1)); err != nil {
+				t.Fatalf("the first marker of a running backup was removed: %v", err)
+			}
+		})
+	}
+}
+
+// TestPruneTombstoneHostClockBehind: a backup runs; meanwhile a host whose
+// clock is three hours behind forgets a snapshot the backup deduplicates
+// against. Its tombstone says it was written before the backup started,
+// the store says after: prune must keep the snapshot's data until the
+// backup has ended.
+func TestPruneTombstoneHostClockBehind(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	x := e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	now := time.Now()
+	run := strings.Repeat("cd", 32)
+	b, _ := json.Marshal(repo.RunningRecord{Version: 1, Run: run, Started: now.Add(-10 * time.Minute).UTC(), Expires: now.Add(5 * time.Minute).UTC()})
+	if err := repo.PutObject(ctx, e.tr.Store, repo.RunningPrefix+run+"-000003", b); err != nil {
+		t.Fatal(err)
+	}
+	fr, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{Now: now.Add(-3 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fr.Forgotten, []string{x.ID}) {
+		t.Fatalf("forgotten %v, want %v", fr.Forgotten, []string{x.ID})
+	}
+	res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(res.Pending, []string{x.ID}) || len(res.Forgotten) != 0 {
+		t.Fatalf("pending %v, forgotten %v: want %s pending (forgotten while a backup ran)", res.Pending, res.Forgotten, repo.ShortID(x.ID))
+	}
+	for _, ref := range x.Objects() {
+		if _, err := e.tr.Store.Stat(ctx, ref.Name); err != nil {
+			t.Fatalf("data of the snapshot the running backup may use: %v", err)
+		}
+	}
+}
+
+// TestPruneForgedDoneMarker: anyone who may write to the bucket can write
+// a "done" marker for a backup that still runs (the run ids are in the
+// listing). It must not make prune remove what that backup wrote: one
+// under another name ends nothing, and the backup's marker was renewed
+// after the one under its done name. (A forgery newer than the backup's
+// last renewal still ends the run until the next renewal, at most
+// RunningTTL/3: the markers are not signed.)
+func TestPruneForgedDoneMarker(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.backup(nil, false, "docs="+e.tree(1, 1000))
+	now := time.Now()
+	start := now.Add(-2 * time.Hour)
+	run := strings.Repeat("cd", 32)
+	put := func(name string, rec any, written time.Time) {
+		t.Helper()
+		b, _ := json.Marshal(rec)
+		if err := repo.PutObject(ctx, e.tr.Store, name, b); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(filepath.Join(e.tr.Dir, "repo", filepath.FromSlash(name)), written, written); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(repo.RunningPrefix+run+"-000001", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: start.Add(10 * time.Minute).UTC()}, start)
+	pack := repo.PackName(strings.Repeat("ef", 32))
+	put(pack, "a pack of the running backup", start.Add(10*time.Minute))
+	// The forgeries: under the run's done name and another name, both
+	// followed by a renewal of the backup's marker.
+	put(repo.RunningPrefix+run+"-999999", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.UTC(), Done: true}, now.Add(-2*time.Minute))
+	put(repo.RunningPrefix+strings.Repeat("ab", 32)+"-999999", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.UTC(), Done: true}, now)
+	put(repo.RunningPrefix+run+"-000040", repo.RunningRecord{Version: 1, Run: run, Started: start.UTC(), Expires: now.Add(9 * time.Minute).UTC()}, now.Add(-time.Minute))
+
+	res, err := Prune(ctx, e.tr.Host(t), PruneOptions{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Running != 1 || res.Cutoff.After(start) {
+		t.Errorf("running %d, cutoff %v: want 1, before the running backup's start %v", res.Running, res.Cutoff, start)
+	}
+	if _, err := e.tr.Store.Stat(ctx, pack); err != nil {
+		t.Fatalf("the running backup's pack: %v", err)
+	}
 }

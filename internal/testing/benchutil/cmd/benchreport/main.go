@@ -2,13 +2,14 @@
 // command outputs that scripts/bench.sh and scripts/bench-postgres.sh
 // collect into one Markdown summary.
 //
-//	benchreport -title T ROWS.tsv > results.md
+//	benchreport -title T [-json results.json] [-svg ratios.svg] ROWS.tsv... > results.md
 //
-// Each line of ROWS.tsv is: section, name (hyperfine -n), hyperfine JSON,
-// RSS file (one peak RSS in KiB per run, from /usr/bin/time -f %M; "-" if
+// Each line of ROWS.tsv is: section, name (hyperfine -n), hyperfine JSON
+// (a glob: the rounds of an alternating run are merged), RSS file (one peak RSS in KiB per run, from /usr/bin/time -f %M; "-" if
 // none), output kind (coffer, restic, file, none) and output path. The first
 // row of a section is coffer's reference; every other row gets the ratio
-// coffer median / its median.
+// coffer median / its median. -json writes every row with its figures,
+// -svg a bar chart of the ratios (see chart.go).
 package main
 
 import (
@@ -39,24 +40,46 @@ type row struct {
 
 func main() {
 	title := flag.String("title", "coffer benchmarks", "heading")
+	jsonOut := flag.String("json", "", "also write the rows as JSON to this file")
+	svgOut := flag.String("svg", "", "also write a chart of the ratios (SVG) to this file")
 	flag.Parse()
-	if flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: benchreport -title T ROWS.tsv")
+	if flag.NArg() < 1 {
+		fmt.Fprintln(os.Stderr, "usage: benchreport -title T [-json FILE] [-svg FILE] ROWS.tsv...")
 		os.Exit(2)
 	}
-	f, err := os.Open(flag.Arg(0))
-	if err != nil {
-		fail(err)
-	}
 	var rows []row
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		p := strings.Split(sc.Text(), "\t")
-		if len(p) != 6 {
-			continue
+	for _, name := range flag.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			fail(err)
 		}
-		rows = append(rows, row{p[0], p[1], p[2], p[3], p[4], p[5]})
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			p := strings.Split(sc.Text(), "\t")
+			if len(p) != 6 {
+				continue
+			}
+			rows = append(rows, row{p[0], p[1], p[2], p[3], p[4], p[5]})
+		}
+		f.Close()
 	}
+	var results []Result
+	defer func() {
+		if *jsonOut != "" {
+			b, err := json.MarshalIndent(results, "", "  ")
+			if err == nil {
+				err = os.WriteFile(*jsonOut, append(b, '\n'), 0o644)
+			}
+			if err != nil {
+				fail(err)
+			}
+		}
+		if *svgOut != "" {
+			if err := os.WriteFile(*svgOut, chart(*title, results), 0o644); err != nil {
+				fail(err)
+			}
+		}
+	}()
 	fmt.Printf("## %s\n\n", *title)
 	section := ""
 	var ref float64
@@ -73,10 +96,14 @@ func main() {
 			fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 		}
 		ratio := "ref"
+		out1 := Result{Section: section, Name: r.name, Median: res.Median, Min: res.Min, Max: res.Max,
+			Runs: len(res.Times)}
 		if r == rowsFirst(rows, section) {
 			ratio = "1.00 (ref)"
+			out1.Reference = true
 		} else if res.Median > 0 {
 			ratio = fmt.Sprintf("%.2f", ref/res.Median)
+			out1.Ratio = ref / res.Median
 		}
 		out, repoDir, base := strings.Cut(r.out, ",")
 		newB, storedB := outBytes(r.kind, out)
@@ -88,8 +115,11 @@ func main() {
 				storedB = human(n-baseBytes) + " (repo growth)"
 			}
 		}
+		rssText, rssMed, rssMax := rss(r.rssPath)
 		fmt.Printf("| %s | %.2f | %.2f-%.2f | %d | %s | %s | %s | %s |\n", r.name, res.Median, res.Min, res.Max,
-			len(res.Times), ratio, rss(r.rssPath), newB, storedB)
+			len(res.Times), ratio, rssText, newB, storedB)
+		out1.RSSMiB, out1.RSSMaxMiB, out1.New, out1.Stored = rssMed, rssMax, newB, storedB
+		results = append(results, out1)
 	}
 	fmt.Println()
 }
@@ -108,33 +138,73 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-func load(path, name string) (hfResult, error) {
-	b, err := os.ReadFile(path)
+// Result is one row of results.json.
+type Result struct {
+	Section   string  `json:"section"`
+	Name      string  `json:"name"`
+	Reference bool    `json:"reference,omitempty"` // coffer's row: the others are compared with it
+	Median    float64 `json:"median_s"`
+	Min       float64 `json:"min_s"`
+	Max       float64 `json:"max_s"`
+	Runs      int     `json:"runs"`
+	Ratio     float64 `json:"coffer_ratio,omitempty"` // coffer's median / this median
+	RSSMiB    float64 `json:"peak_rss_mib,omitempty"` // median of the runs
+	RSSMaxMiB float64 `json:"peak_rss_max_mib,omitempty"`
+	New       string  `json:"new,omitempty"`
+	Stored    string  `json:"stored,omitempty"`
+}
+
+// load reads the runs of name from every hyperfine export that pattern
+// matches (one per round of an alternating run) and merges them.
+func load(pattern, name string) (hfResult, error) {
+	paths, err := filepath.Glob(pattern)
 	if err != nil {
 		return hfResult{}, err
 	}
-	var doc struct {
-		Results []hfResult `json:"results"`
+	if len(paths) == 0 {
+		return hfResult{}, fmt.Errorf("%s: no such file", pattern)
 	}
-	if err := json.Unmarshal(b, &doc); err != nil {
-		return hfResult{}, fmt.Errorf("%s: %w", path, err)
-	}
-	for _, r := range doc.Results {
-		if r.Command == name {
-			return r, nil
+	out := hfResult{Command: name}
+	for _, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return hfResult{}, err
+		}
+		var doc struct {
+			Results []hfResult `json:"results"`
+		}
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return hfResult{}, fmt.Errorf("%s: %w", path, err)
+		}
+		for _, r := range doc.Results {
+			if r.Command == name {
+				out.Times = append(out.Times, r.Times...)
+			}
 		}
 	}
-	return hfResult{}, fmt.Errorf("%s: no result named %q", path, name)
+	if len(out.Times) == 0 {
+		return hfResult{}, fmt.Errorf("%s: no result named %q", pattern, name)
+	}
+	t := append([]float64(nil), out.Times...)
+	sort.Float64s(t)
+	out.Min, out.Max = t[0], t[len(t)-1]
+	if n := len(t); n%2 == 1 {
+		out.Median = t[n/2]
+	} else {
+		out.Median = (t[n/2-1] + t[n/2]) / 2
+	}
+	return out, nil
 }
 
-// rss returns "median (max)" of the per-run peak RSS values in MiB.
-func rss(path string) string {
+// rss returns "median (max)" of the per-run peak RSS values in MiB, and
+// both figures.
+func rss(path string) (string, float64, float64) {
 	if path == "-" || path == "" {
-		return "n/a"
+		return "n/a", 0, 0
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "n/a"
+		return "n/a", 0, 0
 	}
 	var v []float64
 	for _, l := range strings.Fields(string(b)) {
@@ -143,10 +213,10 @@ func rss(path string) string {
 		}
 	}
 	if len(v) == 0 {
-		return "n/a"
+		return "n/a", 0, 0
 	}
 	sort.Float64s(v)
-	return fmt.Sprintf("%.0f (max %.0f)", v[len(v)/2], v[len(v)-1])
+	return fmt.Sprintf("%.0f (max %.0f)", v[len(v)/2], v[len(v)-1]), v[len(v)/2], v[len(v)-1]
 }
 
 func dirSize(dir string) (int64, error) {

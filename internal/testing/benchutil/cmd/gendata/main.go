@@ -26,6 +26,7 @@ func main() {
 	mb := flag.Int64("mb", 1024, "approximate total size in MiB")
 	seed := flag.Uint64("seed", 1, "seed")
 	large := flag.Bool("large", true, "include a few 50-100 MB files")
+	files := flag.Int("files", 0, "instead: this many small invoice files (150-700 bytes), 1,000 a folder")
 	flag.Parse()
 	if *dir == "" {
 		fmt.Fprintln(os.Stderr, "gendata: -dir is required")
@@ -34,6 +35,15 @@ func main() {
 	if _, err := os.Stat(*dir); err == nil {
 		fmt.Fprintf(os.Stderr, "gendata: %s already exists\n", *dir)
 		os.Exit(2)
+	}
+	if *files > 0 {
+		n, err := benchutil.GenerateSmallFiles(*dir, *files, *seed)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gendata:", err)
+			os.Exit(1)
+		}
+		fmt.Printf("gendata: %s: %d small files, %d bytes\n", filepath.Clean(*dir), *files, n)
+		return
 	}
 	st, err := benchutil.GenerateTree(*dir, *mb<<20, *seed, *large)
 	if err != nil {

@@ -24,6 +24,7 @@ func main() {
 	seed := flag.Int64("seed", 1, "seed")
 	dsn := flag.String("dsn", "", "database to mutate")
 	mutate := flag.Float64("mutate", 0, "fraction of invoice rows to change")
+	scattered := flag.Bool("scattered", false, "with -mutate: pay invoices spread over the whole table, not the most recent")
 	// fixture.SizeForBytes counts 1040 bytes per invoice, as measured on
 	// PostgreSQL 15 (-mb 100 gives a 107 MB database); -scale corrects
 	// for a server that stores invoices more or less densely.
@@ -33,7 +34,11 @@ func main() {
 	start := time.Now()
 	switch {
 	case *mutate > 0 && *dsn != "":
-		if err := fixture.MutatePostgres(ctx, *dsn, *mutate, *seed); err != nil {
+		mutate1 := fixture.MutatePostgres
+		if *scattered {
+			mutate1 = fixture.MutatePostgresScattered
+		}
+		if err := mutate1(ctx, *dsn, *mutate, *seed); err != nil {
 			fail(err)
 		}
 		fmt.Printf("mkinvoicedb: mutated %.1f%% of the invoices in %s\n", *mutate*100, time.Since(start).Round(time.Millisecond))

@@ -1,0 +1,89 @@
+package backup
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
+)
+
+// The spill of finished files' records is encrypted on disk, leaves no
+// name in the temporary folder, and reads back exactly, pack numbers
+// resolved to the slots the records were written with.
+func TestSpillEncryptedRoundTrip(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	sp, err := newSpill()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	if sp.f == nil {
+		t.Fatal("spill is in memory although TMPDIR is writable")
+	}
+	if names, _ := os.ReadDir(tmp); len(names) != 0 {
+		t.Fatalf("spill left %d names in the temporary folder, want 0 (unlinked)", len(names))
+	}
+	slotA, slotB := &packSlot{}, &packSlot{}
+	st := source.FileState{Size: 7, MTime: 1, CTime: 2, Ino: 3, Dev: 4}
+	const secret = "invoices/ACME-secret-customer-0001.pdf"
+	want := []*fileRec{
+		{entry: repo.Entry{Path: secret, Type: "file", Size: 7, ModTime: time.Unix(1_700_000_000, 0).UTC(), SHA256: strings.Repeat("ab", 32)},
+			locs: []idLoc{{id: repo.ChunkID{1}, loc: loc{pack: slotA, offset: 10, length: 5, raw: 7, zstd: true}},
+				{id: repo.ChunkID{2}, loc: loc{pack: slotB, offset: 0, length: 3, raw: 3}}},
+			state: &st},
+		{entry: repo.Entry{Path: "invoices", Type: "dir"}},
+	}
+	for i := range 1000 { // more than one age chunk and bufio buffer
+		want = append(want, &fileRec{entry: repo.Entry{Path: secret + strings.Repeat("x", i%50), Type: "file"},
+			locs: []idLoc{{id: repo.ChunkID{byte(i)}, loc: loc{pack: slotB, offset: int64(i)}}}})
+	}
+	for _, r := range want {
+		if err := sp.add(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for pass := range 2 { // encodeCatalog reads it, then the change cache
+		next, err := sp.records()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, w := range want {
+			got, err := next()
+			if err != nil {
+				t.Fatalf("pass %d record %d: %v", pass, i, err)
+			}
+			if got.Entry.Path != w.entry.Path || got.Entry.SHA256 != w.entry.SHA256 || !got.Entry.ModTime.Equal(w.entry.ModTime) ||
+				len(got.Locs) != len(w.locs) || (got.State == nil) != (w.state == nil) {
+				t.Fatalf("pass %d record %d: got %+v, want %+v", pass, i, got, w)
+			}
+			for j, l := range got.Locs {
+				if sp.pack(l) != w.locs[j].loc.pack || l.ID != w.locs[j].id || l.Offset != w.locs[j].loc.offset ||
+					l.Zstd != w.locs[j].loc.zstd {
+					t.Fatalf("pass %d record %d chunk %d: got %+v", pass, i, j, l)
+				}
+			}
+			if got.State != nil && *got.State != st {
+				t.Fatalf("state: got %+v, want %+v", *got.State, st)
+			}
+		}
+		if _, err := next(); err == nil {
+			t.Fatal("read a record past the last one")
+		}
+	}
+	if err := sp.add(want[0]); err == nil {
+		t.Fatal("add after records(): no error")
+	}
+	raw, err := io.ReadAll(io.NewSectionReader(sp.f, 0, 1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte("ACME-secret")) || !bytes.HasPrefix(raw, []byte("age-encryption.org/v1")) {
+		t.Fatalf("spill on disk is not an age file or holds a name in plaintext (%d bytes)", len(raw))
+	}
+}
