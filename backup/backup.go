@@ -407,7 +407,6 @@ func (b *run) storeSources(ctx context.Context) error {
 		b.log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
 		sw.prog.Start(src.Name(), b.cache.estimate(src.Name()))
 		err := src.Backup(p.ctx, sw)
-		sw.prog.Finish(src.Name())
 		if ferr := sw.flush(); err == nil {
 			err = ferr
 		}
@@ -425,6 +424,8 @@ func (b *run) storeSources(ctx context.Context) error {
 			p.abort(err)
 			return fmt.Errorf("source %s: %w", src.Name(), err)
 		}
+		// Finished only when it is: a failed source is not shown done.
+		sw.prog.Finish(src.Name())
 		b.sources = append(b.sources, sw)
 	}
 	return p.finish()

@@ -441,7 +441,6 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 		}
 	}
 	prog.Start(part, total)
-	defer prog.Finish(part)
 	for _, sc := range s.Catalog.Sources {
 		// Every source must restore: valid paths, each listed once,
 		// parents before children, and the source's hash over the
@@ -467,5 +466,7 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 			}
 		}
 	}
+	// Finished only when it is: an interrupted check is not shown done.
+	prog.Finish(part)
 	return nil
 }

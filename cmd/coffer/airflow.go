@@ -22,6 +22,16 @@ func airflowCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:  "airflow",
 		Usage: "Airflow deployments",
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				err := usagef("unknown airflow command %q (inspect)", c.Args().First())
+				if s := suggest(c.Args().First(), commandNames(c.Command.Subcommands)); s != "" {
+					return withHint(err, "did you mean %q?", "airflow "+s)
+				}
+				return err
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
 		Subcommands: []*cli.Command{{
 			Name:  "inspect",
 			Usage: "show what coffer discovers in an Airflow deployment, secrets masked",

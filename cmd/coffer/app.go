@@ -155,8 +155,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			err := g.load(c)
 			if err != nil && c.Args().First() == "doctor" {
 				// doctor reports a configuration that does not load.
-				g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 				g.json = g.json || c.Bool("json")
+				g.log = newLogger(g.stderr, slog.LevelWarn, g.json)
 				return nil
 			}
 			return err
@@ -244,8 +244,18 @@ func (g *globals) load(c *cli.Context) error {
 	if c.Bool("verbose") {
 		level = slog.LevelInfo
 	}
-	g.log = slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+	g.log = newLogger(g.stderr, level, g.json)
 	return nil
+}
+
+// newLogger logs to w from level on: text lines, or under --json one
+// JSON object a line (so that every line of stderr parses).
+func newLogger(w io.Writer, level slog.Level, jsonOut bool) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if jsonOut {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
 }
 
 // store opens the repository's storage.

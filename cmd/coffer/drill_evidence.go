@@ -67,15 +67,21 @@ func writeDrillFiles(r *drill.Report, dir string) error {
 // signed with the host key this invocation holds.
 func saveDrillEvidence(g *globals, r *drill.Report) error {
 	if g.opened == nil || g.opened.Repo == nil {
-		fmt.Fprintf(g.stderr, "coffer: warning: the drill's evidence was not stored in the repository: the drill did not open it\n")
+		g.warnf("the drill's evidence was not stored in the repository: the drill did not open it")
 		return nil
 	}
 	rp := g.opened.Repo
 	ctx := context.Background() // the drill is over: its evidence is kept even after an interrupt
 	if rp.Host() == nil {
 		if g.signingKey == "" {
-			fmt.Fprintf(g.stderr, "coffer: warning: the drill's evidence stayed local: no host signing key to sign its summary, so coffer drills will not list it\n")
-			fmt.Fprintf(g.stderr, "coffer: hint: pass --signing-key KEYS/host/signing.key (or set COFFER_SIGNING_KEY) with an authorised host key to store it in the repository\n")
+			const msg, hint = "the drill's evidence stayed local: no host signing key to sign its summary, so coffer drills will not list it",
+				"pass --signing-key KEYS/host/signing.key (or set COFFER_SIGNING_KEY) with an authorised host key to store it in the repository"
+			if g.json {
+				g.warnf("%s (%s)", msg, hint)
+			} else {
+				g.warnf("%s", msg)
+				fmt.Fprintf(g.stderr, "coffer: hint: %s\n", hint)
+			}
 			return nil
 		}
 		sk, err := keys.LoadSigningKey(g.signingKey)

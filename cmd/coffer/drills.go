@@ -75,7 +75,7 @@ func runDrills(ctx context.Context, g *globals) error {
 		return err
 	}
 	for _, b := range bad {
-		fmt.Fprintf(g.stderr, "coffer: warning: %s\n", oneLine(b.Error()))
+		g.warnf("%s", oneLine(b.Error()))
 	}
 	if g.json {
 		out := []drillJSON{}

@@ -185,6 +185,18 @@ func TestWriteDrillEvidence(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(reports, "drill-"+rep3.ID+".html")); err != nil {
 		t.Errorf("the local report was not written: %v", err)
 	}
+	// The same under --json: the warning is one JSON event on stderr, the
+	// hint in its message; every line parses.
+	g, _, errb = openedGlobals(t, repoDir, k.Identity, "", false, true)
+	if err := writeDrillEvidence(g, drillreport.Sample(drillreport.Options{}), ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+		var ev struct{ Event, Message string }
+		if json.Unmarshal([]byte(l), &ev) != nil || ev.Event != "warning" || !strings.Contains(ev.Message, "--signing-key") {
+			t.Errorf("--json stderr without a signing key: %q is not a warning event naming --signing-key", l)
+		}
+	}
 	hist, _, _ = drill.History(context.Background(), g.opened.Repo)
 	if len(hist) != 2 {
 		t.Errorf("history lists %d drills, want 2 (the third stayed local)", len(hist))

@@ -96,6 +96,7 @@ func runForget(ctx context.Context, g *globals, o *forgetOptions, p retention.Po
 		return err
 	}
 	if g.json {
+		res.Snapshots, res.Forgotten = list(res.Snapshots), list(res.Forgotten)
 		return printJSON(g.stdout, res)
 	}
 	group := "\x00"

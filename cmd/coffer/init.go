@@ -169,6 +169,9 @@ func createBucket(ctx context.Context, g *globals, lock bool) error {
 	case err != nil:
 		return err
 	}
+	if g.json {
+		return nil // stdout holds the config; stderr stays JSON-only
+	}
 	if !created {
 		fmt.Fprintf(g.stderr, "coffer: bucket %s exists; using it\n", bucket)
 		return nil

@@ -45,9 +45,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	app := newApp(stdout, stderr)
-	if len(args) == 0 || args[len(args)-1] != "--generate-bash-completion" {
+	if n := len(args); n == 0 || args[n-1] != "--generate-bash-completion" {
 		// The completion flag must stay last.
 		args = interleave(app, args)
+	} else if n >= 2 && args[n-2] == "--" {
+		// "coffer backup --<TAB>": a bare -- would end the flags and hide
+		// the completion flag; "-" asks for every flag alike.
+		args = append(append([]string{}, args[:n-2]...), "-", args[n-1])
 	}
 	err := app.RunContext(ctx, args)
 	g, _ := app.Metadata["globals"].(*globals)

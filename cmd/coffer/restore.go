@@ -267,7 +267,9 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 		}
 		res, err := restore.RestoreDir(ctx, src, o.to, restore.DirOptions{Force: o.force, SubPath: t.path,
 			PreserveOwner: o.preserveOwner, Filter: filter})
-		out.Finish(src.Name())
+		if err == nil {
+			out.Finish(src.Name()) // a failed restore is not shown done
+		}
 		out.halt()
 		if errors.Is(err, restore.ErrNothingSelected) {
 			return withHint(err, "check --include and --exclude against coffer ls -R %s or coffer find", o.spec)
@@ -296,7 +298,9 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	}
 	res, err := kind.Restore(ctx, src, *o.toKind[kind.Name], source.RestoreOptions{Replace: o.replace, Force: o.force,
 		Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner, S3: s3, Select: selects(filter)})
-	out.Finish(src.Name())
+	if err == nil {
+		out.Finish(src.Name()) // a failed restore is not shown done
+	}
 	out.halt()
 	if err != nil {
 		return restoreError(g, err)
@@ -337,7 +341,9 @@ func restoreComposite(ctx context.Context, g *globals, o *restoreOptions, out *r
 	res, err := k.Restore(ctx, src, o.to, source.RestoreOptions{Jobs: o.jobs, MemoryBudget: o.memoryMiB << 20, Owner: o.owner,
 		DatabaseKind: db.Name, Database: *o.toKind[db.Name], RewriteConfig: o.rewriteConfig, Paused: o.paused,
 		WithSecrets: o.withSecrets, AirflowVersion: o.airflowVersion})
-	out.Finish(src.Name())
+	if err == nil {
+		out.Finish(src.Name()) // a failed restore is not shown done
+	}
 	out.halt()
 	switch {
 	case errors.Is(err, source.ErrRestoreOverSource):

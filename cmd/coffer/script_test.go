@@ -107,21 +107,22 @@ func scriptCondition(cond string) (bool, error) {
 }
 
 var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"exits":    cmdExits,
-	"mkfiles":  cmdMkfiles,
-	"cmpdir":   cmdCmpdir,
-	"flipbyte": cmdFlipbyte,
-	"largest":  cmdLargest,
-	"truncate": cmdTruncate,
-	"setvar":   cmdSetvar,
-	"isjson":   cmdIsJSON,
-	"events":   cmdEvents,
-	"s3server": cmdS3Server,
-	"s3raw":    cmdS3Raw,
-	"sqlite":   cmdSQLite,
-	"pgserver": cmdPgServer,
-	"pgdb":     cmdPgDB,
-	"pgsql":    cmdPgSQL,
+	"exits":     cmdExits,
+	"mkfiles":   cmdMkfiles,
+	"cmpdir":    cmdCmpdir,
+	"flipbyte":  cmdFlipbyte,
+	"largest":   cmdLargest,
+	"truncate":  cmdTruncate,
+	"setvar":    cmdSetvar,
+	"isjson":    cmdIsJSON,
+	"jsonlines": cmdJSONLines,
+	"events":    cmdEvents,
+	"s3server":  cmdS3Server,
+	"s3raw":     cmdS3Raw,
+	"sqlite":    cmdSQLite,
+	"pgserver":  cmdPgServer,
+	"pgdb":      cmdPgDB,
+	"pgsql":     cmdPgSQL,
 }
 
 // scriptT returns the test of the running script, for helpers that need a
@@ -567,6 +568,26 @@ func cmdIsJSON(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s is JSON", stream)
 	case !neg && err != nil:
 		ts.Fatalf("%s is not JSON: %v", stream, err)
+	}
+}
+
+// jsonlines [stderr]
+//
+// checks that every line of stdout (or stderr) is one JSON object, as
+// --json promises for both streams.
+func cmdJSONLines(ts *testscript.TestScript, neg bool, args []string) {
+	stream := "stdout"
+	switch {
+	case len(args) == 1 && args[0] == "stderr":
+		stream = "stderr"
+	case neg || len(args) > 0:
+		ts.Fatalf("usage: jsonlines [stderr]")
+	}
+	for _, l := range strings.Split(strings.TrimRight(ts.ReadFile(stream), "\n"), "\n") {
+		var v map[string]any
+		if l != "" && json.Unmarshal([]byte(l), &v) != nil {
+			ts.Fatalf("%s: a line is not a JSON object: %q", stream, l)
+		}
 	}
 }
 

@@ -3,18 +3,17 @@
 // repository (reach, write permission, Object Lock, clock skew), the
 // database clients against the servers, the Airflow deployments' Fernet
 // keys, and the space drills need. Each check gives OK, WARN or FAIL with
-// the fix. It changes nothing but one probe object under doctor/, which it
+// the fix. It changes nothing but one probe object, doctor/probe, which it
 // deletes when the credentials allow.
 package doctor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"regexp"
@@ -83,7 +82,8 @@ type Options struct {
 	// 1 GiB).
 	MinFree int64
 	// HTTP is the client of the clock check (default: one with a 10 s
-	// timeout).
+	// timeout and the repository's TLS settings: s3.ca_file,
+	// s3.skip_verify).
 	HTTP *http.Client
 	// Now is the local clock (default time.Now).
 	Now func() time.Time
@@ -107,9 +107,6 @@ func Run(ctx context.Context, o Options) []Result {
 	if o.MinFree == 0 {
 		o.MinFree = 1 << 30
 	}
-	if o.HTTP == nil {
-		o.HTTP = &http.Client{Timeout: 10 * time.Second}
-	}
 	var out []Result
 	out = append(out, checkConfig(o)...)
 	if o.Config == nil {
@@ -119,7 +116,7 @@ func Run(ctx context.Context, o Options) []Result {
 	out = append(out, checkRoles(o.Config)...)
 	out = append(out, checkRepository(ctx, o)...)
 	out = append(out, checkDatabases(ctx, o.Config)...)
-	out = append(out, checkAirflow(ctx, o.Config)...)
+	out = append(out, checkAirflow(ctx, o.Config, o.ConfigFile)...)
 	return append(out, checkTemp(o))
 }
 
@@ -260,7 +257,7 @@ func checkRepository(ctx context.Context, o Options) []Result {
 		case errors.Is(err, storage.ErrUnreachable):
 			fix = "check s3.endpoint (COFFER_S3_ENDPOINT) and that the server is up and reachable from this host"
 		}
-		return append([]Result{{"repository", Fail, fmt.Sprintf("%s: %v", c.Repository, err), fix}}, clock...)
+		return append([]Result{{"repository", Fail, fmt.Sprintf("%s: %v", redactURL(c.Repository), err), fix}}, clock...)
 	}
 	var out []Result
 	cfg, err := repo.PeekConfig(ctx, st)
@@ -279,11 +276,27 @@ func checkRepository(ctx context.Context, o Options) []Result {
 	return append(out, clock...)
 }
 
+// ProbeName is the write probe. One name for every run: where deletes are
+// refused (append-only credentials), each run overwrites the one probe
+// instead of leaving another.
+const ProbeName = ProbePrefix + "probe"
+
+// redactURL masks a password written into a location (which storage
+// refuses): doctor's output gets pasted into tickets.
+func redactURL(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(loc, "@"); i >= 0 && err != nil {
+			return "xxxxx" + loc[i:]
+		}
+		return loc
+	}
+	return u.Redacted()
+}
+
 // checkWrite writes a probe object and deletes it.
 func checkWrite(ctx context.Context, st storage.Store) Result {
-	b := make([]byte, 8)
-	rand.Read(b)
-	name := ProbePrefix + "probe-" + hex.EncodeToString(b)
+	name := ProbeName
 	body := "coffer doctor write probe; safe to delete\n"
 	if err := st.Put(ctx, name, strings.NewReader(body), int64(len(body)), storage.PutOptions{}); err != nil {
 		return Result{"write", Fail, fmt.Sprintf("cannot write to the repository: %v", err),
@@ -328,8 +341,16 @@ func checkClock(ctx context.Context, o Options, s3 storage.S3Config) Result {
 	if err != nil {
 		return Result{"clock", Warn, err.Error(), ""}
 	}
+	client := o.HTTP
+	if client == nil {
+		tr, err := storage.S3Transport(s3)
+		if err != nil {
+			return Result{"clock", Warn, err.Error(), "fix s3.ca_file"}
+		}
+		client = &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	}
 	before := o.Now()
-	resp, err := o.HTTP.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return Result{"clock", Warn, fmt.Sprintf("cannot ask the S3 server for its time: %v", err), "check s3.endpoint"}
 	}
@@ -514,7 +535,13 @@ func versionLess(a, b string) bool {
 	return len(as) < len(bs)
 }
 
-func checkAirflow(ctx context.Context, c *config.Config) []Result {
+// checkAirflow checks each airflow source; configFile is the file the
+// sources come from, for the fix's command to read too.
+func checkAirflow(ctx context.Context, c *config.Config, configFile string) []Result {
+	inspect := "coffer airflow inspect "
+	if configFile != "" {
+		inspect = "coffer --config " + configFile + " airflow inspect "
+	}
 	var out []Result
 	for _, name := range sortedNames(c) {
 		s := c.Sources[name]
@@ -524,7 +551,7 @@ func checkAirflow(ctx context.Context, c *config.Config) []Result {
 		check := "airflow " + name
 		d, err := airflow.Discover(ctx, airflow.Options{Home: s.Location, Config: s.Airflow.Config, EnvFile: s.Airflow.EnvFile})
 		if err != nil {
-			out = append(out, Result{check, Fail, fmt.Sprintf("discovery: %v", err), "check the source's location (AIRFLOW_HOME), airflow.config and airflow.env_file; coffer airflow inspect " + name + " shows what it finds"})
+			out = append(out, Result{check, Fail, fmt.Sprintf("discovery: %v", err), "check the source's location (AIRFLOW_HOME), airflow.config and airflow.env_file; " + inspect + name + " shows what it finds"})
 			continue
 		}
 		out = append(out, Result{check, OK, fmt.Sprintf("deployment at %s: metadata database %s (%s), DAGs %s", d.Home, d.MetaDB.Redacted, d.MetaDB.Kind, d.DagsFolder), ""})
