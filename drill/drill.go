@@ -360,7 +360,13 @@ func (d *drill) source(ctx context.Context, i int, name string) SourceReport {
 	if rp := d.o.Reporter; rp != nil {
 		src.SetProgress(rp)
 		rp.Start(name, src.Size(""))
-		defer rp.Finish(name)
+		// A bar is drawn full only for a source that came back; a failed
+		// one stays where it stopped.
+		defer func() {
+			if sr.Result == Pass || sr.Result == Warn {
+				rp.Finish(name)
+			}
+		}()
 	}
 	kind, ok := registry.Lookup(sr.Kind)
 	if !ok {
