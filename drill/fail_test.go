@@ -15,6 +15,7 @@ import (
 	"github.com/cofferhq/coffer/drill"
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/mariadbcluster"
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/testing/airflowfixture"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/pgclustertest"
@@ -66,8 +67,15 @@ func TestDrillCorruptPack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rep := e.run(t, drill.Options{})
+	tracker := progress.NewTracker()
+	rep := e.run(t, drill.Options{Reporter: tracker})
 	wantFail(t, rep, "", "integrity", "problems")
+	// The source that did not come back is not reported done.
+	for _, p := range tracker.Parts() {
+		if p.Name == "invoices" && !p.Finished.IsZero() && rep.Sources[0].Result == drill.Fail {
+			t.Errorf("progress: the failed source %s was finished", p.Name)
+		}
+	}
 	wantFail(t, rep, "invoices", "restored", "")
 }
 
