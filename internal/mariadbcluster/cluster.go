@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/leftover"
+
 	"github.com/go-sql-driver/mysql"
 )
 
@@ -248,50 +250,11 @@ func StopLeftover(ctx context.Context, dataDir string) error {
 		return nil
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 || !runsIn(pid, dataDir) {
+	if err != nil {
 		return nil
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
+	if err := leftover.Stop(ctx, pid, dataDir, syscall.SIGTERM); err != nil {
 		return fmt.Errorf("mariadbcluster: stop leftover server (pid %d): %w", pid, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runsIn(pid, dataDir) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			deadline = time.Now().Add(10 * time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 	return nil
-}
-
-// runsIn reports whether process pid is alive (not a zombie) with dataDir
-// as its working directory, as mariadbd is.
-func runsIn(pid int, dataDir string) bool {
-	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
-	if err != nil {
-		return false
-	}
-	want, err := filepath.EvalSymlinks(dataDir)
-	if err != nil {
-		want = dataDir
-	}
-	if cwd != want {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
-		return false
-	}
-	return true
 }

@@ -11,7 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/cofferhq/coffer/internal/leftover"
 )
 
 // DataDirs returns the data directories of the clusters Start created
@@ -44,51 +45,8 @@ func StopLeftover(ctx context.Context, dataDir string) error {
 	if err != nil || pid <= 1 {
 		return nil
 	}
-	if !runsIn(pid, dataDir) {
-		return nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGQUIT); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			return nil
-		}
+	if err := leftover.Stop(ctx, pid, dataDir, syscall.SIGQUIT); err != nil {
 		return fmt.Errorf("pgcluster: stop leftover server (pid %d): %w", pid, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for runsIn(pid, dataDir) {
-		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
-			deadline = time.Now().Add(10 * time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 	return nil
-}
-
-// runsIn reports whether process pid is alive (not a zombie) with dataDir
-// as its working directory, as a postmaster is.
-func runsIn(pid int, dataDir string) bool {
-	cwd, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/cwd")
-	if err != nil {
-		return false
-	}
-	want, err := filepath.EvalSymlinks(dataDir)
-	if err != nil {
-		want = dataDir
-	}
-	if cwd != want {
-		return false
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	// The state follows the command name in parentheses.
-	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
-		return false
-	}
-	return true
 }
