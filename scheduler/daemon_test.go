@@ -26,49 +26,10 @@ import (
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
-var cofferBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cofferBuild.dir != "" {
-		os.RemoveAll(cofferBuild.dir)
-	}
+	testutil.RemoveCofferBinary()
 	os.Exit(code)
-}
-
-// cofferBinary builds coffer once for the package.
-func cofferBinary(t *testing.T) string {
-	t.Helper()
-	cofferBuild.once.Do(func() {
-		root := testutil.ModuleRoot()
-		if root == "" {
-			cofferBuild.err = errors.New("no module root")
-			return
-		}
-		dir, err := os.MkdirTemp("", "coffer-scheduler-bin-")
-		if err != nil {
-			cofferBuild.err = err
-			return
-		}
-		cofferBuild.dir = dir
-		out := filepath.Join(dir, "coffer")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/coffer")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			cofferBuild.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		cofferBuild.path = out
-	})
-	if cofferBuild.err != nil {
-		t.Fatal(cofferBuild.err)
-	}
-	return cofferBuild.path
 }
 
 // env is a repository with keys, a config file and the environment the
@@ -86,7 +47,7 @@ type env struct {
 // else in a folder.
 func newEnv(t *testing.T, s3 bool) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), bin: cofferBinary(t)}
+	e := &env{t: t, dir: t.TempDir(), bin: testutil.CofferBinary(t)}
 	e.vars = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Join(e.dir, "home"),
 		"COFFER_STATE_DIR=" + filepath.Join(e.dir, "state"), "XDG_CACHE_HOME=" + filepath.Join(e.dir, "cache")}
 	if s3 {

@@ -27,45 +27,6 @@ import (
 // and only if its manifest does, so an interrupted backup publishes
 // nothing, leaves the repository verifiable, and the next backup succeeds.
 
-var cofferBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-// cofferBinary builds cmd/coffer once per test binary, into a folder that
-// TestMain removes.
-func cofferBinary(t *testing.T) string {
-	t.Helper()
-	cofferBuild.once.Do(func() {
-		root := testutil.ModuleRoot()
-		if root == "" {
-			cofferBuild.err = errors.New("no module root")
-			return
-		}
-		dir, err := os.MkdirTemp("", "coffer-crash-bin-")
-		if err != nil {
-			cofferBuild.err = err
-			return
-		}
-		cofferBuild.dir = dir
-		goBin := "go"
-		out := filepath.Join(dir, "coffer")
-		cmd := exec.Command(goBin, "build", "-o", out, "./cmd/coffer")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			cofferBuild.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		cofferBuild.path = out
-	})
-	if cofferBuild.err != nil {
-		t.Fatal(cofferBuild.err)
-	}
-	return cofferBuild.path
-}
-
 // crashEnv is one repository, its keys and the environment to run coffer
 // with.
 type crashEnv struct {
@@ -85,7 +46,7 @@ func newCrashEnv(t *testing.T, repoURL string, extraEnv ...string) *crashEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &crashEnv{t: t, bin: cofferBinary(t), dir: dir, repo: repoURL}
+	e := &crashEnv{t: t, bin: testutil.CofferBinary(t), dir: dir, repo: repoURL}
 	if repoURL == "" {
 		e.local = filepath.Join(dir, "repo")
 		e.repo = e.local
@@ -208,10 +169,9 @@ func (e *crashEnv) restoreAndCompare(snapshot, source, want string) {
 // removeShared removes what the tests of this package share through the
 // system temp folder; TestMain calls it.
 func removeShared() {
-	for _, d := range []string{cofferBuild.dir, bigTree.dir} {
-		if d != "" {
-			os.RemoveAll(d)
-		}
+	testutil.RemoveCofferBinary()
+	if bigTree.dir != "" {
+		os.RemoveAll(bigTree.dir)
 	}
 }
 

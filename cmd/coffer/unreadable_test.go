@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // TestBackupUnreadableFileAsRoot is testdata/backup_unreadable.txt for
@@ -28,7 +30,7 @@ func TestBackupUnreadableFileAsRoot(t *testing.T) {
 	}
 	t.Parallel()
 	const nobody = 65534
-	bin := cofferBinary(t)
+	bin := testutil.CofferBinary(t)
 	dir := t.TempDir()
 	// nobody must reach the binary and the work folder.
 	for _, d := range []string{filepath.Dir(bin), filepath.Dir(dir), dir} {

@@ -60,7 +60,7 @@ func newIncCLI(t *testing.T, asNobody bool, repoURL string, extraEnv ...string) 
 	// A copy of the package's binary in the work folder, which nobody
 	// can reach.
 	bin := filepath.Join(dir, "bin", "coffer")
-	b, err := os.ReadFile(cofferBinary(t))
+	b, err := os.ReadFile(testutil.CofferBinary(t))
 	if err != nil {
 		t.Fatal(err)
 	}

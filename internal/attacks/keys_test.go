@@ -33,6 +33,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // keysHost is one machine: a folder to work in and its own
@@ -46,7 +47,7 @@ type keysHost struct {
 
 func newKeysHost(t *testing.T, dir, name string) *keysHost {
 	t.Helper()
-	h := &keysHost{t: t, bin: cofferBinary(t), dir: filepath.Join(dir, name), name: name}
+	h := &keysHost{t: t, bin: testutil.CofferBinary(t), dir: filepath.Join(dir, name), name: name}
 	if err := os.MkdirAll(h.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +55,7 @@ func TestMain(m *testing.M) {
 	for _, f := range cleanups {
 		f()
 	}
+	testutil.RemoveCofferBinary()
 	mu.Lock()
 	var names []string
 	tried, detected, lost := 0, 0, 0
@@ -79,45 +79,6 @@ func TestMain(m *testing.M) {
 	}
 	fmt.Printf("attacks: tried %d, detected %d, data lost %d\n", tried, detected, lost)
 	os.Exit(code)
-}
-
-var cofferBuild struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// cofferBinary builds cmd/coffer once for the package (removed after the
-// tests) and returns its path.
-func cofferBinary(t *testing.T) string {
-	t.Helper()
-	cofferBuild.once.Do(func() {
-		root := testutil.ModuleRoot()
-		if root == "" {
-			cofferBuild.err = errors.New("no module root")
-			return
-		}
-		dir, err := os.MkdirTemp("", "coffer-attacks-bin-")
-		if err != nil {
-			cofferBuild.err = err
-			return
-		}
-		mu.Lock()
-		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
-		mu.Unlock()
-		out := filepath.Join(dir, "coffer")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/coffer")
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			cofferBuild.err = fmt.Errorf("go build: %v\n%s", err, b)
-			return
-		}
-		cofferBuild.path = out
-	})
-	if cofferBuild.err != nil {
-		t.Fatal(cofferBuild.err)
-	}
-	return cofferBuild.path
 }
 
 // runCommand runs cmd and returns its output and exit status; a command

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -39,7 +40,7 @@ type mfRepo struct {
 func newMfRepo(t *testing.T) *mfRepo {
 	t.Helper()
 	dir := t.TempDir()
-	e := &mfRepo{t: t, bin: cofferBinary(t), dir: dir, repo: filepath.Join(dir, "repo")}
+	e := &mfRepo{t: t, bin: testutil.CofferBinary(t), dir: dir, repo: filepath.Join(dir, "repo")}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "COFFER_") {
 			e.env = append(e.env, kv)

@@ -26,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
 	"github.com/cofferhq/coffer/source"
 	dirkind "github.com/cofferhq/coffer/source/dir"
@@ -301,7 +302,7 @@ func runCoffer(t *testing.T, bin, dir string, args ...string) (stdout, stderr st
 // the forged text stays inside one warning line.
 func TestAttackNewlineForgesLogLine(t *testing.T) {
 	work := t.TempDir()
-	bin := cofferBinary(t)
+	bin := testutil.CofferBinary(t)
 	if _, e, code := runCoffer(t, bin, work, "keygen", "--out", "keys"); code != 0 {
 		t.Fatalf("keygen: %s", e)
 	}
