@@ -59,12 +59,12 @@ func (j BackupJob) CatchesUp() bool { return j.CatchUp == nil || *j.CatchUp }
 // successful run: the snapshots that no rule keeps are forgotten. A count
 // of -1 keeps every bucket of its rule.
 type Retention struct {
-	KeepLast    int           `yaml:"keep_last"`
-	KeepHourly  int           `yaml:"keep_hourly"`
-	KeepDaily   int           `yaml:"keep_daily"`
-	KeepWeekly  int           `yaml:"keep_weekly"`
-	KeepMonthly int           `yaml:"keep_monthly"`
-	KeepYearly  int           `yaml:"keep_yearly"`
+	KeepLast    int `yaml:"keep_last"`
+	KeepHourly  int `yaml:"keep_hourly"`
+	KeepDaily   int `yaml:"keep_daily"`
+	KeepWeekly  int `yaml:"keep_weekly"`
+	KeepMonthly int `yaml:"keep_monthly"`
+	KeepYearly  int `yaml:"keep_yearly"`
 	// KeepWithin is a duration in coffer forget --keep-within's form
 	// ("7d", "2y5m7d3h", "36h"; "6m" is six months), read by Within with
 	// the same parser.
