@@ -93,6 +93,10 @@ func runForget(ctx context.Context, g *globals, o *forgetOptions, p retention.Po
 		if errors.As(err, &de) {
 			return withHint(err, "run coffer verify, and deal with the damaged manifests first")
 		}
+		var ne *retention.NoMatchError
+		if errors.As(err, &ne) {
+			return withHint(err, "nothing was forgotten; check the name (coffer snapshots lists the snapshots with their sources)")
+		}
 		return err
 	}
 	if g.json {
