@@ -28,7 +28,7 @@ type CatalogStream struct {
 	name  string // the root object, for errors
 	id    string // the manifest's snapshot id
 	packs map[string]bool
-	in    *catalogBytes
+	in    *stickyReader
 	dec   *json.Decoder
 	state int
 	err   error
@@ -92,11 +92,36 @@ func (r *Repository) OpenCatalog(ctx context.Context, m *Manifest) (*CatalogStre
 		return nil, err
 	}
 	in := &catalogBytes{ctx: ctx, name: name, root: &root, packs: packs, cr: cr, h: sha256.New()}
-	s := &CatalogStream{name: name, id: m.ID, packs: packs, in: in, dec: json.NewDecoder(in)}
+	return decodeCatalog(in, name, m.ID, packs)
+}
+
+// decodeCatalog starts decoding the catalog JSON that r yields: name is
+// the catalog root's (for errors), id the snapshot's, packs the manifest's
+// (nil: not checked, for the fuzz target alone).
+func decodeCatalog(r io.Reader, name, id string, packs map[string]bool) (*CatalogStream, error) {
+	in := &stickyReader{r: r}
+	s := &CatalogStream{name: name, id: id, packs: packs, in: in, dec: json.NewDecoder(in)}
 	if err := s.header(); err != nil {
 		return nil, s.fail(err)
 	}
 	return s, nil
+}
+
+// stickyReader remembers the error its reader returned.
+type stickyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *stickyReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	if err != nil {
+		s.err = err
+	}
+	return n, err
 }
 
 // header reads the catalog up to its sources.
@@ -273,7 +298,7 @@ func (s *CatalogStream) NextEntry(e *Entry) error {
 		if !ch.valid() {
 			return s.fail(fmt.Errorf("source %q: %q: invalid chunk reference", s.cur.Name, e.Path))
 		}
-		if !s.packs[ch.Pack] {
+		if s.packs != nil && !s.packs[ch.Pack] {
 			return s.fail(&catalogPackError{ch.Pack})
 		}
 	}
