@@ -202,6 +202,7 @@ type run struct {
 	ledger     *ledger
 	workers    int
 	uploads    int
+	bufs       *chunkBufs
 	p          *pipeline // sources
 	pc         *pipeline // the catalog
 	sources    []*sourceWriter
@@ -384,15 +385,23 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 }
 
 func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
-	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+	if b.bufs == nil {
+		b.bufs = newChunkBufs(int(b.r.Config.Chunker.MaxSize), b.inflightBig()+1)
+	}
+	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, b.bufs, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
 	p.ledger = b.ledger
 	return p
 }
 
+// inflightBig is how many chunks of more than smallChunk bytes a source
+// writer keeps in flight: one for each worker and one queued, each holding
+// a chunk buffer (the chunk being read holds one more).
+func (b *run) inflightBig() int { return b.workers + 1 }
+
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
 	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker, spill: b.spill,
-		strict: b.opts.Strict, inflight: 2*b.workers + 2, meta: map[string]json.RawMessage{},
+		strict: b.opts.Strict, inflight: 2*b.workers + 2, inflightBig: b.inflightBig(), meta: map[string]json.RawMessage{},
 		cache: b.cache, res: b.res, log: b.log, prog: progress.Or(nil)}
 }
 
@@ -584,19 +593,23 @@ type sourceWriter struct {
 	params   repo.ChunkerParams
 	ch       *chunker.Chunker
 	strict   bool
-	inflight int
-	meta     map[string]json.RawMessage
-	skipped  []skippedPath
-	spill    *spill
-	open     []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
-	count    int             // records spilled
-	cached   progress.Counts // the files among them with a state for the change cache
-	queue    []pendingChunk
-	paths    map[string]bool
-	cache    *changeCache
-	res      *Result
-	log      *slog.Logger
-	prog     progress.Reporter
+	inflight int // chunks in flight at most
+	// inflightBig bounds the chunks in flight that hold a chunk buffer:
+	// smaller chunks are copied out of theirs.
+	inflightBig int
+	big         int // chunks in flight holding a buffer
+	meta        map[string]json.RawMessage
+	skipped     []skippedPath
+	spill       *spill
+	open        []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
+	count       int             // records spilled
+	cached      progress.Counts // the files among them with a state for the change cache
+	queue       []pendingChunk
+	paths       map[string]bool
+	cache       *changeCache
+	res         *Result
+	log         *slog.Logger
+	prog        progress.Reporter
 }
 
 type fileRec struct {
@@ -728,30 +741,44 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			w.flush()
 			return err
 		}
-		buf := p.bufs.Get().(*[]byte)
+		buf := p.bufs.get()
 		c, err := w.ch.Next((*buf)[:0])
 		if err == io.EOF {
-			p.bufs.Put(buf)
+			p.bufs.put(buf)
 			break
 		}
 		if err != nil {
-			p.bufs.Put(buf)
+			p.bufs.put(buf)
 			w.flush()
 			return err
+		}
+		data := c.Data
+		if len(data) <= smallChunk {
+			// A small file's chunk leaves the buffer for the next one:
+			// a tree of small files keeps many chunks in flight with
+			// one buffer.
+			data = append([]byte(nil), data...)
+			p.bufs.put(buf)
+			buf = nil
 		}
 		h.Write(c.Data)
 		size += int64(c.Length)
 		p.bytesRead.Add(int64(c.Length))
 		w.prog.Add(w.name, progress.Counts{Bytes: int64(c.Length)})
-		j := &chunkJob{data: c.Data, buf: buf, done: make(chan struct{})}
+		j := &chunkJob{data: data, buf: buf, done: make(chan struct{})}
 		if err := p.submit(j); err != nil {
-			p.bufs.Put(buf)
+			if buf != nil {
+				p.bufs.put(buf)
+			}
 			w.flush()
 			return err
 		}
 		rec.pending++
+		if buf != nil {
+			w.big++
+		}
 		w.queue = append(w.queue, pendingChunk{job: j, rec: rec})
-		if len(w.queue) >= w.inflight {
+		for len(w.queue) >= w.inflight || w.big >= w.inflightBig {
 			if err := w.waitOne(); err != nil {
 				w.flush()
 				return err
@@ -762,6 +789,9 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 	rec.entry.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return nil
 }
+
+// smallChunk is the largest chunk copied out of its chunk buffer.
+const smallChunk = 64 << 10
 
 type pendingChunk struct {
 	job *chunkJob
@@ -774,7 +804,10 @@ func (w *sourceWriter) waitOne() error {
 	pc := w.queue[0]
 	w.queue = w.queue[1:]
 	<-pc.job.done
-	w.p.bufs.Put(pc.job.buf)
+	if pc.job.buf != nil {
+		w.p.bufs.put(pc.job.buf)
+		w.big--
+	}
 	pc.rec.pending--
 	if pc.job.err != nil {
 		return pc.job.err

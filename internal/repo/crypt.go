@@ -22,7 +22,11 @@ var (
 	// needs one internal encoder per core or the workers take turns.
 	// SpeedFastest compresses invoice-like data within 4% of SpeedDefault
 	// at almost twice the speed (doc/benchmarks.md).
+	// A window of the default chunk's largest size finds every match in
+	// such a chunk, and the lower-memory history holds one window (about
+	// 4 MiB an encoder) rather than two of the default 8 MiB window.
 	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
+		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true),
 		zstd.WithEncoderCRC(false)) // every chunk is checked by its keyed id; documents by their SHA-256
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDocument))
 	// chunkDec decodes chunks; a chunk is never larger than maxChunk, so a
