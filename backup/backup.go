@@ -525,8 +525,7 @@ func (b *run) storeIndex(ctx context.Context) error {
 	if len(b.p.stored) == 0 {
 		return nil
 	}
-	ix := repo.Index{Version: repo.Version, Packs: b.p.stored}
-	ref, err := repo.PutSealed(ctx, b.r.Store, repo.IndexPrefix, ix, append(b.recipients, b.secrets.IndexIdentity.Recipient())...)
+	ref, err := repo.PutIndex(ctx, b.r.Store, b.p.stored, append(b.recipients, b.secrets.IndexIdentity.Recipient())...)
 	if err != nil {
 		return err
 	}

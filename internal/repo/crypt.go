@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
@@ -97,6 +98,54 @@ func Seal(v any, recipients ...age.Recipient) ([]byte, error) {
 		return nil, err
 	}
 	return Encrypt(Pad(Compress(nil, j)), recipients...)
+}
+
+// SealTo is Seal streamed into dst: encode writes the JSON, which is
+// compressed and encrypted as it comes, so that neither it nor its
+// compressed form is held whole (an index of a million chunks is about
+// 120 MB of JSON). The padding follows the same rule as Pad.
+func SealTo(dst io.Writer, encode func(io.Writer) error, recipients ...age.Recipient) error {
+	aw, err := age.Encrypt(dst, recipients...)
+	if err != nil {
+		return err
+	}
+	cw := &countingWriter{w: aw}
+	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriterSize(zw, 64<<10)
+	if err := encode(bw); err != nil {
+		zw.Close()
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := zw.Close(); err != nil {
+		return err
+	}
+	want := padme(max(cw.n+8, minPadded))
+	frame := make([]byte, want-cw.n)
+	binary.LittleEndian.PutUint32(frame, 0x184D2A50)
+	binary.LittleEndian.PutUint32(frame[4:], uint32(len(frame)-8))
+	if _, err := aw.Write(frame); err != nil {
+		return err
+	}
+	return aw.Close()
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // minPadded is the smallest padded length of a sealed document.

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -120,6 +121,49 @@ func PutSealed(ctx context.Context, st storage.Store, prefix string, v any, reci
 		return ObjectRef{}, err
 	}
 	return putContent(ctx, st, prefix, ct)
+}
+
+// PutIndex stores an Index of packs, sealed to recipients, under
+// IndexPrefix. It is PutSealed for an Index, streamed pack by pack
+// (SealTo), so a large index is held only as its ciphertext.
+func PutIndex(ctx context.Context, st storage.Store, packs []IndexPack, recipients ...age.Recipient) (ObjectRef, error) {
+	var ct bytes.Buffer
+	err := SealTo(&ct, func(w io.Writer) error {
+		// Byte for byte json.Marshal(Index{Version, packs}).
+		if _, err := fmt.Fprintf(w, `{"version":%d,"packs":`, Version); err != nil {
+			return err
+		}
+		if packs == nil {
+			_, err := io.WriteString(w, "null}")
+			return err
+		}
+		for i := range packs {
+			sep := ","
+			if i == 0 {
+				sep = "["
+			}
+			b, err := json.Marshal(&packs[i])
+			if err != nil {
+				return err
+			}
+			if _, err := io.WriteString(w, sep); err != nil {
+				return err
+			}
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+		}
+		if len(packs) == 0 {
+			_, err := io.WriteString(w, "[]}")
+			return err
+		}
+		_, err := io.WriteString(w, "]}")
+		return err
+	}, recipients...)
+	if err != nil {
+		return ObjectRef{}, err
+	}
+	return putContent(ctx, st, IndexPrefix, ct.Bytes())
 }
 
 // putContent stores ct under prefix and the SHA-256 of ct.
