@@ -197,7 +197,7 @@ type run struct {
 	secrets    *keys.Derived
 	pol        chunker.Pol
 	idFunc     func([]byte) repo.ChunkID
-	known      map[repo.ChunkID]loc
+	known      *knownIndex
 	cache      *changeCache
 	ledger     *ledger
 	workers    int
@@ -313,7 +313,7 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 	}
 	b.known = knownChunks(packs)
 	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
-		"changed", len(changed), "chunks", len(b.known))
+		"changed", len(changed), "chunks", b.known.len())
 	return nil
 }
 
@@ -368,9 +368,13 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 }
 
 // knownChunks maps every indexed chunk to its location.
-func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
+func knownChunks(packs []repo.IndexPack) *knownIndex {
 	slots := map[string]*packSlot{}
-	known := map[repo.ChunkID]loc{}
+	n := 0
+	for _, ip := range packs {
+		n += len(ip.Chunks)
+	}
+	known := newKnownIndex(n)
 	for _, ip := range packs {
 		slot := slots[ip.SHA256]
 		if slot == nil {
@@ -378,13 +382,13 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 			slots[ip.SHA256] = slot
 		}
 		for _, c := range ip.Chunks {
-			known[c.ID] = loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}
+			known.add(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd})
 		}
 	}
 	return known
 }
 
-func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
+func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
 	if b.bufs == nil {
 		b.bufs = newChunkBufs(int(b.r.Config.Chunker.MaxSize), b.inflightBig()+1)
 	}

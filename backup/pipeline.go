@@ -90,7 +90,7 @@ type pipeline struct {
 	cur    *openPack
 
 	mu     sync.Mutex
-	known  map[repo.ChunkID]loc
+	known  *knownIndex
 	stored []repo.IndexPack // packs this backup wrote, for the new index
 	ledger *ledger          // remembers the packs written, as stored
 
@@ -102,7 +102,7 @@ type pipeline struct {
 }
 
 func newPipeline(ctx context.Context, st storage.Store, recipients []age.Recipient, idFunc func([]byte) repo.ChunkID,
-	known map[repo.ChunkID]loc, bufs *chunkBufs, packSize, chunkMax, workers, uploads int) *pipeline {
+	known *knownIndex, bufs *chunkBufs, packSize, chunkMax, workers, uploads int) *pipeline {
 	ctx, cancel := context.WithCancelCause(ctx)
 	p := &pipeline{
 		ctx: ctx, cancel: cancel, store: st, recipients: recipients, idFunc: idFunc,
@@ -164,7 +164,7 @@ func (p *pipeline) work() {
 func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, error) {
 	p.chunks.Add(1)
 	p.mu.Lock()
-	l, ok := p.known[id]
+	l, ok := p.known.get(id)
 	p.mu.Unlock()
 	if ok {
 		return l, zbuf, nil
@@ -176,7 +176,7 @@ func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, erro
 	}
 	p.packMu.Lock()
 	p.mu.Lock()
-	l, ok = p.known[id]
+	l, ok = p.known.get(id)
 	p.mu.Unlock()
 	if ok { // another worker stored it meanwhile
 		p.packMu.Unlock()
@@ -199,7 +199,7 @@ func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, erro
 	}
 	l = loc{pack: p.cur.slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: z}
 	p.mu.Lock()
-	p.known[id] = l
+	p.known.add(id, l)
 	p.mu.Unlock()
 	var full *openPack
 	if p.cur.w.Len() >= p.packSize {
