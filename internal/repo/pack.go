@@ -66,19 +66,30 @@ func (b *PackBuilder) Finish() []byte {
 // at a time (a pack of 90,000 tiny chunks has a trailer of 10 MB), then
 // its length and the magic.
 func writeTrailer(w io.Writer, chunks []IndexChunk) (int64, error) {
+	n, err := writeChunkList(w, chunks)
+	if err != nil {
+		return n, err
+	}
+	var t []byte
+	t = binary.BigEndian.AppendUint32(t, uint32(n))
+	t = append(t, packMagic...)
+	m, err := w.Write(t)
+	return n + int64(m), err
+}
+
+// writeChunkList writes what json.Marshal makes of chunks, a piece at a
+// time, and returns its length.
+func writeChunkList(w io.Writer, chunks []IndexChunk) (int64, error) {
 	var n int64
 	write := func(b []byte) error {
 		m, err := w.Write(b)
 		n += int64(m)
 		return err
 	}
-	var t []byte
 	if chunks == nil {
-		t = append(t, "null"...)
-	} else {
-		t = append(t, '[')
+		return n, write([]byte("null"))
 	}
-	var tlen int
+	t := []byte{'['}
 	for i := range chunks {
 		if i > 0 {
 			t = append(t, ',')
@@ -89,19 +100,13 @@ func writeTrailer(w io.Writer, chunks []IndexChunk) (int64, error) {
 		}
 		t = append(t, c...)
 		if len(t) >= 32<<10 {
-			tlen += len(t)
 			if err := write(t); err != nil {
 				return n, err
 			}
 			t = t[:0]
 		}
 	}
-	if chunks != nil {
-		t = append(t, ']')
-	}
-	tlen += len(t)
-	t = binary.BigEndian.AppendUint32(t, uint32(tlen))
-	t = append(t, packMagic...)
+	t = append(t, ']')
 	return n, write(t)
 }
 

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"time"
 	"testing"
 
 	"github.com/cofferhq/coffer/storage"
@@ -84,6 +85,8 @@ func TestPutIndexSameDocument(t *testing.T) {
 		}
 		packs = append(packs, ip)
 	}
+	packs[1].ModTime = time.Date(2026, 11, 30, 17, 0, 0, 5, time.UTC) // as a repair's index has
+	packs[2].Chunks = nil
 	for _, tc := range [][]IndexPack{packs, packs[:1]} {
 		ref, err := PutIndex(ctx, st, tc, id.Recipient())
 		if err != nil {

@@ -142,14 +142,10 @@ func PutIndex(ctx context.Context, st storage.Store, packs []IndexPack, recipien
 			if i == 0 {
 				sep = "["
 			}
-			b, err := json.Marshal(&packs[i])
-			if err != nil {
-				return err
-			}
 			if _, err := io.WriteString(w, sep); err != nil {
 				return err
 			}
-			if _, err := w.Write(b); err != nil {
+			if err := writeIndexPack(w, &packs[i]); err != nil {
 				return err
 			}
 		}
@@ -164,6 +160,32 @@ func PutIndex(ctx context.Context, st storage.Store, packs []IndexPack, recipien
 		return ObjectRef{}, err
 	}
 	return putContent(ctx, st, IndexPrefix, ct.Bytes())
+}
+
+// writeIndexPack writes what json.Marshal makes of ip, its chunk list a
+// piece at a time (a pack of tiny chunks lists 90,000 of them).
+func writeIndexPack(w io.Writer, ip *IndexPack) error {
+	sum, err := json.Marshal(ip.SHA256)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, `{"sha256":%s,"size":%d,"chunks":`, sum, ip.Size); err != nil {
+		return err
+	}
+	if _, err := writeChunkList(w, ip.Chunks); err != nil {
+		return err
+	}
+	if !ip.ModTime.IsZero() {
+		t, err := json.Marshal(ip.ModTime)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, `,"mtime":%s`, t); err != nil {
+			return err
+		}
+	}
+	_, err = io.WriteString(w, "}")
+	return err
 }
 
 // putContent stores ct under prefix and the SHA-256 of ct.
