@@ -608,7 +608,7 @@ type sourceWriter struct {
 	count       int             // records spilled
 	cached      progress.Counts // the files among them with a state for the change cache
 	queue       []pendingChunk
-	paths       map[string]bool
+	paths       *pathSet
 	cache       *changeCache
 	res         *Result
 	log         *slog.Logger
@@ -635,25 +635,24 @@ func catalogEntry(e source.Entry) repo.Entry {
 
 // add checks that e can be restored where it is: a clean relative path,
 // written once (byte for byte: the catalog keeps names exact, see
-// repo.Entry), below a folder written before it. The value in w.paths
-// says whether the path is a folder.
+// repo.Entry), below a folder written before it.
 func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
 	}
 	if w.paths == nil {
-		w.paths = map[string]bool{}
+		w.paths = newPathSet()
 	}
-	if _, dup := w.paths[e.Path]; dup {
+	if _, dup := w.paths.get(e.Path); dup {
 		return fmt.Errorf("%q: entry written twice", e.Path)
 	}
 	if e.Path == "." && e.Type != source.TypeDir {
 		return fmt.Errorf("the root of a source is a folder, not a %s", e.Type)
 	}
-	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths[parent] {
+	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths.isDir(parent) {
 		return fmt.Errorf("%q: its folder %q was not written before it", e.Path, parent)
 	}
-	w.paths[e.Path] = e.Type == source.TypeDir
+	w.paths.add(e.Path, e.Type == source.TypeDir)
 	return nil
 }
 
