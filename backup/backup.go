@@ -159,6 +159,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer b.spill.close()
+	defer b.index.close()
 	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
@@ -203,6 +204,7 @@ type run struct {
 	workers    int
 	uploads    int
 	bufs       *chunkBufs
+	index      *newIndex
 	p          *pipeline // sources
 	pc         *pipeline // the catalog
 	sources    []*sourceWriter
@@ -395,6 +397,7 @@ func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
 	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, b.bufs, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
 	p.ledger = b.ledger
+	p.index = b.index
 	return p
 }
 
@@ -412,6 +415,11 @@ func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
 // storeSources streams every source through the pipeline, one after
 // another, and waits until every pack is stored.
 func (b *run) storeSources(ctx context.Context) error {
+	ix, err := startIndex(append(b.recipients, b.secrets.IndexIdentity.Recipient()))
+	if err != nil {
+		return err
+	}
+	b.index = ix
 	b.p = b.newPipeline(ctx, b.known)
 	p := b.p
 	for _, src := range b.opts.Sources {
@@ -484,7 +492,6 @@ func (b *run) storeCatalog(ctx context.Context) (*repo.CatalogRoot, error) {
 		return nil, fmt.Errorf("store catalog: %w", err)
 	}
 	b.p.bytesStored.Add(b.pc.bytesStored.Load())
-	b.p.stored = append(b.p.stored, b.pc.stored...)
 	return &repo.CatalogRoot{Version: repo.Version, Snapshot: b.m.ID, Size: crec.entry.Size,
 		SHA256: crec.entry.SHA256, Chunks: b.chunkRefs(crec.locs)}, nil
 }
@@ -526,15 +533,12 @@ func (b *run) encodeCatalog(w io.Writer) error {
 // storeIndex writes the index of the packs this backup stored, readable by
 // the recipients and by the index key (the backup host).
 func (b *run) storeIndex(ctx context.Context) error {
-	if len(b.p.stored) == 0 {
-		return nil
-	}
-	ref, err := repo.PutIndex(ctx, b.r.Store, b.p.stored, append(b.recipients, b.secrets.IndexIdentity.Recipient())...)
-	if err != nil {
+	ref, err := b.index.store(ctx, b.r.Store)
+	if err != nil || ref == nil {
 		return err
 	}
 	b.p.bytesStored.Add(ref.Size)
-	b.m.Indexes = []repo.ObjectRef{ref}
+	b.m.Indexes = []repo.ObjectRef{*ref}
 	return nil
 }
 

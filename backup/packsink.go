@@ -3,9 +3,17 @@ package backup
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
+
+	"filippo.io/age"
+
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // A packSink holds one pack's ciphertext from its first chunk until the
@@ -71,4 +79,63 @@ func (s *packSink) close() {
 		s.f.Close()
 	}
 	s.mem = nil
+}
+
+// newIndex is the index of the packs a backup stores, sealed as each pack
+// is stored (repo.IndexWriter) into a packSink: the chunk lists of the
+// packs are not kept until the end.
+type newIndex struct {
+	sink *packSink
+	w    *repo.IndexWriter
+}
+
+func startIndex(recipients []age.Recipient) (*newIndex, error) {
+	s := newPackSink(0)
+	w, err := repo.NewIndexWriter(s, recipients...)
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	return &newIndex{sink: s, w: w}, nil
+}
+
+func (x *newIndex) add(ip *repo.IndexPack) error {
+	if err := x.w.Add(ip); err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	return nil
+}
+
+// store ends the index and stores it; it returns nil when no pack was
+// stored.
+func (x *newIndex) store(ctx context.Context, st storage.Store) (*repo.ObjectRef, error) {
+	if x.w.Len() == 0 {
+		return nil, nil
+	}
+	if err := x.w.Close(); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	r, err := x.sink.reader()
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("index: %w", err)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	ref := repo.ObjectRef{Name: repo.IndexPrefix + sum, Size: x.sink.n, SHA256: sum}
+	if err := repo.PutObjectFrom(ctx, st, ref.Name, r, ref.Size, sum); err != nil {
+		return nil, err
+	}
+	return &ref, nil
+}
+
+func (x *newIndex) close() {
+	if x != nil {
+		x.sink.close()
+	}
 }

@@ -91,8 +91,8 @@ type pipeline struct {
 
 	mu     sync.Mutex
 	known  *knownIndex
-	stored []repo.IndexPack // packs this backup wrote, for the new index
-	ledger *ledger          // remembers the packs written, as stored
+	index  *newIndex // the packs this backup wrote, for its index
+	ledger *ledger   // remembers the packs written, as stored
 
 	bytesRead   atomic.Int64
 	bytesNew    atomic.Int64
@@ -266,9 +266,9 @@ func (p *pipeline) upload1(sp sealedPack) error {
 		p.ledger.wrote(oi, sp.sum)
 	}
 	sp.slot.sha, sp.slot.size = sp.sum, sp.size
-	p.stored = append(p.stored, repo.IndexPack{SHA256: sp.sum, Size: sp.size, Chunks: sp.chunks})
+	err = p.index.add(&repo.IndexPack{SHA256: sp.sum, Size: sp.size, Chunks: sp.chunks})
 	p.mu.Unlock()
-	return nil
+	return err
 }
 
 // finish seals the last pack, waits for every upload and returns the first

@@ -105,35 +105,57 @@ func Seal(v any, recipients ...age.Recipient) ([]byte, error) {
 // compressed form is held whole (an index of a million chunks is about
 // 120 MB of JSON). The padding follows the same rule as Pad.
 func SealTo(dst io.Writer, encode func(io.Writer) error, recipients ...age.Recipient) error {
-	aw, err := age.Encrypt(dst, recipients...)
+	sw, err := newSealWriter(dst, recipients...)
 	if err != nil {
 		return err
+	}
+	if err := encode(sw); err != nil {
+		sw.zw.Close()
+		return err
+	}
+	return sw.Close()
+}
+
+// sealWriter compresses, pads and encrypts a document as it is written.
+type sealWriter struct {
+	aw io.WriteCloser
+	cw *countingWriter
+	zw *zstd.Encoder
+	bw *bufio.Writer
+}
+
+func newSealWriter(dst io.Writer, recipients ...age.Recipient) (*sealWriter, error) {
+	aw, err := age.Encrypt(dst, recipients...)
+	if err != nil {
+		return nil, err
 	}
 	cw := &countingWriter{w: aw}
 	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
+		return nil, err
+	}
+	return &sealWriter{aw: aw, cw: cw, zw: zw, bw: bufio.NewWriterSize(zw, 64<<10)}, nil
+}
+
+func (s *sealWriter) Write(p []byte) (int, error) { return s.bw.Write(p) }
+
+// Close ends the zstd stream, pads it and ends the age file.
+func (s *sealWriter) Close() error {
+	if err := s.bw.Flush(); err != nil {
 		return err
 	}
-	bw := bufio.NewWriterSize(zw, 64<<10)
-	if err := encode(bw); err != nil {
-		zw.Close()
+	if err := s.zw.Close(); err != nil {
 		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := zw.Close(); err != nil {
-		return err
-	}
-	want := padme(max(cw.n+8, minPadded))
-	frame := make([]byte, want-cw.n)
+	want := padme(max(s.cw.n+8, minPadded))
+	frame := make([]byte, want-s.cw.n)
 	binary.LittleEndian.PutUint32(frame, 0x184D2A50)
 	binary.LittleEndian.PutUint32(frame[4:], uint32(len(frame)-8))
-	if _, err := aw.Write(frame); err != nil {
+	if _, err := s.aw.Write(frame); err != nil {
 		return err
 	}
-	return aw.Close()
+	return s.aw.Close()
 }
 
 // countingWriter counts the bytes written through it.
