@@ -159,7 +159,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer b.spill.close()
-	defer b.index.close()
+	defer func() { b.index.close() }() // set by storeSources
 	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
