@@ -8,8 +8,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/storage"
 )
