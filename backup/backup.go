@@ -159,6 +159,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	defer b.spill.close()
+	defer func() { b.index.close() }() // set by storeSources
 	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
@@ -197,11 +198,13 @@ type run struct {
 	secrets    *keys.Derived
 	pol        chunker.Pol
 	idFunc     func([]byte) repo.ChunkID
-	known      map[repo.ChunkID]loc
+	known      *knownIndex
 	cache      *changeCache
 	ledger     *ledger
 	workers    int
 	uploads    int
+	bufs       *chunkBufs
+	index      *newIndex
 	p          *pipeline // sources
 	pc         *pipeline // the catalog
 	sources    []*sourceWriter
@@ -315,7 +318,7 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 	}
 	b.known = knownChunks(packs)
 	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
-		"changed", len(changed), "chunks", len(b.known))
+		"changed", len(changed), "chunks", b.known.len())
 	return nil
 }
 
@@ -370,9 +373,13 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 }
 
 // knownChunks maps every indexed chunk to its location.
-func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
+func knownChunks(packs []repo.IndexPack) *knownIndex {
 	slots := map[string]*packSlot{}
-	known := map[repo.ChunkID]loc{}
+	n := 0
+	for _, ip := range packs {
+		n += len(ip.Chunks)
+	}
+	known := newKnownIndex(n)
 	for _, ip := range packs {
 		slot := slots[ip.SHA256]
 		if slot == nil {
@@ -380,28 +387,43 @@ func knownChunks(packs []repo.IndexPack) map[repo.ChunkID]loc {
 			slots[ip.SHA256] = slot
 		}
 		for _, c := range ip.Chunks {
-			known[c.ID] = loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}
+			known.add(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd})
 		}
 	}
 	return known
 }
 
-func (b *run) newPipeline(ctx context.Context, known map[repo.ChunkID]loc) *pipeline {
-	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, int(b.r.Config.Packs.TargetSize),
+func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
+	if b.bufs == nil {
+		b.bufs = newChunkBufs(int(b.r.Config.Chunker.MaxSize), b.inflightBig()+1)
+	}
+	p := newPipeline(ctx, b.r.Store, b.recipients, b.idFunc, known, b.bufs, int(b.r.Config.Packs.TargetSize),
 		int(b.r.Config.Chunker.MaxSize), b.workers, b.uploads)
 	p.ledger = b.ledger
+	p.index = b.index
 	return p
 }
 
+// inflightBig is how many chunks of more than smallChunk bytes a source
+// writer keeps in flight, each holding a chunk buffer (the chunk being read
+// holds one more). Fewer than 2W+1 left the workers waiting on large
+// chunks: W+1 cost 15-25% of BenchmarkBackupStream's throughput.
+func (b *run) inflightBig() int { return 2*b.workers + 1 }
+
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
 	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker, spill: b.spill,
-		strict: b.opts.Strict, inflight: 2*b.workers + 2, meta: map[string]json.RawMessage{},
+		strict: b.opts.Strict, inflight: 2*b.workers + 2, inflightBig: b.inflightBig(), meta: map[string]json.RawMessage{},
 		cache: b.cache, res: b.res, log: b.log, prog: progress.Or(nil)}
 }
 
 // storeSources streams every source through the pipeline, one after
 // another, and waits until every pack is stored.
 func (b *run) storeSources(ctx context.Context) error {
+	ix, err := startIndex(append(b.recipients, b.secrets.IndexIdentity.Recipient()))
+	if err != nil {
+		return err
+	}
+	b.index = ix
 	b.p = b.newPipeline(ctx, b.known)
 	p := b.p
 	for _, src := range b.opts.Sources {
@@ -474,7 +496,6 @@ func (b *run) storeCatalog(ctx context.Context) (*repo.CatalogRoot, error) {
 		return nil, fmt.Errorf("store catalog: %w", err)
 	}
 	b.p.bytesStored.Add(b.pc.bytesStored.Load())
-	b.p.stored = append(b.p.stored, b.pc.stored...)
 	return &repo.CatalogRoot{Version: repo.Version, Snapshot: b.m.ID, Size: crec.entry.Size,
 		SHA256: crec.entry.SHA256, Chunks: b.chunkRefs(crec.locs)}, nil
 }
@@ -516,16 +537,12 @@ func (b *run) encodeCatalog(w io.Writer) error {
 // storeIndex writes the index of the packs this backup stored, readable by
 // the recipients and by the index key (the backup host).
 func (b *run) storeIndex(ctx context.Context) error {
-	if len(b.p.stored) == 0 {
-		return nil
-	}
-	ix := repo.Index{Version: repo.Version, Packs: b.p.stored}
-	ref, err := repo.PutSealed(ctx, b.r.Store, repo.IndexPrefix, ix, append(b.recipients, b.secrets.IndexIdentity.Recipient())...)
-	if err != nil {
+	ref, err := b.index.store(ctx, b.r.Store)
+	if err != nil || ref == nil {
 		return err
 	}
 	b.p.bytesStored.Add(ref.Size)
-	b.m.Indexes = []repo.ObjectRef{ref}
+	b.m.Indexes = []repo.ObjectRef{*ref}
 	return nil
 }
 
@@ -587,19 +604,23 @@ type sourceWriter struct {
 	params   repo.ChunkerParams
 	ch       *chunker.Chunker
 	strict   bool
-	inflight int
-	meta     map[string]json.RawMessage
-	skipped  []skippedPath
-	spill    *spill
-	open     []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
-	count    int             // records spilled
-	cached   progress.Counts // the files among them with a state for the change cache
-	queue    []pendingChunk
-	paths    map[string]bool
-	cache    *changeCache
-	res      *Result
-	log      *slog.Logger
-	prog     progress.Reporter
+	inflight int // chunks in flight at most
+	// inflightBig bounds the chunks in flight that hold a chunk buffer:
+	// smaller chunks are copied out of theirs.
+	inflightBig int
+	big         int // chunks in flight holding a buffer
+	meta        map[string]json.RawMessage
+	skipped     []skippedPath
+	spill       *spill
+	open        []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
+	count       int             // records spilled
+	cached      progress.Counts // the files among them with a state for the change cache
+	queue       []pendingChunk
+	paths       *pathSet
+	cache       *changeCache
+	res         *Result
+	log         *slog.Logger
+	prog        progress.Reporter
 }
 
 type fileRec struct {
@@ -622,25 +643,24 @@ func catalogEntry(e source.Entry) repo.Entry {
 
 // add checks that e can be restored where it is: a clean relative path,
 // written once (byte for byte: the catalog keeps names exact, see
-// repo.Entry), below a folder written before it. The value in w.paths
-// says whether the path is a folder.
+// repo.Entry), below a folder written before it.
 func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
 	}
 	if w.paths == nil {
-		w.paths = map[string]bool{}
+		w.paths = newPathSet()
 	}
-	if _, dup := w.paths[e.Path]; dup {
+	if _, dup := w.paths.get(e.Path); dup {
 		return fmt.Errorf("%q: entry written twice", e.Path)
 	}
 	if e.Path == "." && e.Type != source.TypeDir {
 		return fmt.Errorf("the root of a source is a folder, not a %s", e.Type)
 	}
-	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths[parent] {
+	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths.isDir(parent) {
 		return fmt.Errorf("%q: its folder %q was not written before it", e.Path, parent)
 	}
-	w.paths[e.Path] = e.Type == source.TypeDir
+	w.paths.add(e.Path, e.Type == source.TypeDir)
 	return nil
 }
 
@@ -731,30 +751,44 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			w.flush()
 			return err
 		}
-		buf := p.bufs.Get().(*[]byte)
+		buf := p.bufs.get()
 		c, err := w.ch.Next((*buf)[:0])
 		if err == io.EOF {
-			p.bufs.Put(buf)
+			p.bufs.put(buf)
 			break
 		}
 		if err != nil {
-			p.bufs.Put(buf)
+			p.bufs.put(buf)
 			w.flush()
 			return err
+		}
+		data := c.Data
+		if len(data) <= smallChunk {
+			// A small file's chunk leaves the buffer for the next one:
+			// a tree of small files keeps many chunks in flight with
+			// one buffer.
+			data = append([]byte(nil), data...)
+			p.bufs.put(buf)
+			buf = nil
 		}
 		h.Write(c.Data)
 		size += int64(c.Length)
 		p.bytesRead.Add(int64(c.Length))
 		w.prog.Add(w.name, progress.Counts{Bytes: int64(c.Length)})
-		j := &chunkJob{data: c.Data, buf: buf, done: make(chan struct{})}
+		j := &chunkJob{data: data, buf: buf, done: make(chan struct{})}
 		if err := p.submit(j); err != nil {
-			p.bufs.Put(buf)
+			if buf != nil {
+				p.bufs.put(buf)
+			}
 			w.flush()
 			return err
 		}
 		rec.pending++
+		if buf != nil {
+			w.big++
+		}
 		w.queue = append(w.queue, pendingChunk{job: j, rec: rec})
-		if len(w.queue) >= w.inflight {
+		for len(w.queue) >= w.inflight || w.big >= w.inflightBig {
 			if err := w.waitOne(); err != nil {
 				w.flush()
 				return err
@@ -765,6 +799,9 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 	rec.entry.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return nil
 }
+
+// smallChunk is the largest chunk copied out of its chunk buffer.
+const smallChunk = 64 << 10
 
 type pendingChunk struct {
 	job *chunkJob
@@ -777,7 +814,10 @@ func (w *sourceWriter) waitOne() error {
 	pc := w.queue[0]
 	w.queue = w.queue[1:]
 	<-pc.job.done
-	w.p.bufs.Put(pc.job.buf)
+	if pc.job.buf != nil {
+		w.p.bufs.put(pc.job.buf)
+		w.big--
+	}
 	pc.rec.pending--
 	if pc.job.err != nil {
 		return pc.job.err

@@ -50,7 +50,7 @@ type cacheChunk struct {
 type changeCache struct {
 	path     string
 	identity *age.X25519Identity
-	known    map[repo.ChunkID]loc
+	known    *knownIndex
 	log      *slog.Logger
 	cursors  map[string]*cacheCursor // for lookupMeta
 	ahead    map[string]*cacheCursor // for knownItem
@@ -101,7 +101,7 @@ const (
 // loadCache prepares the cache; known is the loaded index, which only
 // holds chunks whose pack is present at its recorded size. Nothing is read
 // until the first lookup.
-func loadCache(dir, repoID string, secrets *keys.Derived, known map[repo.ChunkID]loc, log *slog.Logger) *changeCache {
+func loadCache(dir, repoID string, secrets *keys.Derived, known *knownIndex, log *slog.Logger) *changeCache {
 	if dir == "" {
 		return nil
 	}
@@ -266,7 +266,7 @@ func (c *changeCache) knownItem(source, path string, k fileKey) bool {
 func (c *changeCache) resolve(cr cacheRec, k fileKey) (fileRec, []byte, bool) {
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
-		l, ok := c.known[ch.ID]
+		l, ok := c.known.get(ch.ID)
 		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
 			return fileRec{}, nil, false
 		}

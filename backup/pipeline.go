@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -18,12 +17,14 @@ import (
 //	WriteFile (read + chunk + whole-file SHA-256, one per source)
 //	  -> jobs (cap workers; each source keeps at most inflight chunks
 //	     outstanding) -> workers: keyed id, dedup lookup, zstd
-//	  -> pack builder (one open pack) -> sealed (cap 1)
-//	  -> uploaders: age encrypt, SHA-256, repo.PutObject (Options.Uploads)
+//	  -> open pack (one; age-encrypted and hashed as chunks are added,
+//	     into a packSink) -> sealed (cap 1)
+//	  -> uploaders: repo.PutObjectFrom (Options.Uploads)
 //
-// Memory is bounded by inflight chunk buffers (each ChunkMax), one open
-// pack, one sealed pack queued plus one held by each worker blocked on the
-// queue, and per uploader one pack plaintext plus its ciphertext.
+// Memory is bounded by inflight chunk buffers (each ChunkMax) and the
+// workers' compression buffers: a pack's ciphertext waits in an unlinked
+// temporary file (packSink), not in memory, from its first chunk until it
+// is stored.
 
 // loc is where a chunk lives: in a pack already stored, or in one that this
 // backup is still filling or uploading.
@@ -50,9 +51,20 @@ type chunkJob struct {
 	err  error
 }
 
+// openPack is the pack the workers are filling.
+type openPack struct {
+	w    *repo.PackWriter
+	sink *packSink
+	slot *packSlot
+}
+
+// sealedPack is a pack whose ciphertext is complete, to be stored.
 type sealedPack struct {
-	slot    *packSlot
-	builder *repo.PackBuilder
+	slot   *packSlot
+	sink   *packSink
+	chunks []repo.IndexChunk
+	sum    string
+	size   int64
 }
 
 type pipeline struct {
@@ -68,15 +80,19 @@ type pipeline struct {
 	sealed   chan sealedPack
 	workers  sync.WaitGroup
 	uploader sync.WaitGroup
-	bufs     sync.Pool
-	builders sync.Pool
+	bufs     *chunkBufs
+	sinkSize int // a pack's ciphertext at most, for a sink in memory
 
-	mu      sync.Mutex
-	known   map[repo.ChunkID]loc
-	cur     *repo.PackBuilder
-	curSlot *packSlot
-	stored  []repo.IndexPack // packs this backup wrote, for the new index
-	ledger  *ledger          // remembers the packs written, as stored
+	// packMu is held while a chunk is added to the open pack, and orders
+	// additions to known: a chunk not in known under packMu is stored
+	// once.
+	packMu sync.Mutex
+	cur    *openPack
+
+	mu     sync.Mutex
+	known  *knownIndex
+	index  *newIndex // the packs this backup wrote, for its index
+	ledger *ledger   // remembers the packs written, as stored
 
 	bytesRead   atomic.Int64
 	bytesNew    atomic.Int64
@@ -86,16 +102,16 @@ type pipeline struct {
 }
 
 func newPipeline(ctx context.Context, st storage.Store, recipients []age.Recipient, idFunc func([]byte) repo.ChunkID,
-	known map[repo.ChunkID]loc, packSize, chunkMax, workers, uploads int) *pipeline {
+	known *knownIndex, bufs *chunkBufs, packSize, chunkMax, workers, uploads int) *pipeline {
 	ctx, cancel := context.WithCancelCause(ctx)
 	p := &pipeline{
 		ctx: ctx, cancel: cancel, store: st, recipients: recipients, idFunc: idFunc,
-		packSize: packSize, known: known,
+		packSize: packSize, known: known, bufs: bufs,
 		jobs:   make(chan *chunkJob, workers),
 		sealed: make(chan sealedPack, 1),
 	}
-	p.bufs.New = func() any { b := make([]byte, chunkMax); return &b }
-	p.builders.New = func() any { return repo.NewPackBuilder(packSize + chunkMax + 1<<20) } // + room for the trailer
+	// age adds 16 bytes per 64 KiB; + room for the trailer.
+	p.sinkSize = packSize + chunkMax + (packSize+chunkMax)/4096 + 1<<20
 	for range workers {
 		p.workers.Add(1)
 		go p.work()
@@ -148,7 +164,7 @@ func (p *pipeline) work() {
 func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, error) {
 	p.chunks.Add(1)
 	p.mu.Lock()
-	l, ok := p.known[id]
+	l, ok := p.known.get(id)
 	p.mu.Unlock()
 	if ok {
 		return l, zbuf, nil
@@ -158,75 +174,86 @@ func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, erro
 	if len(zbuf) >= len(data) {
 		stored, z = data, false
 	}
-	var full *sealedPack
+	p.packMu.Lock()
 	p.mu.Lock()
-	if l, ok := p.known[id]; ok { // another worker stored it meanwhile
-		p.mu.Unlock()
+	l, ok = p.known.get(id)
+	p.mu.Unlock()
+	if ok { // another worker stored it meanwhile
+		p.packMu.Unlock()
 		return l, zbuf, nil
 	}
 	if p.cur == nil {
-		p.cur = p.builders.Get().(*repo.PackBuilder)
-		p.curSlot = &packSlot{}
+		w := newPackSink(p.sinkSize)
+		pw, err := repo.NewPackWriter(w, p.recipients...)
+		if err != nil {
+			p.packMu.Unlock()
+			w.close()
+			return loc{}, zbuf, err
+		}
+		p.cur = &openPack{w: pw, sink: w, slot: &packSlot{}}
 	}
-	c := p.cur.Add(id, stored, int64(len(data)), z)
-	l = loc{pack: p.curSlot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: z}
-	p.known[id] = l
-	if p.cur.Len() >= p.packSize {
-		full = &sealedPack{slot: p.curSlot, builder: p.cur}
-		p.cur, p.curSlot = nil, nil
+	c, err := p.cur.w.Add(id, stored, int64(len(data)), z)
+	if err != nil {
+		p.packMu.Unlock()
+		return loc{}, zbuf, err
 	}
+	l = loc{pack: p.cur.slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: z}
+	p.mu.Lock()
+	p.known.add(id, l)
 	p.mu.Unlock()
+	var full *openPack
+	if p.cur.w.Len() >= p.packSize {
+		full, p.cur = p.cur, nil
+	}
+	p.packMu.Unlock()
 	p.chunksNew.Add(1)
 	p.bytesNew.Add(int64(len(data)))
 	if full != nil {
-		select {
-		case p.sealed <- *full:
-		case <-p.ctx.Done():
-			return l, zbuf, p.err()
+		if err := p.seal(full); err != nil {
+			return l, zbuf, err
 		}
 	}
 	return l, zbuf, nil
 }
 
-func (p *pipeline) upload() {
-	defer p.uploader.Done()
-	var ct bytes.Buffer
-	for sp := range p.sealed {
-		if p.ctx.Err() != nil {
-			continue
-		}
-		if err := p.upload1(sp, &ct); err != nil {
-			p.fail(err)
-		}
+// seal ends a full pack's age file and queues it for upload.
+func (p *pipeline) seal(op *openPack) error {
+	sum, size, err := op.w.Close()
+	if err != nil {
+		op.sink.close()
+		return err
+	}
+	select {
+	case p.sealed <- sealedPack{slot: op.slot, sink: op.sink, chunks: op.w.Chunks(), sum: sum, size: size}:
+		return nil
+	case <-p.ctx.Done():
+		op.sink.close()
+		return p.err()
 	}
 }
 
-func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
-	chunks := append([]repo.IndexChunk(nil), sp.builder.Chunks()...)
-	plain := sp.builder.Finish()
-	ct.Reset()
-	// age adds a header and 16 bytes per 64 KiB: one allocation of the
-	// right size, not a doubling buffer that ends up twice the pack.
-	ct.Grow(len(plain) + len(plain)/4096 + 4096)
-	w, err := age.Encrypt(ct, p.recipients...)
+func (p *pipeline) upload() {
+	defer p.uploader.Done()
+	for sp := range p.sealed {
+		if p.ctx.Err() == nil {
+			if err := p.upload1(sp); err != nil {
+				p.fail(err)
+			}
+		}
+		sp.sink.close()
+	}
+}
+
+func (p *pipeline) upload1(sp sealedPack) error {
+	name := repo.PackName(sp.sum)
+	r, err := sp.sink.reader()
 	if err != nil {
-		return fmt.Errorf("encrypt pack: %w", err)
-	}
-	if _, err := w.Write(plain); err != nil {
-		return fmt.Errorf("encrypt pack: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("encrypt pack: %w", err)
-	}
-	sp.builder.Reset()
-	p.builders.Put(sp.builder)
-	sum := repo.HashHex(ct.Bytes())
-	name := repo.PackName(sum)
-	size := int64(ct.Len())
-	if err := repo.PutObject(p.ctx, p.store, name, ct.Bytes()); err != nil {
 		return fmt.Errorf("upload pack: %w", err)
 	}
-	p.bytesStored.Add(size)
+	if err := repo.PutObjectFrom(p.ctx, p.store, name, r, sp.size, sp.sum); err != nil {
+		return fmt.Errorf("upload pack: %w", err)
+	}
+	p.bytesStored.Add(sp.size)
 	// The ledger remembers the pack as the store describes it now, so
 	// that a later same-size swap is noticed (see ledger.go).
 	var oi storage.ObjectInfo
@@ -236,12 +263,12 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 	}
 	p.mu.Lock()
 	if p.ledger != nil && statErr == nil {
-		p.ledger.wrote(oi, sum)
+		p.ledger.wrote(oi, sp.sum)
 	}
-	sp.slot.sha, sp.slot.size = sum, size
-	p.stored = append(p.stored, repo.IndexPack{SHA256: sum, Size: size, Chunks: chunks})
+	sp.slot.sha, sp.slot.size = sp.sum, sp.size
+	err = p.index.add(&repo.IndexPack{SHA256: sp.sum, Size: sp.size, Chunks: sp.chunks})
 	p.mu.Unlock()
-	return nil
+	return err
 }
 
 // finish seals the last pack, waits for every upload and returns the first
@@ -249,15 +276,17 @@ func (p *pipeline) upload1(sp sealedPack, ct *bytes.Buffer) error {
 func (p *pipeline) finish() error {
 	close(p.jobs)
 	p.workers.Wait()
-	p.mu.Lock()
+	p.packMu.Lock()
 	last := p.cur
-	slot := p.curSlot
-	p.cur, p.curSlot = nil, nil
-	p.mu.Unlock()
-	if last != nil && last.Count() > 0 && p.ctx.Err() == nil {
-		select {
-		case p.sealed <- sealedPack{slot: slot, builder: last}:
-		case <-p.ctx.Done():
+	p.cur = nil
+	p.packMu.Unlock()
+	if last != nil {
+		if last.w.Count() > 0 && p.ctx.Err() == nil {
+			if err := p.seal(last); err != nil {
+				p.fail(err)
+			}
+		} else {
+			last.sink.close()
 		}
 	}
 	close(p.sealed)
@@ -272,4 +301,35 @@ func (p *pipeline) finish() error {
 func (p *pipeline) abort(err error) {
 	p.fail(err)
 	_ = p.finish()
+}
+
+// chunkBufs lends the source writers of a backup (its sources' pipeline,
+// then its catalog's) their chunk buffers of capacity ChunkMax. Buffers
+// come back to a free list rather than a sync.Pool: a writer never holds
+// more than a fixed number at once, so they are allocated once and never
+// become garbage.
+type chunkBufs struct {
+	size int
+	free chan *[]byte
+}
+
+func newChunkBufs(size, max int) *chunkBufs {
+	return &chunkBufs{size: size, free: make(chan *[]byte, max)}
+}
+
+func (c *chunkBufs) get() *[]byte {
+	select {
+	case b := <-c.free:
+		return b
+	default:
+		b := make([]byte, c.size)
+		return &b
+	}
+}
+
+func (c *chunkBufs) put(b *[]byte) {
+	select {
+	case c.free <- b:
+	default:
+	}
 }

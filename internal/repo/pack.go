@@ -2,10 +2,16 @@ package repo
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
+
+	"filippo.io/age"
 )
 
 // A pack's plaintext is its chunks back to back, then a trailer that lists
@@ -49,16 +55,59 @@ func (b *PackBuilder) Chunks() []IndexChunk { return b.chunks }
 // Finish appends the trailer and returns the pack's plaintext. The builder
 // must not be used afterwards.
 func (b *PackBuilder) Finish() []byte {
-	t, err := json.Marshal(b.chunks)
-	if err != nil {
-		panic(err) // plain structs always marshal
+	if _, err := writeTrailer(&b.buf, b.chunks); err != nil {
+		panic(err) // a bytes.Buffer takes every write
 	}
-	b.buf.Write(t)
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(t)))
-	b.buf.Write(n[:])
-	b.buf.WriteString(packMagic)
 	return b.buf.Bytes()
+}
+
+// writeTrailer writes the trailer of a pack of chunks: their JSON list,
+// byte for byte what json.Marshal makes of the slice, encoded one chunk
+// at a time (a pack of 90,000 tiny chunks has a trailer of 10 MB), then
+// its length and the magic.
+func writeTrailer(w io.Writer, chunks []IndexChunk) (int64, error) {
+	n, err := writeChunkList(w, chunks)
+	if err != nil {
+		return n, err
+	}
+	var t []byte
+	t = binary.BigEndian.AppendUint32(t, uint32(n))
+	t = append(t, packMagic...)
+	m, err := w.Write(t)
+	return n + int64(m), err
+}
+
+// writeChunkList writes what json.Marshal makes of chunks, a piece at a
+// time, and returns its length.
+func writeChunkList(w io.Writer, chunks []IndexChunk) (int64, error) {
+	var n int64
+	write := func(b []byte) error {
+		m, err := w.Write(b)
+		n += int64(m)
+		return err
+	}
+	if chunks == nil {
+		return n, write([]byte("null"))
+	}
+	t := []byte{'['}
+	for i := range chunks {
+		if i > 0 {
+			t = append(t, ',')
+		}
+		c, err := json.Marshal(&chunks[i])
+		if err != nil {
+			return n, err // plain structs always marshal
+		}
+		t = append(t, c...)
+		if len(t) >= 32<<10 {
+			if err := write(t); err != nil {
+				return n, err
+			}
+			t = t[:0]
+		}
+	}
+	t = append(t, ']')
+	return n, write(t)
 }
 
 // ParsePackTrailer reads the chunk list from a pack's whole plaintext.
@@ -87,4 +136,73 @@ func ParsePackTrailer(plain []byte) ([]IndexChunk, error) {
 func (b *PackBuilder) Reset() {
 	b.buf.Reset()
 	b.chunks = b.chunks[:0]
+}
+
+// PackWriter encrypts a pack as its chunks are added: their bytes go
+// through age straight into dst, so that a pack's plaintext and its
+// ciphertext are never both held. The ciphertext is hashed as it is
+// written, for the pack's name. It is not safe for concurrent use.
+type PackWriter struct {
+	dst    *countingHash
+	aw     io.WriteCloser
+	off    int64
+	chunks []IndexChunk
+}
+
+// countingHash passes writes on to w, hashing and counting them.
+type countingHash struct {
+	w io.Writer
+	h hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.h.Write(p[:n])
+	c.n += int64(n)
+	return n, err
+}
+
+// NewPackWriter starts a pack encrypted to recipients, written to dst.
+func NewPackWriter(dst io.Writer, recipients ...age.Recipient) (*PackWriter, error) {
+	ch := &countingHash{w: dst, h: sha256.New()}
+	aw, err := age.Encrypt(ch, recipients...)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt pack: %w", err)
+	}
+	return &PackWriter{dst: ch, aw: aw}, nil
+}
+
+// Add encrypts a chunk into the pack and returns where it lies in the
+// pack's plaintext.
+func (w *PackWriter) Add(id ChunkID, data []byte, raw int64, zstd bool) (IndexChunk, error) {
+	c := IndexChunk{ID: id, Offset: w.off, Length: int64(len(data)), Raw: raw, Zstd: zstd}
+	if _, err := w.aw.Write(data); err != nil {
+		return IndexChunk{}, fmt.Errorf("encrypt pack: %w", err)
+	}
+	w.off += int64(len(data))
+	w.chunks = append(w.chunks, c)
+	return c, nil
+}
+
+// Len is the number of chunk bytes so far.
+func (w *PackWriter) Len() int { return int(w.off) }
+
+// Count is the number of chunks so far.
+func (w *PackWriter) Count() int { return len(w.chunks) }
+
+// Chunks returns the chunks added so far.
+func (w *PackWriter) Chunks() []IndexChunk { return w.chunks }
+
+// Close writes the trailer, ends the age file and returns the hex SHA-256
+// of the ciphertext written to dst (the pack's name, see PackName) and its
+// size. The plaintext is the same as PackBuilder's for the same chunks.
+func (w *PackWriter) Close() (sum string, size int64, err error) {
+	if _, err := writeTrailer(w.aw, w.chunks); err != nil {
+		return "", 0, fmt.Errorf("encrypt pack: %w", err)
+	}
+	if err := w.aw.Close(); err != nil {
+		return "", 0, fmt.Errorf("encrypt pack: %w", err)
+	}
+	return hex.EncodeToString(w.dst.h.Sum(nil)), w.dst.n, nil
 }

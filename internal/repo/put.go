@@ -23,15 +23,21 @@ import (
 // that demands conditional writes (If-None-Match) never breaks a backup,
 // and credentials that can only create objects are enough to write one.
 func PutObject(ctx context.Context, st storage.Store, name string, data []byte) error {
-	err := st.Put(ctx, name, bytes.NewReader(data), int64(len(data)), storage.PutOptions{IfNotExists: true})
+	sum := sha256.Sum256(data)
+	return PutObjectFrom(ctx, st, name, bytes.NewReader(data), int64(len(data)), hex.EncodeToString(sum[:]))
+}
+
+// PutObjectFrom is PutObject for content read from r: size bytes whose hex
+// SHA-256 is sum. A store may rewind r to retry.
+func PutObjectFrom(ctx context.Context, st storage.Store, name string, r io.ReadSeeker, size int64, sum string) error {
+	err := st.Put(ctx, name, r, size, storage.PutOptions{IfNotExists: true})
 	if err == nil {
 		return nil
 	}
 	if !errors.Is(err, storage.ErrExists) {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	sum := sha256.Sum256(data)
-	same, cerr := holds(ctx, st, name, int64(len(data)), hex.EncodeToString(sum[:]))
+	same, cerr := holds(ctx, st, name, size, sum)
 	if cerr != nil {
 		return fmt.Errorf("write %s: it exists, and reading it back failed: %w", name, cerr)
 	}

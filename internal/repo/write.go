@@ -2,6 +2,7 @@ package repo
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -120,6 +121,104 @@ func PutSealed(ctx context.Context, st storage.Store, prefix string, v any, reci
 		return ObjectRef{}, err
 	}
 	return putContent(ctx, st, prefix, ct)
+}
+
+// PutIndex stores an Index of packs, sealed to recipients, under
+// IndexPrefix. It is PutSealed for an Index, streamed pack by pack
+// (IndexWriter), so a large index is held only as its ciphertext.
+func PutIndex(ctx context.Context, st storage.Store, packs []IndexPack, recipients ...age.Recipient) (ObjectRef, error) {
+	var ct bytes.Buffer
+	w, err := NewIndexWriter(&ct, recipients...)
+	if err != nil {
+		return ObjectRef{}, err
+	}
+	for i := range packs {
+		if err := w.Add(&packs[i]); err != nil {
+			return ObjectRef{}, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return ObjectRef{}, err
+	}
+	return putContent(ctx, st, IndexPrefix, ct.Bytes())
+}
+
+// IndexWriter seals an Index to dst a pack at a time, as it is learnt: a
+// backup adds each pack once it is stored, and never holds the list of
+// every chunk it stored. The document is the one Seal makes of the Index
+// (the same JSON, compressed in other frames, padded by the same rule).
+type IndexWriter struct {
+	sw  *sealWriter
+	n   int
+	err error
+}
+
+// NewIndexWriter starts an index sealed to recipients.
+func NewIndexWriter(dst io.Writer, recipients ...age.Recipient) (*IndexWriter, error) {
+	sw, err := newSealWriter(dst, recipients...)
+	if err != nil {
+		return nil, err
+	}
+	// Byte for byte json.Marshal(Index{Version, packs}).
+	if _, err := fmt.Fprintf(sw, `{"version":%d,"packs":[`, Version); err != nil {
+		return nil, err
+	}
+	return &IndexWriter{sw: sw}, nil
+}
+
+// Add appends a pack.
+func (w *IndexWriter) Add(ip *IndexPack) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.n > 0 {
+		if _, w.err = io.WriteString(w.sw, ","); w.err != nil {
+			return w.err
+		}
+	}
+	w.n++
+	w.err = writeIndexPack(w.sw, ip)
+	return w.err
+}
+
+// Len is the number of packs added.
+func (w *IndexWriter) Len() int { return w.n }
+
+// Close ends the index.
+func (w *IndexWriter) Close() error {
+	if w.err != nil {
+		return w.err
+	}
+	if _, err := io.WriteString(w.sw, "]}"); err != nil {
+		return err
+	}
+	return w.sw.Close()
+}
+
+// writeIndexPack writes what json.Marshal makes of ip, its chunk list a
+// piece at a time (a pack of tiny chunks lists 90,000 of them).
+func writeIndexPack(w io.Writer, ip *IndexPack) error {
+	sum, err := json.Marshal(ip.SHA256)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, `{"sha256":%s,"size":%d,"chunks":`, sum, ip.Size); err != nil {
+		return err
+	}
+	if _, err := writeChunkList(w, ip.Chunks); err != nil {
+		return err
+	}
+	if !ip.ModTime.IsZero() {
+		t, err := json.Marshal(ip.ModTime)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, `,"mtime":%s`, t); err != nil {
+			return err
+		}
+	}
+	_, err = io.WriteString(w, "}")
+	return err
 }
 
 // putContent stores ct under prefix and the SHA-256 of ct.
