@@ -285,7 +285,7 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	// The header and table of contents, kept in memory (up to the budget)
 	// as they are read; then the dump from its start again.
 	var head bytes.Buffer
-	tocLen, err := pgArchiveTOCLength(io.TeeReader(io.LimitReader(counter, budget), &head))
+	tocLen, err := pgTOCLength(io.TeeReader(io.LimitReader(counter, budget), &head))
 	whole := io.MultiReader(bytes.NewReader(head.Bytes()), counter)
 	switch {
 	case counter.err != nil && counter.err != io.EOF:
@@ -316,6 +316,10 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	}
 	return run(nil, []*os.File{toc}, "--section=post-data", "--jobs="+strconv.Itoa(opts.Jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
 }
+
+// pgTOCLength is pgArchiveTOCLength; a test replaces it to restore as
+// before, from a copy of the whole dump.
+var pgTOCLength = pgArchiveTOCLength
 
 // pgRestoreWhole restores an archive whose table of contents coffer cannot
 // read with pg_restore --jobs from a memory-backed copy of the whole dump,
