@@ -31,8 +31,10 @@ type Options struct {
 	// Jobs is the number of parallel pg_restore jobs; <= 1 streams the dump
 	// into one pg_restore in a single transaction.
 	Jobs int
-	// MemoryBudget caps the memory-backed copy of the dump that a parallel
-	// restore needs (default 1 GiB); a larger dump is restored with one job.
+	// MemoryBudget caps the memory a parallel restore holds the archive's
+	// table of contents in (default 1 GiB), and for an archive version it
+	// cannot read, the memory-backed copy of the whole dump; beyond it the
+	// dump is restored with one job.
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
@@ -238,15 +240,18 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 // dump once, as a stream, and never writing plaintext to disk.
 //
 // With one job the whole dump streams into one pg_restore, in a single
-// transaction. With more, the pre-data and data sections stream into one
-// pg_restore (loading starts with the first decrypted chunk), and once the
-// whole dump has been read and its hash verified, the post-data section
-// (indexes, constraints, triggers) runs with the jobs in parallel from a
-// memory-backed file that holds only the archive's header and table of
-// contents: those sections need no table data. An archive whose table of
-// contents coffer cannot read (another version of the format) is restored
-// as before: copied whole into a memory-backed file up to the memory budget,
-// for pg_restore --jobs.
+// transaction. With more, a dump up to the memory budget is copied into a
+// memory-backed file for pg_restore --jobs, whose scheduler builds a
+// table's indexes while other tables load (measured faster than the
+// sections below while the dump fits: doc/performance.md). A larger dump
+// is restored in sections instead of with one job: the pre-data and data
+// sections stream into one pg_restore (loading starts with the first
+// decrypted chunk), and once the whole dump has been read and its hash
+// verified, the post-data section (indexes, constraints, triggers) runs
+// with the jobs in parallel from a memory-backed file that holds only the
+// archive's header and table of contents: that section reads no table
+// data. An archive whose table of contents coffer cannot read (another
+// version of the format) is never restored in sections.
 func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, noACL bool, res *Result) error {
 	env, err := CommandEnv(dsn, into)
 	if err != nil {
@@ -285,7 +290,7 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	// The header and table of contents, kept in memory (up to the budget)
 	// as they are read; then the dump from its start again.
 	var head bytes.Buffer
-	tocLen, err := pgTOCLength(io.TeeReader(io.LimitReader(counter, budget), &head))
+	tocLen, err := pgArchiveTOCLength(io.TeeReader(io.LimitReader(counter, budget), &head))
 	whole := io.MultiReader(bytes.NewReader(head.Bytes()), counter)
 	switch {
 	case counter.err != nil && counter.err != io.EOF:
@@ -299,6 +304,8 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 		// A table of contents larger than the budget, or a dump that ends
 		// inside it: one job (pg_restore then reports the truncated dump).
 		return stream(whole)
+	case dump.Size >= 0 && dump.Size <= budget:
+		return pgRestoreWhole(whole, budget, opts.Jobs, res, run, stream)
 	}
 	toc, err := pgMemfd(bytes.NewReader(head.Bytes()[:tocLen]))
 	if err != nil {
@@ -317,13 +324,9 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	return run(nil, []*os.File{toc}, "--section=post-data", "--jobs="+strconv.Itoa(opts.Jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
 }
 
-// pgTOCLength is pgArchiveTOCLength; a test replaces it to restore as
-// before, from a copy of the whole dump.
-var pgTOCLength = pgArchiveTOCLength
-
-// pgRestoreWhole restores an archive whose table of contents coffer cannot
-// read with pg_restore --jobs from a memory-backed copy of the whole dump,
-// or, when that is larger than budget after all, with one streaming job.
+// pgRestoreWhole restores with pg_restore --jobs from a memory-backed copy
+// of the whole dump, or, when that is larger than budget after all, with
+// one streaming job.
 func pgRestoreWhole(whole io.Reader, budget int64, jobs int, res *Result, run func(io.Reader, []*os.File, ...string) error, stream func(io.Reader) error) error {
 	counted := &pgCountingReader{r: io.LimitReader(whole, budget+1)}
 	mem, err := pgMemfd(counted)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -82,11 +81,11 @@ func stateOf(t *testing.T, dsn string) dbState {
 
 // TestPostgresParallelRestoreSameAsBefore restores a database with many
 // tables, large objects, grants, comments and a materialized view three
-// ways: streamed with one job, with the pre-data and data sections
-// streamed and the post-data section in parallel from the table of
-// contents (jobs 2), and as before this design, from a memory-backed copy
-// of the whole dump with pg_restore --jobs 2. All three must give the same
-// database, with the source's data.
+// ways: streamed with one job; from a memory-backed copy of the whole dump
+// with pg_restore --jobs 2 (the dump fits the budget); and, for a dump
+// larger than the budget, with the pre-data and data sections streamed and
+// the post-data section in parallel from the table of contents. All three
+// must give the same database, with the source's data.
 func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newRichDB(t)
@@ -96,24 +95,21 @@ func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 		t.Fatalf("source state has %d entries, large objects %q: the fixture is not what this test needs", len(want.data), want.data["large objects"])
 	}
 
-	restoreWith := func(jobs int, whole bool) dbState {
+	dump := int64(len(snap.Files[DumpPath]))
+	restoreWith := func(jobs int, budget int64) dbState {
 		t.Helper()
-		if whole {
-			pgTOCLength = func(io.Reader) (int64, error) { return 0, errArchiveUnsupported }
-			defer func() { pgTOCLength = pgArchiveTOCLength }()
-		}
 		dst, _ := newTarget(t)
-		res, err := Restore(ctx, snap, dst, Options{Jobs: jobs})
+		res, err := Restore(ctx, snap, dst, Options{Jobs: jobs, MemoryBudget: budget})
 		if err != nil {
-			t.Fatalf("Restore(jobs %d, whole %v): %v", jobs, whole, err)
+			t.Fatalf("Restore(jobs %d, budget %d): %v", jobs, budget, err)
 		}
-		if res.Jobs != jobs || res.DumpBytes != int64(len(snap.Files[DumpPath])) {
-			t.Errorf("jobs %d, whole %v: result %d jobs, %d dump bytes; want %d, %d", jobs, whole, res.Jobs, res.DumpBytes, jobs, len(snap.Files[DumpPath]))
+		if res.Jobs != jobs || res.DumpBytes != dump {
+			t.Errorf("jobs %d, budget %d: result %d jobs, %d dump bytes; want %d, %d", jobs, budget, res.Jobs, res.DumpBytes, jobs, dump)
 		}
 		return stateOf(t, dst)
 	}
-	before := restoreWith(2, true)
-	for name, got := range map[string]dbState{"sections, 2 jobs": restoreWith(2, false), "stream, 1 job": restoreWith(1, false)} {
+	before := restoreWith(2, 0) // the dump fits the default budget
+	for name, got := range map[string]dbState{"sections, 2 jobs": restoreWith(2, dump-1), "stream, 1 job": restoreWith(1, 0)} {
 		if got.schema != before.schema {
 			t.Errorf("%s: schema differs from the whole-dump restore:\n%s\nwhole-dump restore:\n%s", name, got.schema, before.schema)
 		}
@@ -134,11 +130,12 @@ func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 
 var pgChecksRich = []fingerprint.Check{{Name: "big", Query: "select count(*), max(id) from big"}}
 
-// TestPostgresParallelRestoreReadsTOCOnly runs the real pg_restore through
-// a wrapper that records its arguments and the size of the file it is
-// given: the data must arrive on standard input, and the parallel
-// post-data run must get a file that holds only the header and table of
-// contents, never the whole dump.
+// TestPostgresParallelRestoreReadsTOCOnly restores a dump larger than the
+// memory budget with 2 jobs, running the real pg_restore through a wrapper
+// that records its arguments and the size of the file it is given: the
+// data must arrive on standard input, and the parallel post-data run must
+// get a file that holds only the header and table of contents, never the
+// whole dump. (Before, such a dump was restored with one job.)
 func TestPostgresParallelRestoreReadsTOCOnly(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newInvoiceDB(t, 12)
@@ -159,7 +156,7 @@ esac
 exec %s "$@"`, log, real))
 
 	dst, _ := newTarget(t)
-	res, err := Restore(ctx, snap, dst, Options{Jobs: 2, PgRestore: wrapper})
+	res, err := Restore(ctx, snap, dst, Options{Jobs: 2, PgRestore: wrapper, MemoryBudget: int64(len(dump)) / 2})
 	if err != nil {
 		t.Fatal(err)
 	}
