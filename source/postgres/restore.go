@@ -31,10 +31,9 @@ type Options struct {
 	// Jobs is the number of parallel pg_restore jobs; <= 1 streams the dump
 	// into one pg_restore in a single transaction.
 	Jobs int
-	// MemoryBudget caps the memory a parallel restore holds the archive's
-	// table of contents in (default 1 GiB), and for an archive version it
-	// cannot read, the memory-backed copy of the whole dump; beyond it the
-	// dump is restored with one job.
+	// MemoryBudget caps the memory-backed copy of the dump that a parallel
+	// restore makes (default 1 GiB); a larger dump is loaded with one job
+	// and its post-data section (indexes, constraints) restored with Jobs.
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
