@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -31,7 +32,8 @@ type Options struct {
 	// into one pg_restore in a single transaction.
 	Jobs int
 	// MemoryBudget caps the memory-backed copy of the dump that a parallel
-	// restore needs (default 1 GiB); a larger dump is restored with one job.
+	// restore makes (default 1 GiB); a larger dump is loaded with one job
+	// and its post-data section (indexes, constraints) restored with Jobs.
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
@@ -233,9 +235,22 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 	return Fingerprints(ctx, tx, checks)
 }
 
-// runPgRestore restores the dump into database into. With one job it streams
-// the dump into pg_restore's stdin in a single transaction; with more it
-// gives pg_restore a memory-backed file, never a plaintext file on disk.
+// runPgRestore restores the dump into database into, reading the snapshot's
+// dump once, as a stream, and never writing plaintext to disk.
+//
+// With one job the whole dump streams into one pg_restore, in a single
+// transaction. With more, a dump up to the memory budget is copied into a
+// memory-backed file for pg_restore --jobs, whose scheduler builds a
+// table's indexes while other tables load (measured faster than the
+// sections below while the dump fits: doc/performance.md). A larger dump
+// is restored in sections instead of with one job: the pre-data and data
+// sections stream into one pg_restore (loading starts with the first
+// decrypted chunk), and once the whole dump has been read and its hash
+// verified, the post-data section (indexes, constraints, triggers) runs
+// with the jobs in parallel from a memory-backed file that holds only the
+// archive's header and table of contents: that section reads no table
+// data. An archive whose table of contents coffer cannot read (another
+// version of the format) is never restored in sections.
 func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn, into, pgRestore string, opts Options, noACL bool, res *Result) error {
 	env, err := CommandEnv(dsn, into)
 	if err != nil {
@@ -249,91 +264,128 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	if noACL {
 		args = append(args, "--no-privileges")
 	}
-	var (
-		stdin io.Reader
-		extra []*os.File
-	)
 	rc, err := src.Open(ctx, DumpPath)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", DumpPath, err)
 	}
 	defer func() { rc.Close() }()
-	jobs := 1
-	if opts.Jobs > 1 && (dump.Size < 0 || dump.Size <= budget) {
-		mem, n, fits, err := pgMemfd(rc, budget)
-		if err != nil {
+	counter := &pgCountingReader{r: rc}
+	defer func() { res.DumpBytes = counter.n }()
+	run := func(stdin io.Reader, extra []*os.File, more ...string) error {
+		return pgRestoreRun(ctx, pgRestore, env.Env, into, append(args[:len(args):len(args)], more...), stdin, extra, counter)
+	}
+	// stream restores everything from one pg_restore reading r.
+	stream := func(r io.Reader) error {
+		res.Jobs = 1
+		if err := run(r, nil, "--single-transaction"); err != nil {
 			return err
 		}
-		if fits {
-			defer mem.Close()
-			jobs, extra, res.DumpBytes = opts.Jobs, []*os.File{mem}, n
-			args = append(args, "--jobs="+strconv.Itoa(jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
-		} else {
-			// Larger than the budget after all: start again with one job.
-			rc.Close()
-			if rc, err = src.Open(ctx, DumpPath); err != nil {
-				return fmt.Errorf("open %s: %w", DumpPath, err)
-			}
-		}
+		return pgDrain(r)
 	}
-	counter := &pgCountingReader{r: rc}
-	if jobs == 1 {
-		args = append(args, "--single-transaction")
-		stdin = counter
+	if opts.Jobs <= 1 {
+		return stream(counter)
+	}
+
+	// The header and table of contents, kept in memory (up to the budget)
+	// as they are read; then the dump from its start again.
+	var head bytes.Buffer
+	tocLen, err := pgArchiveTOCLength(io.TeeReader(io.LimitReader(counter, budget), &head))
+	whole := io.MultiReader(bytes.NewReader(head.Bytes()), counter)
+	switch {
+	case counter.err != nil && counter.err != io.EOF:
+		return fmt.Errorf("read %s: %w", DumpPath, counter.err)
+	case errors.Is(err, errArchiveUnsupported):
+		if dump.Size >= 0 && dump.Size > budget {
+			return stream(whole)
+		}
+		return pgRestoreWhole(whole, budget, opts.Jobs, res, run, stream)
+	case err != nil:
+		// A table of contents larger than the budget, or a dump that ends
+		// inside it: one job (pg_restore then reports the truncated dump).
+		return stream(whole)
+	case dump.Size >= 0 && dump.Size <= budget:
+		return pgRestoreWhole(whole, budget, opts.Jobs, res, run, stream)
+	}
+	toc, err := pgMemfd(bytes.NewReader(head.Bytes()[:tocLen]))
+	if err != nil {
+		return err
+	}
+	defer toc.Close()
+	res.Jobs = opts.Jobs
+	if err := run(whole, nil, "--section=pre-data", "--section=data"); err != nil {
+		return err
+	}
+	// Read to the end: the whole-file hash then vouches for the table of
+	// contents the post-data section is restored from.
+	if err := pgDrain(whole); err != nil {
+		return err
+	}
+	return run(nil, []*os.File{toc}, "--section=post-data", "--jobs="+strconv.Itoa(opts.Jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
+}
+
+// pgRestoreWhole restores with pg_restore --jobs from a memory-backed copy
+// of the whole dump, or, when that is larger than budget after all, with
+// one streaming job.
+func pgRestoreWhole(whole io.Reader, budget int64, jobs int, res *Result, run func(io.Reader, []*os.File, ...string) error, stream func(io.Reader) error) error {
+	counted := &pgCountingReader{r: io.LimitReader(whole, budget+1)}
+	mem, err := pgMemfd(counted)
+	if err != nil {
+		return err
+	}
+	defer mem.Close()
+	if counted.n > budget {
+		return stream(io.MultiReader(mem, whole))
+	}
+	if err := pgDrain(whole); err != nil {
+		return err
 	}
 	res.Jobs = jobs
-	cmd := pgCommand(ctx, pgRestore, env.Env, args...)
+	return run(nil, []*os.File{mem}, "--jobs="+strconv.Itoa(jobs), "/proc/self/fd/3")
+}
+
+// pgRestoreRun runs pg_restore with args. A failed read of the snapshot (a
+// damaged pack) is reported as the cause: pg_restore then only saw a
+// truncated archive.
+func pgRestoreRun(ctx context.Context, pgRestore string, env []string, into string, args []string, stdin io.Reader, extra []*os.File, counter *pgCountingReader) error {
+	cmd := pgCommand(ctx, pgRestore, env, args...)
 	cmd.Stdin = stdin
 	cmd.ExtraFiles = extra
 	stderr := &pgTail{}
 	cmd.Stderr = stderr
-	err = cmd.Run()
-	if jobs == 1 {
-		res.DumpBytes = counter.n
-	}
-	if err != nil {
-		// A failed read of the snapshot (a damaged pack) is the cause;
-		// pg_restore then only saw a truncated archive.
+	if err := cmd.Run(); err != nil {
 		if counter.err != nil && counter.err != io.EOF {
 			return fmt.Errorf("read %s: %w", DumpPath, counter.err)
 		}
 		return fmt.Errorf("pg_restore into %q failed (%v): %s", into, err, stderr.last(5))
 	}
-	if jobs == 1 {
-		// Read to the end so that the reader verifies the whole-file hash.
-		if _, err := io.Copy(io.Discard, counter); err != nil {
-			return fmt.Errorf("read %s: %w", DumpPath, err)
-		}
+	return nil
+}
+
+// pgDrain reads r to its end, so that the snapshot's reader verifies the
+// whole-file hash.
+func pgDrain(r io.Reader) error {
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("read %s: %w", DumpPath, err)
 	}
 	return nil
 }
 
-// pgMemfd copies r into a memory-backed file if it has at most budget bytes.
-func pgMemfd(r io.Reader, budget int64) (f *os.File, n int64, fits bool, err error) {
+// pgMemfd copies r into a new memory-backed file, rewound.
+func pgMemfd(r io.Reader) (*os.File, error) {
 	fd, err := unix.MemfdCreate("coffer-pgdump", unix.MFD_CLOEXEC)
 	if err != nil {
-		return nil, 0, false, fmt.Errorf("memfd_create: %w", err)
+		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
-	f = os.NewFile(uintptr(fd), "memfd:coffer-pgdump")
-	n, err = io.Copy(f, io.LimitReader(r, budget+1))
-	if err != nil {
+	f := os.NewFile(uintptr(fd), "memfd:coffer-pgdump")
+	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
-		return nil, 0, false, fmt.Errorf("read %s: %w", DumpPath, err)
-	}
-	if n > budget {
-		f.Close()
-		return nil, 0, false, nil
-	}
-	// Reading past the end verifies the whole-file hash.
-	if _, err := r.Read(make([]byte, 1)); err != nil && err != io.EOF {
-		f.Close()
-		return nil, 0, false, fmt.Errorf("read %s: %w", DumpPath, err)
+		return nil, fmt.Errorf("read %s: %w", DumpPath, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
-		return nil, 0, false, err
+		return nil, err
 	}
-	return f, n, true, nil
+	return f, nil
 }
 
 // pgSwap swaps database into in as target in one transaction: connections to

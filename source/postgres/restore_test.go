@@ -127,7 +127,8 @@ func TestPostgresRoundTrip(t *testing.T) {
 		assertSameTables(t, srcDSN, dst)
 	}
 
-	// A budget smaller than the dump falls back to one streaming job.
+	// A budget smaller than the table of contents falls back to one
+	// streaming job.
 	dst, _ := newTarget(t)
 	res, err := Restore(ctx, snap, dst, Options{Jobs: 2, MemoryBudget: 1000})
 	if err != nil {

@@ -1,0 +1,232 @@
+package postgres
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// The custom format of pg_dump (-Fc) starts with a header and a table of
+// contents (TOC: one entry per object, with its SQL), followed by the data
+// blocks of the entries that have data. A parallel restore of the post-data
+// section (indexes, constraints, triggers) needs only the header and the
+// TOC, so Restore streams the dump once and keeps just those bytes: the
+// reader below finds where they end. It follows pg_backup_archiver.c
+// (ReadHead, ReadToc) and pg_backup_custom.c (_ReadExtraToc) of PostgreSQL
+// 9.0 to 17, archive versions 1.12 to 1.16.
+
+// errArchiveUnsupported says that the archive is not one pgArchiveTOCLength
+// can read: another format, or an archive version it does not know.
+var errArchiveUnsupported = errors.New("not a custom-format archive of a known version")
+
+// Archive versions (pg_backup_archiver.h).
+const (
+	pgArchV1_12 = 1<<16 | 12<<8 // first supported: separate BLOB entries (9.0)
+	pgArchV1_14 = 1<<16 | 14<<8 // table access method (12)
+	pgArchV1_15 = 1<<16 | 15<<8 // compression algorithm in the header (16)
+	pgArchV1_16 = 1<<16 | 16<<8 // relkind in the TOC (17); last known
+)
+
+// pgArchiveCustom is the format byte of a custom-format archive (archCustom).
+const pgArchiveCustom = 1
+
+// pgArchiveTOCLength reads the header and table of contents of a
+// custom-format archive from r and returns their length in bytes: the
+// offset of the first data block. It reads no further than that (plus what
+// its buffer holds). An archive it cannot read gives errArchiveUnsupported;
+// one that ends inside the TOC, io.ErrUnexpectedEOF; a read error of r is
+// returned as it is.
+func pgArchiveTOCLength(r io.Reader) (int64, error) {
+	a := &archiveReader{r: bufio.NewReader(r)}
+	if err := a.header(); err != nil {
+		return 0, err
+	}
+	n, err := a.int()
+	if err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%w: negative TOC count", errArchiveUnsupported)
+	}
+	for i := int64(0); i < n; i++ {
+		if err := a.entry(); err != nil {
+			return 0, err
+		}
+	}
+	return a.n, nil
+}
+
+type archiveReader struct {
+	r       *bufio.Reader
+	n       int64 // bytes consumed
+	version int
+	intSize int
+	offSize int
+}
+
+func (a *archiveReader) fail(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func (a *archiveReader) byte() (byte, error) {
+	b, err := a.r.ReadByte()
+	if err != nil {
+		return 0, a.fail(err)
+	}
+	a.n++
+	return b, nil
+}
+
+func (a *archiveReader) skip(n int64) error {
+	for n > 0 {
+		step := n
+		if step > 1<<20 {
+			step = 1 << 20
+		}
+		m, err := a.r.Discard(int(step))
+		a.n += int64(m)
+		if err != nil {
+			return a.fail(err)
+		}
+		n -= step
+	}
+	return nil
+}
+
+// int reads ReadInt's encoding: a sign byte, then intSize bytes, least
+// significant first.
+func (a *archiveReader) int() (int64, error) {
+	sign, err := a.byte()
+	if err != nil {
+		return 0, err
+	}
+	var v uint64
+	for i := 0; i < a.intSize; i++ {
+		b, err := a.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(b) << (8 * i)
+	}
+	if v > 1<<62 {
+		return 0, fmt.Errorf("%w: integer out of range", errArchiveUnsupported)
+	}
+	if sign != 0 {
+		return -int64(v), nil
+	}
+	return int64(v), nil
+}
+
+// str skips a string (ReadStr: a length, -1 for NULL, then the bytes) and
+// reports whether it was NULL.
+func (a *archiveReader) str() (null bool, err error) {
+	n, err := a.int()
+	if err != nil {
+		return false, err
+	}
+	if n < 0 {
+		return true, nil
+	}
+	return false, a.skip(n)
+}
+
+func (a *archiveReader) strs(k int) error {
+	for ; k > 0; k-- {
+		if _, err := a.str(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *archiveReader) header() error {
+	var magic [5]byte
+	for i := range magic {
+		b, err := a.byte()
+		if err != nil {
+			return err
+		}
+		magic[i] = b
+	}
+	if string(magic[:]) != "PGDMP" {
+		return fmt.Errorf("%w: no PGDMP signature", errArchiveUnsupported)
+	}
+	var v [6]byte // major, minor, revision, intSize, offSize, format
+	for i := range v {
+		b, err := a.byte()
+		if err != nil {
+			return err
+		}
+		v[i] = b
+	}
+	a.version = int(v[0])<<16 | int(v[1])<<8
+	if a.version < pgArchV1_12 || a.version > pgArchV1_16 {
+		return fmt.Errorf("%w: archive version %d.%d", errArchiveUnsupported, v[0], v[1])
+	}
+	a.intSize, a.offSize = int(v[3]), int(v[4])
+	if a.intSize < 1 || a.intSize > 8 || a.offSize < 1 || a.offSize > 8 {
+		return fmt.Errorf("%w: integer size %d, offset size %d", errArchiveUnsupported, a.intSize, a.offSize)
+	}
+	if v[5] != pgArchiveCustom {
+		return fmt.Errorf("%w: format %d", errArchiveUnsupported, v[5])
+	}
+	if a.version >= pgArchV1_15 {
+		if _, err := a.byte(); err != nil { // compression algorithm
+			return err
+		}
+	} else if _, err := a.int(); err != nil { // compression level
+		return err
+	}
+	for i := 0; i < 7; i++ { // creation time: sec, min, hour, mday, mon, year, isdst
+		if _, err := a.int(); err != nil {
+			return err
+		}
+	}
+	return a.strs(3) // database name, server version, pg_dump version
+}
+
+func (a *archiveReader) entry() error {
+	if _, err := a.int(); err != nil { // dump id
+		return err
+	}
+	if _, err := a.int(); err != nil { // has data
+		return err
+	}
+	if err := a.strs(4); err != nil { // table oid, oid, tag, desc
+		return err
+	}
+	if _, err := a.int(); err != nil { // section
+		return err
+	}
+	if err := a.strs(5); err != nil { // defn, drop, copy statement, namespace, tablespace
+		return err
+	}
+	if a.version >= pgArchV1_14 {
+		if err := a.strs(1); err != nil { // table access method
+			return err
+		}
+	}
+	if a.version >= pgArchV1_16 {
+		if _, err := a.int(); err != nil { // relkind
+			return err
+		}
+	}
+	if err := a.strs(2); err != nil { // owner, "with oids"
+		return err
+	}
+	for { // dependencies, up to a NULL
+		null, err := a.str()
+		if err != nil {
+			return err
+		}
+		if null {
+			break
+		}
+	}
+	// The data offset (_ReadExtraToc): a flag byte, then offSize bytes.
+	return a.skip(int64(1 + a.offSize))
+}
