@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/inspect"
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/pathglob"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/restore"
@@ -342,4 +344,121 @@ func keysIn(t *testing.T) (*keys.Generated, *keys.OwnerKey, *keys.SigningKey, er
 		t.Fatal(err)
 	}
 	return g, nil, sk, nil
+}
+
+// moveAll re-encrypts every pack of m (data and catalog) into a new pack,
+// publishes a repack record for them signed by the host key, and deletes
+// the old packs: from then on every chunk of m is read through the record.
+func (e *env) moveAll(m *repo.Manifest) *repo.Repack {
+	e.t.Helper()
+	ctx := context.Background()
+	r := e.full()
+	recipients, err := r.Recipients()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	secrets, err := r.Secrets(ctx)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec := &repo.Repack{Version: repo.Version, ID: repo.NewID(), Repo: r.Config.ID, Time: time.Now().UTC(), ConfigSeq: r.Config.Seq,
+		Signer: e.tr.Signing.Public().String(), Snapshots: []string{m.ID}}
+	var ix repo.Index
+	for _, p := range m.Packs {
+		rc, err := r.Store.Open(ctx, p.Name(), 0, -1)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		var ct bytes.Buffer
+		ct.ReadFrom(rc)
+		rc.Close()
+		plain, err := repo.Decrypt(ct.Bytes(), e.tr.Identities...)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		chunks, err := repo.ParsePackTrailer(plain)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		nct, err := repo.Encrypt(plain, recipients...)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		sum := repo.HashHex(nct)
+		if err := repo.PutObject(ctx, r.Store, repo.PackName(sum), nct); err != nil {
+			e.t.Fatal(err)
+		}
+		ix.Packs = append(ix.Packs, repo.IndexPack{SHA256: sum, Size: int64(len(nct)), Chunks: chunks})
+		rec.Packs = append(rec.Packs, repo.PackRef{SHA256: sum, Size: int64(len(nct))})
+		rec.Replaces = append(rec.Replaces, p)
+	}
+	ix.Version = repo.Version
+	ref, err := repo.PutSealed(ctx, r.Store, repo.IndexPrefix, ix, append(recipients, secrets.IndexIdentity.Recipient())...)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	rec.Index = ref
+	if err := r.WriteRepack(ctx, rec, e.tr.Signing); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, p := range m.Packs {
+		if err := r.Store.Delete(ctx, p.Name()); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return rec
+}
+
+// TestReadersFollowRepackRecord: with every pack of a snapshot (its
+// catalog's too) gone and replaced by a repack record, every reader finds
+// the chunks through it: restore, verify at every depth, find and stats
+// (which read catalogs). Without the record each of them fails, naming a
+// missing pack.
+func TestReadersFollowRepackRecord(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := e.tree(5, 300_000)
+	m := e.backup(nil, false, "docs="+dir)
+	rec := e.moveAll(m)
+
+	op := e.tr.Operator(t)
+	e.restoreEqual(op, m, dir)
+	for _, d := range []restore.Depth{restore.Quick, restore.Read, restore.Decrypt} {
+		rep, err := restore.Verify(ctx, op, nil, d)
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("verify (depth %d) through the record: %v %+v", d, err, rep.Problems)
+		}
+	}
+	pat, _ := pathglob.Compile("**")
+	found, _, err := inspect.Find(ctx, op, []*repo.Manifest{m}, pat, inspect.Range{})
+	if err != nil || len(found) < 5 {
+		t.Fatalf("find through the record: %d found, %v", len(found), err)
+	}
+	if _, _, err := inspect.Collect(ctx, op, []*repo.Manifest{m}); err != nil {
+		t.Fatalf("stats through the record: %v", err)
+	}
+
+	// Without the record: clear errors naming the missing packs.
+	if err := e.tr.Store.Delete(ctx, repo.RepackName(rec.ID)); err != nil {
+		t.Fatal(err)
+	}
+	op = e.tr.Operator(t)
+	rep, err := restore.Verify(ctx, op, nil, restore.Quick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := 0
+	for _, p := range rep.Problems {
+		if strings.HasPrefix(p.Object, repo.DataPrefix) && p.Error == "missing" && len(p.Snapshots) == 1 {
+			missing++
+		}
+	}
+	if missing != len(m.Packs) {
+		t.Fatalf("verify without the record: problems %+v, want the %d missing packs", rep.Problems, len(m.Packs))
+	}
+	_, err = restore.Load(ctx, op, m)
+	var ie *repo.IntegrityError
+	if !errors.As(err, &ie) || !strings.HasPrefix(ie.Object, repo.DataPrefix) {
+		t.Fatalf("reading the catalog without the record: %v, want an integrity error naming a pack", err)
+	}
 }
