@@ -387,3 +387,55 @@ loop:
 	e.restoreAndCompare(id, "a", a)
 	e.restoreAndCompare(s1, "a", one)
 }
+
+// TestPruneCommandRepacks: coffer prune with the identity and the signing
+// key (the environment's) reports, then repacks, a pack the kept snapshot
+// uses for one file of eight; the old pack stays for a later prune; with
+// --repack=false it only reports. The snapshot still verifies and
+// restores.
+func TestPruneCommandRepacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds coffer")
+	}
+	t.Parallel()
+	e := newCrashEnv(t, "")
+	a := randomTree(t, 5, 8, 1<<20)
+	one := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(a, "r00.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(one, "r00.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.backup("a=dir:" + a)
+	s1 := e.backup("a=dir:" + one)
+	e.mustRun("forget", "--keep-last", "1")
+	// An hour later, as far as the forgotten snapshot is concerned: its
+	// data goes, but for the file the kept one shares.
+	if _, err := retention.Prune(context.Background(), e.openHost(t), retention.PruneOptions{GraceSet: true, Now: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
+	out := e.mustRun("prune", "--dry-run")
+	if !strings.Contains(out, "1 partly used pack(s)") || !strings.Contains(out, "repacking would free") {
+		t.Fatalf("prune --dry-run does not report the partly used pack:\n%s", out)
+	}
+	out = e.mustRun("prune", "--grace", "0s", "--repack=false")
+	if !strings.Contains(out, "not repacked: repacking is off") {
+		t.Fatalf("prune --repack=false:\n%s", out)
+	}
+	out = e.mustRun("prune", "--grace", "0s")
+	if !strings.Contains(out, "repacked 1 partly used pack(s)") {
+		t.Fatalf("prune with the identity and signing key did not repack:\n%s", out)
+	}
+	if _, errOut, code := e.run("prune", "--repack-threshold", "0"); code != 2 || !strings.Contains(errOut, "--repack-threshold") {
+		t.Fatalf("prune --repack-threshold 0: exit %d, want 2 naming the flag: %s", code, errOut)
+	}
+	out = e.mustRun("prune", "--grace", "0s")
+	if !strings.Contains(out, "kept 1 repacked pack(s)") {
+		t.Fatalf("a prune right after the repack must keep the old pack, and say so:\n%s", out)
+	}
+	e.verify("--decrypt")
+	e.restoreAndCompare(s1, "a", one)
+}

@@ -225,8 +225,13 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 		d.Skipped = append(d.Skipped, e.Error())
 	}
 	replaced := map[string]bool{}
+	only := map[string]map[string]bool{} // a repack index: only the packs its record names
 	for _, rk := range repacks {
 		refs = append(refs, rk.Index)
+		only[rk.Index.Name] = map[string]bool{}
+		for _, p := range rk.Packs {
+			only[rk.Index.Name][p.SHA256] = true
+		}
 		for _, p := range rk.Replaces {
 			replaced[p.SHA256] = true
 		}
@@ -258,6 +263,9 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 				d.Vouched[ip.SHA256] = ip.ModTime
 			}
 			if d.Damaged[ip.SHA256] || replaced[ip.SHA256] {
+				continue
+			}
+			if o, ok := only[ref.Name]; ok && !o[ip.SHA256] {
 				continue
 			}
 			if oi, ok := d.Present[ip.SHA256]; ok && oi.Size == ip.Size {
