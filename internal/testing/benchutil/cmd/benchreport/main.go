@@ -257,16 +257,23 @@ func outBytes(kind, path string) (string, string) {
 		if err != nil {
 			return "?", "?"
 		}
-		var doc struct {
-			Stats struct {
-				BytesNew    int64 `json:"bytes_new"`
-				BytesStored int64 `json:"bytes_stored"`
-			} `json:"stats"`
+		// coffer --json writes one event per line; the backup's
+		// figures are in the result of the "end" event.
+		for _, l := range strings.Split(string(b), "\n") {
+			var ev struct {
+				Event  string `json:"event"`
+				Result struct {
+					Stats *struct {
+						BytesNew    int64 `json:"bytes_new"`
+						BytesStored int64 `json:"bytes_stored"`
+					} `json:"stats"`
+				} `json:"result"`
+			}
+			if json.Unmarshal([]byte(l), &ev) == nil && ev.Event == "end" && ev.Result.Stats != nil {
+				return human(ev.Result.Stats.BytesNew), human(ev.Result.Stats.BytesStored)
+			}
 		}
-		if err := json.Unmarshal(b, &doc); err != nil {
-			return "?", "?"
-		}
-		return human(doc.Stats.BytesNew), human(doc.Stats.BytesStored)
+		return "?", "?"
 	case "restic":
 		b, err := os.ReadFile(path)
 		if err != nil {

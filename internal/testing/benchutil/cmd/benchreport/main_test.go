@@ -1,10 +1,15 @@
 package main
 
 import (
+	"crypto/rand"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // The rounds of an alternating run merge into one median, min and max per
@@ -58,4 +63,54 @@ func TestChart(t *testing.T) {
 	if n := strings.Count(svg, `<rect x=`); n != 2 {
 		t.Errorf("chart has %d bars, want 2", n)
 	}
+}
+
+// The new and stored bytes of a coffer row come from what the real coffer
+// prints under --json (events, one per line: the figures are in the "end"
+// event's result). A backup of 300 KiB of random bytes stores about that much.
+func TestOutBytesReadsCofferJSON(t *testing.T) {
+	bin := testutil.CofferBinary(t)
+	dir := t.TempDir()
+	run := func(args ...string) []byte {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Env = []string{"HOME=" + dir, "PATH=" + os.Getenv("PATH"), "XDG_CACHE_HOME=" + filepath.Join(dir, "cache"),
+			"COFFER_REPO=" + filepath.Join(dir, "repo"), "COFFER_SIGNING_KEY=" + filepath.Join(dir, "keys", "host", "signing.key")}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("coffer %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	run("keygen", "--out", "keys")
+	run("init", "--owner-key", "keys/owner/owner.key", "-R", "keys/recipients.txt", "--host", "keys/signing.pub")
+	data := make([]byte, 300<<10)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "src"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "src", "blob"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "backup.json")
+	if err := os.WriteFile(out, run("--json", "backup", "docs=dir:src"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newB, storedB := outBytes("coffer", out)
+	if newB != "300.0 KiB" {
+		t.Errorf("new bytes = %q, want 300.0 KiB", newB)
+	}
+	var stored float64
+	if _, err := fmt.Sscanf(storedB, "%f KiB", &stored); err != nil || stored < 300 {
+		t.Errorf("stored bytes = %q, want at least 300 KiB (random bytes do not compress)", storedB)
+	}
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testutil.RemoveCofferBinary()
+	os.Exit(code)
 }
