@@ -243,13 +243,21 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 		refs[rp.Index.Name] = rp.Index
 	}
 	// A repack record's index and new packs serve the snapshots that use
-	// the packs it replaces (through earlier records too).
+	// the packs it replaces (through earlier records too). Its index is
+	// always kept; its new packs only while a snapshot may read from them
+	// (prune removes them after the last one), so only those are checked.
+	for _, rk := range repacks {
+		refs[rk.Index.Name] = rk.Index
+	}
 	for changed := true; changed; {
 		changed = false
 		for _, rk := range repacks {
 			var snaps []string
 			for _, old := range rk.Replaces {
 				snaps = append(snaps, users[old.Name()]...)
+			}
+			if len(snaps) == 0 {
+				continue
 			}
 			for _, ref := range append([]repo.ObjectRef{rk.Index}, packRefs(rk.Packs)...) {
 				refs[ref.Name] = ref

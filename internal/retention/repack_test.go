@@ -462,3 +462,30 @@ func TestReadersFollowRepackRecord(t *testing.T) {
 		t.Fatalf("reading the catalog without the record: %v, want an integrity error naming a pack", err)
 	}
 }
+
+// TestRepackRecordOutlivesItsSnapshots: once the last snapshot that reads
+// through a repack record is forgotten, prune removes the record's new
+// packs (and keeps the record and its index, which are never removed);
+// verify then reports nothing (the record's packs are no one's).
+func TestRepackRecordOutlivesItsSnapshots(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	m := e.backup(nil, false, "docs="+e.tree(3, 200_000))
+	rec := e.moveAll(m)
+	e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	if _, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pruneNow(t, e.full())
+	for _, p := range rec.Packs {
+		if _, err := e.tr.Store.Stat(ctx, p.Name()); err == nil {
+			t.Fatalf("the new pack %s of a record no kept snapshot reads through is still there", repo.ShortID(p.SHA256))
+		}
+	}
+	for _, name := range []string{repo.RepackName(rec.ID), rec.Index.Name} {
+		if _, err := e.tr.Store.Stat(ctx, name); err != nil {
+			t.Fatalf("%s was removed: %v", name, err)
+		}
+	}
+	e.mustVerify()
+}
