@@ -29,6 +29,9 @@ type ChunkReader struct {
 	open  map[string]*openPack
 	order []string
 	gone  map[string]error // packs found missing or resized, so a repacked pack costs one request
+	// reloaded are the gone packs for which the repack records were
+	// listed again.
+	reloaded map[string]bool
 
 	// Fetched counts ciphertext bytes read from storage.
 	Fetched int64
@@ -120,6 +123,17 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 	p, err := cr.pack(ctx, pack, size)
 	for hop := 0; err != nil && isGone(err) && hop < maxRelocations; hop++ {
 		loc, found, rerr := cr.r.Relocate(ctx, c.Pack, c.ID)
+		if rerr == nil && !found && !cr.reloaded[c.Pack] {
+			// A long read (a restore drill of hours) may have loaded the
+			// records before the one that replaced this pack was written:
+			// list them again, once per pack.
+			if cr.reloaded == nil {
+				cr.reloaded = map[string]bool{}
+			}
+			cr.reloaded[c.Pack] = true
+			cr.r.forgetRepacks()
+			loc, found, rerr = cr.r.Relocate(ctx, c.Pack, c.ID)
+		}
 		if rerr != nil {
 			if ctx.Err() != nil {
 				return nil, nil, c, ctx.Err()

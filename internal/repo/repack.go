@@ -125,10 +125,16 @@ func (r *Repository) WriteRepack(ctx context.Context, rp *Repack, s Signer) erro
 	if err := PutObject(ctx, r.Store, RepackName(rp.ID), doc); err != nil {
 		return err
 	}
+	r.forgetRepacks()
+	return nil
+}
+
+// forgetRepacks drops the cached view of repack records: the next use
+// lists them again.
+func (r *Repository) forgetRepacks() {
 	r.repackMu.Lock()
 	r.repacks = nil
 	r.repackMu.Unlock()
-	return nil
 }
 
 // ReadRepack reads and verifies repack record id: signed by a host key

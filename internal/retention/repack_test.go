@@ -419,7 +419,14 @@ func TestReadersFollowRepackRecord(t *testing.T) {
 	e := newEnv(t)
 	dir := e.tree(5, 300_000)
 	m := e.backup(nil, false, "docs="+dir)
+	// A reader that listed the repack records before the record existed
+	// (a long drill) lists them again when it finds a pack gone.
+	early := e.tr.Operator(t)
+	if rks, _, err := early.Repacks(ctx); err != nil || len(rks) != 0 {
+		t.Fatalf("repacks before any: %d, %v", len(rks), err)
+	}
 	rec := e.moveAll(m)
+	e.restoreEqual(early, m, dir)
 
 	op := e.tr.Operator(t)
 	e.restoreEqual(op, m, dir)
