@@ -16,13 +16,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cofferhq/coffer/internal/pathglob"
-	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -90,20 +88,19 @@ var (
 // a write outside it.
 func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions) (*DirResult, error) {
 	target = filepath.Clean(target)
-	entries, err := filterEntries(src.sc.Entries, opts.Filter, opts.SubPath)
-	if err != nil {
+	// The first pass over the source's entries checks them all and finds
+	// what is selected, before the target is looked at; the second
+	// restores. Neither holds the entries (design.md, section 14.2).
+	sel := newSelection(opts.Filter, opts.SubPath)
+	if err := src.each(ctx, sel.scan); err != nil {
+		return nil, err
+	}
+	if err := sel.result(); err != nil {
 		return nil, err
 	}
 	if src.prog != nil {
 		// The total of what was selected (Start again updates it).
-		var n progress.Counts
-		for _, e := range entries {
-			if e.Type == string(source.TypeFile) {
-				n.Bytes += e.Size
-				n.Files++
-			}
-		}
-		src.prog.Start(src.sc.Name, n)
+		src.prog.Start(src.sc.Name, sel.total)
 	}
 	parentPath, base := filepath.Dir(target), filepath.Base(target)
 	if base == "." || base == ".." || base == "/" {
@@ -140,7 +137,7 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 		return nil, fmt.Errorf("open staging folder: %w", err)
 	}
 	t := &tree{fd: root, owner: opts.PreserveOwner && os.Geteuid() == 0, src: src}
-	res, err := writeTree(ctx, src.s, entries, t, opts.Workers)
+	res, err := writeTree(ctx, src, sel, t, opts.Workers)
 	if err == nil {
 		// Make the restored tree durable before it becomes the target.
 		if err = unix.Syncfs(root); err != nil {
@@ -424,84 +421,6 @@ func removeBelow(dir int, name, rel string, mnt mountID, kept *[]string) error {
 // ErrNothingSelected is returned when a filter selects no entry.
 var ErrNothingSelected = errors.New("nothing matches")
 
-// filterEntries returns the entries that f selects (all with a nil f), with
-// the folders leading to them, then those under sub as selectEntries does.
-func filterEntries(all []repo.Entry, f *pathglob.Filter, sub string) ([]repo.Entry, error) {
-	if f.Empty() {
-		return selectEntries(all, sub)
-	}
-	names := make([]string, len(all))
-	for i := range all {
-		names[i] = all[i].Path
-	}
-	var kept []repo.Entry
-	for i, k := range f.Keep(names) {
-		if k {
-			kept = append(kept, all[i])
-		}
-	}
-	out, err := selectEntries(kept, sub)
-	if err != nil && len(kept) > 0 {
-		if _, serr := selectEntries(all, sub); serr != nil {
-			return nil, serr // no such path, filter or not
-		}
-	}
-	if err != nil || len(kept) == 0 || onlyFolders(out) {
-		where := ""
-		if s := strings.Trim(path.Clean("/"+sub), "/"); s != "" {
-			where = fmt.Sprintf(" under %q", "/"+s)
-		}
-		return nil, fmt.Errorf("%w: no file or folder%s is selected by the patterns", ErrNothingSelected, where)
-	}
-	return out, nil
-}
-
-// onlyFolders reports whether es holds nothing but the folders leading to
-// a selection that is empty (the root alone).
-func onlyFolders(es []repo.Entry) bool {
-	return len(es) == 1 && es[0].Path == "." && es[0].Type == "dir"
-}
-
-// selectEntries returns the entries under sub, rebased so that sub becomes
-// the root. A file sub becomes a single entry named by its base name.
-func selectEntries(all []repo.Entry, sub string) ([]repo.Entry, error) {
-	sub = strings.Trim(path.Clean("/"+sub), "/")
-	if sub == "" {
-		sub = "."
-	}
-	var out []repo.Entry
-	for _, e := range all {
-		if err := repo.CheckPath(e.Path); err != nil {
-			return nil, &repo.IntegrityError{Object: "catalog", Err: err}
-		}
-		switch {
-		case sub == ".":
-			out = append(out, e)
-		case e.Path == sub:
-			if e.Type == "dir" {
-				e.Path = "."
-			} else {
-				e.Path = path.Base(sub)
-			}
-			out = append(out, e)
-		case strings.HasPrefix(e.Path, sub+"/"):
-			e.Path = strings.TrimPrefix(e.Path, sub+"/")
-			out = append(out, e)
-		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("no such path %q in the snapshot", "/"+sub)
-	}
-	// Every entry's parent must be a folder listed before it, and no path
-	// may be listed twice: then no entry can be created through a symlink
-	// (symlinks are never parents) or in a folder the catalog does not
-	// describe, and nothing fails half way.
-	if err := repo.CheckEntries(out); err != nil {
-		return nil, &repo.IntegrityError{Object: "catalog", Err: err}
-	}
-	return out, nil
-}
-
 // tree creates entries beneath one open folder (the staging folder).
 type tree struct {
 	fd int
@@ -644,123 +563,12 @@ func posixMode(m fs.FileMode) uint32 {
 	return out
 }
 
-func writeTree(ctx context.Context, s *Snapshot, entries []repo.Entry, t *tree, workers int) (*DirResult, error) {
-	if workers <= 0 {
-		workers = 4
-	}
-	res := &DirResult{}
-	var dirs, files, links []repo.Entry
-	for _, e := range entries {
-		switch e.Type {
-		case "dir":
-			dirs = append(dirs, e)
-		case "file":
-			files = append(files, e)
-		case "symlink":
-			links = append(links, e)
-		default:
-			return nil, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: unknown type %q", e.Path, e.Type)}
-		}
-	}
-	// Folders first (owner-only until their modes are set at the end),
-	// then files, then symlinks: no link exists while anything is written
-	// below it, so no write can be redirected through a link.
-	for _, d := range dirs {
-		if d.Path == "." {
-			continue
-		}
-		if err := t.mkdir(d.Path); err != nil {
-			return nil, fmt.Errorf("create folder %q: %w", d.Path, err)
-		}
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	// Files go to workers in runs of neighbours (catalog order is pack
-	// order), so a worker's read-ahead window and age's cached 64 KiB
-	// chunk serve many small files with one read and one decryption.
-	jobs := make(chan []repo.Entry)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	readers := make([]*repo.ChunkReader, workers)
-	for i := range readers {
-		cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
-		if err != nil {
-			return nil, err
-		}
-		readers[i] = cr
-	}
-	for _, cr := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for run := range jobs {
-				for i := range run {
-					if ctx.Err() != nil {
-						break
-					}
-					e := &run[i]
-					if err := restoreFile(ctx, s, cr, e, t); err != nil {
-						cancel(err)
-						break
-					}
-					mu.Lock()
-					res.Files++
-					res.Bytes += e.Size
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	const runBytes, runFiles = 4 << 20, 256
-send:
-	for i := 0; i < len(files); {
-		j, n := i, int64(0)
-		for j < len(files) && j-i < runFiles && (j == i || n+files[j].Size <= runBytes) {
-			n += files[j].Size
-			j++
-		}
-		select {
-		case jobs <- files[i:j]:
-		case <-ctx.Done():
-			break send
-		}
-		i = j
-	}
-	close(jobs)
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil {
-		return nil, err
-	}
-	for i := range links {
-		if err := t.symlink(&links[i]); err != nil {
-			return nil, fmt.Errorf("create symlink %q: %w", links[i].Path, err)
-		}
-		res.Symlinks++
-	}
-	// Folder modes and times last, deepest first, so that writing inside
-	// a folder does not change its time and read-only folders can be
-	// filled.
-	sort.Slice(dirs, func(i, j int) bool { return dirs[i].Path > dirs[j].Path })
-	for i := range dirs {
-		d := &dirs[i]
-		if d.Path == "." {
-			t.setMeta(t.fd, d)
-		} else {
-			fd, err := t.open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-			if err != nil {
-				return nil, fmt.Errorf("folder %q: %w", d.Path, err)
-			}
-			t.setMeta(fd, d)
-			unix.Close(fd)
-		}
-		res.Dirs++
-	}
-	return res, nil
-}
-
 func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.Entry, t *tree) error {
 	fd, err := t.open(e.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err != nil {
+		if ierr := listedTwice(e.Path, err); ierr != nil {
+			return ierr
+		}
 		return fmt.Errorf("create %q: %w", e.Path, err)
 	}
 	f := os.NewFile(uintptr(fd), e.Path)

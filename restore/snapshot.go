@@ -17,6 +17,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/progress"
@@ -288,6 +289,10 @@ type Source struct {
 	sc     *repo.SourceCatalog
 	byPath map[string]*repo.Entry
 	prog   progress.Reporter
+	// streamed: opened by OpenSource; sc holds no entries until load.
+	streamed bool
+	once     sync.Once
+	loadErr  error
 }
 
 // SetProgress makes the source tell r what it restores (the source's
@@ -298,19 +303,23 @@ func (s *Source) SetProgress(r progress.Reporter) { s.prog = r }
 
 // Size is the bytes and files of the source's files at path (and below
 // it; "" or "." for the whole source): the total of a restore.
+//
+// A streamed source (OpenSource) reads its entries for it, without
+// holding them; if that fails, the counts are zero.
 func (s *Source) Size(path string) progress.Counts {
 	var n progress.Counts
 	path = strings.Trim(path, "/")
-	for _, e := range s.sc.Entries {
+	s.each(context.Background(), func(e *repo.Entry) error {
 		if e.Type != string(source.TypeFile) {
-			continue
+			return nil
 		}
 		if path != "" && path != "." && e.Path != path && !strings.HasPrefix(e.Path, path+"/") {
-			continue
+			return nil
 		}
 		n.Bytes += e.Size
 		n.Files++
-	}
+		return nil
+	})
 	return n
 }
 
@@ -326,8 +335,12 @@ var _ source.Reader = (*Source)(nil)
 func (s *Source) Name() string { return s.sc.Name }
 func (s *Source) Kind() string { return s.sc.Kind }
 
-// Catalog returns the source's catalog.
-func (s *Source) Catalog() *repo.SourceCatalog { return s.sc }
+// Catalog returns the source's catalog. A streamed source (OpenSource)
+// reads and holds its entries first; if that fails, it has none.
+func (s *Source) Catalog() *repo.SourceCatalog {
+	s.load(context.Background())
+	return s.sc
+}
 
 func (s *Source) Meta(key string, v any) error {
 	b, ok := s.sc.Meta[key]
@@ -338,6 +351,7 @@ func (s *Source) Meta(key string, v any) error {
 }
 
 func (s *Source) Entries() []source.Entry {
+	s.load(context.Background())
 	out := make([]source.Entry, len(s.sc.Entries))
 	for i, e := range s.sc.Entries {
 		out[i] = source.Entry{Path: e.Path, Type: source.EntryType(e.Type), Mode: e.Mode, ModTime: e.ModTime,
@@ -348,11 +362,15 @@ func (s *Source) Entries() []source.Entry {
 
 // Entry returns the catalog entry at path.
 func (s *Source) Entry(path string) (*repo.Entry, bool) {
+	s.load(context.Background())
 	e, ok := s.byPath[path]
 	return e, ok
 }
 
 func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
 	e, ok := s.byPath[strings.TrimPrefix(path, "/")]
 	if !ok {
 		return nil, fmt.Errorf("source %s has no file %q", s.sc.Name, path)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -203,6 +204,16 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 		}
 		if err := unreferenced(ctx, r, ms, repairs, repacks, len(listed) == 0, rep); err != nil {
 			return nil, err
+		}
+		// Holds are not signed: a release record without its holder's
+		// token (a forged one) releases nothing, and is worth a look.
+		hs, err := r.Holds(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ignored := repo.Holding(hs, now, repo.MaxClockSkew).Ignored
+		for _, name := range slices.Sorted(maps.Keys(ignored)) {
+			rep.Warnings = append(rep.Warnings, Warning{Object: name, Message: "release record ignored: " + ignored[name]})
 		}
 	}
 	// Drill summaries are evidence: check their signatures, and their

@@ -110,8 +110,12 @@ func withConfig(g *globals, cfg *config.Config) *globals {
 // forgets the newest complete snapshot of any source.
 func daemonRetention(ctx context.Context, g *globals, job config.BackupJob) (forgotten int, err error) {
 	rp := job.Retention
+	within, err := rp.Within() // validated by config
+	if err != nil {
+		return 0, fmt.Errorf("retention.keep_within: %w", err)
+	}
 	p := retention.Policy{Last: rp.KeepLast, Hourly: rp.KeepHourly, Daily: rp.KeepDaily, Weekly: rp.KeepWeekly,
-		Monthly: rp.KeepMonthly, Yearly: rp.KeepYearly, Within: rp.KeepWithin, Location: time.UTC}
+		Monthly: rp.KeepMonthly, Yearly: rp.KeepYearly, Within: within, Location: time.UTC}
 	if rp.TimeZone != "" {
 		loc, err := time.LoadLocation(rp.TimeZone) // validated by config
 		if err != nil {

@@ -30,7 +30,8 @@ func forgetCommand(g *globals) *cli.Command {
 			"duration of the group's newest snapshot. Whatever the policy says, the newest complete snapshot\n" +
 			"of every source and every snapshot a drill holds are kept. A forgotten snapshot gets a tombstone\n" +
 			"signed by --signing-key (an authorised host key), so verify and other clients know it was\n" +
-			"removed on purpose; its data stays until coffer prune. --tag needs --identity: tags are sealed.\n\n" +
+			"removed on purpose; its data stays until coffer prune. --tag needs --identity: tags are sealed.\n" +
+			"A --source or --tag that no snapshot has is an error (exit 1) naming those the repository has.\n\n" +
 			"Examples:\n" +
 			"  coffer forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run\n" +
 			"  coffer forget --keep-within 30d --keep-monthly -1 --tz Europe/Berlin\n" +
@@ -92,6 +93,10 @@ func runForget(ctx context.Context, g *globals, o *forgetOptions, p retention.Po
 		var de *retention.DamagedError
 		if errors.As(err, &de) {
 			return withHint(err, "run coffer verify, and deal with the damaged manifests first")
+		}
+		var ne *retention.NoMatchError
+		if errors.As(err, &ne) {
+			return withHint(err, "nothing was forgotten; check the name (coffer snapshots lists the snapshots with their sources)")
 		}
 		return err
 	}

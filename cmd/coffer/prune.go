@@ -89,6 +89,9 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 	if g.json {
 		return printJSON(g.stdout, res)
 	}
+	for _, w := range res.Warnings {
+		g.warnf("%s", w)
+	}
 	verb := "removed"
 	if o.dryRun {
 		verb = "would remove"

@@ -138,6 +138,11 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 	if err != nil {
 		return nil, nil, err
 	}
+	return openSourceOf(ctx, g, t, m)
+}
+
+// openSourceOf opens t's source of m, the snapshot t resolved to.
+func openSourceOf(ctx context.Context, g *globals, t target, m *repo.Manifest) (*restore.Source, *repo.Manifest, error) {
 	if t.source == "" {
 		if len(m.Sources) != 1 {
 			var names []string
@@ -157,6 +162,35 @@ func openSource(ctx context.Context, g *globals, t target, before time.Time) (*r
 		warnSkipped(g, m, src)
 	}
 	return src, m, err
+}
+
+// openStreamed is openSource for a folder restore (--to): the source's
+// entries are read from the catalog as the restore goes, never held
+// (restore.OpenSource), unless it is a composite source restored whole,
+// whose restore needs them all.
+func openStreamed(ctx context.Context, g *globals, t target, before time.Time) (*restore.Source, *repo.Manifest, error) {
+	m, err := resolveSnapshot(ctx, g, t, before)
+	if err != nil {
+		return nil, nil, err
+	}
+	name := t.source
+	if name == "" && len(m.Sources) == 1 {
+		name = m.Sources[0].Name
+	}
+	for _, ms := range m.Sources {
+		if ms.Name != name {
+			continue
+		}
+		if k, ok := registry.Lookup(ms.Kind); ok && k.Composite && t.path == "" {
+			break
+		}
+		src, err := restore.OpenSource(ctx, g.opened.Repo, m, name)
+		if err == nil {
+			warnSkipped(g, m, src)
+		}
+		return src, m, err
+	}
+	return openSourceOf(ctx, g, t, m)
 }
 
 // resolveSnapshot opens the repository with the identity and resolves
@@ -240,13 +274,21 @@ func runRestore(ctx context.Context, g *globals, o *restoreOptions) error {
 	}
 	t := parseTarget(o.spec)
 	out := g.begin("restore")
-	src, m, err := openSource(ctx, g, t, before)
+	var src *restore.Source
+	var m *repo.Manifest
+	if kind == nil {
+		src, m, err = openStreamed(ctx, g, t, before)
+	} else {
+		src, m, err = openSource(ctx, g, t, before)
+	}
 	if err != nil {
 		return err
 	}
 	if rep := out.reporter(); rep != nil {
 		src.SetProgress(rep)
-		rep.Start(src.Name(), src.Size(t.path))
+		if kind != nil {
+			rep.Start(src.Name(), src.Size(t.path))
+		} // a folder restore starts it with what it selected
 	}
 	if k, ok := registry.Lookup(src.Kind()); ok && k.Composite && t.path == "" {
 		if !filter.Empty() {

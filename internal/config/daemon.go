@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/cofferhq/coffer/internal/retention"
 )
 
 // Daemon holds the settings of coffer daemon as a whole.
@@ -57,13 +59,16 @@ func (j BackupJob) CatchesUp() bool { return j.CatchUp == nil || *j.CatchUp }
 // successful run: the snapshots that no rule keeps are forgotten. A count
 // of -1 keeps every bucket of its rule.
 type Retention struct {
-	KeepLast    int           `yaml:"keep_last"`
-	KeepHourly  int           `yaml:"keep_hourly"`
-	KeepDaily   int           `yaml:"keep_daily"`
-	KeepWeekly  int           `yaml:"keep_weekly"`
-	KeepMonthly int           `yaml:"keep_monthly"`
-	KeepYearly  int           `yaml:"keep_yearly"`
-	KeepWithin  time.Duration `yaml:"keep_within"`
+	KeepLast    int `yaml:"keep_last"`
+	KeepHourly  int `yaml:"keep_hourly"`
+	KeepDaily   int `yaml:"keep_daily"`
+	KeepWeekly  int `yaml:"keep_weekly"`
+	KeepMonthly int `yaml:"keep_monthly"`
+	KeepYearly  int `yaml:"keep_yearly"`
+	// KeepWithin is a duration in coffer forget --keep-within's form
+	// ("7d", "2y5m7d3h", "36h"; "6m" is six months), read by Within with
+	// the same parser.
+	KeepWithin string `yaml:"keep_within"`
 	// TimeZone is where hours, days, weeks, months and years are counted
 	// (an IANA name; default UTC).
 	TimeZone string `yaml:"time_zone"`
@@ -74,7 +79,16 @@ type Retention struct {
 // Empty reports whether the policy has no rule (nothing is forgotten).
 func (r Retention) Empty() bool {
 	return r.KeepLast == 0 && r.KeepHourly == 0 && r.KeepDaily == 0 && r.KeepWeekly == 0 &&
-		r.KeepMonthly == 0 && r.KeepYearly == 0 && r.KeepWithin == 0
+		r.KeepMonthly == 0 && r.KeepYearly == 0 && r.KeepWithin == ""
+}
+
+// Within returns KeepWithin as a duration (0 when it is not set), parsed
+// as coffer forget --keep-within is (retention.ParseDuration).
+func (r Retention) Within() (time.Duration, error) {
+	if r.KeepWithin == "" {
+		return 0, nil
+	}
+	return retention.ParseDuration(r.KeepWithin)
 }
 
 // DrillJob is one scheduled restore drill.
@@ -227,8 +241,8 @@ func (c *Config) validateDaemon(add func(key, format string, args ...any)) {
 				add(key+".retention."+k, "must be a count, or -1 for unlimited, not %d", v)
 			}
 		}
-		if r.KeepWithin < 0 {
-			add(key+".retention.keep_within", "must not be negative")
+		if _, err := r.Within(); err != nil {
+			add(key+".retention.keep_within", "%v", err)
 		}
 		if r.TimeZone != "" {
 			if _, err := time.LoadLocation(r.TimeZone); err != nil {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/retention"
 )
 
 func TestDaemonConfig(t *testing.T) {
@@ -116,5 +118,73 @@ alerts:
 	}
 	if strings.Contains(err.Error(), "example.com") {
 		t.Errorf("error echoes a webhook URL:\n%v", err)
+	}
+}
+
+// TestDaemonKeepWithin: a job's retention.keep_within is read by the parser
+// of coffer forget --keep-within (restic's 2y5m7d3h, where 6m is six
+// months, or Go's 36h), and a bad one is a problem with its key and line
+// like the others. It used to be a Go duration only: "6m" kept six minutes
+// and "30d" made the whole file unreadable.
+func TestDaemonKeepWithin(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"6m", 180 * 24 * time.Hour},
+		{"30d", 30 * 24 * time.Hour},
+		{"2y5m7d3h", (2*365+5*30+7)*24*time.Hour + 3*time.Hour},
+		{"36h", 36 * time.Hour},
+		{"1.5h", 90 * time.Minute},
+	} {
+		c, err := Parse(strings.NewReader("sources: {d: dir:/d}\nbackups:\n  j:\n    schedule: \"@daily\"\n    retention: {keep_within: " + tc.in + "}\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%s: %v", tc.in, err)
+		}
+		rp := c.Backups["j"].Retention
+		got, err := rp.Within()
+		if err != nil || got != tc.want {
+			t.Errorf("keep_within %s = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+		if rp.Empty() {
+			t.Errorf("keep_within %s: policy is empty", tc.in)
+		}
+		cli, err := retention.ParseDuration(tc.in)
+		if err != nil || cli != got {
+			t.Errorf("keep_within %s = %v, forget --keep-within %s = %v (%v): not the same parser", tc.in, got, tc.in, cli, err)
+		}
+	}
+	c, err := Parse(strings.NewReader(`sources: {d: dir:/d}
+backups:
+  weeks:
+    schedule: "@daily"
+    retention: {keep_within: 7w}
+  negative:
+    schedule: "@daily"
+    retention:
+      keep_daily: 7
+      keep_within: -1h
+  zero:
+    schedule: "@daily"
+    retention: {keep_within: 0}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil")
+	}
+	for _, want := range []string{
+		`line 5: backups.weeks.retention.keep_within: duration "7w": want e.g. 7d, 2y5m7d3h or 36h`,
+		`line 10: backups.negative.retention.keep_within: duration "-1h": must be positive`,
+		`line 13: backups.zero.retention.keep_within: duration "0"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

@@ -3,7 +3,7 @@
 // repository (reach, write permission, Object Lock, clock skew), the
 // database clients against the servers, the Airflow deployments' Fernet
 // keys, and the space drills need. Each check gives OK, WARN or FAIL with
-// the fix. It changes nothing but one probe object, doctor/probe, which it
+// the fix. It changes nothing but one probe object, doctor-probe, which it
 // deletes when the credentials allow.
 package doctor
 
@@ -64,9 +64,6 @@ func Worst(rs []Result) Status {
 	}
 	return w
 }
-
-// ProbePrefix is where the write probe goes.
-const ProbePrefix = "doctor/"
 
 // Options of a run.
 type Options struct {
@@ -278,8 +275,10 @@ func checkRepository(ctx context.Context, o Options) []Result {
 
 // ProbeName is the write probe. One name for every run: where deletes are
 // refused (append-only credentials), each run overwrites the one probe
-// instead of leaving another.
-const ProbeName = ProbePrefix + "probe"
+// instead of leaving another. It sits at the top of the repository, in no
+// folder: a local store makes a folder for an object's folder and leaves
+// it when the object is deleted (removing it could race with a writer).
+const ProbeName = "doctor-probe"
 
 // redactURL masks a password written into a location (which storage
 // refuses): doctor's output gets pasted into tickets.
@@ -308,7 +307,7 @@ func checkWrite(ctx context.Context, st storage.Store) Result {
 	if _, err := st.Stat(ctx, name); err == nil {
 		return Result{"write", OK, "can write; a delete left the object in place (object lock or versioning): the probe " + name + " stays", ""}
 	}
-	return Result{"write", OK, "can write and delete (a probe under " + ProbePrefix + ")", ""}
+	return Result{"write", OK, "can write and delete (a probe, " + ProbeName + ")", ""}
 }
 
 func checkLock(ctx context.Context, st storage.Store) Result {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -95,7 +96,7 @@ func Collect(ctx context.Context, r *repo.Repository, ms []*repo.Manifest) (*Sta
 	seen := map[repo.ChunkID]bool{}
 	var logical int64
 	for _, m := range ms {
-		c, err := r.ReadCatalog(ctx, m)
+		g, size, err := growth(ctx, r, m, seen)
 		if err != nil {
 			var ie *repo.IntegrityError
 			if errors.As(err, &ie) {
@@ -104,27 +105,7 @@ func Collect(ctx context.Context, r *repo.Repository, ms []*repo.Manifest) (*Sta
 			}
 			return nil, warnings, err
 		}
-		g := SnapshotGrowth{Snapshot: m.ID, Time: m.Time, Sources: []SourceGrowth{}}
-		for i := range c.Sources {
-			sc := &c.Sources[i]
-			sg := SourceGrowth{Name: sc.Name, Kind: sc.Kind}
-			for j := range sc.Entries {
-				e := &sc.Entries[j]
-				if e.Type != "file" {
-					continue
-				}
-				sg.Files++
-				sg.Size += e.Size
-				for _, ch := range e.Chunks {
-					if !seen[ch.ID] {
-						seen[ch.ID] = true
-						sg.NewBytes += ch.Length
-					}
-				}
-			}
-			logical += sg.Size
-			g.Sources = append(g.Sources, sg)
-		}
+		logical += size
 		st.Growth = append(st.Growth, g)
 	}
 	st.LogicalBytes = &logical
@@ -133,4 +114,54 @@ func Collect(ctx context.Context, r *repo.Repository, ms []*repo.Manifest) (*Sta
 		st.DedupRatio = &ratio
 	}
 	return st, warnings, nil
+}
+
+// growth reads m's catalog as a stream (its entries are never held) and
+// counts each source's files, their size, and the stored bytes of the
+// chunks not in seen, which it adds to seen. A snapshot that fails a check
+// adds nothing to seen.
+func growth(ctx context.Context, r *repo.Repository, m *repo.Manifest, seen map[repo.ChunkID]bool) (SnapshotGrowth, int64, error) {
+	g := SnapshotGrowth{Snapshot: m.ID, Time: m.Time, Sources: []SourceGrowth{}}
+	cs, err := r.OpenCatalog(ctx, m)
+	if err != nil {
+		return g, 0, err
+	}
+	defer cs.Close()
+	added := map[repo.ChunkID]bool{}
+	var logical int64
+	for {
+		h, err := cs.NextSource()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return g, 0, err
+		}
+		sg := SourceGrowth{Name: h.Name, Kind: h.Kind}
+		for {
+			var e repo.Entry
+			if err := cs.NextEntry(&e); err == io.EOF {
+				break
+			} else if err != nil {
+				return g, 0, err
+			}
+			if e.Type != "file" {
+				continue
+			}
+			sg.Files++
+			sg.Size += e.Size
+			for _, ch := range e.Chunks {
+				if !seen[ch.ID] && !added[ch.ID] {
+					added[ch.ID] = true
+					sg.NewBytes += ch.Length
+				}
+			}
+		}
+		logical += sg.Size
+		g.Sources = append(g.Sources, sg)
+	}
+	for id := range added {
+		seen[id] = true
+	}
+	return g, logical, nil
 }

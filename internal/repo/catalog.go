@@ -310,49 +310,93 @@ func (s *SourceCatalog) CheckRestorable() error {
 // entry whose parent is not a folder listed before it (so nothing is ever
 // created through a symlink or in a folder the catalog does not describe),
 // a symlink without a target, or a file whose chunks do not add up to its
-// size.
+// size. It holds every path; see EntryChecker for what holds less.
 func CheckEntries(entries []Entry) error {
-	seen := make(map[string]string, len(entries))
-	seen["."] = "" // the root exists before any entry; it may be listed once, as a folder
+	c := NewEntryChecker(true)
 	for i := range entries {
-		e := &entries[i]
-		if err := CheckPath(e.Path); err != nil {
+		if err := c.Check(&entries[i]); err != nil {
 			return err
 		}
-		switch e.Type {
-		case "dir":
-		case "file":
-			var n int64
-			for _, c := range e.Chunks {
-				n += c.Raw
-			}
-			if n != e.Size {
-				return fmt.Errorf("%q: its chunks hold %d bytes, the entry says %d", e.Path, n, e.Size)
-			}
-		case "symlink":
-			if e.Link == "" || strings.Contains(e.Link, "\x00") {
-				return fmt.Errorf("%q: invalid symlink target %q", e.Path, e.Link)
-			}
-		default:
-			return fmt.Errorf("%q: unknown type %q", e.Path, e.Type)
+	}
+	return nil
+}
+
+// EntryChecker makes CheckEntries' checks one entry at a time, for a
+// reader that streams a catalog (CatalogStream). It holds the path of
+// every folder (to check that an entry's parent is a folder listed before
+// it, and that no folder is listed twice, in any catalog order), and,
+// only if asked, the path of every other entry. Without them a file or
+// symlink listed twice, or a folder listed after a file of its name, is
+// not found here: a folder restore finds it when it creates the second
+// (every entry is created with O_EXCL semantics in a fresh staging
+// folder, so the second creation fails and nothing is restored).
+type EntryChecker struct {
+	dirs  map[string]struct{}
+	other map[string]struct{} // nil unless every path is held
+	root  bool
+}
+
+// NewEntryChecker returns a checker; all makes it hold every path, so
+// that it finds every path listed twice by itself.
+func NewEntryChecker(all bool) *EntryChecker {
+	c := &EntryChecker{dirs: map[string]struct{}{}}
+	if all {
+		c.other = map[string]struct{}{}
+	}
+	return c
+}
+
+// Folders is the number of folders the checker holds.
+func (c *EntryChecker) Folders() int { return len(c.dirs) }
+
+// Check checks the next entry of a source.
+func (c *EntryChecker) Check(e *Entry) error {
+	if err := CheckPath(e.Path); err != nil {
+		return err
+	}
+	switch e.Type {
+	case "dir":
+	case "file":
+		var n int64
+		for _, c := range e.Chunks {
+			n += c.Raw
 		}
-		if e.Path == "." {
-			if e.Type != "dir" {
-				return fmt.Errorf("the root is a %s, not a folder", e.Type)
-			}
-			if seen["."] != "" {
-				return fmt.Errorf("%q is listed twice", e.Path)
-			}
-			seen["."] = "dir"
-			continue
+		if n != e.Size {
+			return fmt.Errorf("%q: its chunks hold %d bytes, the entry says %d", e.Path, n, e.Size)
 		}
-		if _, dup := seen[e.Path]; dup {
+	case "symlink":
+		if e.Link == "" || strings.Contains(e.Link, "\x00") {
+			return fmt.Errorf("%q: invalid symlink target %q", e.Path, e.Link)
+		}
+	default:
+		return fmt.Errorf("%q: unknown type %q", e.Path, e.Type)
+	}
+	if e.Path == "." {
+		// The root exists before any entry; it may be listed once, as a
+		// folder.
+		if e.Type != "dir" {
+			return fmt.Errorf("the root is a %s, not a folder", e.Type)
+		}
+		if c.root {
 			return fmt.Errorf("%q is listed twice", e.Path)
 		}
-		if parent := path.Dir(e.Path); parent != "." && seen[parent] != "dir" {
+		c.root = true
+		return nil
+	}
+	_, dir := c.dirs[e.Path]
+	_, other := c.other[e.Path]
+	if dir || other {
+		return fmt.Errorf("%q is listed twice", e.Path)
+	}
+	if parent := path.Dir(e.Path); parent != "." {
+		if _, ok := c.dirs[parent]; !ok {
 			return fmt.Errorf("%q: its folder %q is not a folder listed before it", e.Path, parent)
 		}
-		seen[e.Path] = e.Type
+	}
+	if e.Type == "dir" {
+		c.dirs[e.Path] = struct{}{}
+	} else if c.other != nil {
+		c.other[e.Path] = struct{}{}
 	}
 	return nil
 }

@@ -3,6 +3,10 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,22 +41,33 @@ const maxMarker = 64 << 10
 // HoldRecord is the content of a hold object.
 type HoldRecord struct {
 	Version int `json:"version"`
-	// Hold is the hold's id: holds/<Hold> holds the snapshot,
-	// holds/<Hold>.released (Released true) releases it. A release is a
-	// record rather than a delete because in a bucket with object lock
-	// neither object can be deleted before its retention ends.
+	// Hold is the hold's id: holds/<Hold> holds the snapshot, a release
+	// record holds/<Hold>.released-<nonce> (Released true) releases it. A
+	// release is a record rather than a delete because in a bucket with
+	// object lock neither object can be deleted before its retention ends.
 	Hold     string    `json:"hold"`
 	Snapshot string    `json:"snapshot"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
 	Released bool      `json:"released,omitempty"`
+	// ReleaseSHA256 (in the hold) is the hex SHA-256 of a random 32-byte
+	// release token that only the holding process knows; ReleaseToken (in
+	// the release record) is the token, hex. Holds are not signed: anyone
+	// who may write the bucket could write a release record, and only the
+	// token tells the holder's from a forged one (HoldState).
+	ReleaseSHA256 string `json:"release_sha256,omitempty"`
+	ReleaseToken  string `json:"release_token,omitempty"`
 }
+
+// releasedSuffix ends the name of a hold's release record.
+const releasedSuffix = ".released"
 
 // Hold marks snapshot id as in use until ttl from now (a drill restoring
 // it): forget does not forget it and prune does not remove its data while
-// the hold is active. release writes a release record (best effort: a
-// hold that could not be released expires); prune removes both. A hold
-// needs only write access.
+// the hold is active. release writes a release record carrying the hold's
+// release token, which only this process knows (best effort: a hold that
+// could not be released expires); prune removes both. A hold needs only
+// write access.
 func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (release func(), err error) {
 	if !validHex(id, 64) {
 		return nil, fmt.Errorf("hold: %q is not a snapshot id", id)
@@ -60,9 +75,14 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 	if ttl <= 0 {
 		return nil, errors.New("hold: the time to live must be positive")
 	}
+	token := make([]byte, 32)
+	if _, err := rand.Read(token); err != nil {
+		return nil, fmt.Errorf("hold: %w", err)
+	}
+	sum := sha256.Sum256(token)
 	now := time.Now().UTC()
 	hold := NewID()
-	rec := HoldRecord{Version: 1, Hold: hold, Snapshot: id, Created: now, Expires: now.Add(ttl)}
+	rec := HoldRecord{Version: 1, Hold: hold, Snapshot: id, Created: now, Expires: now.Add(ttl), ReleaseSHA256: hex.EncodeToString(sum[:])}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, err
@@ -75,18 +95,22 @@ func (r *Repository) Hold(ctx context.Context, id string, ttl time.Duration) (re
 		once.Do(func() {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			rec.Released, rec.Expires = true, time.Now().UTC()
+			rel := HoldRecord{Version: 1, Hold: hold, Snapshot: id, Created: now, Expires: time.Now().UTC(),
+				Released: true, ReleaseToken: hex.EncodeToString(token)}
 			// Best effort (an expired hold holds nothing either); prune
 			// removes both objects.
-			if b, err := json.Marshal(rec); err == nil {
-				_ = PutObject(dctx, r.Store, HoldsPrefix+hold+".released", b)
+			// A name of its own (objects are never replaced): one taken
+			// by a forged record must not stop the release.
+			if b, err := json.Marshal(rel); err == nil {
+				_ = PutObject(dctx, r.Store, HoldsPrefix+hold+releasedSuffix+"-"+NewID()[:16], b)
 			}
 		})
 	}, nil
 }
 
-// Holds lists the hold objects: name → record. An object that does not
-// parse is returned with a zero record (it holds nothing).
+// Holds lists the hold objects and release records: name → record. An
+// object that does not parse is returned with a zero record (it holds
+// nothing).
 func (r *Repository) Holds(ctx context.Context) (map[string]HoldRecord, error) {
 	out := map[string]HoldRecord{}
 	err := r.readMarkers(ctx, HoldsPrefix, func(name string, b []byte, _ time.Time) {
@@ -99,26 +123,105 @@ func (r *Repository) Holds(ctx context.Context) (map[string]HoldRecord, error) {
 	return out, err
 }
 
+// HoldState is what the hold objects say at a time (Holding).
+type HoldState struct {
+	// Held maps each held snapshot to the latest expiry of its active
+	// holds.
+	Held map[string]time.Time
+	// Done are the objects that hold nothing any more, for prune to
+	// remove: released and expired holds with their release records,
+	// release records without a hold, and objects that do not parse.
+	Done []string
+	// Ignored are release records that release nothing, with the reason:
+	// a token that does not hash to the hold's release_sha256 (forged, as
+	// holds are not signed), or a hold without release_sha256 (written by
+	// coffer before release tokens), which lasts until it expires.
+	Ignored map[string]string
+}
+
+// Holding reads hs (Holds) at now, with skew the clock difference
+// tolerated between hosts. A hold at holds/<id> is active until its expiry
+// plus skew unless a release record holds/<id>.released-<nonce> carries
+// the token whose SHA-256 the hold recorded; a release record without it
+// releases nothing, and a hold that recorded no release_sha256 cannot be
+// released, only expire.
+func Holding(hs map[string]HoldRecord, now time.Time, skew time.Duration) HoldState {
+	st := HoldState{Held: map[string]time.Time{}, Ignored: map[string]string{}}
+	records := map[string][]string{} // hold id → the names of its release records
+	for name := range hs {
+		if id, ok := releaseOf(name); ok {
+			records[id] = append(records[id], name)
+		}
+	}
+	released := map[string]bool{}
+	for id, names := range records {
+		h, found := hs[HoldsPrefix+id]
+		for _, name := range names {
+			rel := hs[name]
+			switch {
+			case !found:
+				st.Done = append(st.Done, name) // its hold is gone: prune removed it, or it was never there
+			case h.Snapshot == "":
+				// the hold does not parse: it goes below, with its records
+			case !rel.Released:
+				st.Ignored[name] = "it is not a release record: it releases nothing"
+			case h.ReleaseSHA256 == "":
+				st.Ignored[name] = "its hold has no release_sha256 (written by an older coffer): it holds until it expires"
+			case !tokenMatches(rel.ReleaseToken, h.ReleaseSHA256):
+				st.Ignored[name] = "its token does not match the hold's release_sha256 (forged?): it releases nothing"
+			default:
+				released[id] = true
+			}
+		}
+	}
+	for name, h := range hs {
+		if _, ok := releaseOf(name); ok {
+			continue
+		}
+		id := strings.TrimPrefix(name, HoldsPrefix)
+		if h.Snapshot == "" || released[id] || !h.Expires.Add(skew).After(now) {
+			st.Done = append(st.Done, name)
+			for _, rn := range records[id] {
+				st.Done = append(st.Done, rn)
+				delete(st.Ignored, rn)
+			}
+			continue
+		}
+		if h.Expires.After(st.Held[h.Snapshot]) {
+			st.Held[h.Snapshot] = h.Expires
+		}
+	}
+	sort.Strings(st.Done)
+	return st
+}
+
+// releaseOf returns the hold id of a release record's name,
+// holds/<id>.released (before release tokens) or holds/<id>.released-<nonce>.
+func releaseOf(name string) (id string, ok bool) {
+	id, suffix, ok := strings.Cut(strings.TrimPrefix(name, HoldsPrefix), releasedSuffix)
+	return id, ok && (suffix == "" || suffix[0] == '-')
+}
+
+// tokenMatches reports whether the hex token hashes to the hex sum.
+func tokenMatches(token, sum string) bool {
+	t, err := hex.DecodeString(token)
+	if err != nil || len(t) != 32 {
+		return false
+	}
+	got := sha256.Sum256(t)
+	want, err := hex.DecodeString(sum)
+	return err == nil && subtle.ConstantTimeCompare(got[:], want) == 1
+}
+
 // Held returns the snapshots held at now (a hold whose expiry, plus the
-// clock skew bound, is after now), with the latest expiry of each.
+// clock skew bound, is after now, and that its holder has not released),
+// with the latest expiry of each.
 func (r *Repository) Held(ctx context.Context, now time.Time) (map[string]time.Time, error) {
 	hs, err := r.Holds(ctx)
 	if err != nil {
 		return nil, err
 	}
-	released := map[string]bool{}
-	for _, h := range hs {
-		if h.Released {
-			released[h.Hold] = true
-		}
-	}
-	out := map[string]time.Time{}
-	for _, h := range hs {
-		if h.Snapshot != "" && !h.Released && !released[h.Hold] && h.Expires.Add(MaxClockSkew).After(now) && h.Expires.After(out[h.Snapshot]) {
-			out[h.Snapshot] = h.Expires
-		}
-	}
-	return out, nil
+	return Holding(hs, now, MaxClockSkew).Held, nil
 }
 
 // RunningRecord is the content of a running marker.

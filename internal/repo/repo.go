@@ -402,74 +402,34 @@ func (r *Repository) Manifests(ctx context.Context) ([]*Manifest, []error, error
 
 // ReadCatalog reads, checks and decrypts a snapshot's catalog: the root
 // object, then the catalog's chunks, each checked against its keyed id,
-// and the whole against the root's SHA-256.
+// and the whole against the root's SHA-256 (the checks of OpenCatalog).
+// It holds the whole catalog decoded; OpenCatalog reads it entry by entry.
 func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, error) {
-	if len(r.identities) == 0 {
-		return nil, ErrNoIdentity
-	}
-	name := m.Catalog.Name
-	ct, err := r.ReadObject(ctx, m.Catalog)
+	s, err := r.OpenCatalog(ctx, m)
 	if err != nil {
 		return nil, err
 	}
-	var root CatalogRoot
-	if err := Unseal(ct, &root, r.identities...); err != nil {
-		return nil, decryptError(name, err)
-	}
-	if root.Version != Version {
-		return nil, integrity(name, "unsupported catalog version %d", root.Version)
-	}
-	for _, c := range root.Chunks {
-		if !c.valid() {
-			return nil, integrity(name, "invalid chunk reference")
+	defer s.Close()
+	c := &Catalog{Version: Version, Snapshot: m.ID, rootChunks: s.rootChunks}
+	for {
+		h, err := s.NextSource()
+		if err == io.EOF {
+			return c, nil
 		}
-	}
-	if root.Snapshot != m.ID {
-		return nil, integrity(name, "catalog belongs to snapshot %s", ShortID(root.Snapshot))
-	}
-	packs := make(map[string]bool, len(m.Packs))
-	for _, p := range m.Packs {
-		packs[p.SHA256] = true
-	}
-	if root.Size < 0 || root.Size > maxDocument {
-		return nil, integrity(name, "catalog size %d out of range", root.Size)
-	}
-	cr, err := r.NewChunkReader(ctx, m)
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, 0, min(root.Size, 64<<20)) // the root's claim is checked below
-	for _, c := range root.Chunks {
-		if !packs[c.Pack] {
-			return nil, integrity(name, "catalog chunk in pack %s that the manifest does not list", ShortID(c.Pack))
-		}
-		if int64(len(buf))+c.Raw > root.Size {
-			return nil, integrity(name, "catalog chunks exceed the catalog's size")
-		}
-		data, err := cr.Read(ctx, c.Pack, c)
 		if err != nil {
 			return nil, err
 		}
-		buf = append(buf, data...)
-	}
-	if int64(len(buf)) != root.Size || HashHex(buf) != root.SHA256 {
-		return nil, integrity(name, "catalog contents do not match the catalog root")
-	}
-	c, err := DecodeCatalog(buf)
-	if err != nil {
-		return nil, integrity(name, "decode catalog: %v", err)
-	}
-	if c.Snapshot != m.ID {
-		return nil, integrity(name, "catalog belongs to snapshot %s", ShortID(c.Snapshot))
-	}
-	if err := c.Validate(); err != nil {
-		return nil, integrity(name, "%v", err)
-	}
-	for p := range c.Packs() {
-		if !packs[p] {
-			return nil, integrity(name, "references pack %s that the manifest does not list", ShortID(p))
+		sc := SourceCatalog{Name: h.Name, Kind: h.Kind, Meta: h.Meta}
+		for {
+			var e Entry
+			if err := s.NextEntry(&e); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, err
+			}
+			sc.Entries = append(sc.Entries, e)
 		}
+		sc.SHA256, sc.Size = s.sha, s.size
+		c.Sources = append(c.Sources, sc)
 	}
-	c.rootChunks = root.Chunks
-	return c, nil
 }

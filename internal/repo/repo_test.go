@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -205,6 +206,68 @@ func FuzzPackTrailer(f *testing.F) {
 		for _, c := range chunks {
 			if c.Offset < 0 || c.Offset+c.Length > int64(len(plain)) {
 				t.Fatalf("chunk out of range: %+v", c)
+			}
+		}
+	})
+}
+
+// FuzzCatalogStream: the streaming decoder never panics, and what it
+// accepts DecodeCatalog accepts too, with the same entries, every path
+// safe and every source's hash and size matching its entries.
+func FuzzCatalogStream(f *testing.F) {
+	good := SourceCatalog{Entries: []Entry{{Path: "a", Type: "file", Size: 1, Chunks: []ChunkRef{{Pack: strings.Repeat("a", 64), Length: 1, Raw: 1}}}}}
+	f.Add([]byte(`{"version":1,"snapshot":"x","sources":[{"name":"s","kind":"dir","entries":[{"path":"a","type":"file","size":1,"chunks":[{"id":"` +
+		strings.Repeat("0", 64) + `","p":"` + strings.Repeat("a", 64) + `","o":0,"l":1,"r":1}]}],"sha256":"` + good.Hash() + `","size":1}]}`))
+	f.Add([]byte(`{"version":1,"snapshot":"x","sources":[{"name":"s","kind":"dir","entries":[{"path_b64":"Yf8=","type":"symlink","link_b64":"/w=="}]}]}`))
+	f.Add([]byte(`{"version":1,"snapshot":"x","sources":[{"name":"s","entries":[],"kind":"dir"}]} x`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := decodeCatalog(bytes.NewReader(b), "catalog", "x", nil)
+		if err != nil {
+			return
+		}
+		var got [][]Entry
+		for {
+			h, err := s.NextSource()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return
+			}
+			var es []Entry
+			for {
+				var e Entry
+				if err := s.NextEntry(&e); err == io.EOF {
+					break
+				} else if err != nil {
+					return
+				}
+				if CheckPath(e.Path) != nil {
+					t.Fatalf("stream gave unsafe path %q", e.Path)
+				}
+				es = append(es, e)
+			}
+			sc := SourceCatalog{Entries: es}
+			if sc.Hash() != s.sha {
+				t.Fatalf("source %q accepted with a hash that does not match its entries", h.Name)
+			}
+			got = append(got, es)
+		}
+		dc, err := DecodeCatalog(b)
+		if err != nil {
+			t.Fatalf("the stream accepted what DecodeCatalog refuses: %v", err)
+		}
+		if len(dc.Sources) != len(got) {
+			t.Fatalf("stream: %d sources, DecodeCatalog: %d", len(got), len(dc.Sources))
+		}
+		for i := range got {
+			if len(got[i]) != len(dc.Sources[i].Entries) {
+				t.Fatalf("source %d: stream %d entries, DecodeCatalog %d", i, len(got[i]), len(dc.Sources[i].Entries))
+			}
+			for j := range got[i] {
+				if got[i][j].Path != dc.Sources[i].Entries[j].Path || got[i][j].Link != dc.Sources[i].Entries[j].Link {
+					t.Fatalf("stream and DecodeCatalog disagree on entry %d/%d", i, j)
+				}
 			}
 		}
 	})

@@ -131,6 +131,18 @@ func (r *Repository) WriteTombstone(ctx context.Context, t *Tombstone) error {
 	return nil
 }
 
+// RereadTombstones makes the next Forgotten list and read the tombstones
+// again instead of answering from what it read before. A backup calls it
+// once it has announced itself (design.md, section 17.4): prune expires a
+// snapshot forgotten before that, so the backup must not deduplicate
+// against it, even when the command read the tombstones earlier (the
+// vanished check, or a pre hook that ran for an hour).
+func (r *Repository) RereadTombstones() {
+	r.forgotMu.Lock()
+	r.forgotLoaded = false
+	r.forgotMu.Unlock()
+}
+
 // ReadTombstone reads and verifies snapshot id's tombstone: signed by an
 // authorised host key (a revoked key's tombstones are refused: its keep
 // list names manifests, not tombstones), well formed, stored under its own

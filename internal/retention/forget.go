@@ -28,6 +28,45 @@ func (e *DamagedError) Error() string {
 // Unwrap returns the first manifest's error.
 func (e *DamagedError) Unwrap() error { return e.Errs[0] }
 
+// NoMatchError is returned when ForgetOptions' filters select no snapshot:
+// a source or tag that no snapshot has (mistyped, or the backups that
+// should make it stopped) would otherwise apply the policy to nothing and
+// succeed, which a scheduled forget would repeat unnoticed.
+type NoMatchError struct {
+	// Source and Tag are the filters.
+	Source, Tag string
+	// SourceFound: some snapshot holds Source (or Source is empty).
+	SourceFound bool
+	// Sources are the sources of the repository's snapshots; Tags the tags
+	// of those that hold Source (all of them if Source is empty), when Tag
+	// is given. Both sorted.
+	Sources, Tags []string
+}
+
+func (e *NoMatchError) Error() string {
+	list := func(xs []string) string {
+		if len(xs) == 0 {
+			return "none"
+		}
+		return strings.Join(xs, ", ")
+	}
+	switch {
+	case !e.SourceFound:
+		return fmt.Sprintf("no snapshot holds source %s; sources in this repository: %s", e.Source, list(e.Sources))
+	case e.Source != "":
+		return fmt.Sprintf("no snapshot that holds source %s carries tag %s; their tags: %s", e.Source, e.Tag, list(e.Tags))
+	}
+	return fmt.Sprintf("no snapshot carries tag %s; tags in this repository: %s", e.Tag, list(e.Tags))
+}
+
+// appendNew appends s to xs unless xs holds it.
+func appendNew(xs []string, s string) []string {
+	if slices.Contains(xs, s) {
+		return xs
+	}
+	return append(xs, s)
+}
+
 // ForgetOptions select the snapshots a policy applies to.
 type ForgetOptions struct {
 	// Source limits the policy to snapshots that hold this source.
@@ -79,7 +118,8 @@ type ForgetResult struct {
 //
 // Snapshots are grouped by their set of source names (as restic groups by
 // paths) and p is applied to each group separately. A manifest that does
-// not verify stops Forget before anything is written (DamagedError).
+// not verify stops Forget before anything is written (DamagedError); so
+// do filters that select no snapshot (NoMatchError).
 func Forget(ctx context.Context, r *repo.Repository, p Policy, opts ForgetOptions) (*ForgetResult, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
@@ -113,14 +153,22 @@ func Forget(ctx context.Context, r *repo.Repository, p Policy, opts ForgetOption
 	protect := newestPerSource(ms, now)
 
 	groups := map[string][]*repo.Manifest{}
+	nomatch := &NoMatchError{Source: opts.Source, Tag: opts.Tag, SourceFound: opts.Source == ""}
 	for _, m := range ms {
+		for _, s := range m.Sources {
+			nomatch.Sources = appendNew(nomatch.Sources, s.Name)
+		}
 		if opts.Source != "" && !slices.ContainsFunc(m.Sources, func(s repo.ManifestSource) bool { return s.Name == opts.Source }) {
 			continue
 		}
+		nomatch.SourceFound = true
 		if opts.Tag != "" {
 			priv, err := r.ReadPrivate(ctx, m)
 			if err != nil {
 				return nil, fmt.Errorf("snapshot %s: %w", repo.ShortID(m.ID), err)
+			}
+			for _, t := range priv.Tags {
+				nomatch.Tags = appendNew(nomatch.Tags, t)
 			}
 			if !slices.Contains(priv.Tags, opts.Tag) {
 				continue
@@ -128,6 +176,11 @@ func Forget(ctx context.Context, r *repo.Repository, p Policy, opts ForgetOption
 		}
 		g := groupKey(m)
 		groups[g] = append(groups[g], m)
+	}
+	if (opts.Source != "" || opts.Tag != "") && len(groups) == 0 {
+		sort.Strings(nomatch.Sources)
+		sort.Strings(nomatch.Tags)
+		return nil, nomatch
 	}
 	keys := make([]string, 0, len(groups))
 	for k := range groups {

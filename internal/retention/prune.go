@@ -96,8 +96,21 @@ type PruneResult struct {
 	// StaleUploads is the number of incomplete multipart uploads (on a
 	// local disk: temporary files) of killed writes removed.
 	StaleUploads int `json:"stale_uploads"`
+	// Warnings are what prune noticed and left alone: release records of
+	// holds that release nothing (a forged one, say).
+	Warnings []string `json:"warnings,omitempty"`
 	// Repack is what repacking found and did.
 	Repack RepackResult `json:"repack"`
+}
+
+// holdWarnings words the release records that st ignored, sorted.
+func holdWarnings(st repo.HoldState) []string {
+	var out []string
+	for name, why := range st.Ignored {
+		out = append(out, name+": "+why)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Removed bytes in total.
@@ -255,17 +268,11 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	if err != nil {
 		return nil, err
 	}
-	released := map[string]bool{}
-	for _, h := range hs {
-		if h.Released {
-			released[h.Hold] = true
-		}
+	holds := repo.Holding(hs, now, skew)
+	for _, name := range holds.Done {
+		remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.HoldsPrefix})
 	}
-	for name, h := range hs {
-		if released[h.Hold] || h.Expires.Add(skew).Before(now) {
-			remove = append(remove, object{storage.ObjectInfo{Name: name}, repo.HoldsPrefix})
-		}
-	}
+	res.Warnings = append(res.Warnings, holdWarnings(holds)...)
 	// A live run's markers stay, its first one included: its write time
 	// is the run's start on the store's clock.
 	for name, m := range markers {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"time"
 
@@ -110,7 +111,7 @@ func packUsers(kept []keptSnapshot, rks []*repo.Repack) map[string]map[string]bo
 func chunkUsage(ctx context.Context, r *repo.Repository, kept []keptSnapshot, present map[string]int64) (usage, error) {
 	u := usage{}
 	for _, k := range kept {
-		c, err := r.ReadCatalog(ctx, k.m)
+		c, err := r.OpenCatalog(ctx, k.m) // entry by entry: a catalog is never whole in memory
 		if err != nil {
 			return nil, fmt.Errorf("snapshot %s: %w", repo.ShortID(k.m.ID), err)
 		}
@@ -146,8 +147,19 @@ func chunkUsage(ctx context.Context, r *repo.Repository, kept []keptSnapshot, pr
 				return nil, err
 			}
 		}
-		for _, s := range c.Sources {
-			for _, e := range s.Entries {
+		for {
+			if _, err := c.NextSource(); err == io.EOF {
+				break
+			} else if err != nil {
+				return nil, fmt.Errorf("snapshot %s: %w", repo.ShortID(k.m.ID), err)
+			}
+			for {
+				var e repo.Entry
+				if err := c.NextEntry(&e); err == io.EOF {
+					break
+				} else if err != nil {
+					return nil, fmt.Errorf("snapshot %s: %w", repo.ShortID(k.m.ID), err)
+				}
 				for _, ref := range e.Chunks {
 					if err := add(ref); err != nil {
 						return nil, err
@@ -155,6 +167,7 @@ func chunkUsage(ctx context.Context, r *repo.Repository, kept []keptSnapshot, pr
 				}
 			}
 		}
+		c.Close()
 	}
 	return u, nil
 }

@@ -1,0 +1,399 @@
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cofferhq/coffer/internal/pathglob"
+	"github.com/cofferhq/coffer/internal/progress"
+	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/source"
+)
+
+// OpenSource opens the named source of m for a restore that streams its
+// catalog (repo.CatalogStream): it reads the catalog up to the source's
+// name, kind and metadata, and holds none of its entries. RestoreDir and
+// Size read the entries again, one at a time, each time they are called;
+// Entries, Entry, Open and Catalog read and hold the source's entries
+// the first time one of them is called. It needs the identity.
+func OpenSource(ctx context.Context, r *repo.Repository, m *repo.Manifest, name string) (*Source, error) {
+	cs, err := r.OpenCatalog(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	defer cs.Close()
+	var names []string
+	for {
+		h, err := cs.NextSource()
+		if err == io.EOF {
+			return nil, fmt.Errorf("snapshot %s has no source %q (it has: %s)", repo.ShortID(m.ID), name, strings.Join(names, ", "))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if h.Name == name {
+			return &Source{s: &Snapshot{Repo: r, Manifest: m},
+				sc: &repo.SourceCatalog{Name: h.Name, Kind: h.Kind, Meta: h.Meta}, streamed: true}, nil
+		}
+		names = append(names, h.Name)
+	}
+}
+
+// each calls fn with a copy of every entry of the source, in catalog
+// order. A streamed source (OpenSource) reads them from the catalog,
+// checked as repo.CatalogStream checks them, and then reads the rest of
+// the catalog: an error from it (the source's or the catalog's SHA-256)
+// comes after fn saw every entry.
+func (s *Source) each(ctx context.Context, fn func(*repo.Entry) error) error {
+	if !s.streamed {
+		for i := range s.sc.Entries {
+			e := s.sc.Entries[i]
+			if err := fn(&e); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	cs, err := s.s.Repo.OpenCatalog(ctx, s.s.Manifest)
+	if err != nil {
+		return err
+	}
+	defer cs.Close()
+	for {
+		h, err := cs.NextSource()
+		if err == io.EOF {
+			return &repo.IntegrityError{Object: s.s.Manifest.Catalog.Name, Err: fmt.Errorf("source %q is gone from the catalog", s.sc.Name)}
+		}
+		if err != nil {
+			return err
+		}
+		if h.Name == s.sc.Name {
+			break
+		}
+	}
+	for {
+		var e repo.Entry
+		err := cs.NextEntry(&e)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	for {
+		if _, err := cs.NextSource(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+// load reads and holds a streamed source's entries, once.
+func (s *Source) load(ctx context.Context) error {
+	if !s.streamed {
+		return nil
+	}
+	s.once.Do(func() {
+		var entries []repo.Entry
+		s.loadErr = s.each(ctx, func(e *repo.Entry) error {
+			entries = append(entries, *e)
+			return nil
+		})
+		if s.loadErr != nil {
+			return
+		}
+		s.sc.Entries = entries
+		s.byPath = make(map[string]*repo.Entry, len(entries))
+		for i := range entries {
+			s.byPath[entries[i].Path] = &entries[i]
+		}
+	})
+	return s.loadErr
+}
+
+// selection is what a folder restore writes of a source: with a filter,
+// the entries it selects and the folders that lead to them; then those
+// under sub, rebased so that sub becomes the root. scan is the first pass
+// over the entries; keep and rebase decide in the second.
+type selection struct {
+	f   *pathglob.Filter
+	sub string // "." for the whole source
+	// check is the first pass's checker.
+	check *repo.EntryChecker
+	// needed holds the folders that lead to an entry the filter selects.
+	needed map[string]bool
+	// some: the filter selects an entry (the root is never selected).
+	some bool
+	// inSub counts the entries under sub, selected or not; picked the
+	// selected ones.
+	inSub, picked int
+	total         progress.Counts
+}
+
+func newSelection(f *pathglob.Filter, sub string) *selection {
+	sub = strings.Trim(path.Clean("/"+sub), "/")
+	if sub == "" {
+		sub = "."
+	}
+	return &selection{f: f, sub: sub, check: repo.NewEntryChecker(false), needed: map[string]bool{}}
+}
+
+// selects reports whether the filter selects the entry at p.
+func (s *selection) selects(p string) bool {
+	return s.f.Empty() || (p != "." && s.f.Selects(p))
+}
+
+// keep reports whether the restore writes the entry at p (before
+// rebasing): selected, or a folder leading to a selected entry.
+func (s *selection) keep(p string) bool {
+	if s.f.Empty() {
+		return true
+	}
+	if p == "." {
+		return s.some
+	}
+	return s.needed[p] || s.f.Selects(p)
+}
+
+// rebase reports whether e is under sub and makes sub its root. A file
+// sub becomes a single entry named by its base name.
+func (s *selection) rebase(e *repo.Entry) bool {
+	switch {
+	case s.sub == ".":
+		return true
+	case e.Path == s.sub:
+		if e.Type == "dir" {
+			e.Path = "."
+		} else {
+			e.Path = path.Base(s.sub)
+		}
+		return true
+	case strings.HasPrefix(e.Path, s.sub+"/"):
+		e.Path = strings.TrimPrefix(e.Path, s.sub+"/")
+		return true
+	}
+	return false
+}
+
+// scan is the first pass: it checks every entry of the source (see
+// repo.EntryChecker: every entry's parent must be a folder listed before
+// it, and no folder may be listed twice, so that no entry can be created
+// through a symlink or in a folder the catalog does not describe), and
+// counts what is selected.
+func (s *selection) scan(e *repo.Entry) error {
+	if err := s.check.Check(e); err != nil {
+		return &repo.IntegrityError{Object: "catalog", Err: err}
+	}
+	selected := s.selects(e.Path)
+	if !s.f.Empty() && selected {
+		s.some = true
+		for d := path.Dir(e.Path); d != "." && !s.needed[d]; d = path.Dir(d) {
+			s.needed[d] = true
+		}
+	}
+	if !s.rebase(e) {
+		return nil
+	}
+	s.inSub++
+	if selected {
+		s.picked++
+		if e.Type == string(source.TypeFile) {
+			s.total.Bytes += e.Size
+			s.total.Files++
+		}
+	}
+	return nil
+}
+
+// result says why nothing would be restored, after the scan.
+func (s *selection) result() error {
+	noSuch := fmt.Errorf("no such path %q in the snapshot", "/"+strings.TrimPrefix(s.sub, "."))
+	if s.f.Empty() {
+		if s.inSub == 0 {
+			return noSuch
+		}
+		return nil
+	}
+	if s.picked > 0 {
+		return nil
+	}
+	if s.some && s.inSub == 0 {
+		return noSuch // no such path, filter or not
+	}
+	where := ""
+	if s.sub != "." {
+		where = fmt.Sprintf(" under %q", "/"+s.sub)
+	}
+	return fmt.Errorf("%w: no file or folder%s is selected by the patterns", ErrNothingSelected, where)
+}
+
+// listedTwice names what EEXIST means in the staging folder, which the
+// restore made and only it writes in: the catalog lists the path twice.
+func listedTwice(p string, err error) error {
+	if errors.Is(err, unix.EEXIST) {
+		return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q is listed twice", p)}
+	}
+	return nil
+}
+
+// writeTree is the second pass: it reads the source's entries again and
+// restores what sel keeps. Folders are created as they come, files are
+// handed to the workers in runs as they come, symlinks are created after
+// every file, and folder modes and times are set last, deepest first. It
+// holds the folders and symlinks (for those last two steps) and at most a
+// run of files per worker, never the list of files.
+func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, workers int) (*DirResult, error) {
+	if workers <= 0 {
+		workers = 4
+	}
+	s := src.s
+	res := &DirResult{}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// Files go to workers in runs of neighbours (catalog order is pack
+	// order), so a worker's read-ahead window and age's cached 64 KiB
+	// chunk serve many small files with one read and one decryption.
+	jobs := make(chan []repo.Entry)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	readers := make([]*repo.ChunkReader, workers)
+	for i := range readers {
+		cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		readers[i] = cr
+	}
+	for _, cr := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for run := range jobs {
+				for i := range run {
+					if ctx.Err() != nil {
+						break
+					}
+					e := &run[i]
+					if err := restoreFile(ctx, s, cr, e, t); err != nil {
+						cancel(err)
+						break
+					}
+					mu.Lock()
+					res.Files++
+					res.Bytes += e.Size
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	const runBytes, runFiles = 4 << 20, 256
+	var (
+		dirs, links []repo.Entry
+		run         []repo.Entry
+		runN        int64
+	)
+	send := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		select {
+		case jobs <- run:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		run, runN = nil, 0
+		return nil
+	}
+	// Folders first (owner-only until their modes are set at the end),
+	// then files, then symlinks: no link exists while anything is written
+	// below it, so no write can be redirected through a link.
+	check := repo.NewEntryChecker(false)
+	err := src.each(ctx, func(e *repo.Entry) error {
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if err := check.Check(e); err != nil {
+			return &repo.IntegrityError{Object: "catalog", Err: err}
+		}
+		if !sel.keep(e.Path) || !sel.rebase(e) {
+			return nil
+		}
+		switch e.Type {
+		case "dir":
+			if e.Path != "." {
+				if err := t.mkdir(e.Path); err != nil {
+					if ierr := listedTwice(e.Path, err); ierr != nil {
+						return ierr
+					}
+					return fmt.Errorf("create folder %q: %w", e.Path, err)
+				}
+			}
+			dirs = append(dirs, *e)
+		case "file":
+			if len(run) > 0 && (len(run) == runFiles || runN+e.Size > runBytes) {
+				if err := send(); err != nil {
+					return err
+				}
+			}
+			run = append(run, *e)
+			runN += e.Size
+		case "symlink":
+			links = append(links, *e)
+		default:
+			return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q: unknown type %q", e.Path, e.Type)}
+		}
+		return nil
+	})
+	if err == nil {
+		err = send()
+	}
+	close(jobs)
+	wg.Wait()
+	if cause := context.Cause(ctx); cause != nil {
+		return nil, cause
+	}
+	if err != nil {
+		return nil, err
+	}
+	for i := range links {
+		if err := t.symlink(&links[i]); err != nil {
+			if ierr := listedTwice(links[i].Path, err); ierr != nil {
+				return nil, ierr
+			}
+			return nil, fmt.Errorf("create symlink %q: %w", links[i].Path, err)
+		}
+		res.Symlinks++
+	}
+	// Folder modes and times last, deepest first, so that writing inside
+	// a folder does not change its time and read-only folders can be
+	// filled.
+	sort.Slice(dirs, func(i, j int) bool { return dirs[i].Path > dirs[j].Path })
+	for i := range dirs {
+		d := &dirs[i]
+		if d.Path == "." {
+			t.setMeta(t.fd, d)
+		} else {
+			fd, err := t.open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+			if err != nil {
+				return nil, fmt.Errorf("folder %q: %w", d.Path, err)
+			}
+			t.setMeta(fd, d)
+			unix.Close(fd)
+		}
+		res.Dirs++
+	}
+	return res, nil
+}
