@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/progress"
@@ -177,6 +178,18 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 				Kind: KindFuture, Snapshots: []string{repo.ShortID(m.ID)}})
 		}
 	}
+	// Repack records say where the chunks of the packs they replace went:
+	// check their signatures, and their indexes and new packs like the
+	// rest.
+	repacks, badRepacks, err := r.Repacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		for _, err := range badRepacks {
+			rep.add(err, nil)
+		}
+	}
 	// Repair records steer what backups deduplicate against: check their
 	// signatures, and the indexes they name like the rest (they are no
 	// orphans).
@@ -189,7 +202,7 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 		for _, err := range bad {
 			rep.add(err, nil)
 		}
-		if err := unreferenced(ctx, r, ms, repairs, len(listed) == 0, rep); err != nil {
+		if err := unreferenced(ctx, r, ms, repairs, repacks, len(listed) == 0, rep); err != nil {
 			return nil, err
 		}
 		// Holds are not signed: a release record without its holder's
@@ -240,6 +253,34 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 	for _, rp := range repairs {
 		refs[rp.Index.Name] = rp.Index
 	}
+	// A repack record's index and new packs serve the snapshots that use
+	// the packs it replaces (through earlier records too). Its index is
+	// always kept; its new packs only while a snapshot may read from them
+	// (prune removes them after the last one), so only those are checked.
+	for _, rk := range repacks {
+		refs[rk.Index.Name] = rk.Index
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, rk := range repacks {
+			var snaps []string
+			for _, old := range rk.Replaces {
+				snaps = append(snaps, users[old.Name()]...)
+			}
+			if len(snaps) == 0 {
+				continue
+			}
+			for _, ref := range append([]repo.ObjectRef{rk.Index}, packRefs(rk.Packs)...) {
+				refs[ref.Name] = ref
+				for _, s := range snaps {
+					if !slices.Contains(users[ref.Name], s) {
+						users[ref.Name] = append(users[ref.Name], s)
+						changed = true
+					}
+				}
+			}
+		}
+	}
 	for _, d := range drills {
 		refs[d.Report.Name] = d.Report
 	}
@@ -255,6 +296,7 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 		total.Files++
 	}
 	prog.Start(ObjectsPart, total)
+	failed := map[string]error{}
 	for _, n := range names {
 		ref := refs[n]
 		prog.Add(ObjectsPart, progress.Counts{Bytes: ref.Size, Files: 1})
@@ -264,13 +306,28 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 			if !errors.As(err, &ie) {
 				return nil, err
 			}
-			rep.add(err, users[n])
-			broken[n] = true
+			failed[n] = err
 			continue
 		}
 		rep.Bytes += ref.Size
 	}
 	prog.Finish(ObjectsPart)
+	// A pack that is gone is no damage when a verified repack record
+	// replaces it and the record's new packs are there (or are replaced in
+	// turn): the chunks are read from those.
+	for _, n := range names {
+		err := failed[n]
+		if err == nil {
+			continue
+		}
+		if ok, err := relocated(ctx, r, refs[n], failed, 0); err != nil {
+			return nil, err
+		} else if ok {
+			continue
+		}
+		rep.add(err, users[n])
+		broken[n] = true
+	}
 	if depth >= Read && r.HasIdentity() {
 		for _, m := range ms {
 			if broken[m.Private.Name] {
@@ -313,10 +370,16 @@ func VerifyProgress(ctx context.Context, r *repo.Repository, ids []string, depth
 // backup so far was killed between writing those and its manifest, and
 // that is one problem. Orphaned packs alone (a first backup killed while
 // uploading) stay a warning.
-func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, repairs []*repo.Repair, none bool, rep *Report) error {
+func unreferenced(ctx context.Context, r *repo.Repository, ms []*repo.Manifest, repairs []*repo.Repair, repacks []*repo.Repack, none bool, rep *Report) error {
 	used := map[string]bool{}
 	for _, rp := range repairs {
 		used[rp.Index.Name] = true
+	}
+	for _, rk := range repacks {
+		used[rk.Index.Name] = true
+		for _, p := range rk.Packs {
+			used[p.Name()] = true
+		}
 	}
 	for _, m := range ms {
 		for _, ref := range m.Objects() {
@@ -405,6 +468,54 @@ func (rep *Report) add(err error, snaps []string) {
 		}
 	}
 	rep.Problems = append(rep.Problems, Problem{Object: obj, Error: err.Error(), Snapshots: short})
+}
+
+func packRefs(ps []repo.PackRef) []repo.ObjectRef {
+	out := make([]repo.ObjectRef, len(ps))
+	for i, p := range ps {
+		out[i] = p.Ref()
+	}
+	return out
+}
+
+// relocated reports whether ref, which failed its check (failed), is a
+// pack that is gone (missing, or of another size) and that a verified
+// repack record replaces whose new packs all passed their checks or are
+// relocated in turn.
+func relocated(ctx context.Context, r *repo.Repository, ref repo.ObjectRef, failed map[string]error, depth int) (bool, error) {
+	if !strings.HasPrefix(ref.Name, repo.DataPrefix) || depth > 16 {
+		return false, nil
+	}
+	oi, err := r.Store.Stat(ctx, ref.Name)
+	switch {
+	case errors.Is(err, storage.ErrNotExist):
+	case err != nil:
+		return false, fmt.Errorf("stat %s: %w", ref.Name, err)
+	case oi.Size == ref.Size:
+		return false, nil // there, but damaged: no record stands in for it
+	}
+	recs, err := r.Replaced(ctx, ref.SHA256)
+	if err != nil {
+		return false, err
+	}
+next:
+	for _, rk := range recs {
+		if failed[rk.Index.Name] != nil {
+			continue
+		}
+		for _, p := range rk.Packs {
+			if failed[p.Name()] == nil {
+				continue
+			}
+			if ok, err := relocated(ctx, r, p.Ref(), failed, depth+1); err != nil {
+				return false, err
+			} else if !ok {
+				continue next
+			}
+		}
+		return true, nil
+	}
+	return false, nil
 }
 
 func checkObject(ctx context.Context, r *repo.Repository, ref repo.ObjectRef, read bool) error {

@@ -141,7 +141,8 @@ func daemonRetention(ctx context.Context, g *globals, job config.BackupJob) (for
 	if !rp.Prune {
 		return len(res.Forgotten), nil
 	}
-	if _, err := retention.Prune(ctx, r, retention.PruneOptions{}); err != nil {
+	// With an identity in the daemon's keys, prune repacks too.
+	if _, err := retention.Prune(ctx, r, retention.PruneOptions{Repack: true}); err != nil {
 		return len(res.Forgotten), fmt.Errorf("prune: %w", err)
 	}
 	return len(res.Forgotten), nil

@@ -16,8 +16,10 @@ import (
 )
 
 type pruneOptions struct {
-	dryRun bool
-	grace  time.Duration
+	dryRun    bool
+	grace     time.Duration
+	repack    bool
+	threshold int
 }
 
 func pruneCommand(g *globals) *cli.Command {
@@ -32,12 +34,20 @@ func pruneCommand(g *globals) *cli.Command {
 			"forgotten since. Objects that S3 Object Lock still retains are never deleted: prune says when\n" +
 			"they free up; run it again then. With repair records, pass --signing-key (to read the newest\n" +
 			"record's index).\n\n" +
+			"With --identity, prune also finds the packs that kept snapshots use only partly (at least\n" +
+			"--repack-threshold percent of their bytes unused); with --signing-key too, it copies their\n" +
+			"chunks in use into new packs and writes a signed repack record, and a later prune (once no\n" +
+			"backup that started before the record still runs) deletes the old packs. Snapshots are not\n" +
+			"rewritten: readers follow the record.\n\n" +
 			"Examples:\n" +
 			"  coffer prune --dry-run\n" +
-			"  coffer forget --keep-daily 7 && coffer prune --grace 2h",
+			"  coffer forget --keep-daily 7 && coffer prune --grace 2h\n" +
+			"  coffer prune --identity identity.txt --signing-key host/signing.key --repack-threshold 30",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Destination: &o.dryRun, Usage: "report what would be removed and freed; remove nothing"},
 			&cli.DurationFlag{Name: "grace", Value: retention.DefaultGrace, Destination: &o.grace, Usage: "keep unreferenced objects younger than `DURATION` (backups that could not announce themselves)"},
+			&cli.BoolFlag{Name: "repack", Value: true, Destination: &o.repack, Usage: "repack partly used packs when --identity and --signing-key are given (--repack=false: only report them)"},
+			&cli.IntFlag{Name: "repack-threshold", Value: int(retention.DefaultRepackThreshold * 100), Destination: &o.threshold, Usage: "repack a pack when at least `PERCENT` of its bytes are unused"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -45,6 +55,9 @@ func pruneCommand(g *globals) *cli.Command {
 			}
 			if o.grace < 0 {
 				return usagef("--grace must not be negative")
+			}
+			if o.threshold < 1 || o.threshold > 100 {
+				return usagef("--repack-threshold must be a percentage from 1 to 100, got %d", o.threshold)
 			}
 			return runPrune(c.Context, g, o)
 		},
@@ -56,14 +69,18 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 	if err != nil {
 		return err
 	}
-	res, err := retention.Prune(ctx, r, retention.PruneOptions{DryRun: o.dryRun, Grace: o.grace, GraceSet: true})
+	res, err := retention.Prune(ctx, r, retention.PruneOptions{DryRun: o.dryRun, Grace: o.grace, GraceSet: true,
+		Repack: o.repack, RepackThreshold: float64(o.threshold) / 100})
 	if err != nil {
 		var de *retention.DamagedError
+		var re *retention.RepackRecordError
 		switch {
 		case errors.Is(err, storage.ErrDeleteDenied):
 			return withHint(err, "run prune with credentials that may delete (a maintenance host's), not the backup host's")
 		case errors.As(err, &de):
 			return withHint(err, "run coffer verify, and deal with the damaged manifests first")
+		case errors.As(err, &re):
+			return withHint(err, "run coffer verify: a repack record that does not verify was forged or damaged")
 		case errors.Is(err, repo.ErrNoIdentity):
 			return withHint(err, "repair records exist: pass --signing-key (prune reads the newest record's index with it)")
 		}
@@ -114,6 +131,24 @@ func runPrune(ctx context.Context, g *globals, o *pruneOptions) error {
 	}
 	if res.StaleUploads > 0 {
 		fmt.Fprintf(g.stdout, "removed %d incomplete upload(s) of killed writes\n", res.StaleUploads)
+	}
+	rp := res.Repack
+	if rp.Replaced.Objects > 0 {
+		fmt.Fprintf(g.stdout, "%s %d pack(s), %s, that repack records replace\n", verb, rp.Replaced.Objects, units.Bytes(rp.Replaced.Bytes))
+	}
+	if rp.Waiting.Objects > 0 {
+		fmt.Fprintf(g.stdout, "kept %d repacked pack(s), %s, for now: a backup may have used them while the repack ran; a later prune removes them\n",
+			rp.Waiting.Objects, units.Bytes(rp.Waiting.Bytes))
+	}
+	switch {
+	case rp.Record != "":
+		fmt.Fprintf(g.stdout, "repacked %d partly used pack(s), %s: copied %d chunk(s) into %s of new packs (repack record %s); a later prune frees %s\n",
+			rp.Candidates, units.Bytes(rp.CandidateBytes), rp.Chunks, units.Bytes(rp.Written.Bytes), repo.ShortID(rp.Record), units.Bytes(rp.UnusedBytes))
+	case rp.Candidates > 0:
+		fmt.Fprintf(g.stdout, "%d partly used pack(s), %s: repacking would free %s (not repacked: %s)\n",
+			rp.Candidates, units.Bytes(rp.CandidateBytes), units.Bytes(rp.UnusedBytes), rp.Skipped)
+	case rp.Skipped != "" && !o.dryRun:
+		fmt.Fprintf(g.stdout, "partly used packs not checked: %s\n", rp.Skipped)
 	}
 	return nil
 }

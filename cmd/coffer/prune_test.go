@@ -246,3 +246,198 @@ func TestPruneAfterKilledBackups(t *testing.T) {
 		t.Fatalf("snapshots after prune: %v", ids)
 	}
 }
+
+// openFull opens e's repository in this process as a maintenance host that
+// repacks: the owner pin, the host's signing key and the identity.
+func (e *crashEnv) openFull(t *testing.T) *repo.Repository {
+	t.Helper()
+	r := e.openHost(t)
+	ids, err := keys.LoadIdentities(filepath.Join(e.dir, "keys", keys.RestoreDir, keys.IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := repo.Open(context.Background(), r.Store, repo.OpenOptions{Owner: r.Owner(), Signing: r.Host(), Identities: ids})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return full
+}
+
+// TestPruneRepackWhileBackupRuns repacks, again and again, while a real
+// coffer backup runs that deduplicates against every chunk of a partly
+// used pack, the chunks no kept snapshot uses included (a repair record's
+// index lists them, and the backup loaded it before the repack record
+// existed). The prune that repacks keeps
+// the old pack; later prunes keep it too while the backup runs, and after
+// it, because the new snapshot uses chunks the record does not hold. Both
+// finish, verify --decrypt passes and both snapshots restore identical.
+func TestPruneRepackWhileBackupRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds coffer and backs up 60 MB")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	e := newCrashEnv(t, "")
+	big := makeBigTree(t)
+	a := randomTree(t, 4, 8, 1<<20)
+	one := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(a, "r00.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(one, "r00.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.backup("a=dir:" + a)
+	s1 := e.backup("a=dir:" + one) // uses one file of eight of the first pack
+	e.mustRun("forget", "--keep-last", "1")
+	// A repair record's index lists every chunk of every pack, those no
+	// kept snapshot uses included: backups deduplicate against them.
+	e.mustRun("repair")
+	time.Sleep(20 * time.Millisecond)
+	packsBefore := map[string]bool{}
+	objs, _ := repoFiles(e.local, "data")
+	for _, o := range objs {
+		packsBefore[o] = true
+	}
+
+	// The big tree first, so that the backup runs for a while after it
+	// loaded its index; then all of a, deduplicated against the old pack.
+	cmd := e.command("--json", "backup", "data=dir:"+big, "a=dir:"+a)
+	cmd.Env = append(cmd.Env, "XDG_CACHE_HOME="+t.TempDir())
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Wait for its first new pack: by then it has loaded its index.
+	for waiting := true; waiting; {
+		objs, _ := repoFiles(e.local, "data")
+		for _, o := range objs {
+			if !packsBefore[o] {
+				waiting = false
+			}
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("the backup ended before it stored a pack: %v\n%s", err, errOut.String())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	var prunes, records int
+	var backupErr error
+loop:
+	for {
+		select {
+		case backupErr = <-done:
+			break loop
+		default:
+		}
+		res, err := retention.Prune(ctx, e.openFull(t), retention.PruneOptions{GraceSet: true, Skew: time.Millisecond, Repack: true})
+		if err != nil {
+			t.Fatalf("prune while the backup runs: %v", err)
+		}
+		prunes++
+		if res.Repack.Record != "" {
+			records++
+		}
+		if res.Repack.Replaced.Objects > 0 {
+			t.Fatalf("a prune removed a repacked pack while a backup that started before the repack ran: %+v", res.Repack)
+		}
+	}
+	if backupErr != nil {
+		t.Fatalf("backup: %v\n%s", backupErr, errOut.String())
+	}
+	t.Logf("%d prunes ran while the backup ran, %d repacked", prunes, records)
+	if records != 1 {
+		t.Fatalf("%d repack records written while the backup ran, want 1", records)
+	}
+	var id string
+	if err := json.Unmarshal(endResult(out.String()), &struct{ Snapshot *string }{&id}); err != nil || len(id) != 64 {
+		t.Fatalf("backup --json: no snapshot in %q: %v", out.String(), err)
+	}
+	// The new snapshot deduplicated against the old pack's other chunks.
+	rks, _, err := e.openHost(t).Repacks(ctx)
+	if err != nil || len(rks) != 1 {
+		t.Fatalf("repack records: %v, %d", err, len(rks))
+	}
+	m, err := e.openHost(t).ReadManifest(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := rks[0].Replaces[0]
+	usesOld := false
+	for _, p := range m.Packs {
+		usesOld = usesOld || p.SHA256 == old.SHA256
+	}
+	if !usesOld {
+		t.Fatalf("the backup did not deduplicate against the repacked pack: the test did not race")
+	}
+	// An hour later: the record is older than any running backup, but the
+	// new snapshot uses chunks of the old pack that it does not hold.
+	res, err := retention.Prune(ctx, e.openFull(t), retention.PruneOptions{GraceSet: true, Now: time.Now().Add(time.Hour), Repack: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(e.local, old.Name())); err != nil {
+		t.Fatalf("the old pack, which the new snapshot uses, was removed: %v (%+v)", err, res.Repack)
+	}
+	e.verify("--decrypt")
+	e.restoreAndCompare(id, "data", big)
+	e.restoreAndCompare(id, "a", a)
+	e.restoreAndCompare(s1, "a", one)
+}
+
+// TestPruneCommandRepacks: coffer prune with the identity and the signing
+// key (the environment's) reports, then repacks, a pack the kept snapshot
+// uses for one file of eight; the old pack stays for a later prune; with
+// --repack=false it only reports. The snapshot still verifies and
+// restores.
+func TestPruneCommandRepacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds coffer")
+	}
+	t.Parallel()
+	e := newCrashEnv(t, "")
+	a := randomTree(t, 5, 8, 1<<20)
+	one := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(a, "r00.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(one, "r00.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.backup("a=dir:" + a)
+	s1 := e.backup("a=dir:" + one)
+	e.mustRun("forget", "--keep-last", "1")
+	// An hour later, as far as the forgotten snapshot is concerned: its
+	// data goes, but for the file the kept one shares.
+	if _, err := retention.Prune(context.Background(), e.openHost(t), retention.PruneOptions{GraceSet: true, Now: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+
+	out := e.mustRun("prune", "--dry-run")
+	if !strings.Contains(out, "1 partly used pack(s)") || !strings.Contains(out, "repacking would free") {
+		t.Fatalf("prune --dry-run does not report the partly used pack:\n%s", out)
+	}
+	out = e.mustRun("prune", "--grace", "0s", "--repack=false")
+	if !strings.Contains(out, "not repacked: repacking is off") {
+		t.Fatalf("prune --repack=false:\n%s", out)
+	}
+	out = e.mustRun("prune", "--grace", "0s")
+	if !strings.Contains(out, "repacked 1 partly used pack(s)") {
+		t.Fatalf("prune with the identity and signing key did not repack:\n%s", out)
+	}
+	if _, errOut, code := e.run("prune", "--repack-threshold", "0"); code != 2 || !strings.Contains(errOut, "--repack-threshold") {
+		t.Fatalf("prune --repack-threshold 0: exit %d, want 2 naming the flag: %s", code, errOut)
+	}
+	out = e.mustRun("prune", "--grace", "0s")
+	if !strings.Contains(out, "kept 1 repacked pack(s)") {
+		t.Fatalf("a prune right after the repack must keep the old pack, and say so:\n%s", out)
+	}
+	e.verify("--decrypt")
+	e.restoreAndCompare(s1, "a", one)
+}

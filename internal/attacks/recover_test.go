@@ -14,6 +14,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/retention"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
 	"github.com/cofferhq/coffer/internal/testing/testutil"
@@ -316,5 +317,86 @@ func BenchmarkRecoverScript(b *testing.B) {
 		}
 		os.RemoveAll(out)
 		b.StartTimer()
+	}
+}
+
+// TestRecoverScriptRepacked: after coffer prune repacked the packs a kept
+// snapshot uses only partly and a later prune deleted them, the recovery
+// script finds the chunks through the signed repack record (step 1b), in
+// both its dir and file modes, and rebuilds the folder identically.
+func TestRecoverScriptRepacked(t *testing.T) {
+	script := recoverScript(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeRecoverTree(t, dir)
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i/4096)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := testrepo.New(t)
+	run := func() *repo.Manifest {
+		res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing,
+			Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: dir}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		return res.Manifest
+	}
+	// The first snapshot also holds 8 MiB that the second does not.
+	extra := filepath.Join(dir, "extra.bin")
+	noise := make([]byte, 8<<20)
+	for i := range noise {
+		noise[i] = byte(i*13 + i/999 + i/65536)
+	}
+	if err := os.WriteFile(extra, noise, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run()
+	if err := os.Remove(extra); err != nil {
+		t.Fatal(err)
+	}
+	m := run()
+	full, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), Signing: tr.Signing, Identities: tr.Identities})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := retention.Forget(ctx, full, retention.Policy{Last: 1}, retention.ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the first repacks, the second deletes the old packs
+		res, err := retention.Prune(ctx, full, retention.PruneOptions{Now: time.Now().Add(time.Hour), GraceSet: true,
+			Repack: true, RepackThreshold: 0.3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("prune: repack %+v", res.Repack)
+	}
+	gone := 0
+	for _, p := range m.Packs {
+		if _, err := tr.Store.Stat(ctx, p.Name()); err != nil {
+			gone++
+		}
+	}
+	if gone == 0 {
+		t.Fatal("no pack of the kept snapshot was repacked: the test tests nothing")
+	}
+	repoDir := filepath.Join(tr.Dir, "repo")
+	out := filepath.Join(t.TempDir(), "out")
+	if stderr, code := runRecover(t, script, "dir", repoDir, tr.Keys.Identity, m.ID, "docs", out); code != 0 {
+		t.Fatalf("recover a snapshot whose packs were repacked: exit %d: %s", code, stderr)
+	}
+	if err := fixture.CompareTrees(dir, out); err != nil {
+		t.Fatalf("the script's restore differs from the original: %v", err)
+	}
+	one := filepath.Join(t.TempDir(), "big.bin")
+	if stderr, code := runRecover(t, script, "file", repoDir, tr.Keys.Identity, m.ID, "docs", "big.bin", one); code != 0 {
+		t.Fatalf("recover one file: exit %d: %s", code, stderr)
+	}
+	if b, err := os.ReadFile(one); err != nil || !bytes.Equal(b, big) {
+		t.Fatalf("recovered big.bin differs (%v)", err)
 	}
 }

@@ -26,7 +26,13 @@ type Catalog struct {
 	Version  int             `json:"version"`
 	Snapshot string          `json:"snapshot"`
 	Sources  []SourceCatalog `json:"sources"`
+
+	rootChunks []ChunkRef // the catalog's own chunks (set by ReadCatalog)
 }
+
+// RootChunks returns the chunks that hold the catalog's JSON, as its root
+// lists them (only for a catalog read with ReadCatalog).
+func (c *Catalog) RootChunks() []ChunkRef { return c.rootChunks }
 
 // CatalogRoot is the object catalogs/<sha256>: where the catalog's JSON
 // encoding is stored, its size and its SHA-256.

@@ -39,7 +39,13 @@ type CatalogStream struct {
 	hasSHA, hasSz  bool
 	h              hash.Hash
 	total, entries int64
+
+	rootChunks []ChunkRef // the catalog's own chunks, as its root lists them
 }
+
+// RootChunks returns the chunks that hold the catalog's JSON, as its root
+// lists them.
+func (s *CatalogStream) RootChunks() []ChunkRef { return s.rootChunks }
 
 // SourceHeader is a source of a catalog without its entries.
 type SourceHeader struct {
@@ -92,7 +98,12 @@ func (r *Repository) OpenCatalog(ctx context.Context, m *Manifest) (*CatalogStre
 		return nil, err
 	}
 	in := &catalogBytes{ctx: ctx, name: name, root: &root, packs: packs, cr: cr, h: sha256.New()}
-	return decodeCatalog(in, name, m.ID, packs)
+	s, err := decodeCatalog(in, name, m.ID, packs)
+	if err != nil {
+		return nil, err
+	}
+	s.rootChunks = root.Chunks
+	return s, nil
 }
 
 // decodeCatalog starts decoding the catalog JSON that r yields: name is

@@ -28,6 +28,11 @@ type ChunkReader struct {
 	id    func([]byte) ChunkID
 	open  map[string]*openPack
 	order []string
+	gone  map[string]error // packs found missing or resized, so a repacked pack costs one request
+	// reloaded are the gone packs for which the repack records were
+	// listed again.
+	reloaded map[string]bool
+
 	// Fetched counts ciphertext bytes read from storage.
 	Fetched int64
 	// FetchTime is the time spent in storage reads (opening a range and
@@ -62,6 +67,12 @@ type openPack struct {
 
 // NewChunkReader returns a reader for the packs listed in m.
 func (r *Repository) NewChunkReader(ctx context.Context, m *Manifest) (*ChunkReader, error) {
+	return r.NewPackReader(ctx, m.Packs)
+}
+
+// NewPackReader returns a reader for the given packs, which are expected
+// at the sizes given.
+func (r *Repository) NewPackReader(ctx context.Context, packs []PackRef) (*ChunkReader, error) {
 	if len(r.identities) == 0 {
 		return nil, ErrNoIdentity
 	}
@@ -69,15 +80,18 @@ func (r *Repository) NewChunkReader(ctx context.Context, m *Manifest) (*ChunkRea
 	if err != nil {
 		return nil, err
 	}
-	sizes := make(map[string]int64, len(m.Packs))
-	for _, p := range m.Packs {
+	sizes := make(map[string]int64, len(packs))
+	for _, p := range packs {
 		sizes[p.SHA256] = p.Size
 	}
-	return &ChunkReader{r: r, sizes: sizes, id: id, open: map[string]*openPack{}}, nil
+	return &ChunkReader{r: r, sizes: sizes, id: id, open: map[string]*openPack{}, gone: map[string]error{}}, nil
 }
 
 // Read returns the plaintext of chunk c stored in pack, verified against
-// its id.
+// its id. When pack is gone from the store (or has another size than the
+// manifest records) and a verified repack record replaces it, the chunk is
+// read where the record put it (doc/design.md, section 6.3), and its keyed
+// id is checked all the same.
 func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byte, error) {
 	if st, ok := ctx.Value(readStatsKey{}).(*ReadStats); ok {
 		start, fetch, fetched := time.Now(), cr.FetchTime, cr.Fetched
@@ -88,13 +102,63 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 			st.Bytes.Add(cr.Fetched - fetched)
 		}()
 	}
-	name := PackName(pack)
-	p, err := cr.pack(ctx, pack)
-	if err != nil {
-		return nil, err
+	_, data, _, err := cr.read(ctx, pack, c)
+	return data, err
+}
+
+// ReadStored is Read that returns the chunk's bytes as stored (a zstd
+// frame when z is set), after checking its id, and the reference to where
+// it was read (c itself, or its place in a repacked pack).
+func (cr *ChunkReader) ReadStored(ctx context.Context, pack string, c ChunkRef) ([]byte, ChunkRef, error) {
+	stored, _, at, err := cr.read(ctx, pack, c)
+	return stored, at, err
+}
+
+func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (stored, data []byte, at ChunkRef, err error) {
+	c.Pack = pack
+	size, ok := cr.sizes[pack]
+	if !ok {
+		return nil, nil, c, integrity(PackName(pack), "pack is not listed in the manifest")
 	}
+	p, err := cr.pack(ctx, pack, size)
+	for hop := 0; err != nil && isGone(err) && hop < maxRelocations; hop++ {
+		loc, found, rerr := cr.r.Relocate(ctx, c.Pack, c.ID)
+		if rerr == nil && !found && !cr.reloaded[c.Pack] {
+			// A long read (a restore drill of hours) may have loaded the
+			// records before the one that replaced this pack was written:
+			// list them again, once per pack.
+			if cr.reloaded == nil {
+				cr.reloaded = map[string]bool{}
+			}
+			cr.reloaded[c.Pack] = true
+			cr.r.forgetRepacks()
+			loc, found, rerr = cr.r.Relocate(ctx, c.Pack, c.ID)
+		}
+		if rerr != nil {
+			if ctx.Err() != nil {
+				return nil, nil, c, ctx.Err()
+			}
+			return nil, nil, c, fmt.Errorf("%w (reading the repack records that replace it: %w)", err, rerr)
+		}
+		if !found {
+			if recs, _ := cr.r.Replaced(ctx, c.Pack); len(recs) > 0 {
+				err = integrity(PackName(c.Pack), "%v, and repack record %s that replaces it does not hold chunk %s",
+					err.(*IntegrityError).Err, ShortID(recs[0].ID), ShortID(c.ID.String()))
+			}
+			break
+		}
+		if loc.Chunk.Raw != c.Raw {
+			return nil, nil, c, integrity(RepackName(loc.Record), "chunk %s: length %d, want %d", ShortID(c.ID.String()), loc.Chunk.Raw, c.Raw)
+		}
+		c = ChunkRef{ID: c.ID, Pack: loc.Pack.SHA256, Offset: loc.Chunk.Offset, Length: loc.Chunk.Length, Raw: loc.Chunk.Raw, Zstd: loc.Chunk.Zstd}
+		p, err = cr.pack(ctx, c.Pack, loc.Pack.Size)
+	}
+	if err != nil {
+		return nil, nil, c, err
+	}
+	name := PackName(c.Pack)
 	if c.Offset > p.plainSize-c.Length {
-		return nil, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
+		return nil, nil, c, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
 	}
 	// Read ahead: the next chunks a restore needs usually follow in the
 	// same pack, so one ranged read serves many small chunks.
@@ -104,46 +168,59 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 	buf := make([]byte, c.Length)
 	if _, err := p.ra.ReadAt(buf, c.Offset); err != nil && !(errors.Is(err, io.EOF) && c.Offset+c.Length == p.plainSize) {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, c, ctx.Err()
 		}
 		if errors.Is(err, storage.ErrNotExist) {
-			return nil, integrity(name, "missing")
+			return nil, nil, c, integrity(name, "missing")
 		}
-		return nil, integrity(name, "read chunk: %v", err)
+		return nil, nil, c, integrity(name, "read chunk: %v", err)
 	}
-	data := buf
+	data = buf
 	if c.Zstd {
 		data, err = Decompress(nil, buf, c.Raw)
 		if err != nil {
-			return nil, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
+			return nil, nil, c, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
 		}
 	} else if int64(len(buf)) != c.Raw {
-		return nil, integrity(name, "chunk %s: length %d, want %d", ShortID(c.ID.String()), len(buf), c.Raw)
+		return nil, nil, c, integrity(name, "chunk %s: length %d, want %d", ShortID(c.ID.String()), len(buf), c.Raw)
 	}
 	if cr.id(data) != c.ID {
-		return nil, integrity(name, "chunk %s does not match its id", ShortID(c.ID.String()))
+		return nil, nil, c, integrity(name, "chunk %s does not match its id", ShortID(c.ID.String()))
 	}
-	return data, nil
+	return buf, data, c, nil
 }
 
-func (cr *ChunkReader) pack(ctx context.Context, pack string) (*openPack, error) {
+// goneError says that a pack is not in the store as the manifest (or a
+// repack record) describes it: missing, or of another size. A repack
+// record may then say where its chunks went.
+type goneError struct{ msg string }
+
+func (e *goneError) Error() string { return e.msg }
+
+func isGone(err error) bool {
+	var g *goneError
+	return errors.As(err, &g)
+}
+
+func (cr *ChunkReader) pack(ctx context.Context, pack string, size int64) (*openPack, error) {
 	if p, ok := cr.open[pack]; ok {
 		return p, nil
 	}
-	name := PackName(pack)
-	size, ok := cr.sizes[pack]
-	if !ok {
-		return nil, integrity(name, "pack is not listed in the manifest")
+	if err, ok := cr.gone[pack]; ok {
+		return nil, err
 	}
+	name := PackName(pack)
 	st, err := cr.r.Store.Stat(ctx, name)
 	if errors.Is(err, storage.ErrNotExist) {
-		return nil, integrity(name, "missing")
+		cr.gone[pack] = &IntegrityError{Object: name, Err: &goneError{"missing"}}
+		return nil, cr.gone[pack]
 	}
 	if err != nil {
 		return nil, fmt.Errorf("stat %s: %w", name, err)
 	}
 	if st.Size != size {
-		return nil, integrity(name, "size %d, want %d", st.Size, size)
+		cr.gone[pack] = &IntegrityError{Object: name, Err: &goneError{fmt.Sprintf("size %d, want %d", st.Size, size)}}
+		return nil, cr.gone[pack]
 	}
 	src := &windowReaderAt{ctx: ctx, st: cr.r.Store, name: name, size: size, fetched: &cr.Fetched, fetchTime: &cr.FetchTime}
 	ra, plain, err := age.DecryptReaderAt(src, size, cr.r.identities...)

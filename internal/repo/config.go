@@ -713,7 +713,7 @@ func copyConfig(c *Config) (*Config, error) {
 	return &out, json.Unmarshal(b, &out)
 }
 
-// SignedBy returns the snapshots, repair records and drill records that the host key
+// SignedBy returns the snapshots, repair records, repack records and drill records that the host key
 // key signed and that verify now, with their documents' SHA-256, for a
 // revocation's keep list.
 func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, error) {
@@ -734,6 +734,15 @@ func (r *Repository) SignedBy(ctx context.Context, key keys.PublicKey) ([]Kept, 
 	for _, rp := range rps {
 		if rp.Signer == key.String() {
 			ids = append(ids, Kept{ID: rp.ID, SHA256: rp.docSHA256})
+		}
+	}
+	rks, _, err := r.Repacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, rk := range rks {
+		if rk.Signer == key.String() {
+			ids = append(ids, Kept{ID: rk.ID, SHA256: rk.docSHA256})
 		}
 	}
 	drills, _, err := r.Drills(ctx)

@@ -174,7 +174,9 @@ type Dedup struct {
 // identity) and ms, the manifests that verified (Manifests): the index
 // objects they reference, written
 // after the newest verified repair record, and that record's rebuilt
-// index. Index objects that no verified manifest or record references
+// index, and the indexes of every verified repack record, less the packs
+// such a record replaces. Index objects that no verified manifest or
+// record references
 // (written by anyone who can encrypt to the index key, an identity holder
 // for one) are never read. An index object must match the size and hash
 // its reference records. A pack's chunks are kept only when the pack is
@@ -212,6 +214,28 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 			}
 		}
 	}
+	// Repack records: their indexes list the new packs, and the packs they
+	// replace are no longer deduplicated against (a later prune deletes
+	// them).
+	repacks, badRepacks, err := r.Repacks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range badRepacks {
+		d.Skipped = append(d.Skipped, e.Error())
+	}
+	replaced := map[string]bool{}
+	only := map[string]map[string]bool{} // a repack index: only the packs its record names
+	for _, rk := range repacks {
+		refs = append(refs, rk.Index)
+		only[rk.Index.Name] = map[string]bool{}
+		for _, p := range rk.Packs {
+			only[rk.Index.Name][p.SHA256] = true
+		}
+		for _, p := range rk.Replaces {
+			replaced[p.SHA256] = true
+		}
+	}
 	for _, m := range ms {
 		// The newest repair rebuilt everything before it from the packs.
 		if !since.IsZero() && m.Time.Before(since) {
@@ -238,7 +262,10 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 			if i == 0 && !since.IsZero() && !ip.ModTime.IsZero() {
 				d.Vouched[ip.SHA256] = ip.ModTime
 			}
-			if d.Damaged[ip.SHA256] {
+			if d.Damaged[ip.SHA256] || replaced[ip.SHA256] {
+				continue
+			}
+			if o, ok := only[ref.Name]; ok && !o[ip.SHA256] {
 				continue
 			}
 			if oi, ok := d.Present[ip.SHA256]; ok && oi.Size == ip.Size {

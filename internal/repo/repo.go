@@ -73,6 +73,9 @@ type Repository struct {
 	forgotLoaded bool
 	forgotten    map[string]*Tombstone // snapshots forgotten on purpose
 	forgotBad    []error               // tombstones that do not verify
+
+	repackMu sync.Mutex
+	repacks  *repackState // repack records, loaded on first use
 }
 
 // HasIdentity reports whether the repository was opened with an identity.
@@ -266,7 +269,7 @@ func (r *Repository) readHostSigned(ctx context.Context, kind, name, id string, 
 // readHostSignedSize is readHostSigned, and also returns the document's
 // size.
 func (r *Repository) readHostSignedSize(ctx context.Context, kind, name, id string, limit int64, fresh func() hostSigned) (string, int64, error) {
-	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record", KindTombstone: "tombstone", KindDrill: "drill record"}[kind]
+	noun := map[string]string{KindManifest: "manifest", KindRepair: "repair record", KindTombstone: "tombstone", KindDrill: "drill record", KindRepack: "repack record"}[kind]
 	doc, err := readAll(ctx, r.Store, name, limit)
 	if errors.Is(err, storage.ErrNotExist) {
 		return "", 0, integrity(name, "missing")
@@ -407,7 +410,7 @@ func (r *Repository) ReadCatalog(ctx context.Context, m *Manifest) (*Catalog, er
 		return nil, err
 	}
 	defer s.Close()
-	c := &Catalog{Version: Version, Snapshot: m.ID}
+	c := &Catalog{Version: Version, Snapshot: m.ID, rootChunks: s.rootChunks}
 	for {
 		h, err := s.NextSource()
 		if err == io.EOF {

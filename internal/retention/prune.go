@@ -33,6 +33,16 @@ type PruneOptions struct {
 	Now time.Time
 	// Progress, if set, is called before each deletion.
 	Progress func(name string)
+	// Repack copies the chunks in use of partly used packs into new packs
+	// and writes a signed repack record (doc/design.md, section 6.3); a
+	// later prune deletes the old packs. It needs an identity (to read the
+	// catalogs and the packs) and the host signing key r was opened with.
+	// With an identity but without Repack (or in a dry run), Prune reports
+	// the candidates only.
+	Repack bool
+	// RepackThreshold is the share of a pack's bytes that must be unused
+	// for it to be repacked; zero means DefaultRepackThreshold.
+	RepackThreshold float64
 }
 
 // Kind counts objects of one kind.
@@ -89,6 +99,8 @@ type PruneResult struct {
 	// Warnings are what prune noticed and left alone: release records of
 	// holds that release nothing (a forged one, say).
 	Warnings []string `json:"warnings,omitempty"`
+	// Repack is what repacking found and did.
+	Repack RepackResult `json:"repack"`
 }
 
 // holdWarnings words the release records that st ignored, sorted.
@@ -178,6 +190,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 	}
 	live := map[string]bool{}
 	pending := map[string]bool{}
+	var kept []keptSnapshot
 	var dropManifests []string
 	var bad []error
 	for _, id := range ids {
@@ -197,6 +210,7 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 			}
 			return nil, err
 		}
+		kept = append(kept, keptSnapshot{m: m, forgotten: forgotten[id] != nil})
 		set := live
 		if forgotten[id] != nil {
 			set = pending
@@ -210,6 +224,10 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		return nil, &DamagedError{Errs: bad}
 	}
 	if err := repairsLive(ctx, r, live); err != nil {
+		return nil, err
+	}
+	cands, err := repacksLive(ctx, r, kept, live, pending, cutoff, opts, res)
+	if err != nil {
 		return nil, err
 	}
 
@@ -305,7 +323,146 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		}
 		res.StaleUploads = n
 	}
+	if len(cands.packs) > 0 {
+		if err := writeRepack(ctx, r, cands.packs, cands.u, kept, &res.Repack); err != nil {
+			return res, fmt.Errorf("prune: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// repackPlan is the packs to repack, with the chunks in use.
+type repackPlan struct {
+	packs []repo.PackRef
+	u     usage
+}
+
+// repacksLive applies the repack records: their indexes are live, and so
+// are their new packs while a kept snapshot may read from them; an old
+// pack that a record replaces is dropped from live (and pending) once the
+// record has taken over (replacedDone). It then finds the packs worth
+// repacking when r has an identity, and returns them unless res says why
+// they are not repacked now.
+func repacksLive(ctx context.Context, r *repo.Repository, kept []keptSnapshot, live, pending map[string]bool, cutoff time.Time,
+	opts PruneOptions, res *PruneResult) (plan repackPlan, err error) {
+	rks, bad, err := r.Repacks(ctx)
+	if err != nil {
+		return plan, err
+	}
+	if len(bad) > 0 {
+		return plan, &RepackRecordError{Errs: bad}
+	}
+	present, err := listPacks(ctx, r)
+	if err != nil {
+		return plan, err
+	}
+	var u usage
+	if r.HasIdentity() {
+		if u, err = chunkUsage(ctx, r, kept, present); err != nil {
+			var ie *repo.IntegrityError
+			if !errors.As(err, &ie) {
+				return plan, err
+			}
+			res.Repack.Skipped = fmt.Sprintf("a catalog does not read (%v): run coffer verify", err)
+			u = nil
+		}
+	} else {
+		res.Repack.Skipped = "finding partly used packs reads the catalogs: pass --identity"
+	}
+	isForgotten := map[string]bool{}
+	for _, k := range kept {
+		isForgotten[k.m.ID] = k.forgotten
+	}
+	users := packUsers(kept, rks)
+	for _, rk := range rks {
+		live[rk.Index.Name] = true
+		for _, p := range rk.Packs {
+			for id := range users[p.Name()] {
+				if isForgotten[id] {
+					pending[p.Name()] = true
+				} else {
+					live[p.Name()] = true
+				}
+			}
+		}
+	}
+	done := map[string]bool{}
+	for _, rk := range rks {
+		for _, p := range rk.Replaces {
+			name := p.Name()
+			if done[p.SHA256] {
+				continue
+			}
+			if _, ok := present[p.SHA256]; !ok {
+				continue
+			}
+			ok, err := replacedDone(ctx, r, name, p.SHA256, users[name], present, u, cutoff)
+			if err != nil {
+				return plan, err
+			}
+			if !ok {
+				if len(users[name]) > 0 {
+					res.Repack.Waiting.add(present[p.SHA256])
+				}
+				continue
+			}
+			done[p.SHA256] = true
+			delete(live, name)
+			delete(pending, name)
+			res.Repack.Replaced.add(present[p.SHA256])
+		}
+	}
+	if u == nil {
+		return plan, nil
+	}
+	threshold := opts.RepackThreshold
+	if threshold <= 0 {
+		threshold = DefaultRepackThreshold
+	}
+	// A pack a record replaced is left alone while that record may still
+	// take over (it waits for the cutoff), unless a snapshot made meanwhile
+	// uses it: then it is repacked again.
+	skip := map[string]bool{}
+	for sum := range done {
+		skip[sum] = true
+	}
+	for _, rk := range rks {
+		counted := map[string]bool{}
+		for _, id := range rk.Snapshots {
+			counted[id] = true
+		}
+		for _, p := range rk.Replaces {
+			all := true
+			for id := range users[p.Name()] {
+				all = all && counted[id]
+			}
+			if all {
+				skip[p.SHA256] = true
+			}
+		}
+	}
+	cands := repackCandidates(u, present, skip, threshold)
+	for _, p := range cands {
+		var used int64
+		for _, c := range u[p.SHA256] {
+			used += c.Length
+		}
+		res.Repack.Candidates++
+		res.Repack.CandidateBytes += p.Size
+		res.Repack.UnusedBytes += p.Size - used
+	}
+	switch {
+	case len(cands) == 0:
+	case opts.DryRun:
+		res.Repack.Skipped = "dry run"
+	case !opts.Repack:
+		res.Repack.Skipped = "repacking is off"
+	case r.Host() == nil:
+		res.Repack.Skipped = "repacking signs a repack record: pass --signing-key"
+	default:
+		plan = repackPlan{packs: cands, u: u}
+	}
+	return plan, nil
 }
 
 func count(res *PruneResult, kind string, oi storage.ObjectInfo) {
