@@ -91,6 +91,10 @@ type cacheCursor struct {
 	// a comparison the two orders disagree on.
 	order int    // 0 unknown, orderWalk, orderBytes
 	last  string // the previous lookup's path
+	// For save: the entries passed, the lookups that reproduced their
+	// entry exactly, and whether the file could not be read to the end.
+	passed, exact int
+	damaged       bool
 }
 
 const (
@@ -176,6 +180,7 @@ func (c *changeCache) cursor(set map[string]*cacheCursor, source string) *cacheC
 	next, closeFn, err := c.open()
 	if err != nil {
 		c.log.Warn("change cache unreadable; reading every file", "err", err)
+		cur.damaged = true
 		return cur
 	}
 	cur.close = closeFn
@@ -184,6 +189,7 @@ func (c *changeCache) cursor(set map[string]*cacheCursor, source string) *cacheC
 		if err != nil {
 			if err != io.EOF {
 				c.log.Warn("change cache damaged; reading every file", "err", err)
+				cur.damaged = true
 			}
 			return cur
 		}
@@ -240,11 +246,28 @@ func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byt
 	if c == nil {
 		return fileRec{}, nil, false
 	}
-	cr, ok := c.cursor(c.cursors, source).find(path, c.log)
+	cur := c.cursor(c.cursors, source)
+	cr, ok := cur.find(path, c.log)
 	if !ok || cr.Key != k {
 		return fileRec{}, nil, false
 	}
-	return c.resolve(cr, k)
+	rec, meta, ok := c.resolve(cr, k)
+	if ok && sameChunks(rec.locs, cr.Chunks) {
+		cur.exact++
+	}
+	return rec, meta, ok
+}
+
+// sameChunks reports whether locs, resolved from chunks, would be saved as
+// chunks again: resolve checks the pack, offset and length, not the
+// lengths the index records.
+func sameChunks(locs []idLoc, chunks []cacheChunk) bool {
+	for i, l := range locs {
+		if l.loc.raw != chunks[i].Raw || l.loc.zstd != chunks[i].Zstd {
+			return false
+		}
+	}
+	return true
 }
 
 // knownItem is lookupMeta that records nothing, for a source that asks ahead
@@ -321,10 +344,12 @@ func (cur *cacheCursor) before(a, b string) bool {
 
 func (cur *cacheCursor) advance(log *slog.Logger) {
 	prev := cur.cur.Path
+	cur.passed++
 	e, err := cur.next()
 	if err != nil {
 		if err != io.EOF {
 			log.Warn("change cache damaged; reading the remaining files", "err", err)
+			cur.damaged = true
 		}
 		cur.ok = false
 		return
@@ -355,11 +380,52 @@ func (c *changeCache) save(log *slog.Logger, sources []*sourceWriter, sp *spill)
 	if c == nil {
 		return
 	}
+	if c.unchanged(sources) {
+		// The file would be written again byte for byte the same in
+		// what it says: an unchanged tree costs no second pass over the
+		// spill, no encoding and no fsync.
+		c.close()
+		return
+	}
 	c.close()
 	err := writeFileAtomicFunc(c.path, func(w io.Writer) error { return c.write(w, sources, sp) })
 	if err != nil {
 		log.Warn("could not save the change cache; the next backup reads every file", "err", err)
 	}
+}
+
+// unchanged reports whether the cache save would write holds exactly what
+// the file holds already: for every source backed up, its lookups passed
+// every one of its entries (none trails, none was damaged), each one
+// reproduced by a lookup that hit (same path, key, hash, metadata and
+// chunks), no file was read and remembered besides, and the header's
+// totals are the same. The entries of other sources are copied unchanged
+// either way.
+func (c *changeCache) unchanged(sources []*sourceWriter) bool {
+	_, closeFn, h, err := c.openHeader()
+	if err != nil {
+		return false
+	}
+	closeFn()
+	if h.Totals == nil {
+		return false // no file
+	}
+	for _, sw := range sources {
+		if n, ok := h.Totals[sw.name]; !ok || n != sw.cached {
+			return false
+		}
+		cur, ok := c.cursors[sw.name]
+		if !ok {
+			if sw.cached.Files != 0 {
+				return false
+			}
+			continue // no lookups: the totals say the file has no entries of it
+		}
+		if cur.damaged || cur.ok || cur.passed != cur.exact || int64(cur.exact) != sw.cached.Files {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) error {

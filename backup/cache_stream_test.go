@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
@@ -174,4 +175,105 @@ func TestCacheCursorOrders(t *testing.T) {
 			t.Errorf("%s: found %q, want %q", c.name, hits, c.hits)
 		}
 	}
+}
+
+// A backup of an unchanged tree leaves the change cache file as it is (it
+// would write the same entries); a file added, removed or touched since
+// makes the backup write it again, so the next backup reads nothing.
+func TestChangeCacheKeptWhenUnchanged(t *testing.T) {
+	ctx := context.Background()
+	tr := testrepo.New(t)
+	cache := t.TempDir()
+	docs, mail := t.TempDir(), t.TempDir()
+	for i := range 30 {
+		for _, d := range []string{docs, mail} {
+			sub := filepath.Join(d, string(rune('a'+i%3)))
+			os.MkdirAll(sub, 0o755)
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprintf("f%02d", i)), []byte(strings.Repeat("invoice ", 50+i)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	srcDocs := &dir.Source{SourceName: "docs", Path: docs}
+	srcMail := &dir.Source{SourceName: "mail", Path: mail}
+	run := func(srcs ...source.Source) *Result {
+		t.Helper()
+		res, err := Run(ctx, Options{Repo: tr.Host(t), Signing: tr.Signing, CacheDir: cache, Sources: srcs})
+		if err != nil {
+			t.Fatalf("backup: %v", err)
+		}
+		return res
+	}
+	stat := func() os.FileInfo {
+		t.Helper()
+		files, _ := filepath.Glob(filepath.Join(cache, "*", "changes.age"))
+		if len(files) != 1 {
+			t.Fatalf("cache files: %v", files)
+		}
+		fi, err := os.Stat(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	estimate := func(source string) progress.Counts {
+		r := tr.Host(t)
+		sec, err := r.Secrets(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return loadCache(cache, r.Config.ID, sec, nil, slog.New(slog.DiscardHandler)).estimate(source)
+	}
+	readNothing := func(what string, srcs ...source.Source) {
+		t.Helper()
+		before := stat()
+		if res := run(srcs...); res.Private.Stats.BytesRead != 0 {
+			t.Fatalf("%s: read %d bytes, want 0", what, res.Private.Stats.BytesRead)
+		}
+		if !os.SameFile(before, stat()) {
+			t.Fatalf("%s: the change cache was written again", what)
+		}
+	}
+	written := func(what string, wantRead int64) {
+		t.Helper()
+		before := stat()
+		if res := run(srcDocs, srcMail); res.Private.Stats.BytesRead != wantRead {
+			t.Fatalf("%s: read %d bytes, want %d", what, res.Private.Stats.BytesRead, wantRead)
+		}
+		if os.SameFile(before, stat()) {
+			t.Fatalf("%s: the change cache was not written", what)
+		}
+		readNothing("the backup after "+what, srcDocs, srcMail)
+	}
+
+	run(srcDocs, srcMail)
+	readNothing("unchanged", srcDocs, srcMail)
+	readNothing("unchanged, one source of two", srcMail)
+
+	if err := os.WriteFile(filepath.Join(docs, "b", "new"), []byte("new invoice"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	written("a file added", int64(len("new invoice")))
+	if n := estimate("docs"); n.Files != 31 {
+		t.Fatalf("docs after a file added: %d files, want 31", n.Files)
+	}
+
+	if err := os.Remove(filepath.Join(mail, "c", "f05")); err != nil {
+		t.Fatal(err)
+	}
+	written("a file removed", 0)
+	if n := estimate("mail"); n.Files != 29 {
+		t.Fatalf("mail after a file removed: %d files, want 29", n.Files)
+	}
+
+	p := filepath.Join(docs, "a", "f03")
+	future := time.Now().Add(time.Hour)
+	if err := os.Chtimes(p, future, future); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written("a file touched", fi.Size())
 }
