@@ -3,12 +3,14 @@ package backup
 import (
 	"bufio"
 	"bytes"
-	"encoding/gob"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"filippo.io/age"
@@ -26,7 +28,7 @@ import (
 // index key (so it is no plaintext on disk, and only the signing-key holder
 // reads it), one file per repository: CacheDir/<repo id>/changes.age.
 
-// fileKey is a file's state; the cache is gob-encoded by field name.
+// fileKey is a file's state.
 type fileKey = source.FileState
 
 type cacheRec struct {
@@ -58,8 +60,9 @@ type changeCache struct {
 
 // The cache file is a stream, read with one cursor per source in the
 // order it was written, never loaded whole: memory stays flat in the
-// number of files. Content (version 2): age, to the index recipient, of a
-// zstd stream of gob values: a cacheHeader, then one cacheEntry per file,
+// number of files. Content (version 3): age, to the index recipient, of a
+// zstd stream of records (each its length, then its fields; see
+// appendCacheEntry): a cacheHeader, then one cacheEntry per file,
 // the entries of each source together and in the order the backup wrote
 // them, which for a folder is the walk's order (see walkCompare).
 type cacheHeader struct {
@@ -69,7 +72,7 @@ type cacheHeader struct {
 	Totals map[string]progress.Counts
 }
 
-const cacheVersion = 2
+const cacheVersion = 3
 
 type cacheEntry struct {
 	Source string
@@ -140,16 +143,113 @@ func (c *changeCache) openHeader() (next func() (cacheEntry, error), closeFn fun
 		return nil, nil, h, err
 	}
 	closeFn = func() { zr.Close(); f.Close() }
-	dec := gob.NewDecoder(zr)
-	if err := dec.Decode(&h); err != nil || h.Version != cacheVersion {
+	br := bufio.NewReaderSize(zr, 64<<10)
+	var buf []byte
+	read := func() (*spillDecoder, error) {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, err // io.EOF after the last record
+		}
+		if n > 64<<20 {
+			return nil, fmt.Errorf("change cache record of %d bytes", n)
+		}
+		if uint64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return nil, io.ErrUnexpectedEOF
+		}
+		return &spillDecoder{b: buf}, nil
+	}
+	d, err := read()
+	if err == nil {
+		err = decodeCacheHeader(d, &h)
+	}
+	if err != nil || h.Version != cacheVersion {
 		closeFn()
-		return nil, nil, h, fmt.Errorf("not a version %d change cache", cacheVersion)
+		return nil, nil, cacheHeader{}, fmt.Errorf("not a version %d change cache", cacheVersion)
 	}
 	return func() (cacheEntry, error) {
 		var e cacheEntry
-		err := dec.Decode(&e)
+		d, err := read()
+		if err == nil {
+			err = decodeCacheEntry(d, &e)
+		}
 		return e, err
 	}, closeFn, h, nil
+}
+
+// A record of the cache file is its length (uvarint) and its fields in
+// order, as the spill's (spill.encode): the header is the version, the
+// number of sources and each one's name, bytes and files; an entry is
+// its source, path, key (size, mtime, ctime, inode, device, ETag), hash,
+// chunks (count, then each one's id, pack, offset, length, raw length and
+// zstd flag) and metadata (a flag, then the bytes).
+
+func appendCacheHeader(b []byte, h *cacheHeader) []byte {
+	b = binary.AppendUvarint(b, uint64(h.Version))
+	b = binary.AppendUvarint(b, uint64(len(h.Totals)))
+	for _, src := range slices.Sorted(maps.Keys(h.Totals)) {
+		b = appendString(b, src)
+		b = binary.AppendVarint(b, h.Totals[src].Bytes)
+		b = binary.AppendVarint(b, h.Totals[src].Files)
+	}
+	return b
+}
+
+func decodeCacheHeader(d *spillDecoder, h *cacheHeader) error {
+	h.Version = int(d.uvarint())
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		return errSpillShort
+	}
+	h.Totals = make(map[string]progress.Counts, n)
+	for range n {
+		src := d.string()
+		h.Totals[src] = progress.Counts{Bytes: d.varint(), Files: d.varint()}
+	}
+	return d.end()
+}
+
+func appendCacheEntry(b []byte, e *cacheEntry) []byte {
+	b = appendString(b, e.Source)
+	b = appendString(b, e.Path)
+	b = appendFileState(b, &e.Rec.Key)
+	b = appendString(b, e.Rec.SHA256)
+	b = binary.AppendUvarint(b, uint64(len(e.Rec.Chunks)))
+	for _, c := range e.Rec.Chunks {
+		b = append(b, c.ID[:]...)
+		b = appendString(b, c.Pack)
+		b = binary.AppendVarint(b, c.Offset)
+		b = binary.AppendVarint(b, c.Length)
+		b = binary.AppendVarint(b, c.Raw)
+		b = appendBool(b, c.Zstd)
+	}
+	b = appendBool(b, e.Rec.Meta != nil)
+	return appendString(b, string(e.Rec.Meta))
+}
+
+func decodeCacheEntry(d *spillDecoder, e *cacheEntry) error {
+	e.Source, e.Path = d.string(), d.string()
+	e.Rec.Key = d.fileState()
+	e.Rec.SHA256 = d.string()
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		return errSpillShort
+	}
+	if n > 0 {
+		e.Rec.Chunks = make([]cacheChunk, n)
+	}
+	for i := range e.Rec.Chunks {
+		c := &e.Rec.Chunks[i]
+		copy(c.ID[:], d.bytes(uint64(len(c.ID))))
+		c.Pack = d.string()
+		c.Offset, c.Length, c.Raw = d.varint(), d.varint(), d.varint()
+		c.Zstd = d.flag()
+	}
+	e.Rec.Meta = d.meta()
+	return d.end()
 }
 
 // estimate is what the cache remembers of a source's files: their bytes
@@ -437,7 +537,16 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 	if err != nil {
 		return err
 	}
-	enc := gob.NewEncoder(zw)
+	var buf []byte
+	put := func(rec []byte) error {
+		var head [binary.MaxVarintLen64]byte
+		if _, err := zw.Write(binary.AppendUvarint(head[:0], uint64(len(rec)))); err != nil {
+			return err
+		}
+		_, err := zw.Write(rec)
+		buf = rec
+		return err
+	}
 	// Sources not backed up this time keep their entries, so separate
 	// jobs per source against one repository all benefit.
 	backedUp := map[string]bool{}
@@ -454,7 +563,7 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 			}
 		}
 	}
-	if err := enc.Encode(h); err != nil {
+	if err := put(appendCacheHeader(buf[:0], &h)); err != nil {
 		if closeFn != nil {
 			closeFn()
 		}
@@ -467,7 +576,7 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 				break // a damaged tail loses only other sources' entries
 			}
 			if !backedUp[e.Source] {
-				if err := enc.Encode(&e); err != nil {
+				if err := put(appendCacheEntry(buf[:0], &e)); err != nil {
 					closeFn()
 					return err
 				}
@@ -493,7 +602,7 @@ func (c *changeCache) write(w io.Writer, sources []*sourceWriter, sp *spill) err
 				e.Rec.Chunks = append(e.Rec.Chunks, cacheChunk{ID: l.ID, Pack: sp.pack(l).sha, Offset: l.Offset,
 					Length: l.Length, Raw: l.Raw, Zstd: l.Zstd})
 			}
-			if err := enc.Encode(&e); err != nil {
+			if err := put(appendCacheEntry(buf[:0], &e)); err != nil {
 				return err
 			}
 		}

@@ -185,13 +185,8 @@ func (s *spill) encode(r *spillRec) error {
 		b = appendBool(b, l.Zstd)
 	}
 	b = appendBool(b, r.State != nil)
-	if st := r.State; st != nil {
-		b = binary.AppendVarint(b, st.Size)
-		b = binary.AppendVarint(b, st.MTime)
-		b = binary.AppendVarint(b, st.CTime)
-		b = binary.AppendUvarint(b, st.Ino)
-		b = binary.AppendUvarint(b, st.Dev)
-		b = appendString(b, st.ETag)
+	if r.State != nil {
+		b = appendFileState(b, r.State)
 	}
 	b = appendBool(b, r.Meta != nil)
 	b = appendString(b, string(r.Meta))
@@ -202,6 +197,15 @@ func (s *spill) encode(r *spillRec) error {
 	}
 	s.buf = b
 	return err
+}
+
+func appendFileState(b []byte, st *source.FileState) []byte {
+	b = binary.AppendVarint(b, st.Size)
+	b = binary.AppendVarint(b, st.MTime)
+	b = binary.AppendVarint(b, st.CTime)
+	b = binary.AppendUvarint(b, st.Ino)
+	b = binary.AppendUvarint(b, st.Dev)
+	return appendString(b, st.ETag)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -283,13 +287,29 @@ func decodeSpillRec(b []byte, r *spillRec) error {
 		l.Zstd = d.flag()
 	}
 	if d.flag() {
-		r.State = &source.FileState{Size: d.varint(), MTime: d.varint(), CTime: d.varint(), Ino: d.uvarint(), Dev: d.uvarint(), ETag: d.string()}
+		st := d.fileState()
+		r.State = &st
 	}
-	hasMeta := d.flag()
-	meta := d.bytes(d.uvarint())
-	if hasMeta {
-		r.Meta = append([]byte{}, meta...)
+	r.Meta = d.meta()
+	return d.end()
+}
+
+func (d *spillDecoder) fileState() source.FileState {
+	return source.FileState{Size: d.varint(), MTime: d.varint(), CTime: d.varint(), Ino: d.uvarint(), Dev: d.uvarint(), ETag: d.string()}
+}
+
+// meta reads a flag (present) and bytes: nil when absent.
+func (d *spillDecoder) meta() []byte {
+	present := d.flag()
+	b := d.bytes(d.uvarint())
+	if !present {
+		return nil
 	}
+	return append([]byte{}, b...)
+}
+
+// end checks that the record was read whole.
+func (d *spillDecoder) end() error {
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("record too long")
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
 )
@@ -101,6 +102,11 @@ func TestSpillRecordFields(t *testing.T) {
 		reflect.TypeOf(repo.Entry{}):       {"Path", "Type", "Mode", "ModTime", "UID", "GID", "User", "Group", "Size", "Link", "SHA256", "Chunks"},
 		reflect.TypeOf(spillLoc{}):         {"ID", "Slot", "Offset", "Length", "Raw", "Zstd"},
 		reflect.TypeOf(source.FileState{}): {"Size", "MTime", "CTime", "Ino", "Dev", "ETag"},
+		// The change cache's records (appendCacheEntry, appendCacheHeader).
+		reflect.TypeOf(cacheHeader{}): {"Version", "Totals"},
+		reflect.TypeOf(cacheEntry{}):  {"Source", "Path", "Rec"},
+		reflect.TypeOf(cacheRec{}):    {"Key", "SHA256", "Chunks", "Meta"},
+		reflect.TypeOf(cacheChunk{}):  {"ID", "Pack", "Offset", "Length", "Raw", "Zstd"},
 	}
 	for typ, want := range fields {
 		var got []string
@@ -141,6 +147,21 @@ func TestSpillRecordFields(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("record %d: got %+v, want %+v", i, got, want)
 		}
+	}
+	for _, want := range []cacheEntry{
+		{Source: "s", Path: "a/\xff", Rec: cacheRec{Key: *recs[0].State, SHA256: "h",
+			Chunks: []cacheChunk{{ID: repo.ChunkID{9, 31: 1}, Pack: "p", Offset: 1 << 40, Length: 3, Raw: 4, Zstd: true}, {}}, Meta: []byte("m")}},
+		{Source: "", Path: "b", Rec: cacheRec{Meta: []byte{}}},
+	} {
+		var got cacheEntry
+		if err := decodeCacheEntry(&spillDecoder{b: appendCacheEntry(nil, &want)}, &got); err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("cache entry: got %+v (%v), want %+v", got, err, want)
+		}
+	}
+	wantH := cacheHeader{Version: cacheVersion, Totals: map[string]progress.Counts{"a": {Bytes: 1 << 40, Files: 3}, "b": {}}}
+	var gotH cacheHeader
+	if err := decodeCacheHeader(&spillDecoder{b: appendCacheHeader(nil, &wantH)}, &gotH); err != nil || !reflect.DeepEqual(gotH, wantH) {
+		t.Fatalf("cache header: got %+v (%v), want %+v", gotH, err, wantH)
 	}
 	if err := sp.encode(&spillRec{Entry: repo.Entry{Chunks: []repo.ChunkRef{{}}}}); err == nil {
 		t.Fatal("spilled an entry with chunk references: no error")
