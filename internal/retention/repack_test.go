@@ -496,3 +496,62 @@ func TestRepackRecordOutlivesItsSnapshots(t *testing.T) {
 	}
 	e.mustVerify()
 }
+
+// hooked is a folder source that calls before once it starts, when the
+// backup has announced itself and loaded what it deduplicates against.
+type hooked struct {
+	*dirkind.Source
+	before func()
+}
+
+func (s hooked) Backup(ctx context.Context, w source.Writer) error {
+	s.before()
+	return s.Source.Backup(ctx, w)
+}
+
+// TestBackupDedupRecordOfForgottenSnapshots: a repack record whose
+// snapshots are all forgotten keeps its new packs only while a kept
+// snapshot reads through it, so a backup must not deduplicate against
+// them: a prune that runs while the backup runs deletes them (the
+// tombstones are older than the backup), and the backup's snapshot would
+// name packs that are gone.
+func TestBackupDedupRecordOfForgottenSnapshots(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := e.tree(3, 200_000)
+	m1 := e.backup(nil, false, "docs="+dir)
+	rec := e.moveAll(m1)
+	e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	if _, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	var pruned *PruneResult
+	src := hooked{Source: &dirkind.Source{SourceName: "docs", Path: dir}, before: func() {
+		time.Sleep(20 * time.Millisecond)
+		res, err := Prune(ctx, e.full(), PruneOptions{Now: time.Now(), GraceSet: true, Skew: time.Millisecond})
+		if err != nil {
+			t.Errorf("prune while the backup runs: %v", err)
+		}
+		pruned = res
+	}}
+	res, err := backup.Run(ctx, backup.Options{Repo: e.tr.Host(t), Signing: e.tr.Signing, Sources: []source.Source{src}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if pruned == nil || len(pruned.Forgotten) != 1 {
+		t.Fatalf("the prune during the backup did not drop the forgotten snapshot: %+v", pruned)
+	}
+	newPacks := map[string]bool{}
+	for _, p := range rec.Packs {
+		newPacks[p.SHA256] = true
+	}
+	for _, p := range res.Manifest.Packs {
+		if _, err := e.tr.Store.Stat(ctx, p.Name()); err != nil {
+			t.Errorf("the new snapshot names pack %s (a repack record's new pack: %v), which is gone: %v",
+				repo.ShortID(p.SHA256), newPacks[p.SHA256], err)
+		}
+	}
+	e.restoreEqual(e.tr.Operator(t), res.Manifest, dir)
+	e.mustVerify()
+}
