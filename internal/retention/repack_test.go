@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -554,4 +555,53 @@ func TestBackupDedupRecordOfForgottenSnapshots(t *testing.T) {
 	}
 	e.restoreEqual(e.tr.Operator(t), res.Manifest, dir)
 	e.mustVerify()
+}
+
+// TestChunkReaderPackDeletedWhileOpen: a restore (a drill of hours) that
+// has a pack open when prune deletes it, because a repack record took
+// over, reads the rest of its chunks through the record, as it would have
+// had the pack been gone when it opened it; it must not report the
+// snapshot damaged ("missing").
+func TestChunkReaderPackDeletedWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	m := e.backup(nil, false, "docs="+e.tree(3, 3<<20))
+	r := e.full()
+	c, err := r.OpenCatalog(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []repo.ChunkRef
+	for {
+		if _, err := c.NextSource(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			var en repo.Entry
+			if err := c.NextEntry(&en); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, en.Chunks...)
+		}
+	}
+	c.Close()
+	if len(refs) < 2 || refs[len(refs)-1].Pack != refs[0].Pack || refs[len(refs)-1].Offset < 5<<20 {
+		t.Fatalf("want chunks in one pack, the last beyond the read-ahead window: %d chunks", len(refs))
+	}
+	cr, err := r.NewChunkReader(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cr.Read(ctx, refs[0].Pack, refs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.moveAll(m) // the record, then the old packs deleted
+	last := refs[len(refs)-1]
+	if _, err := cr.Read(ctx, last.Pack, last); err != nil {
+		t.Fatalf("read a chunk of a pack deleted after it was opened, which a repack record replaces: %v", err)
+	}
 }
