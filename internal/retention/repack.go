@@ -40,6 +40,9 @@ type RepackResult struct {
 	// Replaced are the old packs that earlier repack records replace and
 	// that this prune deleted (counted in Removed too).
 	Replaced Kind `json:"replaced"`
+	// replaced names them, so that those object lock retains are
+	// counted out again.
+	replaced map[string]bool
 	// Waiting are old packs that a repack record replaces but that stay
 	// for now: the record is younger than the cutoff, or a snapshot that
 	// uses the pack was made while the repack ran.
