@@ -122,27 +122,30 @@ func chunkUsage(ctx context.Context, r *repo.Repository, kept []keptSnapshot, pr
 		for _, p := range k.m.Packs {
 			sizes[p.SHA256] = p.Size
 		}
+		// A chunk is in use in every present pack on its way: the pack
+		// the catalog names, and the packs repack records moved it to,
+		// which it is read from once the packs before them are deleted
+		// (so a record that replaces such a new pack must hold it too).
 		add := func(ref repo.ChunkRef) error {
 			size := sizes[ref.Pack]
 			for range 16 {
 				if s, ok := present[ref.Pack]; ok && s == size {
-					break
+					if u[ref.Pack] == nil {
+						u[ref.Pack] = map[repo.ChunkID]repo.ChunkRef{}
+					}
+					u[ref.Pack][ref.ID] = ref
 				}
 				loc, ok, err := r.Relocate(ctx, ref.Pack, ref.ID)
 				if err != nil {
 					return err
 				}
 				if !ok {
-					return nil // lost: verify reports it
+					return nil // not moved (or, from a pack that is gone, lost: verify reports it)
 				}
 				ref = repo.ChunkRef{ID: ref.ID, Pack: loc.Pack.SHA256, Offset: loc.Chunk.Offset, Length: loc.Chunk.Length,
 					Raw: loc.Chunk.Raw, Zstd: loc.Chunk.Zstd}
 				size = loc.Pack.Size
 			}
-			if u[ref.Pack] == nil {
-				u[ref.Pack] = map[repo.ChunkID]repo.ChunkRef{}
-			}
-			u[ref.Pack][ref.ID] = ref
 			return nil
 		}
 		for _, ref := range c.RootChunks() {

@@ -605,3 +605,57 @@ func TestChunkReaderPackDeletedWhileOpen(t *testing.T) {
 		t.Fatalf("read a chunk of a pack deleted after it was opened, which a repack record replaces: %v", err)
 	}
 }
+
+// TestRepackNewPackRepackedBeforeOldGoes: a repack record's new pack N1
+// can itself be repacked while the old pack P it replaces still waits for
+// its record to age (the prune that repacked N1 counted there only the
+// chunks of snapshots that list N1, since a snapshot that lists P finds
+// its chunks in P while P is there). A later prune must not delete P and
+// N1 together: the snapshot that lists P would read its chunks through N1,
+// gone, and the second record, which does not hold them.
+func TestRepackNewPackRepackedBeforeOldGoes(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := t.TempDir()
+	e.writeFiles(dir, "a", 10, 1<<20)
+	e.backupCached(dir, "")
+	removeFiles(t, dir, "a", 10)
+	// a000 and a001 again, as the second snapshot holds them.
+	e.seed--
+	e.writeFiles(dir, "a", 2, 1<<20)
+	s := e.backupCached(dir, "").Manifest
+	if _, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	prune := func(now time.Time, grace time.Duration) *PruneResult {
+		t.Helper()
+		res, err := Prune(ctx, e.full(), PruneOptions{Now: now, Grace: grace, GraceSet: true, Repack: true, RepackThreshold: 0.3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := prune(timeNowPlusHour(), 0); res.Repack.Record == "" {
+		t.Fatalf("first prune did not repack: %+v", res.Repack)
+	}
+	// A snapshot of a000 alone deduplicates against the new pack.
+	dir2 := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, "a000.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir2, "a000.bin"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.backupCached(dir2, "").Private.Stats.BytesNew; n != 0 {
+		t.Fatalf("the backup of a000 stored %d new bytes: it did not deduplicate against the new pack", n)
+	}
+	// Within the grace period the old pack waits; the new pack is half
+	// used by the last snapshot (and whole by the first, through the
+	// record).
+	t.Logf("second prune: repack %+v", prune(time.Now(), time.Hour).Repack)
+	prune(timeNowPlusHour(), 0)
+	prune(timeNowPlusHour(), 0)
+	e.restoreEqual(e.tr.Operator(t), s, dir)
+	e.mustVerify()
+}
