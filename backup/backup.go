@@ -266,10 +266,10 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 		return nil, err
 	}
 	// Every manifest is read once: for what to deduplicate against and
-	// for the heads the new manifest names. The tombstones are read again
-	// now that the backup is announced: a snapshot forgotten before this
-	// point may lose its data to a prune at any time.
-	r.RereadTombstones()
+	// for the heads the new manifest names. The tombstones and repack
+	// records are read again now that the backup is announced: a snapshot
+	// forgotten before this point may lose its data to a prune at any time.
+	r.Reread()
 	ms, bad, err := r.Manifests(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read snapshots: %w", err)

@@ -6,8 +6,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"filippo.io/age"
@@ -53,9 +55,20 @@ func (s *packSink) Write(p []byte) (int, error) {
 	}
 	s.n += int64(n)
 	if err != nil {
-		return n, fmt.Errorf("pack file: %w", err)
+		return n, tempFileError("temporary pack file", err)
 	}
 	return n, nil
+}
+
+// tempFileError reports a temporary file's failure (a full TMPDIR) as
+// one: without its *fs.PathError, which a source takes for a failure of
+// the file it was reading (source/dir), and naming the folder.
+func tempFileError(what string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("write %s in %s (TMPDIR): %w", what, os.TempDir(), err)
 }
 
 // reader returns the ciphertext written so far, seekable so that a store
@@ -65,7 +78,7 @@ func (s *packSink) reader() (io.ReadSeeker, error) {
 		return bytes.NewReader(s.mem.Bytes()), nil
 	}
 	if err := s.bw.Flush(); err != nil {
-		return nil, fmt.Errorf("pack file: %w", err)
+		return nil, tempFileError("temporary pack file", err)
 	}
 	return io.NewSectionReader(s.f, 0, s.n), nil
 }

@@ -10,8 +10,12 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/backup"
+	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/benchutil"
 	"github.com/cofferhq/coffer/source"
+	"github.com/cofferhq/coffer/source/dir"
+	"github.com/cofferhq/coffer/storage"
+	"golang.org/x/sys/unix"
 )
 
 // tempFiles counts this process's open files in dir: packs and this
@@ -73,5 +77,54 @@ func TestPackTempFilesClosed(t *testing.T) {
 	}
 	if n := tempFiles(t, tmp); n != 0 {
 		t.Fatalf("%d pack files left open after a failed backup", n)
+	}
+}
+
+// TestFullTempDirNamed: when the temporary files a backup writes its packs
+// into cannot grow (TMPDIR full), the backup fails with an error that
+// names the temporary file, not the source file being read. The folder
+// source takes any *fs.PathError from WriteFile for a read error of its
+// file, and the pack file's write error was one: a full TMPDIR was
+// reported as `read "/data/big": no space left on device`. The file size
+// limit (RLIMIT_FSIZE) gives the kernel's EFBIG on the same write, which
+// ENOSPC takes (checked by hand on a 2 MB tmpfs).
+func TestFullTempDirNamed(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	r, sk, st := benchRepo(t, filepath.Join(t.TempDir(), "repo"))
+	srcDir := t.TempDir()
+	data, err := io.ReadAll(benchutil.Stream(8<<20, 3, false)) // incompressible
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(srcDir, "big")
+	if err := os.WriteFile(big, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 1 << 20 // the pack file stops at 1 MiB; no other file of the backup is written first
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	_, err = backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk,
+		Sources: []source.Source{&dir.Source{SourceName: "docs", Path: srcDir}}})
+	if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err == nil {
+		t.Fatal("backup succeeded with a pack file that cannot grow")
+	}
+	if strings.Contains(err.Error(), big) || !strings.Contains(err.Error(), "temporary") {
+		t.Fatalf("backup error %q: want it to name the temporary pack file, not the source file", err)
+	}
+	n := 0
+	if err := st.List(context.Background(), repo.SnapshotsPrefix, func(storage.ObjectInfo) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d snapshots published by a failed backup", n)
 	}
 }

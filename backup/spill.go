@@ -99,8 +99,11 @@ func (s *spill) add(rec *fileRec) error {
 		}
 		r.Locs[i] = spillLoc{ID: l.id, Slot: n, Offset: l.loc.offset, Length: l.loc.length, Raw: l.loc.raw, Zstd: l.loc.zstd}
 	}
+	if len(r.Entry.Chunks) != 0 {
+		return fmt.Errorf("spill: %q: a spilled entry has its chunks as locations only", r.Entry.Path)
+	}
 	if err := s.encode(&r); err != nil {
-		return fmt.Errorf("spill: %w", err)
+		return tempFileError("temporary catalog records", err)
 	}
 	s.n++
 	return nil
@@ -112,10 +115,10 @@ func (s *spill) records() (func() (spillRec, error), error) {
 	if !s.sealed {
 		s.sealed = true
 		if err := s.aw.Close(); err != nil {
-			return nil, fmt.Errorf("spill: %w", err)
+			return nil, tempFileError("temporary catalog records", err)
 		}
 		if err := s.bw.Flush(); err != nil {
-			return nil, fmt.Errorf("spill: %w", err)
+			return nil, tempFileError("temporary catalog records", err)
 		}
 	}
 	var r io.Reader

@@ -140,7 +140,11 @@ type selection struct {
 	// inSub counts the entries under sub, selected or not; picked the
 	// selected ones.
 	inSub, picked int
-	total         progress.Counts
+	// atSub counts the entries at sub itself: the checker does not hold
+	// files' paths, and a file and a folder both at sub would be
+	// rebased to different names, so no creation would find the second.
+	atSub int
+	total progress.Counts
 }
 
 func newSelection(f *pathglob.Filter, sub string) *selection {
@@ -196,6 +200,11 @@ func (s *selection) rebase(e *repo.Entry) bool {
 func (s *selection) scan(e *repo.Entry) error {
 	if err := s.check.Check(e); err != nil {
 		return &repo.IntegrityError{Object: "catalog", Err: err}
+	}
+	if s.sub != "." && e.Path == s.sub {
+		if s.atSub++; s.atSub > 1 {
+			return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q is listed twice", e.Path)}
+		}
 	}
 	selected := s.selects(e.Path)
 	if !s.f.Empty() && selected {

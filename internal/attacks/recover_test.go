@@ -400,3 +400,85 @@ func TestRecoverScriptRepacked(t *testing.T) {
 		t.Fatalf("recovered big.bin differs (%v)", err)
 	}
 }
+
+// TestRecoverScriptRepackedTwice: a pack that a repack record wrote can be
+// repacked in turn and deleted. A snapshot that lists the first old pack
+// then reads through both records (old pack → first record's new pack,
+// gone → second record's new pack); the script must follow the chain as
+// coffer does.
+func TestRecoverScriptRepackedTwice(t *testing.T) {
+	script := recoverScript(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	fill := func(name string, n, mul int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*mul + i/4093 + i/65521)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	x := fill("x.bin", 300_000, 3)
+	fill("y.bin", 3<<20, 5)
+	fill("z.bin", 8<<20, 13)
+	tr := testrepo.New(t)
+	run := func() *repo.Manifest {
+		res, err := backup.Run(ctx, backup.Options{Repo: tr.Host(t), Signing: tr.Signing,
+			Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: dir}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Millisecond)
+		return res.Manifest
+	}
+	run() // x, y, z
+	os.Remove(filepath.Join(dir, "z.bin"))
+	run() // x, y
+	os.Remove(filepath.Join(dir, "y.bin"))
+	m := run() // x: lists the first backup's pack
+	full, err := repo.Open(ctx, tr.Store, repo.OpenOptions{Owner: tr.Owner.Public(), Signing: tr.Signing, Identities: tr.Identities})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prune := func() {
+		t.Helper()
+		res, err := retention.Prune(ctx, full, retention.PruneOptions{Now: time.Now().Add(time.Hour), GraceSet: true,
+			Repack: true, RepackThreshold: 0.3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("prune: repack %+v", res.Repack)
+	}
+	for _, keep := range []int{2, 1} {
+		if _, err := retention.Forget(ctx, full, retention.Policy{Last: keep}, retention.ForgetOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		prune() // repacks
+		prune() // deletes the old packs
+	}
+	rks, bad, err := full.Repacks(ctx)
+	if err != nil || len(bad) > 0 {
+		t.Fatal(err, bad)
+	}
+	chained := false
+	for _, rk := range rks {
+		for _, p := range rk.Packs {
+			if _, err := tr.Store.Stat(ctx, p.Name()); err != nil {
+				chained = true
+			}
+		}
+	}
+	if len(rks) < 2 || !chained {
+		t.Fatalf("%d repack records, a new pack repacked in turn: %v: the test tests nothing", len(rks), chained)
+	}
+	repoDir := filepath.Join(tr.Dir, "repo")
+	one := filepath.Join(t.TempDir(), "x.bin")
+	if stderr, code := runRecover(t, script, "file", repoDir, tr.Keys.Identity, m.ID, "docs", "x.bin", one); code != 0 {
+		t.Fatalf("recover a file repacked twice: exit %d: %s", code, stderr)
+	}
+	if b, err := os.ReadFile(one); err != nil || !bytes.Equal(b, x) {
+		t.Fatalf("recovered x.bin differs (%v)", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,7 @@ func (cr *ChunkReader) ReadStored(ctx context.Context, pack string, c ChunkRef) 
 }
 
 func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (stored, data []byte, at ChunkRef, err error) {
+	orig := c
 	c.Pack = pack
 	size, ok := cr.sizes[pack]
 	if !ok {
@@ -171,6 +173,14 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 			return nil, nil, c, ctx.Err()
 		}
 		if errors.Is(err, storage.ErrNotExist) {
+			if _, wasGone := cr.gone[c.Pack]; !wasGone {
+				// Deleted since it was opened (prune, once a repack
+				// record took over): read as if it had been gone then.
+				delete(cr.open, c.Pack)
+				cr.order = slices.DeleteFunc(cr.order, func(p string) bool { return p == c.Pack })
+				cr.gone[c.Pack] = &IntegrityError{Object: name, Err: &goneError{"missing"}}
+				return cr.read(ctx, pack, orig)
+			}
 			return nil, nil, c, integrity(name, "missing")
 		}
 		return nil, nil, c, integrity(name, "read chunk: %v", err)

@@ -224,16 +224,47 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 	for _, e := range badRepacks {
 		d.Skipped = append(d.Skipped, e.Error())
 	}
+	// A record's new packs are deduplicated against only when a listed
+	// manifest may read from them (it lists a pack the record replaces,
+	// directly or through earlier records): prune keeps them only then,
+	// and deletes those of a record whose snapshots are all forgotten,
+	// even while this backup runs (their tombstones may be older than it).
+	reach := map[string]bool{}
+	for _, m := range ms {
+		for _, p := range m.Packs {
+			reach[p.SHA256] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, rk := range repacks {
+			for _, old := range rk.Replaces {
+				if !reach[old.SHA256] {
+					continue
+				}
+				for _, p := range rk.Packs {
+					if !reach[p.SHA256] {
+						reach[p.SHA256], changed = true, true
+					}
+				}
+			}
+		}
+	}
 	replaced := map[string]bool{}
 	only := map[string]map[string]bool{} // a repack index: only the packs its record names
 	for _, rk := range repacks {
-		refs = append(refs, rk.Index)
-		only[rk.Index.Name] = map[string]bool{}
+		o := map[string]bool{}
 		for _, p := range rk.Packs {
-			only[rk.Index.Name][p.SHA256] = true
+			if reach[p.SHA256] {
+				o[p.SHA256] = true
+			}
 		}
 		for _, p := range rk.Replaces {
 			replaced[p.SHA256] = true
+		}
+		if len(o) > 0 {
+			refs = append(refs, rk.Index)
+			only[rk.Index.Name] = o
 		}
 	}
 	for _, m := range ms {

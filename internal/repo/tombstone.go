@@ -131,16 +131,18 @@ func (r *Repository) WriteTombstone(ctx context.Context, t *Tombstone) error {
 	return nil
 }
 
-// RereadTombstones makes the next Forgotten list and read the tombstones
-// again instead of answering from what it read before. A backup calls it
-// once it has announced itself (design.md, section 17.4): prune expires a
-// snapshot forgotten before that, so the backup must not deduplicate
-// against it, even when the command read the tombstones earlier (the
-// vanished check, or a pre hook that ran for an hour).
-func (r *Repository) RereadTombstones() {
+// Reread makes the next Forgotten and Repacks list and read the
+// tombstones and repack records again instead of answering from what they
+// read before. A backup calls it once it has announced itself (design.md,
+// section 17.4): prune expires a snapshot forgotten before that, and may
+// delete the new packs of a repack record no listed snapshot reads through,
+// so the backup must not deduplicate against either, even when the command
+// (or a program reusing the Repository) read them earlier.
+func (r *Repository) Reread() {
 	r.forgotMu.Lock()
 	r.forgotLoaded = false
 	r.forgotMu.Unlock()
+	r.forgetRepacks()
 }
 
 // ReadTombstone reads and verifies snapshot id's tombstone: signed by an

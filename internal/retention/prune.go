@@ -303,6 +303,10 @@ func Prune(ctx context.Context, r *repo.Repository, opts PruneOptions) (*PruneRe
 		}
 		if !until.IsZero() {
 			res.Locked = append(res.Locked, Locked{Name: o.Name, Size: o.Size, Until: until.UTC()})
+			if res.Repack.replaced[o.Name] {
+				res.Repack.Replaced.Objects--
+				res.Repack.Replaced.Bytes -= o.Size
+			}
 			if until.After(res.FreesAt) {
 				res.FreesAt = until.UTC()
 			}
@@ -410,6 +414,10 @@ func repacksLive(ctx context.Context, r *repo.Repository, kept []keptSnapshot, l
 			delete(live, name)
 			delete(pending, name)
 			res.Repack.Replaced.add(present[p.SHA256])
+			if res.Repack.replaced == nil {
+				res.Repack.replaced = map[string]bool{}
+			}
+			res.Repack.replaced[name] = true
 		}
 	}
 	if u == nil {

@@ -183,3 +183,32 @@ func TestPruneIncompleteUploads(t *testing.T) {
 	}
 	e.mustVerify()
 }
+
+// TestPruneRepackObjectLock: in a bucket with object lock, the old packs
+// that a repack record replaces are retained like everything else: prune
+// reports them locked, and must not also say it removed them.
+func TestPruneRepackObjectLock(t *testing.T) {
+	ctx := context.Background()
+	cfg := testutil.StartS3Locked(t)
+	e := newS3Env(t, cfg, repo.WithObjectLock(repo.ObjectLock{Mode: "governance", Days: 1}))
+	e.partlyUsed(t.TempDir())
+	for i := range 2 { // the first repacks, the second finds the old packs replaced
+		res, err := Prune(ctx, e.full(), PruneOptions{Now: timeNowPlusHour(), GraceSet: true, Repack: true})
+		if err != nil {
+			t.Fatalf("prune %d: %v", i+1, err)
+		}
+		if i == 0 && res.Repack.Record == "" {
+			t.Fatalf("first prune did not repack: %+v", res.Repack)
+		}
+		if i == 1 {
+			if len(res.Locked) == 0 {
+				t.Fatal("nothing reported locked")
+			}
+			if res.Repack.Replaced.Objects != 0 {
+				t.Fatalf("prune says it removed %d replaced packs (%d bytes), all of them retained by object lock (locked: %d objects)",
+					res.Repack.Replaced.Objects, res.Repack.Replaced.Bytes, len(res.Locked))
+			}
+		}
+	}
+	e.mustVerify()
+}

@@ -40,6 +40,9 @@ type RepackResult struct {
 	// Replaced are the old packs that earlier repack records replace and
 	// that this prune deleted (counted in Removed too).
 	Replaced Kind `json:"replaced"`
+	// replaced names them, so that those object lock retains are
+	// counted out again.
+	replaced map[string]bool
 	// Waiting are old packs that a repack record replaces but that stay
 	// for now: the record is younger than the cutoff, or a snapshot that
 	// uses the pack was made while the repack ran.
@@ -119,27 +122,30 @@ func chunkUsage(ctx context.Context, r *repo.Repository, kept []keptSnapshot, pr
 		for _, p := range k.m.Packs {
 			sizes[p.SHA256] = p.Size
 		}
+		// A chunk is in use in every present pack on its way: the pack
+		// the catalog names, and the packs repack records moved it to,
+		// which it is read from once the packs before them are deleted
+		// (so a record that replaces such a new pack must hold it too).
 		add := func(ref repo.ChunkRef) error {
 			size := sizes[ref.Pack]
 			for range 16 {
 				if s, ok := present[ref.Pack]; ok && s == size {
-					break
+					if u[ref.Pack] == nil {
+						u[ref.Pack] = map[repo.ChunkID]repo.ChunkRef{}
+					}
+					u[ref.Pack][ref.ID] = ref
 				}
 				loc, ok, err := r.Relocate(ctx, ref.Pack, ref.ID)
 				if err != nil {
 					return err
 				}
 				if !ok {
-					return nil // lost: verify reports it
+					return nil // not moved (or, from a pack that is gone, lost: verify reports it)
 				}
 				ref = repo.ChunkRef{ID: ref.ID, Pack: loc.Pack.SHA256, Offset: loc.Chunk.Offset, Length: loc.Chunk.Length,
 					Raw: loc.Chunk.Raw, Zstd: loc.Chunk.Zstd}
 				size = loc.Pack.Size
 			}
-			if u[ref.Pack] == nil {
-				u[ref.Pack] = map[repo.ChunkID]repo.ChunkRef{}
-			}
-			u[ref.Pack][ref.ID] = ref
 			return nil
 		}
 		for _, ref := range c.RootChunks() {

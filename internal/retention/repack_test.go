@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -494,5 +495,167 @@ func TestRepackRecordOutlivesItsSnapshots(t *testing.T) {
 			t.Fatalf("%s was removed: %v", name, err)
 		}
 	}
+	e.mustVerify()
+}
+
+// hooked is a folder source that calls before once it starts, when the
+// backup has announced itself and loaded what it deduplicates against.
+type hooked struct {
+	*dirkind.Source
+	before func()
+}
+
+func (s hooked) Backup(ctx context.Context, w source.Writer) error {
+	s.before()
+	return s.Source.Backup(ctx, w)
+}
+
+// TestBackupDedupRecordOfForgottenSnapshots: a repack record whose
+// snapshots are all forgotten keeps its new packs only while a kept
+// snapshot reads through it, so a backup must not deduplicate against
+// them: a prune that runs while the backup runs deletes them (the
+// tombstones are older than the backup), and the backup's snapshot would
+// name packs that are gone.
+func TestBackupDedupRecordOfForgottenSnapshots(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := e.tree(3, 200_000)
+	m1 := e.backup(nil, false, "docs="+dir)
+	rec := e.moveAll(m1)
+	e.backup(nil, false, "docs="+e.tree(2, 100_000))
+	if _, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	var pruned *PruneResult
+	src := hooked{Source: &dirkind.Source{SourceName: "docs", Path: dir}, before: func() {
+		time.Sleep(20 * time.Millisecond)
+		res, err := Prune(ctx, e.full(), PruneOptions{Now: time.Now(), GraceSet: true, Skew: time.Millisecond})
+		if err != nil {
+			t.Errorf("prune while the backup runs: %v", err)
+		}
+		pruned = res
+	}}
+	res, err := backup.Run(ctx, backup.Options{Repo: e.tr.Host(t), Signing: e.tr.Signing, Sources: []source.Source{src}})
+	if err != nil {
+		t.Fatalf("backup: %v", err)
+	}
+	if pruned == nil || len(pruned.Forgotten) != 1 {
+		t.Fatalf("the prune during the backup did not drop the forgotten snapshot: %+v", pruned)
+	}
+	newPacks := map[string]bool{}
+	for _, p := range rec.Packs {
+		newPacks[p.SHA256] = true
+	}
+	for _, p := range res.Manifest.Packs {
+		if _, err := e.tr.Store.Stat(ctx, p.Name()); err != nil {
+			t.Errorf("the new snapshot names pack %s (a repack record's new pack: %v), which is gone: %v",
+				repo.ShortID(p.SHA256), newPacks[p.SHA256], err)
+		}
+	}
+	e.restoreEqual(e.tr.Operator(t), res.Manifest, dir)
+	e.mustVerify()
+}
+
+// TestChunkReaderPackDeletedWhileOpen: a restore (a drill of hours) that
+// has a pack open when prune deletes it, because a repack record took
+// over, reads the rest of its chunks through the record, as it would have
+// had the pack been gone when it opened it; it must not report the
+// snapshot damaged ("missing").
+func TestChunkReaderPackDeletedWhileOpen(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	m := e.backup(nil, false, "docs="+e.tree(3, 3<<20))
+	r := e.full()
+	c, err := r.OpenCatalog(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refs []repo.ChunkRef
+	for {
+		if _, err := c.NextSource(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			var en repo.Entry
+			if err := c.NextEntry(&en); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			refs = append(refs, en.Chunks...)
+		}
+	}
+	c.Close()
+	if len(refs) < 2 || refs[len(refs)-1].Pack != refs[0].Pack || refs[len(refs)-1].Offset < 5<<20 {
+		t.Fatalf("want chunks in one pack, the last beyond the read-ahead window: %d chunks", len(refs))
+	}
+	cr, err := r.NewChunkReader(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cr.Read(ctx, refs[0].Pack, refs[0]); err != nil {
+		t.Fatal(err)
+	}
+	e.moveAll(m) // the record, then the old packs deleted
+	last := refs[len(refs)-1]
+	if _, err := cr.Read(ctx, last.Pack, last); err != nil {
+		t.Fatalf("read a chunk of a pack deleted after it was opened, which a repack record replaces: %v", err)
+	}
+}
+
+// TestRepackNewPackRepackedBeforeOldGoes: a repack record's new pack N1
+// can itself be repacked while the old pack P it replaces still waits for
+// its record to age (the prune that repacked N1 counted there only the
+// chunks of snapshots that list N1, since a snapshot that lists P finds
+// its chunks in P while P is there). A later prune must not delete P and
+// N1 together: the snapshot that lists P would read its chunks through N1,
+// gone, and the second record, which does not hold them.
+func TestRepackNewPackRepackedBeforeOldGoes(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	dir := t.TempDir()
+	e.writeFiles(dir, "a", 10, 1<<20)
+	e.backupCached(dir, "")
+	removeFiles(t, dir, "a", 10)
+	// a000 and a001 again, as the second snapshot holds them.
+	e.seed--
+	e.writeFiles(dir, "a", 2, 1<<20)
+	s := e.backupCached(dir, "").Manifest
+	if _, err := Forget(ctx, e.tr.Host(t), Policy{Last: 1}, ForgetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	prune := func(now time.Time, grace time.Duration) *PruneResult {
+		t.Helper()
+		res, err := Prune(ctx, e.full(), PruneOptions{Now: now, Grace: grace, GraceSet: true, Repack: true, RepackThreshold: 0.3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := prune(timeNowPlusHour(), 0); res.Repack.Record == "" {
+		t.Fatalf("first prune did not repack: %+v", res.Repack)
+	}
+	// A snapshot of a000 alone deduplicates against the new pack.
+	dir2 := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(dir, "a000.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir2, "a000.bin"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.backupCached(dir2, "").Private.Stats.BytesNew; n != 0 {
+		t.Fatalf("the backup of a000 stored %d new bytes: it did not deduplicate against the new pack", n)
+	}
+	// Within the grace period the old pack waits; the new pack is half
+	// used by the last snapshot (and whole by the first, through the
+	// record).
+	t.Logf("second prune: repack %+v", prune(time.Now(), time.Hour).Repack)
+	prune(timeNowPlusHour(), 0)
+	prune(timeNowPlusHour(), 0)
+	e.restoreEqual(e.tr.Operator(t), s, dir)
 	e.mustVerify()
 }
