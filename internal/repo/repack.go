@@ -80,14 +80,8 @@ func (rp *Repack) signedBy() (string, string, string, int64) {
 
 // Validate checks the record's shape (not its signature).
 func (rp *Repack) Validate() error {
-	if rp.Version != Version {
-		return fmt.Errorf("unsupported repack record version %d", rp.Version)
-	}
-	if !validHex(rp.ID, 64) {
-		return errors.New("invalid repack id")
-	}
-	if rp.ConfigSeq < 1 {
-		return errors.New("invalid config seq")
+	if err := checkSignedHeader("repack record", "repack", rp.Version, rp.ID, rp.ConfigSeq); err != nil {
+		return err
 	}
 	if !validHex(rp.Index.SHA256, 64) || rp.Index.Name != IndexPrefix+rp.Index.SHA256 || rp.Index.Size <= 0 {
 		return errors.New("invalid index reference")

@@ -69,14 +69,8 @@ func RepairName(id string) string { return RepairsPrefix + id }
 
 // Validate checks the record's shape (not its signature).
 func (rp *Repair) Validate() error {
-	if rp.Version != Version {
-		return fmt.Errorf("unsupported repair record version %d", rp.Version)
-	}
-	if !validHex(rp.ID, 64) {
-		return errors.New("invalid repair id")
-	}
-	if rp.ConfigSeq < 1 {
-		return errors.New("invalid config seq")
+	if err := checkSignedHeader("repair record", "repair", rp.Version, rp.ID, rp.ConfigSeq); err != nil {
+		return err
 	}
 	if !validHex(rp.Index.SHA256, 64) || rp.Index.Name != IndexPrefix+rp.Index.SHA256 || rp.Index.Size <= 0 {
 		return errors.New("invalid index reference")

@@ -70,16 +70,26 @@ func (t *Tombstone) signedBy() (string, string, string, int64) {
 	return t.ID, t.Repo, t.Signer, t.ConfigSeq
 }
 
+// checkSignedHeader checks the fields every host-signed record of this
+// format starts with: the format version, a 64-hex id (idNoun names it in
+// the error) and a config seq.
+func checkSignedHeader(noun, idNoun string, version int, id string, seq int64) error {
+	if version != Version {
+		return fmt.Errorf("unsupported %s version %d", noun, version)
+	}
+	if !validHex(id, 64) {
+		return fmt.Errorf("invalid %s id", idNoun)
+	}
+	if seq < 1 {
+		return errors.New("invalid config seq")
+	}
+	return nil
+}
+
 // Validate checks the tombstone's shape (not its signature).
 func (t *Tombstone) Validate() error {
-	if t.Version != Version {
-		return fmt.Errorf("unsupported tombstone version %d", t.Version)
-	}
-	if !validHex(t.ID, 64) {
-		return errors.New("invalid snapshot id")
-	}
-	if t.ConfigSeq < 1 {
-		return errors.New("invalid config seq")
+	if err := checkSignedHeader("tombstone", "snapshot", t.Version, t.ID, t.ConfigSeq); err != nil {
+		return err
 	}
 	if t.Manifest.Name != SnapshotName(t.ID) || !validHex(t.Manifest.SHA256, 64) || t.Manifest.Size <= 0 {
 		return errors.New("invalid manifest reference")
