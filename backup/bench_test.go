@@ -9,6 +9,9 @@ package backup_test
 // BenchmarkBackupRSS runs a 100 MB and a 1 GB backup each in a child process
 // (this test binary, re-executed) and reports the child's peak RSS as
 // peakRSS-MiB: the pipeline's memory bound must not grow with the input.
+// BenchmarkBackupSmallFiles is the per-file path: a first backup of 10,000
+// files of 150-700 bytes (benchutil.GenerateSmallFiles), reported as
+// files/s with the allocations per file.
 // BenchmarkBackupDir backs up the folder COFFER_BENCH_DIR (skipped when
 // unset), backs it up again unchanged, and restores it, for CPU profiles of
 // a real tree (samples are labelled phase=backup|second-cached|restore):
@@ -178,6 +181,34 @@ func BenchmarkBackupRSS(b *testing.B) {
 			b.Errorf("peak RSS grows with the input: %.0f MiB for 1 GB vs %.0f MiB for 100 MB", big, small)
 		}
 	}
+}
+
+func BenchmarkBackupSmallFiles(b *testing.B) {
+	const files = 10_000
+	dir := filepath.Join(b.TempDir(), "files")
+	size, err := benchutil.GenerateSmallFiles(dir, files, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	runs := 0
+	for b.Loop() {
+		b.StopTimer()
+		runs++
+		work := filepath.Join(b.TempDir(), strconv.Itoa(runs))
+		r, sk, _ := benchRepo(b, work)
+		b.StartTimer()
+		res, err := backup.Run(context.Background(), backup.Options{Repo: r, Signing: sk, CacheDir: filepath.Join(work, "cache"),
+			Sources: []source.Source{&dirkind.Source{SourceName: "files", Path: dir}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if got := res.Private.Stats.ChunksNew; got < files {
+			b.Fatalf("%d new chunks, want at least %d", got, files)
+		}
+	}
+	b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
 }
 
 // BenchmarkBackupDir backs up the folder COFFER_BENCH_DIR into a fresh
