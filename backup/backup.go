@@ -604,7 +604,7 @@ type sourceWriter struct {
 	params   repo.ChunkerParams
 	ch       *chunker.Chunker
 	strict   bool
-	inflight int // chunks in flight at most
+	inflight int // batches of chunks in flight at most
 	// inflightBig bounds the chunks in flight that hold a chunk buffer:
 	// smaller chunks are copied out of theirs.
 	inflightBig int
@@ -615,7 +615,9 @@ type sourceWriter struct {
 	open        []*fileRec      // written, not yet spilled: the last may still be remembered, others wait for chunks
 	count       int             // records spilled
 	cached      progress.Counts // the files among them with a state for the change cache
-	queue       []pendingChunk
+	batch       *chunkBatch     // being filled, not handed over
+	queue       []*chunkBatch
+	free        []*chunkBatch // stored, for reuse
 	paths       *pathSet
 	cache       *changeCache
 	res         *Result
@@ -762,32 +764,35 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			w.flush()
 			return err
 		}
+		if w.batch == nil {
+			w.batch = w.newBatch()
+		}
 		data := c.Data
 		if len(data) <= smallChunk {
-			// A small file's chunk leaves the buffer for the next one:
-			// a tree of small files keeps many chunks in flight with
-			// one buffer.
-			data = append([]byte(nil), data...)
+			// A small file's chunk leaves the buffer for the next one,
+			// copied into its batch: a tree of small files keeps many
+			// chunks in flight with one buffer.
+			data = w.batch.keep(data)
 			p.bufs.put(buf)
 			buf = nil
 		}
-		h.Write(c.Data)
+		h.Write(data)
 		size += int64(c.Length)
 		p.bytesRead.Add(int64(c.Length))
 		w.prog.Add(w.name, progress.Counts{Bytes: int64(c.Length)})
-		j := &chunkJob{data: data, buf: buf, done: make(chan struct{})}
-		if err := p.submit(j); err != nil {
-			if buf != nil {
-				p.bufs.put(buf)
-			}
-			w.flush()
-			return err
-		}
+		w.batch.jobs = append(w.batch.jobs, chunkJob{data: data, buf: buf})
+		w.batch.recs = append(w.batch.recs, rec)
+		w.batch.bytes += len(data)
 		rec.pending++
 		if buf != nil {
 			w.big++
 		}
-		w.queue = append(w.queue, pendingChunk{job: j, rec: rec})
+		if w.batch.full() {
+			if err := w.submit(); err != nil {
+				w.flush()
+				return err
+			}
+		}
 		for len(w.queue) >= w.inflight || w.big >= w.inflightBig {
 			if err := w.waitOne(); err != nil {
 				w.flush()
@@ -803,32 +808,66 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 // smallChunk is the largest chunk copied out of its chunk buffer.
 const smallChunk = 64 << 10
 
-type pendingChunk struct {
-	job *chunkJob
-	rec *fileRec
-}
-
-// waitOne waits for the oldest chunk in flight and appends its location
-// to its file. Chunks of one file complete into it in order.
-func (w *sourceWriter) waitOne() error {
-	pc := w.queue[0]
-	w.queue = w.queue[1:]
-	<-pc.job.done
-	if pc.job.buf != nil {
-		w.p.bufs.put(pc.job.buf)
-		w.big--
+// submit hands the batch being filled to the pipeline.
+func (w *sourceWriter) submit() error {
+	b := w.batch
+	if b == nil {
+		return nil
 	}
-	pc.rec.pending--
-	if pc.job.err != nil {
-		return pc.job.err
+	w.batch = nil
+	if err := w.p.submit(b); err != nil {
+		b.err = err
+		close(b.done)
+		w.queue = append(w.queue, b)
+		return err
 	}
-	pc.rec.locs = append(pc.rec.locs, idLoc{id: pc.job.id, loc: pc.job.loc})
+	w.queue = append(w.queue, b)
 	return nil
 }
 
-// flush waits for every chunk in flight and returns the first error.
+// newBatch returns an empty batch, one whose chunks are stored if there
+// is one.
+func (w *sourceWriter) newBatch() *chunkBatch {
+	if n := len(w.free); n > 0 {
+		b := w.free[n-1]
+		w.free = w.free[:n-1]
+		return b
+	}
+	return &chunkBatch{done: make(chan struct{})}
+}
+
+// waitOne waits for the oldest batch in flight and appends the locations
+// of its chunks to their files. Chunks of one file complete into it in
+// order.
+func (w *sourceWriter) waitOne() error {
+	b := w.queue[0]
+	w.queue[0] = nil
+	w.queue = w.queue[1:]
+	<-b.done
+	for i := range b.jobs {
+		j := &b.jobs[i]
+		if j.buf != nil {
+			w.p.bufs.put(j.buf)
+			w.big--
+		}
+		rec := b.recs[i]
+		rec.pending--
+		if b.err == nil {
+			rec.locs = append(rec.locs, idLoc{id: j.id, loc: j.loc})
+		}
+	}
+	err := b.err
+	if len(w.free) < w.inflight+1 {
+		b.reset()
+		w.free = append(w.free, b)
+	}
+	return err
+}
+
+// flush hands over the batch being filled, waits for every chunk in
+// flight and returns the first error.
 func (w *sourceWriter) flush() error {
-	var first error
+	first := w.submit()
 	for len(w.queue) > 0 {
 		if err := w.waitOne(); err != nil && first == nil {
 			first = err

@@ -45,10 +45,52 @@ type packSlot struct {
 type chunkJob struct {
 	data []byte
 	buf  *[]byte
-	done chan struct{}
 	id   repo.ChunkID
 	loc  loc
-	err  error
+}
+
+// A chunkBatch is what a worker takes at once: small chunks of a source,
+// up to batchChunks of them or batchBytes, and at most one larger chunk,
+// its last. A tree of small files, one chunk a file, handed over one
+// chunk at a time cost a wake-up of a worker and of the source for each
+// (doc/performance.md).
+type chunkBatch struct {
+	jobs  []chunkJob
+	recs  []*fileRec // the file of each chunk
+	bytes int
+	arena []byte // holds the small chunks
+	done  chan struct{}
+	err   error
+}
+
+// keep copies a small chunk into the batch.
+func (b *chunkBatch) keep(data []byte) []byte {
+	if len(b.arena)+len(data) > cap(b.arena) {
+		// A full batch holds at most batchBytes and one more chunk;
+		// an arena that grows leaves the chunks before in the old one.
+		b.arena = make([]byte, 0, max(batchBytes+smallChunk, len(data)))
+	}
+	n := len(b.arena)
+	b.arena = append(b.arena, data...)
+	return b.arena[n:len(b.arena):len(b.arena)]
+}
+
+// reset empties a batch whose chunks are stored, for reuse.
+func (b *chunkBatch) reset() {
+	clear(b.jobs)
+	clear(b.recs)
+	b.jobs, b.recs, b.bytes, b.arena, b.err = b.jobs[:0], b.recs[:0], 0, b.arena[:0], nil
+	b.done = make(chan struct{})
+}
+
+const (
+	batchChunks = 64
+	batchBytes  = 256 << 10
+)
+
+// full says whether the batch is to be handed over now.
+func (b *chunkBatch) full() bool {
+	return len(b.jobs) >= batchChunks || b.bytes >= batchBytes || b.jobs[len(b.jobs)-1].buf != nil
 }
 
 // openPack is the pack the workers are filling.
@@ -76,7 +118,7 @@ type pipeline struct {
 	idFunc     func([]byte) repo.ChunkID
 	packSize   int
 
-	jobs     chan *chunkJob
+	jobs     chan *chunkBatch
 	sealed   chan sealedPack
 	workers  sync.WaitGroup
 	uploader sync.WaitGroup
@@ -107,7 +149,7 @@ func newPipeline(ctx context.Context, st storage.Store, recipients []age.Recipie
 	p := &pipeline{
 		ctx: ctx, cancel: cancel, store: st, recipients: recipients, idFunc: idFunc,
 		packSize: packSize, known: known, bufs: bufs,
-		jobs:   make(chan *chunkJob, workers),
+		jobs:   make(chan *chunkBatch, workers),
 		sealed: make(chan sealedPack, 1),
 	}
 	// age adds 16 bytes per 64 KiB; + room for the trailer.
@@ -134,10 +176,10 @@ func (p *pipeline) err() error {
 	return context.Cause(p.ctx)
 }
 
-// submit hands a chunk to the workers.
-func (p *pipeline) submit(j *chunkJob) error {
+// submit hands a batch of chunks to the workers.
+func (p *pipeline) submit(b *chunkBatch) error {
 	select {
-	case p.jobs <- j:
+	case p.jobs <- b:
 		return nil
 	case <-p.ctx.Done():
 		return p.err()
@@ -147,15 +189,19 @@ func (p *pipeline) submit(j *chunkJob) error {
 func (p *pipeline) work() {
 	defer p.workers.Done()
 	var zbuf []byte
-	for j := range p.jobs {
-		if p.ctx.Err() != nil {
-			j.err = p.err()
-			close(j.done)
-			continue
+	for b := range p.jobs {
+		for i := range b.jobs {
+			if p.ctx.Err() != nil {
+				b.err = p.err()
+				break
+			}
+			j := &b.jobs[i]
+			j.id = p.idFunc(j.data)
+			if j.loc, zbuf, b.err = p.store1(j.id, j.data, zbuf); b.err != nil {
+				break
+			}
 		}
-		j.id = p.idFunc(j.data)
-		j.loc, zbuf, j.err = p.store1(j.id, j.data, zbuf)
-		close(j.done)
+		close(b.done)
 	}
 }
 

@@ -136,11 +136,11 @@ func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTrac
 			return err
 		}
 	}
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := openFile(p, info.Size())
 	if err != nil {
 		return unreadable(w, e.Path, "open", err, pathError("read", p, err))
 	}
-	defer f.Close()
+	defer f.close()
 	if err := w.WriteFile(ctx, e, f); err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {
@@ -148,11 +148,11 @@ func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTrac
 		}
 		return err
 	}
-	after, err := f.Stat()
+	after, err := f.stat()
 	if err != nil {
 		return pathError("stat", p, err)
 	}
-	if stateOf(after) != st {
+	if stateOfStat(after) != st {
 		return w.Warn("%q: file changed while it was read", e.Path)
 	}
 	if ct != nil {
@@ -186,12 +186,15 @@ func (d *Source) excluded(rel string) bool {
 }
 
 func stateOf(info fs.FileInfo) source.FileState {
-	k := source.FileState{Size: info.Size(), MTime: info.ModTime().UnixNano()}
 	if st, ok := info.Sys().(*syscall.Stat_t); ok {
-		k.CTime = time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UnixNano()
-		k.Ino, k.Dev = st.Ino, uint64(st.Dev)
+		return stateOfStat(st)
 	}
-	return k
+	return source.FileState{Size: info.Size(), MTime: info.ModTime().UnixNano()}
+}
+
+func stateOfStat(st *syscall.Stat_t) source.FileState {
+	return source.FileState{Size: st.Size, MTime: time.Unix(st.Mtim.Sec, st.Mtim.Nsec).UnixNano(),
+		CTime: time.Unix(st.Ctim.Sec, st.Ctim.Nsec).UnixNano(), Ino: st.Ino, Dev: uint64(st.Dev)}
 }
 
 type ownerNames struct {
