@@ -59,7 +59,7 @@ func zstdCLI(t *testing.T, b []byte) []byte {
 // restore (ErrNoIdentity) nor verify at decrypt depth, but verifies at read
 // depth. Every stored object but the signed config and manifests is an age
 // file that the reference age CLI decrypts with identity.txt; packs end in
-// the CPAK0001 magic, catalogs and the index are zstd frames (checked with
+// the CPAK0002 magic, catalogs and the index are zstd frames (checked with
 // the zstd CLI when present), and the index also decrypts with the
 // repository's index identity, which opens nothing else; the host's box
 // identity opens the secrets object only.
@@ -147,8 +147,8 @@ func TestE2EEncryptOnly(t *testing.T) {
 		}
 		switch kind {
 		case "data":
-			if !bytes.HasSuffix(plain, []byte("CPAK0001")) {
-				t.Errorf("%s: plaintext does not end with CPAK0001", oi.Name)
+			if !bytes.HasSuffix(plain, []byte("CPAK0002")) {
+				t.Errorf("%s: plaintext does not end with CPAK0002", oi.Name)
 			}
 		case "catalogs", "index", "private":
 			if !bytes.HasPrefix(plain, zstdMagic) {

@@ -16,10 +16,18 @@ import (
 
 // TestPackWriterSamePlaintext checks that a pack encrypted as its chunks
 // are added decrypts to exactly the plaintext PackBuilder makes (chunks,
-// the trailer JSON that json.Marshal makes of the chunk list, its length
-// and the magic), and that Close names the ciphertext it wrote. The
-// trailer is long enough to be written in several pieces.
+// the trailer, its length and the magic), in both trailer versions, and
+// that Close names the ciphertext it wrote. The trailer is long enough to
+// be written in several pieces.
 func TestPackWriterSamePlaintext(t *testing.T) {
+	t.Run("v2", func(t *testing.T) { testPackWriterSamePlaintext(t) })
+	t.Run("v1", func(t *testing.T) {
+		defer WriteV1PackTrailers()()
+		testPackWriterSamePlaintext(t)
+	})
+}
+
+func testPackWriterSamePlaintext(t *testing.T) {
 	id := mustIdentity(t)
 	for _, n := range []int{1, 2, 3000} {
 		b := NewPackBuilder(0)

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sort"
 	"strings"
@@ -192,11 +193,16 @@ func (r *Repository) ChunkIDFunc(ctx context.Context) (func([]byte) ChunkID, err
 		return nil, err
 	}
 	key := s.ChunkKey
+	// An HMAC is reset, not made again, for each chunk: a tree of small
+	// files names a chunk a file.
+	macs := sync.Pool{New: func() any { return hmac.New(sha256.New, key[:]) }}
 	return func(b []byte) ChunkID {
-		m := hmac.New(sha256.New, key[:])
+		m := macs.Get().(hash.Hash)
+		m.Reset()
 		m.Write(b)
 		var id ChunkID
 		m.Sum(id[:0])
+		macs.Put(m)
 		return id
 	}, nil
 }

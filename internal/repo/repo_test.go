@@ -198,6 +198,11 @@ func FuzzPackTrailer(f *testing.F) {
 	b := NewPackBuilder(64)
 	b.Add(ChunkID{}, []byte("abc"), 3, false)
 	f.Add(b.Finish())
+	undo := WriteV1PackTrailers()
+	b = NewPackBuilder(64)
+	b.Add(ChunkID{}, []byte("abc"), 3, false)
+	f.Add(b.Finish())
+	undo()
 	f.Fuzz(func(t *testing.T, plain []byte) {
 		chunks, err := ParsePackTrailer(plain)
 		if err != nil {
