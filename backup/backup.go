@@ -453,7 +453,11 @@ func (b *run) storeSources(ctx context.Context) error {
 		sw.prog.Finish(src.Name())
 		b.sources = append(b.sources, sw)
 	}
-	return p.finish()
+	if err := p.finish(); err != nil {
+		return err
+	}
+	b.log.Debug("sources stored", "chunks", p.chunks.Load(), "new", p.chunksNew.Load(), "handovers", p.handovers.Load())
+	return nil
 }
 
 // packOf names the pack of a chunk location and notes that the snapshot

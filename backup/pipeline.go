@@ -141,6 +141,7 @@ type pipeline struct {
 	bytesStored atomic.Int64
 	chunks      atomic.Int64
 	chunksNew   atomic.Int64
+	handovers   atomic.Int64 // batches handed to the workers
 }
 
 func newPipeline(ctx context.Context, st storage.Store, recipients []age.Recipient, idFunc func([]byte) repo.ChunkID,
@@ -180,6 +181,7 @@ func (p *pipeline) err() error {
 func (p *pipeline) submit(b *chunkBatch) error {
 	select {
 	case p.jobs <- b:
+		p.handovers.Add(1)
 		return nil
 	case <-p.ctx.Done():
 		return p.err()
