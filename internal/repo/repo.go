@@ -195,13 +195,17 @@ func (r *Repository) ChunkIDFunc(ctx context.Context) (func([]byte) ChunkID, err
 	key := s.ChunkKey
 	// An HMAC is reset, not made again, for each chunk: a tree of small
 	// files names a chunk a file.
-	macs := sync.Pool{New: func() any { return hmac.New(sha256.New, key[:]) }}
+	type mac struct {
+		h   hash.Hash
+		sum ChunkID
+	}
+	macs := sync.Pool{New: func() any { return &mac{h: hmac.New(sha256.New, key[:])} }}
 	return func(b []byte) ChunkID {
-		m := macs.Get().(hash.Hash)
-		m.Reset()
-		m.Write(b)
-		var id ChunkID
-		m.Sum(id[:0])
+		m := macs.Get().(*mac)
+		m.h.Reset()
+		m.h.Write(b)
+		m.h.Sum(m.sum[:0])
+		id := m.sum
 		macs.Put(m)
 		return id
 	}, nil
