@@ -869,7 +869,8 @@ func (w *sourceWriter) waitOne() error {
 }
 
 // flush hands over the batch being filled, waits for every chunk in
-// flight and returns the first error.
+// flight and returns the first error. The source is done: its batches
+// are let go.
 func (w *sourceWriter) flush() error {
 	first := w.submit()
 	for len(w.queue) > 0 {
@@ -877,6 +878,7 @@ func (w *sourceWriter) flush() error {
 			first = err
 		}
 	}
+	w.free = nil
 	return first
 }
 
