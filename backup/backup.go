@@ -160,6 +160,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer b.spill.close()
 	defer func() { b.index.close() }() // set by storeSources
+	defer b.known.close()
 	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
@@ -296,8 +297,15 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 // verified manifests and repair records reference, less the packs that
 // changed in the store since this host first saw them (the ledger).
 func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
-	d, err := b.r.LoadDedup(ctx, b.secrets.IndexIdentity, ms)
+	b.known = newKnownIndex()
+	slots := map[string]*packSlot{}
+	packs := 0
+	d, err := b.r.LoadDedupFunc(ctx, b.secrets.IndexIdentity, ms, func(ip *repo.IndexPack) error {
+		packs++
+		return loadPack(b.known, slots, ip)
+	})
 	if err != nil {
+		b.known.close()
 		return err
 	}
 	for _, s := range d.Skipped {
@@ -310,14 +318,21 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 		b.log.Info(msg)
 		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
 	}
-	packs := d.Packs[:0:0]
-	for _, ip := range d.Packs {
-		if !changed[ip.SHA256] {
-			packs = append(packs, ip)
+	for sha := range changed {
+		if s := slots[sha]; s != nil {
+			b.known.drop(s)
 		}
 	}
-	b.known = knownChunks(packs)
-	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
+	for _, sha := range d.Retracted {
+		if s := slots[sha]; s != nil {
+			b.known.drop(s)
+		}
+	}
+	if err := b.known.endLoad(); err != nil {
+		b.known.close()
+		return err
+	}
+	b.log.Debug("index loaded", "packs", packs, "present", len(d.Present), "damaged", len(d.Damaged),
 		"changed", len(changed), "chunks", b.known.len())
 	return nil
 }
@@ -372,25 +387,20 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 	return heads
 }
 
-// knownChunks maps every indexed chunk to its location.
-func knownChunks(packs []repo.IndexPack) *knownIndex {
-	slots := map[string]*packSlot{}
-	n := 0
-	for _, ip := range packs {
-		n += len(ip.Chunks)
+// loadPack adds an indexed pack's chunks to known; slots holds the packs
+// by SHA-256.
+func loadPack(known *knownIndex, slots map[string]*packSlot, ip *repo.IndexPack) error {
+	slot := slots[ip.SHA256]
+	if slot == nil {
+		slot = &packSlot{sha: ip.SHA256, size: ip.Size}
+		slots[ip.SHA256] = slot
 	}
-	known := newKnownIndex(n)
-	for _, ip := range packs {
-		slot := slots[ip.SHA256]
-		if slot == nil {
-			slot = &packSlot{sha: ip.SHA256, size: ip.Size}
-			slots[ip.SHA256] = slot
-		}
-		for _, c := range ip.Chunks {
-			known.add(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd})
+	for _, c := range ip.Chunks {
+		if err := known.load(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}); err != nil {
+			return err
 		}
 	}
-	return known
+	return nil
 }
 
 func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
