@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"runtime"
 	"sort"
 	"strings"
@@ -438,6 +437,9 @@ func (b *run) storeSources(ctx context.Context) error {
 	p := b.p
 	for _, src := range b.opts.Sources {
 		sw := b.newWriter(p, src.Name(), src.Kind())
+		if wo, ok := src.(source.WalkOrdered); ok && wo.WalkOrdered() {
+			sw.paths = &walkCheck{}
+		}
 		sw.prog = progress.Or(b.opts.Progress)
 		b.log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
 		sw.prog.Start(src.Name(), b.cache.estimate(src.Name()))
@@ -626,7 +628,7 @@ type sourceWriter struct {
 	count       int             // records spilled
 	cached      progress.Counts // the files among them with a state for the change cache
 	queue       []pendingChunk
-	paths       *pathSet
+	paths       pathChecker // a pathSet unless the source is source.WalkOrdered
 	cache       *changeCache
 	res         *Result
 	log         *slog.Logger
@@ -658,20 +660,13 @@ func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
 	}
-	if w.paths == nil {
-		w.paths = newPathSet()
-	}
-	if _, dup := w.paths.get(e.Path); dup {
-		return fmt.Errorf("%q: entry written twice", e.Path)
-	}
 	if e.Path == "." && e.Type != source.TypeDir {
 		return fmt.Errorf("the root of a source is a folder, not a %s", e.Type)
 	}
-	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths.isDir(parent) {
-		return fmt.Errorf("%q: its folder %q was not written before it", e.Path, parent)
+	if w.paths == nil {
+		w.paths = newPathSet()
 	}
-	w.paths.add(e.Path, e.Type == source.TypeDir)
-	return nil
+	return w.paths.check(e.Path, e.Type == source.TypeDir)
 }
 
 func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
