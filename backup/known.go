@@ -64,9 +64,13 @@ type knownEntry struct {
 	l  knownLoc
 }
 
+// knownMemMax is how many chunks the index keeps in memory before it
+// writes them to a table: about 3 MiB of map and locations (a variable
+// for tests).
+var knownMemMax = 1 << 15
+
 const (
-	knownMemMax    = 1 << 15 // about 3 MiB of map and locations
-	knownBlock     = 16      // chunks a table block: 864 bytes of ciphertext
+	knownBlock     = 16 // chunks a table block: 864 bytes of ciphertext
 	knownEntrySize = 32 + 4 + 8 + 4 + 4 + 1
 	knownBloomBits = 10 // about 1% false positives with 7 probes
 	knownBloomK    = 7
@@ -121,7 +125,11 @@ func (k *knownIndex) drop(s *packSlot) {
 }
 
 // endLoad ends the loading: what was loaded goes to a table.
-func (k *knownIndex) endLoad() error { return k.flushLoading() }
+func (k *knownIndex) endLoad() error {
+	err := k.flushLoading()
+	k.loading = nil
+	return err
+}
 
 func (k *knownIndex) flushLoading() error {
 	if len(k.loading) == 0 {
