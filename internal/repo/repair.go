@@ -195,7 +195,8 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 }
 
 // LoadDedupFunc is LoadDedup that passes each pack kept to each instead of
-// listing it in Dedup.Packs, and reads each index object as a stream (its
+// listing it in Dedup.Packs (in batches of its chunks: each may be called
+// several times for one pack, with the same SHA-256 and size), and reads each index object as a stream (its
 // ciphertext, checked against its reference first, waits in an unlinked
 // temporary file), so that no index is held whole in memory. An index
 // object whose content turns out not to decode after some of its packs
@@ -440,12 +441,8 @@ func decodeIndexStream(dec *json.Decoder, each func(*IndexPack) error) error {
 			return fmt.Errorf("index packs: not a list")
 		}
 		for dec.More() {
-			var ip IndexPack
-			if err := dec.Decode(&ip); err != nil {
+			if err := decodePackStream(dec, each); err != nil {
 				return err
-			}
-			if err := each(&ip); err != nil {
-				return errFromEach{err}
 			}
 		}
 		if err := wantDelim(dec, ']'); err != nil {
@@ -459,6 +456,82 @@ func decodeIndexStream(dec *json.Decoder, each func(*IndexPack) error) error {
 		return fmt.Errorf("index: data after the document")
 	}
 	return nil
+}
+
+// indexBatch is how many chunks of a pack decodeIndexStream passes at
+// once: a pack of tiny chunks lists about 80,000 (10 MB of JSON).
+const indexBatch = 4096
+
+// decodePackStream decodes one IndexPack and passes it to each in batches
+// of its chunks, each batch with the pack's SHA-256 and size; the last
+// call has its ModTime too (a pack of no chunks is passed once, empty).
+// Chunks listed before the pack's SHA-256 and size are held until the
+// pack's end.
+func decodePackStream(dec *json.Decoder, each func(*IndexPack) error) error {
+	if err := wantDelim(dec, '{'); err != nil {
+		return err
+	}
+	var ip IndexPack
+	var haveSum, haveSize bool
+	var batch []IndexChunk
+	pass := func() error {
+		p := ip
+		p.Chunks = batch
+		if err := each(&p); err != nil {
+			return errFromEach{err}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		switch {
+		case strings.EqualFold(key, "sha256"):
+			err, haveSum = dec.Decode(&ip.SHA256), true
+		case strings.EqualFold(key, "size"):
+			err, haveSize = dec.Decode(&ip.Size), true
+		case strings.EqualFold(key, "mtime"):
+			err = dec.Decode(&ip.ModTime)
+		case strings.EqualFold(key, "chunks"):
+			t, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			if t == nil {
+				continue // null: no chunks
+			}
+			if d, ok := t.(json.Delim); !ok || d != '[' {
+				return fmt.Errorf("index chunks: not a list")
+			}
+			for dec.More() {
+				var c IndexChunk
+				if err := dec.Decode(&c); err != nil {
+					return err
+				}
+				batch = append(batch, c)
+				if len(batch) >= indexBatch && haveSum && haveSize {
+					if err := pass(); err != nil {
+						return err
+					}
+				}
+			}
+			err = wantDelim(dec, ']')
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := wantDelim(dec, '}'); err != nil {
+		return err
+	}
+	return pass()
 }
 
 func wantDelim(dec *json.Decoder, want json.Delim) error {
