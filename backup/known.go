@@ -437,7 +437,8 @@ type tableReader struct {
 	t     *knownTable
 	block int    // next to read
 	ct    []byte // read buffer
-	plain []byte // decrypted, not yet consumed
+	buf   []byte // decrypted blocks
+	plain []byte // the part of buf not yet consumed
 }
 
 func (r *tableReader) next() ([]byte, error) {
@@ -456,15 +457,16 @@ func (r *tableReader) next() ([]byte, error) {
 		if _, err := r.t.f.ReadAt(ct, off); err != nil {
 			return nil, fmt.Errorf("index of known chunks: %w", err)
 		}
-		r.plain = r.plain[:0]
+		r.buf = r.buf[:0]
 		for b := range nb {
 			c := ct[b*knownBlockSize(knownBlock) : min(len(ct), (b+1)*knownBlockSize(knownBlock))]
 			p, err := r.k.aead.Open(c[:0], r.t.nonce(off+int64(b*knownBlockSize(knownBlock))), c, nil)
 			if err != nil {
 				return nil, errors.New("index of known chunks: temporary file damaged")
 			}
-			r.plain = append(r.plain, p...)
+			r.buf = append(r.buf, p...)
 		}
+		r.plain = r.buf
 		r.block += nb
 	}
 	e := r.plain[:knownEntrySize]
