@@ -497,9 +497,9 @@ func decodePackStream(dec *json.Decoder, each func(*IndexPack) error) error {
 		case strings.EqualFold(key, "mtime"):
 			err = dec.Decode(&ip.ModTime)
 		case strings.EqualFold(key, "chunks"):
-			t, err := dec.Token()
-			if err != nil {
-				return err
+			t, terr := dec.Token()
+			if terr != nil {
+				return terr
 			}
 			if t == nil {
 				continue // null: no chunks
