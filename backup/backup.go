@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path"
 	"runtime"
 	"sort"
 	"strings"
@@ -160,6 +159,7 @@ func run1(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer b.spill.close()
 	defer func() { b.index.close() }() // set by storeSources
+	defer b.known.close()
 	defer b.cache.close()
 	if err := b.storeSources(ctx); err != nil {
 		return nil, err
@@ -296,8 +296,15 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 // verified manifests and repair records reference, less the packs that
 // changed in the store since this host first saw them (the ledger).
 func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
-	d, err := b.r.LoadDedup(ctx, b.secrets.IndexIdentity, ms)
+	b.known = newKnownIndex()
+	slots := map[string]*packSlot{}
+	packs := 0
+	d, err := b.r.LoadDedupFunc(ctx, b.secrets.IndexIdentity, ms, func(ip *repo.IndexPack) error {
+		packs++
+		return loadPack(b.known, slots, ip)
+	})
 	if err != nil {
+		b.known.close()
 		return err
 	}
 	for _, s := range d.Skipped {
@@ -310,14 +317,21 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 		b.log.Info(msg)
 		b.res.RepoWarnings = append(b.res.RepoWarnings, msg)
 	}
-	packs := d.Packs[:0:0]
-	for _, ip := range d.Packs {
-		if !changed[ip.SHA256] {
-			packs = append(packs, ip)
+	for sha := range changed {
+		if s := slots[sha]; s != nil {
+			b.known.drop(s)
 		}
 	}
-	b.known = knownChunks(packs)
-	b.log.Debug("index loaded", "packs", len(packs), "present", len(d.Present), "damaged", len(d.Damaged),
+	for _, sha := range d.Retracted {
+		if s := slots[sha]; s != nil {
+			b.known.drop(s)
+		}
+	}
+	if err := b.known.endLoad(); err != nil {
+		b.known.close()
+		return err
+	}
+	b.log.Debug("index loaded", "packs", packs, "present", len(d.Present), "damaged", len(d.Damaged),
 		"changed", len(changed), "chunks", b.known.len())
 	return nil
 }
@@ -372,25 +386,20 @@ func (b *run) heads(ms []*repo.Manifest, bad []error) []string {
 	return heads
 }
 
-// knownChunks maps every indexed chunk to its location.
-func knownChunks(packs []repo.IndexPack) *knownIndex {
-	slots := map[string]*packSlot{}
-	n := 0
-	for _, ip := range packs {
-		n += len(ip.Chunks)
+// loadPack adds an indexed pack's chunks to known; slots holds the packs
+// by SHA-256.
+func loadPack(known *knownIndex, slots map[string]*packSlot, ip *repo.IndexPack) error {
+	slot := slots[ip.SHA256]
+	if slot == nil {
+		slot = &packSlot{sha: ip.SHA256, size: ip.Size}
+		slots[ip.SHA256] = slot
 	}
-	known := newKnownIndex(n)
-	for _, ip := range packs {
-		slot := slots[ip.SHA256]
-		if slot == nil {
-			slot = &packSlot{sha: ip.SHA256, size: ip.Size}
-			slots[ip.SHA256] = slot
-		}
-		for _, c := range ip.Chunks {
-			known.add(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd})
+	for _, c := range ip.Chunks {
+		if err := known.load(c.ID, loc{pack: slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: c.Zstd}); err != nil {
+			return err
 		}
 	}
-	return known
+	return nil
 }
 
 func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
@@ -428,6 +437,9 @@ func (b *run) storeSources(ctx context.Context) error {
 	p := b.p
 	for _, src := range b.opts.Sources {
 		sw := b.newWriter(p, src.Name(), src.Kind())
+		if wo, ok := src.(source.WalkOrdered); ok && wo.WalkOrdered() {
+			sw.paths = &walkCheck{}
+		}
 		sw.prog = progress.Or(b.opts.Progress)
 		b.log.Info("backing up source", "source", src.Name(), "kind", src.Kind())
 		sw.prog.Start(src.Name(), b.cache.estimate(src.Name()))
@@ -486,6 +498,10 @@ func (b *run) storeCatalog(ctx context.Context) (*repo.CatalogRoot, error) {
 	}()
 	b.pc = b.newPipeline(ctx, b.p.known)
 	cw := b.newWriter(b.pc, "catalog", "")
+	// One chunk compressed while the next is read: the catalog is one
+	// stream, and each chunk in flight holds a buffer of ChunkMax (2W+1 of
+	// them were 20 MiB of a million-file backup's peak).
+	cw.inflightBig = 1
 	crec := &fileRec{}
 	err := cw.chunk(ctx, pr, crec)
 	pr.CloseWithError(errors.New("catalog not stored")) // unblocks the encoder after a failure
@@ -622,7 +638,7 @@ type sourceWriter struct {
 	batch       *chunkBatch     // being filled, not handed over
 	queue       []*chunkBatch
 	free        []*chunkBatch // stored, for reuse
-	paths       *pathSet
+	paths       pathChecker   // a pathSet unless the source is source.WalkOrdered
 	cache       *changeCache
 	res         *Result
 	log         *slog.Logger
@@ -654,20 +670,13 @@ func (w *sourceWriter) add(e source.Entry) error {
 	if err := repo.CheckPath(e.Path); err != nil {
 		return err
 	}
-	if w.paths == nil {
-		w.paths = newPathSet()
-	}
-	if _, dup := w.paths.get(e.Path); dup {
-		return fmt.Errorf("%q: entry written twice", e.Path)
-	}
 	if e.Path == "." && e.Type != source.TypeDir {
 		return fmt.Errorf("the root of a source is a folder, not a %s", e.Type)
 	}
-	if parent := path.Dir(e.Path); e.Path != "." && parent != "." && !w.paths.isDir(parent) {
-		return fmt.Errorf("%q: its folder %q was not written before it", e.Path, parent)
+	if w.paths == nil {
+		w.paths = newPathSet()
 	}
-	w.paths.add(e.Path, e.Type == source.TypeDir)
-	return nil
+	return w.paths.check(e.Path, e.Type == source.TypeDir)
 }
 
 func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {

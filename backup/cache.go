@@ -389,7 +389,9 @@ func (c *changeCache) knownItem(source, path string, k fileKey) bool {
 func (c *changeCache) resolve(cr cacheRec, k fileKey) (fileRec, []byte, bool) {
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
 	for _, ch := range cr.Chunks {
-		l, ok := c.known.get(ch.ID)
+		// An error is a miss here: the file is read, and storing its
+		// chunks meets the error again.
+		l, ok, _ := c.known.get(ch.ID)
 		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
 			return fileRec{}, nil, false
 		}

@@ -1,15 +1,29 @@
 package backup
 
-import "hash/maphash"
+import (
+	"fmt"
+	"hash/maphash"
+	"path"
+	"strings"
+)
 
-// pathSet is the set of paths a source has written, for the duplicate and
-// parent checks, and whether each is a folder. It holds a 128-bit hash of
-// each path, not the path: about 20-40 bytes an entry against about 110
-// for the path strings (which kept the walk's whole joined path alive). The
-// hash is two maphash sums under seeds drawn for the process, so names
-// cannot be chosen to collide; an accidental collision (about 2^-88 for a
-// million paths) would make the backup fail with "entry written twice",
-// never store anything wrong.
+// pathChecker refuses what a folder restore could not recreate: a path
+// written twice (byte for byte), an entry whose folder was not written
+// before it. check records path when it passes.
+type pathChecker interface {
+	check(path string, dir bool) error
+}
+
+const errNoParent = "%q: its folder %q was not written before it"
+
+// pathSet is the checker of a source whose order is not known: the set of
+// paths it has written, and whether each is a folder. It holds a 128-bit
+// hash of each path, not the path: about 20-40 bytes an entry against
+// about 110 for the path strings (which kept the walk's whole joined path
+// alive). The hash is two maphash sums under seeds drawn for the process,
+// so names cannot be chosen to collide; an accidental collision (about
+// 2^-88 for a million paths) would make the backup fail with "entry
+// written twice", never store anything wrong.
 type pathSet struct {
 	s1, s2 maphash.Seed
 	m      map[[16]byte]bool
@@ -28,14 +42,50 @@ func (p *pathSet) key(path string) [16]byte {
 	return k
 }
 
-// get reports whether path was added, and whether as a folder.
-func (p *pathSet) get(path string) (dir, ok bool) {
-	dir, ok = p.m[p.key(path)]
-	return dir, ok
+func (p *pathSet) check(name string, dir bool) error {
+	k := p.key(name)
+	if _, dup := p.m[k]; dup {
+		return fmt.Errorf("%q: entry written twice", name)
+	}
+	if parent := path.Dir(name); name != "." && parent != "." && !p.m[p.key(parent)] {
+		return fmt.Errorf(errNoParent, name, parent)
+	}
+	p.m[k] = dir
+	return nil
 }
 
-// isDir reports whether path was added as a folder.
-func (p *pathSet) isDir(path string) bool { return p.m[p.key(path)] }
+// walkCheck is the checker of a source that writes in the order of a
+// folder walk (source.WalkOrdered): the root first, then every path after
+// the one before it in walkCompare's order, so that a folder's contents
+// follow it together. No path can then come twice, and the folder of an
+// entry, if written, is among the folders still open: the ancestors of the
+// path before it. It holds those (the depth of the tree), not every path;
+// a path out of that order is refused.
+type walkCheck struct {
+	last    string
+	started bool
+	open    []string // folders, each inside the one before it
+}
 
-// add records path.
-func (p *pathSet) add(path string, dir bool) { p.m[p.key(path)] = dir }
+func (c *walkCheck) check(name string, dir bool) error {
+	switch {
+	case !c.started:
+		c.started = true
+	case name == c.last:
+		return fmt.Errorf("%q: entry written twice", name)
+	case name == "." || (c.last != "." && walkCompare(c.last, name) > 0):
+		return fmt.Errorf("%q: written after %q, out of the order of a folder walk", name, c.last)
+	}
+	for n := len(c.open); n > 0 && !strings.HasPrefix(name, c.open[n-1]+"/"); n-- {
+		c.open = c.open[:n-1]
+	}
+	if parent := path.Dir(name); name != "." && parent != "." &&
+		(len(c.open) == 0 || c.open[len(c.open)-1] != parent) {
+		return fmt.Errorf(errNoParent, name, parent)
+	}
+	c.last = name
+	if dir && name != "." {
+		c.open = append(c.open, name)
+	}
+	return nil
+}

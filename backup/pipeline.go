@@ -212,10 +212,10 @@ func (p *pipeline) work() {
 func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, error) {
 	p.chunks.Add(1)
 	p.mu.Lock()
-	l, ok := p.known.get(id)
+	l, ok, err := p.known.get(id)
 	p.mu.Unlock()
-	if ok {
-		return l, zbuf, nil
+	if ok || err != nil {
+		return l, zbuf, err
 	}
 	zbuf = repo.Compress(zbuf[:0], data)
 	stored, z := zbuf, true
@@ -224,11 +224,11 @@ func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, erro
 	}
 	p.packMu.Lock()
 	p.mu.Lock()
-	l, ok = p.known.get(id)
+	l, ok, err = p.known.get(id)
 	p.mu.Unlock()
-	if ok { // another worker stored it meanwhile
+	if ok || err != nil { // another worker stored it meanwhile
 		p.packMu.Unlock()
-		return l, zbuf, nil
+		return l, zbuf, err
 	}
 	if p.cur == nil {
 		w := newPackSink(p.sinkSize)
@@ -247,8 +247,12 @@ func (p *pipeline) store1(id repo.ChunkID, data, zbuf []byte) (loc, []byte, erro
 	}
 	l = loc{pack: p.cur.slot, offset: c.Offset, length: c.Length, raw: c.Raw, zstd: z}
 	p.mu.Lock()
-	p.known.add(id, l)
+	err = p.known.add(id, l)
 	p.mu.Unlock()
+	if err != nil {
+		p.packMu.Unlock()
+		return l, zbuf, err
+	}
 	var full *openPack
 	if p.cur.w.Len() >= p.packSize {
 		full, p.cur = p.cur, nil

@@ -82,6 +82,16 @@ type Writer interface {
 // backup treats warnings as errors.
 var ErrStrict = errors.New("warning is an error in a strict backup")
 
+// WalkOrdered is implemented by a source that writes its entries in the
+// order of a folder walk (filepath.WalkDir): the root first, each folder
+// before its contents, a folder's names in byte order, so that paths
+// sort with '/' below every other byte. The writer then checks each path
+// against the folders still open instead of a set of every path, and
+// refuses an entry out of that order.
+type WalkOrdered interface {
+	WalkOrdered() bool
+}
+
 // Skipper is an optional capability of a Writer, found by type assertion:
 // a source that can leave out what it cannot read (a folder's unreadable
 // file or subfolder) asks it instead of failing. Without it, the source

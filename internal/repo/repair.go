@@ -1,14 +1,21 @@
 package repo
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"filippo.io/age"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/cofferhq/coffer/storage"
 )
@@ -162,6 +169,10 @@ type Dedup struct {
 	// Skipped says which manifests, repair records and index objects were
 	// not used, and why (verify reports them as problems).
 	Skipped []string
+	// Retracted are packs LoadDedupFunc passed to its function from an
+	// index object it then skipped (its content did not decode): not to
+	// be deduplicated against.
+	Retracted []string
 }
 
 // LoadDedup reads what a backup deduplicates against, with id (the index
@@ -180,6 +191,18 @@ type Dedup struct {
 // left (storage.CleanStale: temporary files, incomplete multipart
 // uploads), as far as the store's credentials allow.
 func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manifest) (*Dedup, error) {
+	return r.LoadDedupFunc(ctx, id, ms, nil)
+}
+
+// LoadDedupFunc is LoadDedup that passes each pack kept to each instead of
+// listing it in Dedup.Packs (in batches of its chunks: each may be called
+// several times for one pack, with the same SHA-256 and size), and reads each index object as a stream (its
+// ciphertext, checked against its reference first, waits in an unlinked
+// temporary file), so that no index is held whole in memory. An index
+// object whose content turns out not to decode after some of its packs
+// went to each is skipped like any other, and those packs are listed in
+// Dedup.Retracted: the caller forgets them.
+func (r *Repository) LoadDedupFunc(ctx context.Context, id age.Identity, ms []*Manifest, each func(*IndexPack) error) (*Dedup, error) {
 	_, _ = storage.CleanStale(ctx, r.Store, storage.StaleAge) // best effort: a backup never fails for it
 	d := &Dedup{Present: map[string]storage.ObjectInfo{}, Damaged: map[string]bool{}, Vouched: map[string]time.Time{}}
 	err := r.Store.List(ctx, DataPrefix, func(oi storage.ObjectInfo) error {
@@ -274,31 +297,252 @@ func (r *Repository) LoadDedup(ctx context.Context, id age.Identity, ms []*Manif
 			continue
 		}
 		seen[ref.Name] = true
-		ix, err := r.readIndex(ctx, ref, id)
+		var passed []string
+		pack := func(ip *IndexPack) error {
+			if i == 0 && !since.IsZero() && !ip.ModTime.IsZero() {
+				d.Vouched[ip.SHA256] = ip.ModTime
+			}
+			if d.Damaged[ip.SHA256] || replaced[ip.SHA256] {
+				return nil
+			}
+			if o, ok := only[ref.Name]; ok && !o[ip.SHA256] {
+				return nil
+			}
+			if oi, ok := d.Present[ip.SHA256]; ok && oi.Size == ip.Size {
+				if each == nil {
+					d.Packs = append(d.Packs, *ip)
+					return nil
+				}
+				passed = append(passed, ip.SHA256)
+				return each(ip)
+			}
+			return nil
+		}
+		if each == nil {
+			var ix *Index
+			if ix, err = r.readIndex(ctx, ref, id); err == nil {
+				for i := range ix.Packs {
+					pack(&ix.Packs[i])
+				}
+			}
+		} else {
+			err = r.streamIndex(ctx, ref, id, pack)
+		}
 		if err != nil {
 			var ie *IntegrityError
 			if !errors.As(err, &ie) {
 				return nil, err
 			}
 			d.Skipped = append(d.Skipped, err.Error())
+			d.Retracted = append(d.Retracted, passed...)
 			continue
-		}
-		for _, ip := range ix.Packs {
-			if i == 0 && !since.IsZero() && !ip.ModTime.IsZero() {
-				d.Vouched[ip.SHA256] = ip.ModTime
-			}
-			if d.Damaged[ip.SHA256] || replaced[ip.SHA256] {
-				continue
-			}
-			if o, ok := only[ref.Name]; ok && !o[ip.SHA256] {
-				continue
-			}
-			if oi, ok := d.Present[ip.SHA256]; ok && oi.Size == ip.Size {
-				d.Packs = append(d.Packs, ip)
-			}
 		}
 	}
 	return d, nil
+}
+
+// streamIndex reads index object ref and passes its packs to each in
+// order. The ciphertext is copied to an unlinked temporary file and
+// checked against ref (size and SHA-256) before anything is decrypted.
+func (r *Repository) streamIndex(ctx context.Context, ref ObjectRef, id age.Identity, each func(*IndexPack) error) error {
+	if ref.Size > maxIndexObject {
+		return integrity(ref.Name, "index object of %d bytes exceeds the limit of %d", ref.Size, maxIndexObject)
+	}
+	f, err := os.CreateTemp("", "coffer-index-*")
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ref.Name, err)
+	}
+	os.Remove(f.Name())
+	defer f.Close()
+	rc, err := r.Store.Open(ctx, ref.Name, 0, -1)
+	if errors.Is(err, storage.ErrNotExist) {
+		return integrity(ref.Name, "missing")
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ref.Name, err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(rc, ref.Size+1))
+	rc.Close()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", ref.Name, err)
+	}
+	if n != ref.Size {
+		return integrity(ref.Name, "size %d, want %d", n, ref.Size)
+	}
+	if hex.EncodeToString(h.Sum(nil)) != ref.SHA256 {
+		return integrity(ref.Name, "content hash does not match")
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read %s: %w", ref.Name, err)
+	}
+	bad := func(err error) error { return integrity(ref.Name, "decrypt index: %s", cleanMessage(err)) }
+	ar, err := age.Decrypt(bufio.NewReaderSize(f, 64<<10), id)
+	if err != nil {
+		return bad(err)
+	}
+	zr, err := zstd.NewReader(io.LimitReader(ar, maxDocument), zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderMaxMemory(maxDocument))
+	if err != nil {
+		return bad(err)
+	}
+	defer zr.Close()
+	dec := json.NewDecoder(zr)
+	if err := decodeIndexStream(dec, each); err != nil {
+		var ie *IntegrityError
+		if errors.As(err, &ie) || !isDecodeError(err) {
+			return err
+		}
+		return bad(err)
+	}
+	// The rest (zstd padding) is read to the end, so that age checks the
+	// last chunk.
+	if _, err := io.Copy(io.Discard, io.MultiReader(dec.Buffered(), zr)); err != nil {
+		return bad(err)
+	}
+	return nil
+}
+
+// errFromEach marks an error returned by each, not a decode error.
+type errFromEach struct{ err error }
+
+func (e errFromEach) Error() string { return e.err.Error() }
+func (e errFromEach) Unwrap() error { return e.err }
+
+func isDecodeError(err error) bool {
+	var fe errFromEach
+	return !errors.As(err, &fe)
+}
+
+// decodeIndexStream decodes an Index ({"version": N, "packs": [...]}) pack
+// by pack, as json.Unmarshal would: other keys are ignored.
+func decodeIndexStream(dec *json.Decoder, each func(*IndexPack) error) error {
+	if err := wantDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		if !strings.EqualFold(key, "packs") {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if t, err := dec.Token(); err != nil {
+			return err
+		} else if t == nil {
+			continue // null: no packs
+		} else if d, ok := t.(json.Delim); !ok || d != '[' {
+			return fmt.Errorf("index packs: not a list")
+		}
+		for dec.More() {
+			if err := decodePackStream(dec, each); err != nil {
+				return err
+			}
+		}
+		if err := wantDelim(dec, ']'); err != nil {
+			return err
+		}
+	}
+	if err := wantDelim(dec, '}'); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("index: data after the document")
+	}
+	return nil
+}
+
+// indexBatch is how many chunks of a pack decodeIndexStream passes at
+// once: a pack of tiny chunks lists about 80,000 (10 MB of JSON).
+const indexBatch = 4096
+
+// decodePackStream decodes one IndexPack and passes it to each in batches
+// of its chunks, each batch with the pack's SHA-256 and size; the last
+// call has its ModTime too (a pack of no chunks is passed once, empty).
+// Chunks listed before the pack's SHA-256 and size are held until the
+// pack's end.
+func decodePackStream(dec *json.Decoder, each func(*IndexPack) error) error {
+	if err := wantDelim(dec, '{'); err != nil {
+		return err
+	}
+	var ip IndexPack
+	var haveSum, haveSize bool
+	var batch []IndexChunk
+	pass := func() error {
+		p := ip
+		p.Chunks = batch
+		if err := each(&p); err != nil {
+			return errFromEach{err}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := t.(string)
+		switch {
+		case strings.EqualFold(key, "sha256"):
+			err, haveSum = dec.Decode(&ip.SHA256), true
+		case strings.EqualFold(key, "size"):
+			err, haveSize = dec.Decode(&ip.Size), true
+		case strings.EqualFold(key, "mtime"):
+			err = dec.Decode(&ip.ModTime)
+		case strings.EqualFold(key, "chunks"):
+			t, terr := dec.Token()
+			if terr != nil {
+				return terr
+			}
+			if t == nil {
+				continue // null: no chunks
+			}
+			if d, ok := t.(json.Delim); !ok || d != '[' {
+				return fmt.Errorf("index chunks: not a list")
+			}
+			for dec.More() {
+				var c IndexChunk
+				if err := dec.Decode(&c); err != nil {
+					return err
+				}
+				batch = append(batch, c)
+				if len(batch) >= indexBatch && haveSum && haveSize {
+					if err := pass(); err != nil {
+						return err
+					}
+				}
+			}
+			err = wantDelim(dec, ']')
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := wantDelim(dec, '}'); err != nil {
+		return err
+	}
+	return pass()
+}
+
+func wantDelim(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if d, ok := t.(json.Delim); !ok || d != want {
+		return fmt.Errorf("index: want %q, got %v", want, t)
+	}
+	return nil
 }
 
 // readIndex reads the index object ref names, checked against ref's size

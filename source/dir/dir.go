@@ -41,6 +41,9 @@ type Source struct {
 func (d *Source) Name() string { return d.SourceName }
 func (d *Source) Kind() string { return "dir" }
 
+// WalkOrdered reports that Backup writes in the order of a folder walk.
+func (d *Source) WalkOrdered() bool { return true }
+
 // Backup walks the folder in lexical order.
 func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	root, err := filepath.Abs(d.Path)
