@@ -18,6 +18,12 @@ import (
 // A file that grew meanwhile has another size in stat, after the read, and
 // is reported changed. A file that lstat gave as empty (some in /proc are,
 // and are not) is read until read(2) returns 0.
+//
+// It is opened with O_NONBLOCK, which a regular file ignores: a FIFO put
+// in a file's place between lstat and open (anyone who can write to the
+// folder can) would otherwise block the open, and the backup, until a
+// writer came. Opened so, the FIFO reads as empty or fails with EAGAIN,
+// and the stat after the read reports the file changed.
 type file struct {
 	fd   int
 	name string
@@ -30,7 +36,7 @@ func openFile(name string, size int64) (*file, error) {
 	var fd int
 	var err error
 	for {
-		fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+		fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 		if err != syscall.EINTR {
 			break
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestFileOneRead: a small file is read with one read(2); the reads after
@@ -111,5 +112,47 @@ func TestFileErrors(t *testing.T) {
 	var pe *fs.PathError
 	if !errors.As(err, &pe) || pe.Op != "read" || pe.Path != d || !errors.Is(err, syscall.EISDIR) {
 		t.Fatalf("read of a folder: %#v, want a read *fs.PathError for EISDIR", err)
+	}
+}
+
+// TestFileFIFO: a FIFO put in a file's place after lstat (anyone who can
+// write to the folder can) neither blocks the open, which it did until a
+// writer came, stalling the backup for good, nor passes for the file: it
+// reads as empty, and its stat is not the regular file's.
+func TestFileFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		f   *file
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		f, err := openFile(p, 100)
+		done <- result{f, err}
+	}()
+	var f *file
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		f = r.f
+	case <-time.After(5 * time.Second):
+		// Unblock the open so that the test ends.
+		if w, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			w.Close()
+		}
+		t.Fatal("openFile of a FIFO blocked")
+	}
+	defer f.close()
+	if n, err := f.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+		t.Fatalf("Read of a FIFO without a writer = %d, %v; want 0, io.EOF", n, err)
+	}
+	st, err := f.stat()
+	if err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
+		t.Fatalf("stat = %v, %v; want a FIFO's", st, err)
 	}
 }
