@@ -692,8 +692,26 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 	return w.append(&fileRec{entry: catalogEntry(e)})
 }
 
+// openMax bounds the records that wait, not yet spilled, behind the
+// oldest one whose chunks are not stored. Chunks are waited for only when
+// the queue is full, and a small chunk may sit in a batch not yet handed
+// over: one changed small file early in a tree otherwise unchanged (no
+// new chunks after it) held every later record in memory until the
+// source's end, 130 MB more for 200,000 files.
+const openMax = 4096
+
 // append adds a record, after spilling every earlier one that is complete.
 func (w *sourceWriter) append(rec *fileRec) error {
+	if len(w.open) >= openMax && w.open[0].pending > 0 {
+		if err := w.submit(); err != nil {
+			return err
+		}
+		for w.open[0].pending > 0 && len(w.queue) > 0 {
+			if err := w.waitOne(); err != nil {
+				return err
+			}
+		}
+	}
 	for len(w.open) > 0 && w.open[0].pending == 0 {
 		if err := w.spill1(w.open[0]); err != nil {
 			return err

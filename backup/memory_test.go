@@ -19,6 +19,8 @@ import (
 type smallFiles struct {
 	n    int
 	live uint64
+	// first changes the first file's content (and state), nothing else.
+	first bool
 }
 
 func (s *smallFiles) Name() string      { return "docs" }
@@ -40,6 +42,10 @@ func (s *smallFiles) Backup(ctx context.Context, w source.Writer) error {
 		body := fmt.Sprintf("{\"invoice\": %d, \"lines\": %q}\n", i, strings.Repeat(fmt.Sprint(i), 20))
 		e := source.Entry{Path: fmt.Sprintf("%s/invoice-%07d.json", dir, i), Type: source.TypeFile, Mode: 0o644, ModTime: mt}
 		st := source.FileState{Size: int64(len(body)), MTime: mt.UnixNano(), Ino: uint64(i + 1)}
+		if i == 0 && s.first {
+			body = "changed " + body
+			st.Size, st.MTime = int64(len(body)), st.MTime+1
+		}
 		if i >= s.n-500 && i%100 == 0 {
 			s.sample()
 		}
@@ -84,7 +90,10 @@ func liveHeap() uint64 {
 // writes (below 4,000 files this backup's index has not yet grown its
 // zstd encoder's full history, 4 MiB). Holding the index of known chunks
 // in memory (about 80 bytes a chunk) and the set of paths (about 36 bytes
-// a path) cost about 2 MiB more for the larger tree. The index keeps its newest chunks in memory
+// a path) cost about 2 MiB more for the larger tree. A third backup
+// changes only the first file: its one new small chunk, waiting in a batch
+// never full, held every later record in memory (about 600 bytes a file).
+// The index keeps its newest chunks in memory
 // (knownMemMax, 32,768 of them); the test lowers that to 1,000, so that
 // 24,000 files exercise its tables, and packs to 32 KiB: the open pack's
 // list of chunks is bounded by the pack size, not by the files.
@@ -105,8 +114,8 @@ func TestBackupMemoryFlat(t *testing.T) {
 	for _, n := range []int{4000, 24000} {
 		tr := testrepo.New(t)
 		cache := t.TempDir()
-		for _, step := range []string{"first", "unchanged"} {
-			src := &smallFiles{n: n}
+		for _, step := range []string{"first", "unchanged", "first changed"} {
+			src := &smallFiles{n: n, first: step == "first changed"}
 			before := liveHeap()
 			r := tr.Host(t)
 			r.Config.Packs.TargetSize = 32 << 10
@@ -115,7 +124,7 @@ func TestBackupMemoryFlat(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s backup of %d files: %v", step, n, err)
 			}
-			if skipped := res.BytesSkipped > 0; skipped != (step == "unchanged") {
+			if skipped := res.BytesSkipped > 0; skipped != (step != "first") {
 				t.Fatalf("%s backup of %d files: %d bytes skipped by the change cache", step, n, res.BytesSkipped)
 			}
 			key := fmt.Sprint(step, n)
@@ -124,7 +133,7 @@ func TestBackupMemoryFlat(t *testing.T) {
 				step, n, float64(live[key])/(1<<20), float64(before)/(1<<20))
 		}
 	}
-	for _, step := range []string{"first", "unchanged"} {
+	for _, step := range []string{"first", "unchanged", "first changed"} {
 		grew := live[step+"24000"] - live[step+"4000"]
 		if grew > 512<<10 {
 			t.Errorf("%s backup: the live heap grew by %.2f MiB from 4,000 to 24,000 files (%d bytes a file)",
