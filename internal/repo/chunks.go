@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -210,7 +209,8 @@ func (cr *ChunkReader) reach(pack string, c ChunkRef) extent {
 // its id. When pack is gone from the store (or has another size than the
 // manifest records) and a verified repack record replaces it, the chunk is
 // read where the record put it (doc/design.md, section 6.3), and its keyed
-// id is checked all the same.
+// id is checked all the same. The bytes returned may be the reader's
+// window (an uncompressed chunk): the caller must not modify them.
 func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byte, error) {
 	if st, ok := ctx.Value(readStatsKey{}).(*ReadStats); ok {
 		start, fetch, fetched := time.Now(), cr.FetchTime, cr.Fetched
@@ -227,12 +227,10 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 
 // ReadStored is Read that returns the chunk's bytes as stored (a zstd
 // frame when z is set), after checking its id, and the reference to where
-// it was read (c itself, or its place in a repacked pack).
+// it was read (c itself, or its place in a repacked pack). The bytes are
+// the reader's window: the caller must not modify them.
 func (cr *ChunkReader) ReadStored(ctx context.Context, pack string, c ChunkRef) ([]byte, ChunkRef, error) {
 	stored, _, at, err := cr.read(ctx, pack, c)
-	if err == nil && at.Zstd {
-		stored = bytes.Clone(stored) // the window's memory
-	}
 	return stored, at, err
 }
 
@@ -300,14 +298,15 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 		}
 		return nil, nil, c, integrity(name, "read chunk: %v", err)
 	}
-	// stored is the window's memory until it is copied or decompressed.
+	// stored is the window's memory.
 	if c.Zstd {
 		data, err = Decompress(nil, stored, c.Raw)
 		if err != nil {
 			return nil, nil, c, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
 		}
 	} else {
-		stored = bytes.Clone(stored)
+		// Windows are never written once filled: the chunk is read
+		// from the window's memory, which stays while it is used.
 		data = stored
 	}
 	cr.shrink()
@@ -396,18 +395,18 @@ func (cr *ChunkReader) window(ctx context.Context, pack string, p *openPack, c C
 const piece = 4 * ageChunk
 
 // fill fetches and decrypts a window of pack p that holds [off, off+n),
-// in whole age chunks: all of extent x when it fits the read-ahead (the
-// reads of a run of files go back and forth within it), else from off
-// on as far as the read-ahead reaches within x. What a window holds of
-// the new one's start is kept, not fetched again: a window ends on an
-// age chunk boundary, so a chunk that runs past its end costs only the
-// age chunks after it.
+// in whole age chunks: the read-ahead's worth of extent x (all of it
+// when it fits: the reads of a run of files go back and forth within
+// it) that off falls in. What a window holds of the new one's start is
+// kept, not fetched again: a window ends on an age chunk boundary, so a
+// chunk that runs past its end costs only the age chunks after it.
 func (cr *ChunkReader) fill(ctx context.Context, pack string, p *openPack, off, n int64, x extent) (*window, error) {
-	start := off / ageChunk * ageChunk
-	end := min(x.end, max(off+n, start+cr.ahead))
-	if x.end-x.off <= cr.ahead {
-		start, end = min(start, x.off/ageChunk*ageChunk), max(off+n, x.end)
-	}
+	// Windows of an extent lie on a grid from its start, so that which
+	// bytes a window holds does not depend on the order of the reads.
+	ahead := (cr.ahead + ageChunk - 1) / ageChunk * ageChunk
+	grid := x.off / ageChunk * ageChunk
+	start := grid + (off-grid)/ahead*ahead
+	end := max(off+n, min(x.end, start+ahead))
 	end = min((end+ageChunk-1)/ageChunk*ageChunk, p.plainSize)
 	var old []byte
 	for _, w := range cr.wins {
