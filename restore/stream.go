@@ -261,16 +261,16 @@ func listedTwice(p string, err error) error {
 
 // A run of files ends once its chunks hold runStored bytes as stored, or
 // at runFiles files. Two runs that meet inside a 64 KiB age chunk both
-// fetch it, so runs are long: at most 64 KiB more in 2 MiB, 3%. runFiles
-// bounds the entries a run holds (4 runs and 1 being gathered, a few
-// hundred bytes an entry).
+// fetch it, so runs are long: at most 64 KiB more in 1.5 MiB, 4%.
+// runFiles bounds the entries a run holds (4 runs and 1 being gathered,
+// a few hundred bytes an entry).
 const (
-	runStored = 2 << 20
+	runStored = 3 << 19
 	runFiles  = 2048
 	// runWindow is each worker's read-ahead, in plaintext bytes: a run's
 	// chunks in one pack fit in one window (they are not in pack order:
 	// the backup's two pipelines interleave neighbouring files).
-	runWindow = 4 << 20
+	runWindow = 2 << 20
 )
 
 // chunksOf yields the chunks of a run's files, in order.
