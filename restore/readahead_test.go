@@ -3,10 +3,12 @@ package restore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -205,5 +207,68 @@ func TestRestoreReadAheadFlat(t *testing.T) {
 	}
 	if hi-lo > 8<<20 {
 		t.Errorf("the restore held %.1f MiB more with more packs (%v)", float64(hi-lo)/(1<<20), peak)
+	}
+}
+
+// TestDamagedAgeChunkFailsOnlyItsChunks: a window spans many age chunks;
+// one damaged age chunk in it fails the chunks it holds, and the others
+// are read all the same (the reader falls back to the chunk's own age
+// chunks), as they were when every chunk was decrypted alone.
+func TestDamagedAgeChunkFailsOnlyItsChunks(t *testing.T) {
+	ctx := context.Background()
+	_, op, m, src := packedTree(t, 600, 1000, 1001, 16<<20)
+	s, err := OpenSource(ctx, op, m, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks []repo.ChunkRef
+	if err := s.each(ctx, func(e *repo.Entry) error {
+		chunks = append(chunks, e.Chunks...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	pack := chunks[0].Pack
+	for _, c := range chunks {
+		if c.Pack != pack {
+			t.Fatalf("the files span more than one pack")
+		}
+	}
+	// Flip a byte in the middle of the pack's ciphertext.
+	name := filepath.Join(filepath.Dir(src), "repo", repo.PackName(pack))
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cr, err := op.NewChunkReader(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.SetWindow(2 << 20)
+	cr.Plan(slices.Values(chunks))
+	var bad []repo.ChunkRef
+	for _, c := range chunks {
+		if _, err := cr.Read(ctx, c.Pack, c); err != nil {
+			var ie *repo.IntegrityError
+			if !errors.As(err, &ie) {
+				t.Fatalf("chunk at %d: error %v, want an integrity error", c.Offset, err)
+			}
+			bad = append(bad, c)
+		}
+	}
+	if len(bad) == 0 {
+		t.Fatal("no chunk failed to read from the damaged pack")
+	}
+	lo, hi := bad[0].Offset, bad[0].Offset+bad[0].Length
+	for _, c := range bad {
+		lo, hi = min(lo, c.Offset), max(hi, c.Offset+c.Length)
+	}
+	t.Logf("%d of %d chunks failed, at plaintext offsets %d-%d", len(bad), len(chunks), lo, hi)
+	if hi-lo > 64<<10+2*1100 {
+		t.Errorf("the failed chunks span %d bytes, more than the damaged age chunk (64 KiB)", hi-lo)
 	}
 }

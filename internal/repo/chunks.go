@@ -19,8 +19,8 @@ import (
 const ageChunk = 64 << 10 // age's STREAM chunk size
 const ageTag = 16         // Poly1305 tag per chunk
 
-// readAhead is how much plaintext a chunk read fetches at least, unless
-// a plan (ChunkReader.Plan) says less is needed.
+// readAhead is how much plaintext a read fetches past the chunk it needs,
+// unless SetWindow says otherwise or a plan (ChunkReader.Plan) needs less.
 const readAhead = 4 << 20
 
 // ChunkReader reads single chunks of a snapshot's packs with ranged reads
@@ -370,7 +370,7 @@ func (cr *ChunkReader) pack(ctx context.Context, pack string, size int64) (*open
 
 // window returns chunk c's stored bytes from a window of pack p,
 // fetching and decrypting a new window when none holds them. The bytes
-// are the window's memory, valid until the next read.
+// are the window's memory, which is never written once filled.
 func (cr *ChunkReader) window(ctx context.Context, pack string, p *openPack, c ChunkRef) ([]byte, error) {
 	for i := len(cr.wins) - 1; i >= 0; i-- {
 		if w := cr.wins[i]; w.holds(pack, c.Offset, c.Length) {
