@@ -278,7 +278,7 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 		return nil, nil, c, err
 	}
 	name := PackName(c.Pack)
-	if c.Offset > p.plainSize-c.Length {
+	if c.Offset < 0 || c.Length < 0 || c.Offset > p.plainSize-c.Length {
 		return nil, nil, c, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
 	}
 	stored, err = cr.window(ctx, c.Pack, p, c)
