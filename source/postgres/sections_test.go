@@ -267,8 +267,21 @@ func TestPostgresDamagedChunkMidway(t *testing.T) {
 		t.Fatalf("dump has %d chunks, want at least 4", len(e.Chunks))
 	}
 	// Flip a byte of the ciphertext of the chunk three quarters in: past
-	// the header, the TOC and the first tables.
-	c := e.Chunks[len(e.Chunks)*3/4]
+	// the header, the TOC and the first tables, in a data block that the
+	// parallel restore reads by its range.
+	k := len(e.Chunks) * 3 / 4
+	c := e.Chunks[k]
+	var db DumpBlocks
+	if err := p.source(t, m, "invoices").Meta(BlocksMetaKey, &db); err != nil {
+		t.Fatal(err)
+	}
+	var at int64
+	for _, c := range e.Chunks[:k] {
+		at += c.Raw
+	}
+	if at <= db.TOC {
+		t.Fatalf("chunk %d starts at %d, in the table of contents (%d bytes)", k, at, db.TOC)
+	}
 	damagePackAt(t, filepath.Join(p.Dir, "repo", filepath.FromSlash(repo.PackName(c.Pack))), c.Offset+c.Length/2)
 
 	for _, jobs := range []int{1, 2} {
