@@ -75,6 +75,7 @@ func (s *Source) OpenRanges(ctx context.Context, path string, ranges []source.Ra
 	if err != nil {
 		return nil, err
 	}
+	fr.h = nil // the stream is not the file: its hash would mean nothing
 	return &rangeReader{fr: fr, segs: segs, src: s}, nil
 }
 

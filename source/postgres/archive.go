@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // The custom format of pg_dump (-Fc) starts with a header and a table of
@@ -60,6 +61,8 @@ type pgTOCEntry struct {
 	// Data says that the entry has a data block (its offset flag is not
 	// K_OFFSET_NO_DATA).
 	Data bool
+	// Deps are the dump ids of the entries it depends on.
+	Deps []int64
 }
 
 // Sections of a TOC entry (pg_backup.h, teSection).
@@ -291,13 +294,38 @@ func (a *archiveReader) entry(keep bool) (e pgTOCEntry, err error) {
 	if err = a.strs(2); err != nil { // owner, "with oids"
 		return e, err
 	}
-	for { // dependencies, up to a NULL
-		null, err := a.str()
+	for { // dependencies, up to a NULL; each a dump id as a string
+		if !keep {
+			null, err := a.str()
+			if err != nil {
+				return e, err
+			}
+			if null {
+				break
+			}
+			continue
+		}
+		n, err := a.int()
 		if err != nil {
 			return e, err
 		}
-		if null {
+		if n < 0 {
 			break
+		}
+		if n > 20 {
+			if err := a.skip(n); err != nil {
+				return e, err
+			}
+			continue
+		}
+		b := make([]byte, n)
+		for i := range b {
+			if b[i], err = a.byte(); err != nil {
+				return e, err
+			}
+		}
+		if id, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+			e.Deps = append(e.Deps, id)
 		}
 	}
 	// The data offset (_ReadExtraToc, ReadOffset): a flag byte, then

@@ -316,23 +316,43 @@ func blocksMismatch(format string, args ...any) error {
 }
 
 // pgBlockRun is one pg_restore run of the data section: the entries it
-// restores and the blocks it reads, both in the order of the dump.
+// restores, in order, and the blocks it reads, in the order of its data
+// entries.
 type pgBlockRun struct {
 	ids    []int64
 	blocks []DumpBlock
 	bytes  int64
 }
 
+// pgBlockPlan is how a restore from dump blocks runs the data and
+// post-data sections: runs at once, then the post-data entries left.
+type pgBlockPlan struct {
+	runs []*pgBlockRun
+	post []int64 // in dump order
+}
+
 // pgPlanBlocks checks the block list db of a dump of size bytes against
-// the dump's table of contents, and splits the entries of the data section
-// into up to jobs runs of about equal bytes. The blocks must tile the dump
-// after the TOC; each must belong to a TOC entry with data in the data
-// section, and each such entry must have exactly one block.
+// the dump's table of contents, and plans the data and post-data
+// sections.
 //
-// An entry's section is the one pg_restore --section goes by: an entry
-// of no section (a comment, a privilege) belongs to the section of the
-// entry before it.
-func pgPlanBlocks(toc *pgTOC, db *DumpBlocks, size int64, jobs int) ([]*pgBlockRun, error) {
+// The blocks must tile the dump after the TOC; each must belong to a TOC
+// entry with data in the data section, and each such entry must have
+// exactly one block. An entry's section is the one pg_restore --section
+// goes by: an entry of no section (a comment, a privilege) belongs to the
+// section of the entry before it.
+//
+// The data entries are split into up to jobs runs of about equal bytes
+// (largest block first, to the run with the fewest bytes so far; entries
+// without a block, a sequence's value, to the lightest run), each run's
+// largest first. A post-data entry (an index, a constraint, a trigger)
+// whose tables are all loaded by one run goes into that run, right after
+// the last of them (and after the post-data entries it depends on), so
+// that a table's indexes are built while other runs still load, as
+// pg_restore --jobs builds them. The others wait for the end of the data
+// section: those that need tables of two runs, those on no table, and
+// those pg_restore runs in its last passes (privileges, event triggers,
+// materialized view data), with what depends on them.
+func pgPlanBlocks(toc *pgTOC, db *DumpBlocks, size int64, jobs int) (*pgBlockPlan, error) {
 	if db.TOC != toc.Length {
 		return nil, blocksMismatch("the table of contents is %d bytes, the list says %d", toc.Length, db.TOC)
 	}
@@ -357,78 +377,149 @@ func pgPlanBlocks(toc *pgTOC, db *DumpBlocks, size int64, jobs int) ([]*pgBlockR
 		return nil, blocksMismatch("the blocks end at offset %d, the dump at %d", at, size)
 	}
 
-	type entry struct {
+	type data struct {
 		id    int64
+		bytes int64
 		block int // index in db.Blocks, or -1
-		run   int
 	}
-	var data []entry
-	section := pgSectionPreData
-	seen := make(map[int64]bool, len(byID))
+	var (
+		datas   []data
+		post    []pgTOCEntry
+		section = pgSectionPreData
+		sec     = make(map[int64]int, len(toc.Entries))
+		dataOf  = map[int64][]int64{} // a pre-data entry's data entries (a table's TABLE DATA)
+	)
 	for _, e := range toc.Entries {
 		if e.Section != pgSectionNone {
 			section = e.Section
 		}
+		if _, dup := sec[e.ID]; dup {
+			return nil, blocksMismatch("entry %d is listed twice in the table of contents", e.ID)
+		}
+		sec[e.ID] = section
 		i, ok := byID[e.ID]
 		switch {
 		case ok && (!e.Data || section != pgSectionData):
 			return nil, blocksMismatch("entry %d (%s) has a block but no data in the data section", e.ID, e.Desc)
 		case !ok && e.Data:
 			return nil, blocksMismatch("entry %d (%s) has data but no block", e.ID, e.Desc)
-		case ok && seen[e.ID]:
-			return nil, blocksMismatch("entry %d is listed twice in the table of contents", e.ID)
-		case !ok:
-			i = -1
 		}
-		if section == pgSectionData {
-			data = append(data, entry{id: e.ID, block: i})
-			seen[e.ID] = true
+		switch section {
+		case pgSectionData:
+			d := data{id: e.ID, block: -1}
+			if ok {
+				d.block, d.bytes = i, db.Blocks[i].Length
+			}
+			datas = append(datas, d)
+			for _, dep := range e.Deps {
+				dataOf[dep] = append(dataOf[dep], e.ID)
+			}
+		case pgSectionPostData:
+			post = append(post, e)
 		}
 	}
-	if len(seen) < len(byID) {
-		for id := range byID {
-			if !seen[id] {
-				return nil, blocksMismatch("block of entry %d, which is not in the table of contents", id)
-			}
+	for id := range byID {
+		if sec[id] != pgSectionData {
+			return nil, blocksMismatch("block of entry %d, which is not in the table of contents", id)
 		}
 	}
 
-	// Largest blocks first, each to the run with the fewest bytes so far;
-	// entries without a block (a sequence's value) to the lightest run.
+	// The data entries, largest first, each to the lightest run.
+	sort.SliceStable(datas, func(i, j int) bool { return datas[i].bytes > datas[j].bytes })
 	runs := make([]*pgBlockRun, max(jobs, 1))
 	for i := range runs {
 		runs[i] = &pgBlockRun{}
 	}
-	lightest := func() int {
+	// where: the run of a data entry or of a post-data entry placed in
+	// one, and its place there (after its pos-th data entry).
+	type place struct{ run, pos int }
+	where := map[int64]place{}
+	for _, d := range datas {
 		k := 0
 		for i, r := range runs {
 			if r.bytes < runs[k].bytes {
 				k = i
 			}
 		}
-		return k
-	}
-	order := make([]int, len(data))
-	for i := range order {
-		order[i] = i
-	}
-	blockLen := func(e entry) int64 {
-		if e.block < 0 {
-			return 0
+		r := runs[k]
+		where[d.id] = place{k, len(r.blocks)}
+		r.bytes += d.bytes
+		if d.block >= 0 {
+			r.blocks = append(r.blocks, db.Blocks[d.block])
 		}
-		return db.Blocks[e.block].Length
 	}
-	sort.SliceStable(order, func(a, b int) bool { return blockLen(data[order[a]]) > blockLen(data[order[b]]) })
-	for _, i := range order {
-		k := lightest()
-		data[i].run = k
-		runs[k].bytes += blockLen(data[i])
+	// Sequences' values and other data without a block come after the
+	// blocks of their run.
+	for _, d := range datas {
+		if d.block < 0 {
+			w := where[d.id]
+			w.pos = len(runs[w.run].blocks)
+			where[d.id] = w
+		}
 	}
-	for _, e := range data {
-		r := runs[e.run]
-		r.ids = append(r.ids, e.id)
-		if e.block >= 0 {
-			r.blocks = append(r.blocks, db.Blocks[e.block])
+
+	// Each post-data entry, in dump order, goes into the one run that
+	// holds everything it needs, or waits for the end.
+	later := map[string]bool{"ACL": true, "DEFAULT ACL": true, "ACL LANGUAGE": true,
+		"EVENT TRIGGER": true, "MATERIALIZED VIEW DATA": true}
+	plan := &pgBlockPlan{runs: runs}
+	placed := map[int][][]int64{} // run -> pos -> entries
+	for _, e := range post {
+		p, ok := place{run: -1}, !later[e.Desc]
+		need := func(id int64) {
+			w, in := where[id]
+			switch {
+			case !in:
+				ok = false // at the end, or not placed yet
+			case p.run >= 0 && p.run != w.run:
+				ok = false // two runs
+			default:
+				p.run, p.pos = w.run, max(p.pos, w.pos)
+			}
+		}
+		for _, dep := range e.Deps {
+			if !ok {
+				break
+			}
+			switch sec[dep] {
+			case 0: // not in the archive
+			case pgSectionPreData:
+				for _, d := range dataOf[dep] {
+					need(d)
+				}
+			default:
+				need(dep)
+			}
+		}
+		if !ok || p.run < 0 {
+			plan.post = append(plan.post, e.ID)
+			continue
+		}
+		where[e.ID] = p
+		if placed[p.run] == nil {
+			placed[p.run] = make([][]int64, len(runs[p.run].blocks)+1)
+		}
+		placed[p.run][p.pos] = append(placed[p.run][p.pos], e.ID)
+	}
+
+	// A run's list: its data entries in the order of its blocks, each
+	// followed by what was placed after it.
+	byPos := make([][][]int64, len(runs)) // run -> pos -> data entries
+	for _, d := range datas {
+		w := where[d.id]
+		if byPos[w.run] == nil {
+			byPos[w.run] = make([][]int64, len(runs[w.run].blocks)+1)
+		}
+		byPos[w.run][w.pos] = append(byPos[w.run][w.pos], d.id)
+	}
+	for k, r := range runs {
+		for pos := 0; pos <= len(r.blocks); pos++ {
+			if byPos[k] != nil {
+				r.ids = append(r.ids, byPos[k][pos]...)
+			}
+			if placed[k] != nil {
+				r.ids = append(r.ids, placed[k][pos]...)
+			}
 		}
 	}
 	out := runs[:0]
@@ -437,7 +528,8 @@ func pgPlanBlocks(toc *pgTOC, db *DumpBlocks, size int64, jobs int) ([]*pgBlockR
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	plan.runs = out
+	return plan, nil
 }
 
 // pgBlockChecker passes one data block through from r, which must hold

@@ -87,10 +87,93 @@ func TestPgDumpBlocksRealDump(t *testing.T) {
 	if at != int64(len(dump)) {
 		t.Errorf("blocks end at %d, the dump at %d", at, len(dump))
 	}
+	checkPlan(t, dump, db, string(out))
 	sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
 	sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
 	if len(want) < 122 || !equalInts(got, want) {
 		t.Errorf("blocks of entries %v, pg_restore --list has data for %v", got, want)
+	}
+}
+
+// checkPlan checks how pgPlanBlocks plans the restore of newRichDB's
+// dump with 2 jobs: every data and post-data entry runs exactly once; a
+// run reads its blocks in the order of its data entries; a table's index
+// comes right after the table's data in its run; a foreign key comes after
+// both its tables in one run, or at the end; materialized view data at the
+// end.
+func checkPlan(t *testing.T, dump []byte, db *DumpBlocks, list string) {
+	t.Helper()
+	toc, err := pgArchiveReadTOC(bytes.NewReader(dump), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgPlanBlocks(toc, db, int64(len(dump)), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int64]string{}
+	ids := map[string]int64{}
+	for _, m := range regexp.MustCompile(`(?m)^(\d+); \d+ \d+ (.*) (\S*)$`).FindAllStringSubmatch(list, -1) {
+		id, _ := strconv.ParseInt(m[1], 10, 64)
+		names[id], ids[m[2]] = m[2], id
+	}
+	type at struct{ run, i int }
+	where := map[int64]at{}
+	for k, r := range plan.runs {
+		var blocks []int64
+		for i, id := range r.ids {
+			if _, dup := where[id]; dup {
+				t.Errorf("%s runs twice", names[id])
+			}
+			where[id] = at{k, i}
+			if strings.HasPrefix(names[id], "TABLE DATA") || strings.HasPrefix(names[id], "BLOBS") {
+				blocks = append(blocks, id)
+			}
+		}
+		var read []int64
+		for _, b := range r.blocks {
+			read = append(read, b.ID)
+		}
+		if !equalInts(blocks, read) {
+			t.Errorf("run %d restores data %v, reads blocks %v", k, blocks, read)
+		}
+	}
+	for _, id := range plan.post {
+		if _, dup := where[id]; dup {
+			t.Errorf("%s runs in a run and at the end", names[id])
+		}
+		where[id] = at{-1, 0}
+	}
+	for id, name := range names {
+		if _, ok := where[id]; !ok && regexp.MustCompile(`^(TABLE DATA|BLOBS|SEQUENCE SET|INDEX|CONSTRAINT|FK CONSTRAINT|TRIGGER|MATERIALIZED VIEW DATA) `).MatchString(name) {
+			t.Errorf("%s does not run", name)
+		}
+	}
+	after := func(a, b string) bool { // b runs after a, in a's run or at the end
+		wa, wb := where[ids[a]], where[ids[b]]
+		return wb.run == -1 || (wa.run == wb.run && wb.i > wa.i)
+	}
+	for i := 0; i < 120; i++ {
+		tab := fmt.Sprintf("TABLE DATA public t%d", i)
+		for _, e := range []string{fmt.Sprintf("INDEX public t%d_v", i), fmt.Sprintf("CONSTRAINT public t%d t%d_pkey", i, i)} {
+			if w := where[ids[e]]; w.run != where[ids[tab]].run || !after(tab, e) {
+				t.Errorf("%s is not in the run of %s, after it", e, tab)
+			}
+		}
+		if i == 0 {
+			continue
+		}
+		fk := fmt.Sprintf("FK CONSTRAINT public t%d t%d_parent_fkey", i, i)
+		parent := fmt.Sprintf("CONSTRAINT public t%d t%d_pkey", i-1, i-1)
+		if !after(tab, fk) || !after(parent, fk) {
+			t.Errorf("%s is not after %s and %s", fk, tab, parent)
+		}
+	}
+	if where[ids["MATERIALIZED VIEW DATA public mv"]].run != -1 {
+		t.Error("the materialized view's data is not left for the end")
+	}
+	if len(plan.runs) != 2 || len(plan.post) == 0 {
+		t.Errorf("%d runs, %d entries at the end; want 2 runs and some at the end", len(plan.runs), len(plan.post))
 	}
 }
 
@@ -125,9 +208,10 @@ exec %s "$@"`, log, real))
 
 // TestPostgresBlocksRestore restores with 2 and 3 jobs from a snapshot
 // with a block list: pg_restore runs the pre-data section from the table
-// of contents alone, then one data run per job, in parallel, each reading
-// its blocks from standard input, then the post-data section with the
-// jobs; no run is ever given the whole dump (before, with the dump
+// of contents alone, then one run per job, in parallel, each loading its
+// tables from the blocks on its standard input and building their
+// indexes, then the rest of the post-data section with the jobs; no run
+// is ever given the whole dump (before, with the dump
 // within the memory budget, one pg_restore --jobs 2 read a memory-backed
 // copy of all of it). The database is the source's.
 func TestPostgresBlocksRestore(t *testing.T) {
@@ -157,16 +241,19 @@ func TestPostgresBlocksRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 		runs := strings.Split(strings.TrimSpace(string(b)), "\n")
-		toc := fmt.Sprintf("fd3: %d", tocLen)
-		ok := len(runs) == 2+jobs &&
-			strings.HasSuffix(runs[0], "--section=pre-data /proc/self/fd/3 "+toc) &&
-			strings.HasSuffix(runs[len(runs)-1], fmt.Sprintf("--section=post-data --jobs=%d /proc/self/fd/3 %s", jobs, toc))
+		toc := fmt.Sprintf("/proc/self/fd/3 fd3: %d", tocLen)
+		data := regexp.MustCompile(`--section=data --section=post-data --use-list=/proc/self/fd/3 fd3: \d+$`)
+		nData := 0
 		for _, r := range runs[1 : len(runs)-1] {
-			ok = ok && regexp.MustCompile(`--section=data --use-list=/proc/self/fd/3 fd3: \d+$`).MatchString(r)
+			if data.MatchString(r) {
+				nData++
+			}
 		}
-		if !ok || strings.Contains(string(b), fmt.Sprintf("fd3: %d\n", dump)) {
-			t.Errorf("jobs %d: pg_restore runs:\n%s\nwant pre-data from the %d-byte TOC, %d data runs from standard input, post-data with --jobs=%d",
-				jobs, b, tocLen, jobs, jobs)
+		if len(runs) != jobs+2 || !strings.HasSuffix(runs[0], "--section=pre-data "+toc) || nData != jobs ||
+			!strings.HasSuffix(runs[len(runs)-1], fmt.Sprintf("--section=post-data --use-list=/proc/self/fd/4 --jobs=%d %s", jobs, toc)) ||
+			strings.Contains(string(b), fmt.Sprintf("fd3: %d\n", dump)) {
+			t.Errorf("jobs %d: pg_restore runs:\n%s\nwant pre-data from the %d-byte TOC, %d runs of data (from standard input) and post-data, "+
+				"then the rest of post-data with --jobs=%d", jobs, b, tocLen, jobs, jobs)
 		}
 		got := stateOf(t, dst)
 		if got.schema != before.schema {

@@ -67,7 +67,7 @@ func TestPostgresEndToEnd(t *testing.T) {
 			t.Errorf("jobs = %d, want %d", res.Jobs, jobs)
 		}
 		b, _ := os.ReadFile(log)
-		if data := strings.Count(string(b), "--section=data --use-list"); (jobs == 1) != (data == 0) || data > jobs {
+		if data := strings.Count(string(b), "--section=data --section=post-data --use-list"); (jobs == 1) != (data == 0) || data > jobs {
 			t.Errorf("jobs %d: pg_restore runs:\n%s", jobs, b)
 		}
 		assertSameTables(t, srcDSN, dst)

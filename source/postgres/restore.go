@@ -33,8 +33,10 @@ type Options struct {
 	// into one pg_restore in a single transaction.
 	Jobs int
 	// MemoryBudget caps the memory-backed copy of the dump that a parallel
-	// restore makes (default 1 GiB); a larger dump is loaded with one job
-	// and its post-data section (indexes, constraints) restored with Jobs.
+	// restore of a snapshot without a block list makes (default 1 GiB); a
+	// larger dump is loaded with one job and its post-data section
+	// (indexes, constraints) restored with Jobs. A snapshot with a block
+	// list holds only its table of contents, which must fit.
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
@@ -240,7 +242,10 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 // dump once, as a stream, and never writing plaintext to disk.
 //
 // With one job the whole dump streams into one pg_restore, in a single
-// transaction. With more, a dump up to the memory budget is copied into a
+// transaction. With more, a snapshot that lists its dump's data blocks is
+// restored from them, by parallel runs that each read just their tables'
+// blocks (pgRestoreBlocks). Otherwise (a snapshot taken before the list
+// was recorded), a dump up to the memory budget is copied into a
 // memory-backed file for pg_restore --jobs, whose scheduler builds a
 // table's indexes while other tables load (measured faster than the
 // sections below while the dump fits: doc/performance.md). A larger dump
@@ -265,7 +270,10 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	if noACL {
 		args = append(args, "--no-privileges")
 	}
-	runWith := func(counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error {
+	runWith := func(ctx context.Context, counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error {
+		if counter == nil {
+			counter = &pgCountingReader{}
+		}
 		return pgRestoreRun(ctx, pgRestore, env.Env, into, append(args[:len(args):len(args)], more...), stdin, extra, counter)
 	}
 	if opts.Jobs > 1 {
@@ -281,7 +289,7 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	counter := &pgCountingReader{r: rc}
 	defer func() { res.DumpBytes = counter.n }()
 	run := func(stdin io.Reader, extra []*os.File, more ...string) error {
-		return runWith(counter, stdin, extra, more...)
+		return runWith(ctx, counter, stdin, extra, more...)
 	}
 	// stream restores everything from one pg_restore reading r.
 	stream := func(r io.Reader) error {
@@ -334,22 +342,23 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 
 // pgRunner runs pg_restore with more arguments; a failure while counter
 // was read is reported as the cause.
-type pgRunner func(counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error
+type pgRunner func(ctx context.Context, counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error
 
 // pgRestoreBlocks restores with jobs in parallel from the snapshot's list
 // of dump blocks (blocks.go), when it has one and src reads ranges of a
 // file (source.RangeReader); it returns false, having done nothing, when
 // not. It reads the header and table of contents into a memory-backed
-// file and runs the pre-data section from it. The data section then runs
-// as up to jobs pg_restore runs at once, each given the entries of about
-// as many bytes as the others (--use-list) and, on standard input, the
-// table of contents followed by the blocks of just those entries, in the
-// order of the dump, read from the snapshot where the list says they are.
-// pg_restore reads an archive without data offsets forward, passing over
-// blocks it was not asked for, so it finds each of its entries' blocks in
-// turn; every COPY is its own (encoding, standard_conforming_strings,
-// search_path). Last, the post-data section runs with jobs from the
-// table of contents, as in the sections above.
+// file and runs the pre-data section from it. Then up to jobs pg_restore
+// runs go at once (pgPlanBlocks): each loads tables of about as many
+// bytes as the others, largest first, and builds their indexes and
+// constraints as soon as they are loaded (--use-list), reading on standard
+// input the table of contents followed by the blocks of just its tables,
+// read from the snapshot where the list says they are. pg_restore reads an
+// archive without data offsets forward, passing over blocks it was not
+// asked for, so it finds each of its entries' blocks in turn; every COPY
+// is its own (encoding, standard_conforming_strings, search_path). Last,
+// the rest of the post-data section (what needs tables of two runs,
+// materialized view data) runs with jobs from the table of contents.
 //
 // Nothing of the dump but the table of contents is held, in memory or
 // anywhere else. Every byte comes from chunks verified against their
@@ -384,7 +393,7 @@ func pgRestoreBlocks(ctx context.Context, src source.Reader, dump source.Entry, 
 	if err != nil {
 		return true, blocksMismatch("the first %d bytes are not a whole table of contents: %v", db.TOC, err)
 	}
-	runs, err := pgPlanBlocks(toc, &db, dump.Size, jobs)
+	plan, err := pgPlanBlocks(toc, &db, dump.Size, jobs)
 	if err != nil {
 		return true, err
 	}
@@ -395,16 +404,43 @@ func pgRestoreBlocks(ctx context.Context, src source.Reader, dump source.Entry, 
 	defer tocFile.Close()
 	res.Jobs = jobs
 	res.DumpBytes = int64(len(head))
-	none := &pgCountingReader{}
-	if err := run(none, nil, []*os.File{tocFile}, "--section=pre-data", "/proc/self/fd/3"); err != nil {
+	if err := run(ctx, nil, nil, []*os.File{tocFile}, "--section=pre-data", "/proc/self/fd/3"); err != nil {
 		return true, err
 	}
-	n, err := pgRunBlocks(ctx, rr, runs, head, toc.IntSize, into, run)
+	n, err := pgRunBlocks(ctx, rr, plan.runs, head, toc.IntSize, into, run)
 	res.DumpBytes += n
 	if err != nil {
 		return true, err
 	}
-	return true, run(none, nil, []*os.File{tocFile}, "--section=post-data", "--jobs="+strconv.Itoa(jobs), "/proc/self/fd/3")
+	var more []string
+	if len(plan.post) > 1 {
+		more = []string{"--jobs=" + strconv.Itoa(jobs)}
+	}
+	return true, pgRunPostData(ctx, plan.post, tocFile, run, more...)
+}
+
+// pgRunPostData runs the post-data entries ids from the TOC file.
+func pgRunPostData(ctx context.Context, ids []int64, tocFile *os.File, run pgRunner, more ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := pgListFile(ids)
+	if err != nil {
+		return err
+	}
+	defer list.Close()
+	// ExtraFiles[0] is fd 3, [1] fd 4.
+	return run(ctx, nil, nil, []*os.File{tocFile, list},
+		append([]string{"--section=post-data", "--use-list=/proc/self/fd/4"}, append(more, "/proc/self/fd/3")...)...)
+}
+
+// pgListFile returns a memory-backed pg_restore --use-list file of ids.
+func pgListFile(ids []int64) (*os.File, error) {
+	var list bytes.Buffer
+	for _, id := range ids {
+		fmt.Fprintf(&list, "%d\n", id)
+	}
+	return pgMemfd(&list)
 }
 
 // pgReadRanges reads ranges of the dump into memory.
@@ -450,15 +486,12 @@ func pgRunBlocks(ctx context.Context, rr source.RangeReader, runs []*pgBlockRun,
 	return total, first
 }
 
-// pgRunBlockRun runs pg_restore on one run's entries, listed in a
-// memory-backed file, and feeds it the table of contents and the run's
-// blocks, each checked as it passes.
+// pgRunBlockRun runs pg_restore on one run's entries (its data entries
+// and the post-data entries placed after them), listed in a memory-backed
+// file, and feeds it the table of contents and the run's blocks, each
+// checked as it passes.
 func pgRunBlockRun(ctx context.Context, rr source.RangeReader, r *pgBlockRun, head []byte, intSize int, into string, run pgRunner) (int64, error) {
-	var list bytes.Buffer
-	for _, id := range r.ids {
-		fmt.Fprintf(&list, "%d\n", id)
-	}
-	listFile, err := pgMemfd(&list)
+	listFile, err := pgListFile(r.ids)
 	if err != nil {
 		return 0, err
 	}
@@ -483,7 +516,7 @@ func pgRunBlockRun(ctx context.Context, rr source.RangeReader, r *pgBlockRun, he
 		}
 	}
 	counter := &pgCountingReader{r: io.MultiReader(readers...)}
-	err = run(counter, counter, []*os.File{listFile}, "--section=data", "--use-list=/proc/self/fd/3")
+	err = run(ctx, counter, counter, []*os.File{listFile}, "--section=data", "--section=post-data", "--use-list=/proc/self/fd/3")
 	n := max(counter.n-int64(len(head)), 0)
 	switch {
 	case err != nil:
