@@ -63,11 +63,6 @@ type knownEntry struct {
 	l  knownLoc
 }
 
-// knownTemp names the tables' files in errors: a full TMPDIR fails a
-// worker's chunk, and an *fs.PathError would be taken by source/dir for a
-// failure to read the source's file.
-const knownTemp = "temporary index of known chunks"
-
 // knownMemMax is how many chunks the index keeps in memory before it
 // writes them to a table: about 3 MiB of map and locations (a variable
 // for tests).
@@ -275,7 +270,7 @@ func (k *knownIndex) newTableWriter(n int) (*tableWriter, error) {
 	}
 	f, err := os.CreateTemp("", "coffer-known-*")
 	if err != nil {
-		return nil, tempFileError(knownTemp, err)
+		return nil, tempFileError("index of known chunks", err)
 	}
 	os.Remove(f.Name())
 	k.serial++
@@ -316,7 +311,7 @@ func (w *tableWriter) seal() error {
 
 func (w *tableWriter) write() error {
 	if _, err := w.t.f.WriteAt(w.out, w.off); err != nil {
-		return tempFileError(knownTemp, err)
+		return tempFileError("index of known chunks", err)
 	}
 	w.off += int64(len(w.out))
 	w.out = w.out[:0]
@@ -390,7 +385,7 @@ func (k *knownIndex) readBlock(t *knownTable, i int, buf []byte) ([]byte, error)
 	off := int64(i) * int64(knownBlockSize(knownBlock))
 	ct := buf[:knownBlockSize(n)]
 	if _, err := t.f.ReadAt(ct, off); err != nil {
-		return nil, tempFileReadError(knownTemp, err)
+		return nil, tempFileError("index of known chunks", err)
 	}
 	p, err := k.aead.Open(ct[:0], t.nonce(off), ct, nil)
 	if err != nil {
@@ -459,7 +454,7 @@ func (r *tableReader) next() ([]byte, error) {
 		}
 		ct := r.ct[:size]
 		if _, err := r.t.f.ReadAt(ct, off); err != nil {
-			return nil, tempFileReadError(knownTemp, err)
+			return nil, tempFileError("index of known chunks", err)
 		}
 		r.buf = r.buf[:0]
 		for b := range nb {

@@ -1,12 +1,8 @@
 package backup
 
 import (
-	"errors"
-	"io/fs"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/repo"
@@ -189,33 +185,5 @@ func TestKnownIndexTables(t *testing.T) {
 	}
 	if fp == 0 {
 		t.Fatal("no Bloom filter false positive tested")
-	}
-}
-
-// TestKnownIndexTempError checks that a table that cannot be written (a
-// full or missing TMPDIR) fails with an error naming TMPDIR and without
-// an *fs.PathError: a worker's error reaches source/dir through WriteFile,
-// which takes a path error for a failure to read the source's file and
-// reported `read "/src/file": no space left on device`.
-func TestKnownIndexTempError(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "gone")
-	t.Setenv("TMPDIR", dir)
-	k := newKnownIndex()
-	defer k.close()
-	k.memMax = 4
-	slot := &packSlot{}
-	var err error
-	for i := 0; i < 8 && err == nil; i++ {
-		err = k.add(repo.ChunkID{byte(i)}, loc{pack: slot, length: 1, raw: 1})
-	}
-	if err == nil {
-		t.Fatal("no error with TMPDIR missing")
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		t.Errorf("error %q is an *fs.PathError", err)
-	}
-	if !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "TMPDIR") {
-		t.Errorf("error %q does not name TMPDIR (%s)", err, dir)
 	}
 }

@@ -71,15 +71,6 @@ func tempFileError(what string, err error) error {
 	return fmt.Errorf("write %s in %s (TMPDIR): %w", what, os.TempDir(), err)
 }
 
-// tempFileReadError is tempFileError for a read.
-func tempFileReadError(what string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err
-	}
-	return fmt.Errorf("read %s in %s (TMPDIR): %w", what, os.TempDir(), err)
-}
-
 // reader returns the ciphertext written so far, seekable so that a store
 // can rewind it to retry an upload.
 func (s *packSink) reader() (io.ReadSeeker, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"path"
 	"sort"
 	"strings"
@@ -258,6 +259,33 @@ func listedTwice(p string, err error) error {
 	return nil
 }
 
+// A run of files ends once its chunks hold runStored bytes as stored, or
+// at runFiles files. Two runs that meet inside a 64 KiB age chunk both
+// fetch it, so runs are long: at most 64 KiB more in 1.5 MiB, 4%.
+// runFiles bounds the entries a run holds (4 runs and 1 being gathered,
+// a few hundred bytes an entry).
+const (
+	runStored = 3 << 19
+	runFiles  = 2048
+	// runWindow is each worker's read-ahead, in plaintext bytes: a run's
+	// chunks in one pack fit in one window (they are not in pack order:
+	// the backup's two pipelines interleave neighbouring files).
+	runWindow = 2 << 20
+)
+
+// chunksOf yields the chunks of a run's files, in order.
+func chunksOf(run []repo.Entry) iter.Seq[repo.ChunkRef] {
+	return func(yield func(repo.ChunkRef) bool) {
+		for i := range run {
+			for _, c := range run[i].Chunks {
+				if !yield(c) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // writeTree is the second pass: it reads the source's entries again and
 // restores what sel keeps. Folders are created as they come, files are
 // handed to the workers in runs as they come, symlinks are created after
@@ -273,8 +301,12 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	// Files go to workers in runs of neighbours (catalog order is pack
-	// order), so a worker's read-ahead window and age's cached 64 KiB
-	// chunk serve many small files with one read and one decryption.
+	// order), so that a worker's window serves many small files with one
+	// read and one decryption. Each worker's reader is told its run's
+	// chunks (Plan) and reads no further ahead than they reach, nor more
+	// than runWindow: the read-ahead of a restore is bounded whatever the
+	// number of packs, and only the age chunk where two runs meet is
+	// fetched twice (design.md, section 14.2).
 	jobs := make(chan []repo.Entry)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -284,6 +316,7 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 		if err != nil {
 			return nil, err
 		}
+		cr.SetWindow(runWindow)
 		readers[i] = cr
 	}
 	for _, cr := range readers {
@@ -291,6 +324,7 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 		go func() {
 			defer wg.Done()
 			for run := range jobs {
+				cr.Plan(chunksOf(run))
 				for i := range run {
 					if ctx.Err() != nil {
 						break
@@ -308,11 +342,10 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 			}
 		}()
 	}
-	const runBytes, runFiles = 4 << 20, 256
 	var (
 		dirs, links []repo.Entry
 		run         []repo.Entry
-		runN        int64
+		runN        int64 // stored bytes of the run's chunks
 	)
 	send := func() error {
 		if len(run) == 0 {
@@ -352,13 +385,15 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 			}
 			dirs = append(dirs, *e)
 		case "file":
-			if len(run) > 0 && (len(run) == runFiles || runN+e.Size > runBytes) {
+			if len(run) == runFiles || runN >= runStored {
 				if err := send(); err != nil {
 					return err
 				}
 			}
 			run = append(run, *e)
-			runN += e.Size
+			for _, c := range e.Chunks {
+				runN += c.Length
+			}
 		case "symlink":
 			links = append(links, *e)
 		default:

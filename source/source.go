@@ -184,3 +184,21 @@ type TreeRestorer interface {
 	// target) into the folder target, which must not exist.
 	RestoreTree(ctx context.Context, dir, target string) (files int, bytes int64, err error)
 }
+
+// Range is a byte range of a file: Length bytes from Offset.
+type Range struct {
+	Offset, Length int64
+}
+
+// RangeReader is an optional capability of a Reader, found by type
+// assertion: a kind that knows where the parts of a stored file lie (the
+// data blocks of a PostgreSQL dump) reads just those. Every byte it
+// returns comes from chunks verified against their keyed ids, as Open's
+// do; the whole-file hash, which needs every byte in order, is not
+// checked, so the caller must check that the bytes are what it expects.
+type RangeReader interface {
+	// OpenRanges streams the bytes of the file at path in ranges, one
+	// range after another, in the order given. A chunk that holds the
+	// end of one range and the start of the next is read once.
+	OpenRanges(ctx context.Context, path string, ranges []Range) (io.ReadCloser, error)
+}

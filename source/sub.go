@@ -104,7 +104,21 @@ func (p *prefixTracker) Remember(path string, st FileState) { p.ct.Remember(p.pa
 // entries with dir stripped (dir itself becomes "."), and its metadata
 // keys without the dir+"." prefix. kind is the part's kind.
 func Sub(r Reader, dir, kind string) Reader {
-	return &subReader{r: r, dir: dir, kind: kind}
+	s := &subReader{r: r, dir: dir, kind: kind}
+	if rr, ok := r.(RangeReader); ok {
+		return &subRangeReader{subReader: s, rr: rr}
+	}
+	return s
+}
+
+// subRangeReader is a subReader of a RangeReader, and a RangeReader.
+type subRangeReader struct {
+	*subReader
+	rr RangeReader
+}
+
+func (s *subRangeReader) OpenRanges(ctx context.Context, path string, ranges []Range) (io.ReadCloser, error) {
+	return s.rr.OpenRanges(ctx, s.path(path), ranges)
 }
 
 type subReader struct {
@@ -134,11 +148,14 @@ func (s *subReader) Entries() []Entry {
 }
 
 func (s *subReader) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	return s.r.Open(ctx, s.path(path))
+}
+
+// path is the path in r of the part's path.
+func (s *subReader) path(path string) string {
 	p := strings.TrimPrefix(path, "/")
 	if p == "." || p == "" {
-		p = s.dir
-	} else {
-		p = s.dir + "/" + p
+		return s.dir
 	}
-	return s.r.Open(ctx, p)
+	return s.dir + "/" + p
 }

@@ -118,3 +118,32 @@ func TestPrefixSkip(t *testing.T) {
 		t.Error("Skip through a writer without Skipper succeeded")
 	}
 }
+
+// onlyReader hides every optional capability of a Reader.
+type onlyReader struct{ source.Reader }
+
+// TestSubRanges reads ranges of a part's file through Sub, when the
+// snapshot's reader reads ranges, and only then.
+func TestSubRanges(t *testing.T) {
+	ctx := context.Background()
+	snap := memsource.New("deploy", "airflow")
+	w := source.Prefix(snap, "metadb")
+	if err := w.WriteFile(ctx, source.Entry{Path: "dump.pgdump", Type: source.TypeFile}, strings.NewReader("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	rr, ok := source.Sub(snap, "metadb", "postgres").(source.RangeReader)
+	if !ok {
+		t.Fatal("Sub of a RangeReader does not read ranges")
+	}
+	rc, err := rr.OpenRanges(ctx, "dump.pgdump", []source.Range{{Offset: 2, Length: 3}, {Offset: 8, Length: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil || string(b) != "23489" {
+		t.Errorf("ranges = %q, %v; want %q", b, err, "23489")
+	}
+	if _, ok := source.Sub(onlyReader{snap}, "metadb", "postgres").(source.RangeReader); ok {
+		t.Error("Sub of a Reader that does not read ranges claims to")
+	}
+}

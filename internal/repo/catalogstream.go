@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 )
 
 // CatalogStream reads a snapshot's catalog one entry at a time, so that a
@@ -97,6 +98,10 @@ func (r *Repository) OpenCatalog(ctx context.Context, m *Manifest) (*CatalogStre
 	if err != nil {
 		return nil, err
 	}
+	// The catalog is read in order: its windows reach no further than
+	// its own chunks, 1 MiB at a time.
+	cr.SetWindow(1 << 20)
+	cr.Plan(slices.Values(root.Chunks))
 	in := &catalogBytes{ctx: ctx, name: name, root: &root, packs: packs, cr: cr, h: sha256.New()}
 	s, err := decodeCatalog(in, name, m.ID, packs)
 	if err != nil {

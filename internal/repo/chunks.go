@@ -1,10 +1,12 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -17,12 +19,21 @@ import (
 const ageChunk = 64 << 10 // age's STREAM chunk size
 const ageTag = 16         // Poly1305 tag per chunk
 
-// readAhead is how much plaintext a chunk read fetches at least.
+// readAhead is how much plaintext a read fetches past the chunk it needs,
+// unless SetWindow says otherwise or a plan (ChunkReader.Plan) needs less.
 const readAhead = 4 << 20
 
 // ChunkReader reads single chunks of a snapshot's packs with ranged reads
 // and age.DecryptReaderAt, and checks each chunk's keyed id. It is not safe
 // for concurrent use; make one per goroutine.
+//
+// A read fetches and decrypts a window of whole 64 KiB age chunks at once
+// and serves the chunks that follow from its plaintext, so that many small
+// chunks cost one ranged read and one decryption. A window reaches no
+// further than the read-ahead (readAhead, or SetWindow's) and, when the
+// reader was told which chunks come next (Plan), no further than the
+// planned chunks of that pack: readers that restore neighbouring runs of
+// one pack then fetch nothing twice but the age chunk where two runs meet.
 type ChunkReader struct {
 	r     *Repository
 	sizes map[string]int64
@@ -33,6 +44,19 @@ type ChunkReader struct {
 	// reloaded are the gone packs for which the repack records were
 	// listed again.
 	reloaded map[string]bool
+
+	// wins are the windows held, the most recently filled last.
+	wins []*window
+	// ahead bounds a window's read-ahead past the chunk it is fetched
+	// for, budget the plaintext of all windows together; a window always
+	// holds at least the chunk being read.
+	ahead, budget int64
+	// plan holds, per pack, the extents of plaintext the next reads need
+	// (Plan), in offset order.
+	plan map[string][]extent
+	// cipher holds the ciphertext of a piece of the window being
+	// decrypted.
+	cipher []byte
 
 	// Fetched counts ciphertext bytes read from storage.
 	Fetched int64
@@ -66,6 +90,21 @@ type openPack struct {
 	src       *windowReaderAt
 }
 
+// window is plaintext of a pack from offset off: whole age chunks (the
+// last one may be the pack's short final chunk).
+type window struct {
+	pack string
+	off  int64
+	data []byte
+}
+
+func (w *window) holds(pack string, off, n int64) bool {
+	return w.pack == pack && off >= w.off && off+n <= w.off+int64(len(w.data))
+}
+
+// extent is a range [off, end) of a pack's plaintext.
+type extent struct{ off, end int64 }
+
 // NewChunkReader returns a reader for the packs listed in m.
 func (r *Repository) NewChunkReader(ctx context.Context, m *Manifest) (*ChunkReader, error) {
 	return r.NewPackReader(ctx, m.Packs)
@@ -85,14 +124,93 @@ func (r *Repository) NewPackReader(ctx context.Context, packs []PackRef) (*Chunk
 	for _, p := range packs {
 		sizes[p.SHA256] = p.Size
 	}
-	return &ChunkReader{r: r, sizes: sizes, id: id, open: map[string]*openPack{}, gone: map[string]error{}}, nil
+	return &ChunkReader{r: r, sizes: sizes, id: id, open: map[string]*openPack{}, gone: map[string]error{},
+		ahead: readAhead, budget: maxOpen * readAhead}, nil
+}
+
+// maxOpen is how many packs a reader keeps open (their age headers and
+// windows).
+const maxOpen = 4
+
+// SetWindow bounds the reader's read-ahead to n bytes of plaintext: no
+// window reaches more than n past the chunk it is fetched for, and the
+// windows of all its open packs hold n together, apart from a chunk
+// larger than that, which is held while it is read. The default is 4 MiB
+// a window and 16 MiB in all.
+func (cr *ChunkReader) SetWindow(n int64) {
+	cr.ahead, cr.budget = max(n, ageChunk), max(n, ageChunk)
+	cr.trim(0)
+}
+
+// Plan tells the reader the chunks it reads next (it replaces the last
+// plan). A window fetched in a pack the plan names then reaches no
+// further than the planned chunks around the one being read: a reader
+// given a run of files fetches their chunks and not the next run's,
+// which another reader may be given.
+func (cr *ChunkReader) Plan(chunks iter.Seq[ChunkRef]) {
+	clear(cr.plan)
+	if cr.plan == nil {
+		cr.plan = map[string][]extent{}
+	}
+	for c := range chunks {
+		if c.Length <= 0 {
+			continue
+		}
+		cr.plan[c.Pack] = append(cr.plan[c.Pack], extent{c.Offset, c.Offset + c.Length})
+	}
+	// Windows the new plan does not reach into are not kept for it.
+	cr.wins = slices.DeleteFunc(cr.wins, func(w *window) bool {
+		return !cr.planned(w.pack, w.off, w.off+int64(len(w.data)))
+	})
+	for pack, xs := range cr.plan {
+		slices.SortFunc(xs, func(a, b extent) int { return cmp.Compare(a.off, b.off) })
+		// Merge extents that no whole age chunk separates: a window
+		// covering both costs nothing more.
+		out := xs[:1]
+		for _, x := range xs[1:] {
+			last := &out[len(out)-1]
+			if x.off/ageChunk <= (last.end+ageChunk-1)/ageChunk {
+				last.end = max(last.end, x.end)
+				continue
+			}
+			out = append(out, x)
+		}
+		cr.plan[pack] = out
+	}
+}
+
+// planned reports whether the plan needs any of [off, end) of pack.
+func (cr *ChunkReader) planned(pack string, off, end int64) bool {
+	for _, x := range cr.plan[pack] {
+		if x.off < end && off < x.end {
+			return true
+		}
+	}
+	return false
+}
+
+// reach returns the extent a window fetched for chunk c of pack may
+// cover: the planned extent holding c, or c and the read-ahead after it
+// for a pack the plan does not name.
+func (cr *ChunkReader) reach(pack string, c ChunkRef) extent {
+	end := c.Offset + c.Length
+	xs, ok := cr.plan[pack]
+	if !ok {
+		return extent{c.Offset, end + cr.ahead}
+	}
+	i, _ := slices.BinarySearchFunc(xs, c.Offset, func(x extent, off int64) int { return cmp.Compare(x.off, off+1) })
+	if i > 0 && xs[i-1].end >= end {
+		return xs[i-1]
+	}
+	return extent{c.Offset, end}
 }
 
 // Read returns the plaintext of chunk c stored in pack, verified against
 // its id. When pack is gone from the store (or has another size than the
 // manifest records) and a verified repack record replaces it, the chunk is
 // read where the record put it (doc/design.md, section 6.3), and its keyed
-// id is checked all the same.
+// id is checked all the same. The bytes returned may be the reader's
+// window (an uncompressed chunk): the caller must not modify them.
 func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byte, error) {
 	if st, ok := ctx.Value(readStatsKey{}).(*ReadStats); ok {
 		start, fetch, fetched := time.Now(), cr.FetchTime, cr.Fetched
@@ -109,7 +227,8 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 
 // ReadStored is Read that returns the chunk's bytes as stored (a zstd
 // frame when z is set), after checking its id, and the reference to where
-// it was read (c itself, or its place in a repacked pack).
+// it was read (c itself, or its place in a repacked pack). The bytes are
+// the reader's window: the caller must not modify them.
 func (cr *ChunkReader) ReadStored(ctx context.Context, pack string, c ChunkRef) ([]byte, ChunkRef, error) {
 	stored, _, at, err := cr.read(ctx, pack, c)
 	return stored, at, err
@@ -159,16 +278,11 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 		return nil, nil, c, err
 	}
 	name := PackName(c.Pack)
-	if c.Offset > p.plainSize-c.Length {
+	if c.Offset < 0 || c.Length < 0 || c.Offset > p.plainSize-c.Length {
 		return nil, nil, c, integrity(name, "chunk %s lies outside the pack", ShortID(c.ID.String()))
 	}
-	// Read ahead: the next chunks a restore needs usually follow in the
-	// same pack, so one ranged read serves many small chunks.
-	coff, clen := p.cipherRange(c.Offset, c.Length)
-	_, aheadLen := p.cipherRange(c.Offset, max(c.Length, readAhead))
-	p.src.prefetch(ctx, coff, clen, aheadLen)
-	buf := make([]byte, c.Length)
-	if _, err := p.ra.ReadAt(buf, c.Offset); err != nil && !(errors.Is(err, io.EOF) && c.Offset+c.Length == p.plainSize) {
+	stored, err = cr.window(ctx, c.Pack, p, c)
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil, nil, c, ctx.Err()
 		}
@@ -176,8 +290,7 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 			if _, wasGone := cr.gone[c.Pack]; !wasGone {
 				// Deleted since it was opened (prune, once a repack
 				// record took over): read as if it had been gone then.
-				delete(cr.open, c.Pack)
-				cr.order = slices.DeleteFunc(cr.order, func(p string) bool { return p == c.Pack })
+				cr.close(c.Pack)
 				cr.gone[c.Pack] = &IntegrityError{Object: name, Err: &goneError{"missing"}}
 				return cr.read(ctx, pack, orig)
 			}
@@ -185,19 +298,25 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 		}
 		return nil, nil, c, integrity(name, "read chunk: %v", err)
 	}
-	data = buf
+	// stored is the window's memory.
 	if c.Zstd {
-		data, err = Decompress(nil, buf, c.Raw)
+		data, err = Decompress(nil, stored, c.Raw)
 		if err != nil {
 			return nil, nil, c, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
 		}
-	} else if int64(len(buf)) != c.Raw {
-		return nil, nil, c, integrity(name, "chunk %s: length %d, want %d", ShortID(c.ID.String()), len(buf), c.Raw)
+	} else {
+		// Windows are never written once filled: the chunk is read
+		// from the window's memory, which stays while it is used.
+		data = stored
+	}
+	cr.shrink()
+	if !c.Zstd && int64(len(data)) != c.Raw {
+		return nil, nil, c, integrity(name, "chunk %s: length %d, want %d", ShortID(c.ID.String()), len(data), c.Raw)
 	}
 	if cr.id(data) != c.ID {
 		return nil, nil, c, integrity(name, "chunk %s does not match its id", ShortID(c.ID.String()))
 	}
-	return buf, data, c, nil
+	return stored, data, c, nil
 }
 
 // goneError says that a pack is not in the store as the manifest (or a
@@ -241,13 +360,134 @@ func (cr *ChunkReader) pack(ctx context.Context, pack string, size int64) (*open
 		return nil, decryptError(name, err)
 	}
 	p := &openPack{ra: ra, plainSize: plain, encSize: size, src: src}
-	if len(cr.order) >= 4 {
-		delete(cr.open, cr.order[0])
-		cr.order = cr.order[1:]
+	if len(cr.order) >= maxOpen {
+		cr.close(cr.order[0])
 	}
 	cr.open[pack] = p
 	cr.order = append(cr.order, pack)
 	return p, nil
+}
+
+// window returns chunk c's stored bytes from a window of pack p,
+// fetching and decrypting a new window when none holds them. The bytes
+// are the window's memory, which is never written once filled.
+func (cr *ChunkReader) window(ctx context.Context, pack string, p *openPack, c ChunkRef) ([]byte, error) {
+	for i := len(cr.wins) - 1; i >= 0; i-- {
+		if w := cr.wins[i]; w.holds(pack, c.Offset, c.Length) {
+			return w.data[c.Offset-w.off:][:c.Length], nil
+		}
+	}
+	w, err := cr.fill(ctx, pack, p, c.Offset, c.Length, cr.reach(pack, c))
+	if err != nil && ctx.Err() == nil && !errors.Is(err, storage.ErrNotExist) {
+		// A damaged age chunk elsewhere in the window fails only the
+		// chunks it holds: fetch c's own age chunks alone.
+		w, err = cr.fill(ctx, pack, p, c.Offset, c.Length, extent{c.Offset, c.Offset + c.Length})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.data[c.Offset-w.off:][:c.Length], nil
+}
+
+// piece is how much plaintext a window decrypts at a time (4 age
+// chunks): its ciphertext is read from the ranged read into a buffer of
+// that size, never the whole window's.
+const piece = 4 * ageChunk
+
+// fill fetches and decrypts a window of pack p that holds [off, off+n),
+// in whole age chunks: the read-ahead's worth of extent x (all of it
+// when it fits: the reads of a run of files go back and forth within
+// it) that off falls in. What a window holds of the new one's start is
+// kept, not fetched again: a window ends on an age chunk boundary, so a
+// chunk that runs past its end costs only the age chunks after it.
+func (cr *ChunkReader) fill(ctx context.Context, pack string, p *openPack, off, n int64, x extent) (*window, error) {
+	// Windows of an extent lie on a grid from its start, so that which
+	// bytes a window holds does not depend on the order of the reads.
+	ahead := (cr.ahead + ageChunk - 1) / ageChunk * ageChunk
+	grid := x.off / ageChunk * ageChunk
+	start := grid + (off-grid)/ahead*ahead
+	end := max(off+n, min(x.end, start+ahead))
+	end = min((end+ageChunk-1)/ageChunk*ageChunk, p.plainSize)
+	var old []byte
+	for _, w := range cr.wins {
+		if w.pack == pack && start >= w.off && start < w.off+int64(len(w.data)) {
+			old = w.data[start-w.off:]
+			break
+		}
+	}
+	keep := min(int64(len(old)), end-start)
+	cr.trim(end - start)
+	win := make([]byte, end-start)
+	copy(win, old[:keep])
+	from := start + keep
+	if from == end {
+		w := &window{pack: pack, off: start, data: win}
+		cr.wins = append(cr.wins, w)
+		return w, nil
+	}
+	coff, clen := p.cipherRange(from, end-from)
+	p.src.ctx = ctx
+	rc, err := p.src.open(coff, clen)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if cr.cipher == nil {
+		cr.cipher = make([]byte, piece+piece/ageChunk*ageTag)
+	}
+	for at := from; at < end; {
+		k := min(end-at, piece)
+		pc, pl := p.cipherRange(at, k)
+		ct := cr.cipher[:pl]
+		if err := p.src.readFull(rc, ct); err != nil {
+			return nil, err
+		}
+		p.src.win, p.src.winOff = ct, pc
+		_, err := p.ra.ReadAt(win[at-start:][:k], at)
+		p.src.win = nil
+		if err != nil && !(errors.Is(err, io.EOF) && at+k == p.plainSize) {
+			return nil, err
+		}
+		at += k
+	}
+	w := &window{pack: pack, off: start, data: win}
+	cr.wins = append(cr.wins, w)
+	return w, nil
+}
+
+// trim drops windows, the least recently filled first, until they and
+// size more bytes fit the budget.
+func (cr *ChunkReader) trim(size int64) {
+	held := size
+	for _, w := range cr.wins {
+		held += int64(cap(w.data))
+	}
+	for len(cr.wins) > 0 && held > cr.budget {
+		held -= int64(cap(cr.wins[0].data))
+		cr.wins[0] = nil
+		cr.wins = cr.wins[1:]
+	}
+}
+
+// shrink keeps, of a window larger than the budget (fetched for a large
+// chunk), only its last age chunk, which the next chunk may start in.
+func (cr *ChunkReader) shrink() {
+	if len(cr.wins) == 0 {
+		return
+	}
+	w := cr.wins[len(cr.wins)-1]
+	if int64(cap(w.data)) <= cr.budget {
+		return
+	}
+	last := (int64(len(w.data)) - 1) / ageChunk * ageChunk
+	w.data, w.off = slices.Clone(w.data[last:]), w.off+last
+}
+
+// close forgets an open pack and its windows.
+func (cr *ChunkReader) close(pack string) {
+	delete(cr.open, pack)
+	cr.order = slices.DeleteFunc(cr.order, func(p string) bool { return p == pack })
+	cr.wins = slices.DeleteFunc(cr.wins, func(w *window) bool { return w.pack == pack })
 }
 
 // cipherRange maps a plaintext range of an age file to the ciphertext
@@ -267,9 +507,10 @@ func (p *openPack) cipherRange(off, n int64) (int64, int64) {
 	return start, end - start
 }
 
-// windowReaderAt serves ReadAt from one prefetched window of an object, so
-// that decrypting a chunk that spans many 64 KiB age chunks costs one ranged
-// read rather than one per age chunk.
+// windowReaderAt is the ciphertext age.DecryptReaderAt reads: while a
+// window is decrypted, win holds its ciphertext (ChunkReader.fill), so that
+// the window costs one ranged read rather than one per age chunk; other
+// reads (the header and final chunk when a pack is opened) go to storage.
 type windowReaderAt struct {
 	ctx       context.Context
 	st        storage.Store
@@ -281,19 +522,20 @@ type windowReaderAt struct {
 	fetchTime *time.Duration
 }
 
-// prefetch makes sure [off, off+n) is in the window, fetching
-// [off, off+ahead) when it is not.
-func (w *windowReaderAt) prefetch(ctx context.Context, off, n, ahead int64) {
-	if off >= w.winOff && off+n <= w.winOff+int64(len(w.win)) {
-		return
-	}
-	w.ctx = ctx
-	b, err := w.read(off, max(n, ahead), w.win[:0])
-	if err != nil {
-		w.win = nil // ReadAt will read again and report the error
-		return
-	}
-	w.win, w.winOff = b, off
+// open starts a ranged read of [off, off+n), for readFull.
+func (w *windowReaderAt) open(off, n int64) (io.ReadCloser, error) {
+	start := time.Now()
+	defer func() { *w.fetchTime += time.Since(start) }()
+	return w.st.Open(w.ctx, w.name, off, n)
+}
+
+// readFull reads len(p) bytes of a ranged read.
+func (w *windowReaderAt) readFull(rc io.Reader, p []byte) error {
+	start := time.Now()
+	n, err := io.ReadFull(rc, p)
+	*w.fetched += int64(n)
+	*w.fetchTime += time.Since(start)
+	return err
 }
 
 // read reads [off, off+n), reusing buf's memory when it is large enough.

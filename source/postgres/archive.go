@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 )
 
 // The custom format of pg_dump (-Fc) starts with a header and a table of
@@ -38,23 +39,67 @@ const pgArchiveCustom = 1
 // one that ends inside the TOC, io.ErrUnexpectedEOF; a read error of r is
 // returned as it is.
 func pgArchiveTOCLength(r io.Reader) (int64, error) {
-	a := &archiveReader{r: bufio.NewReader(r)}
-	if err := a.header(); err != nil {
-		return 0, err
-	}
-	n, err := a.int()
+	toc, err := pgArchiveReadTOC(r, false)
 	if err != nil {
 		return 0, err
 	}
-	if n < 0 {
-		return 0, fmt.Errorf("%w: negative TOC count", errArchiveUnsupported)
+	return toc.Length, nil
+}
+
+// pgTOC is what coffer reads of an archive's header and table of contents.
+type pgTOC struct {
+	Length  int64 // of the header and the TOC: where the data blocks start
+	IntSize int   // bytes of an integer's value (after its sign byte)
+	Entries []pgTOCEntry
+}
+
+// pgTOCEntry is one entry of the table of contents.
+type pgTOCEntry struct {
+	ID      int64
+	Desc    string // "TABLE DATA", "SEQUENCE SET", "BLOBS", ...
+	Section int    // pgSection...
+	// Data says that the entry has a data block (its offset flag is not
+	// K_OFFSET_NO_DATA).
+	Data bool
+	// Deps are the dump ids of the entries it depends on.
+	Deps []int64
+}
+
+// Sections of a TOC entry (pg_backup.h, teSection).
+const (
+	pgSectionNone     = 1
+	pgSectionPreData  = 2
+	pgSectionData     = 3
+	pgSectionPostData = 4
+)
+
+// pgArchiveReadTOC reads the header and table of contents as
+// pgArchiveTOCLength does, and with entries set, what coffer needs of
+// each entry.
+func pgArchiveReadTOC(r io.Reader, entries bool) (*pgTOC, error) {
+	a := &archiveReader{r: bufio.NewReader(r)}
+	if err := a.header(); err != nil {
+		return nil, err
 	}
+	n, err := a.int()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, fmt.Errorf("%w: negative TOC count", errArchiveUnsupported)
+	}
+	toc := &pgTOC{IntSize: a.intSize}
 	for i := int64(0); i < n; i++ {
-		if err := a.entry(); err != nil {
-			return 0, err
+		e, err := a.entry(entries)
+		if err != nil {
+			return nil, err
+		}
+		if entries {
+			toc.Entries = append(toc.Entries, e)
 		}
 	}
-	return a.n, nil
+	toc.Length = a.n
+	return toc, nil
 }
 
 type archiveReader struct {
@@ -134,6 +179,25 @@ func (a *archiveReader) str() (null bool, err error) {
 	return false, a.skip(n)
 }
 
+// text reads a string that is at most max bytes long; a longer one is
+// skipped and read as "".
+func (a *archiveReader) text(max int64) (string, error) {
+	n, err := a.int()
+	if err != nil || n < 0 {
+		return "", err
+	}
+	if n > max {
+		return "", a.skip(n)
+	}
+	b := make([]byte, n)
+	for i := range b {
+		if b[i], err = a.byte(); err != nil {
+			return "", err
+		}
+	}
+	return string(b), nil
+}
+
 func (a *archiveReader) strs(k int) error {
 	for ; k > 0; k-- {
 		if _, err := a.str(); err != nil {
@@ -189,44 +253,87 @@ func (a *archiveReader) header() error {
 	return a.strs(3) // database name, server version, pg_dump version
 }
 
-func (a *archiveReader) entry() error {
-	if _, err := a.int(); err != nil { // dump id
-		return err
+// entry reads one TOC entry (ReadToc), and with keep set returns what
+// pgTOCEntry holds of it.
+func (a *archiveReader) entry(keep bool) (e pgTOCEntry, err error) {
+	if e.ID, err = a.int(); err != nil { // dump id
+		return e, err
 	}
-	if _, err := a.int(); err != nil { // has data
-		return err
+	if _, err = a.int(); err != nil { // has data
+		return e, err
 	}
-	if err := a.strs(4); err != nil { // table oid, oid, tag, desc
-		return err
+	if err = a.strs(3); err != nil { // table oid, oid, tag
+		return e, err
 	}
-	if _, err := a.int(); err != nil { // section
-		return err
+	if keep {
+		e.Desc, err = a.text(64)
+	} else {
+		_, err = a.str()
 	}
-	if err := a.strs(5); err != nil { // defn, drop, copy statement, namespace, tablespace
-		return err
+	if err != nil {
+		return e, err
+	}
+	section, err := a.int()
+	if err != nil {
+		return e, err
+	}
+	e.Section = int(section)
+	if err = a.strs(5); err != nil { // defn, drop, copy statement, namespace, tablespace
+		return e, err
 	}
 	if a.version >= pgArchV1_14 {
-		if err := a.strs(1); err != nil { // table access method
-			return err
+		if err = a.strs(1); err != nil { // table access method
+			return e, err
 		}
 	}
 	if a.version >= pgArchV1_16 {
-		if _, err := a.int(); err != nil { // relkind
-			return err
+		if _, err = a.int(); err != nil { // relkind
+			return e, err
 		}
 	}
-	if err := a.strs(2); err != nil { // owner, "with oids"
-		return err
+	if err = a.strs(2); err != nil { // owner, "with oids"
+		return e, err
 	}
-	for { // dependencies, up to a NULL
-		null, err := a.str()
+	for { // dependencies, up to a NULL; each a dump id as a string
+		if !keep {
+			null, err := a.str()
+			if err != nil {
+				return e, err
+			}
+			if null {
+				break
+			}
+			continue
+		}
+		n, err := a.int()
 		if err != nil {
-			return err
+			return e, err
 		}
-		if null {
+		if n < 0 {
 			break
 		}
+		if n > 20 {
+			if err := a.skip(n); err != nil {
+				return e, err
+			}
+			continue
+		}
+		b := make([]byte, n)
+		for i := range b {
+			if b[i], err = a.byte(); err != nil {
+				return e, err
+			}
+		}
+		if id, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+			e.Deps = append(e.Deps, id)
+		}
 	}
-	// The data offset (_ReadExtraToc): a flag byte, then offSize bytes.
-	return a.skip(int64(1 + a.offSize))
+	// The data offset (_ReadExtraToc, ReadOffset): a flag byte, then
+	// offSize bytes. K_OFFSET_NO_DATA (3) marks an entry without data.
+	flag, err := a.byte()
+	if err != nil {
+		return e, err
+	}
+	e.Data = flag != 3
+	return e, a.skip(int64(a.offSize))
 }

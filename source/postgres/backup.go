@@ -135,8 +135,9 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 		}
 	}()
 	werr := dump.err
+	blocks := newPgBlockRecorder(dump)
 	if werr == nil {
-		werr = w.WriteFile(ctx, source.Entry{Path: DumpPath, Type: source.TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, dump)
+		werr = w.WriteFile(ctx, source.Entry{Path: DumpPath, Type: source.TypeFile, Mode: 0o600, Size: -1, ModTime: time.Now()}, blocks)
 	}
 	if werr != nil {
 		cancel()
@@ -176,6 +177,13 @@ func (s *Source) Backup(ctx context.Context, w source.Writer) error {
 	}
 	if err := w.SetMeta(source.ConsistentKey, point); err != nil {
 		return err
+	}
+	// A dump whose blocks could not be followed is stored all the same,
+	// without the list: its restore reads it whole.
+	if b, ok := blocks.result(); ok {
+		if err := w.SetMeta(BlocksMetaKey, b); err != nil {
+			return err
+		}
 	}
 	return w.SetMeta(MetaKey, info)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cofferhq/coffer/backup"
@@ -49,14 +50,25 @@ func TestPostgresEndToEnd(t *testing.T) {
 	srcDSN := newInvoiceDB(t, 11)
 	p := newPgRepo(t)
 	m := p.backup(t, &Source{SourceName: "invoices", DSN: srcDSN, Checks: pgChecks, Globals: true})
+	// The catalog holds the dump's block list, and the parallel restore
+	// reads the blocks from the repository by their ranges.
+	var db DumpBlocks
+	if err := p.source(t, m, "invoices").Meta(BlocksMetaKey, &db); err != nil || len(db.Blocks) < 3 {
+		t.Fatalf("block list %+v, %v; want one block per table", db, err)
+	}
 	for _, jobs := range []int{1, 2} {
+		wrapper, log := pgRestoreLogger(t)
 		dst, _ := newTarget(t)
-		res, err := Restore(ctx, p.source(t, m, "invoices"), dst, Options{Jobs: jobs})
+		res, err := Restore(ctx, p.source(t, m, "invoices"), dst, Options{Jobs: jobs, PgRestore: wrapper})
 		if err != nil {
 			t.Fatalf("restore (jobs %d): %v", jobs, err)
 		}
 		if res.Jobs != jobs {
 			t.Errorf("jobs = %d, want %d", res.Jobs, jobs)
+		}
+		b, _ := os.ReadFile(log)
+		if data := strings.Count(string(b), "--section=data --section=post-data --use-list"); (jobs == 1) != (data == 0) || data > jobs {
+			t.Errorf("jobs %d: pg_restore runs:\n%s", jobs, b)
 		}
 		assertSameTables(t, srcDSN, dst)
 	}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,8 +33,10 @@ type Options struct {
 	// into one pg_restore in a single transaction.
 	Jobs int
 	// MemoryBudget caps the memory-backed copy of the dump that a parallel
-	// restore makes (default 1 GiB); a larger dump is loaded with one job
-	// and its post-data section (indexes, constraints) restored with Jobs.
+	// restore of a snapshot without a block list makes (default 1 GiB); a
+	// larger dump is loaded with one job and its post-data section
+	// (indexes, constraints) restored with Jobs. A snapshot with a block
+	// list holds only its table of contents, which must fit.
 	MemoryBudget int64
 	// PgRestore is the pg_restore binary; found like pg_dump when empty.
 	PgRestore string
@@ -239,7 +242,10 @@ func pgFingerprints(ctx context.Context, cfg *pgx.ConnConfig, checks []fingerpri
 // dump once, as a stream, and never writing plaintext to disk.
 //
 // With one job the whole dump streams into one pg_restore, in a single
-// transaction. With more, a dump up to the memory budget is copied into a
+// transaction. With more, a snapshot that lists its dump's data blocks is
+// restored from them, by parallel runs that each read just their tables'
+// blocks (pgRestoreBlocks). Otherwise (a snapshot taken before the list
+// was recorded), a dump up to the memory budget is copied into a
 // memory-backed file for pg_restore --jobs, whose scheduler builds a
 // table's indexes while other tables load (measured faster than the
 // sections below while the dump fits: doc/performance.md). A larger dump
@@ -264,6 +270,17 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	if noACL {
 		args = append(args, "--no-privileges")
 	}
+	runWith := func(ctx context.Context, counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error {
+		if counter == nil {
+			counter = &pgCountingReader{}
+		}
+		return pgRestoreRun(ctx, pgRestore, env.Env, into, append(args[:len(args):len(args)], more...), stdin, extra, counter)
+	}
+	if opts.Jobs > 1 {
+		if ok, err := pgRestoreBlocks(ctx, src, dump, opts.Jobs, budget, into, runWith, res); ok || err != nil {
+			return err
+		}
+	}
 	rc, err := src.Open(ctx, DumpPath)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", DumpPath, err)
@@ -272,7 +289,7 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 	counter := &pgCountingReader{r: rc}
 	defer func() { res.DumpBytes = counter.n }()
 	run := func(stdin io.Reader, extra []*os.File, more ...string) error {
-		return pgRestoreRun(ctx, pgRestore, env.Env, into, append(args[:len(args):len(args)], more...), stdin, extra, counter)
+		return runWith(ctx, counter, stdin, extra, more...)
 	}
 	// stream restores everything from one pg_restore reading r.
 	stream := func(r io.Reader) error {
@@ -321,6 +338,195 @@ func runPgRestore(ctx context.Context, src source.Reader, dump source.Entry, dsn
 		return err
 	}
 	return run(nil, []*os.File{toc}, "--section=post-data", "--jobs="+strconv.Itoa(opts.Jobs), "/proc/self/fd/3") // ExtraFiles[0] is fd 3
+}
+
+// pgRunner runs pg_restore with more arguments; a failure while counter
+// was read is reported as the cause.
+type pgRunner func(ctx context.Context, counter *pgCountingReader, stdin io.Reader, extra []*os.File, more ...string) error
+
+// pgRestoreBlocks restores with jobs in parallel from the snapshot's list
+// of dump blocks (blocks.go), when it has one and src reads ranges of a
+// file (source.RangeReader); it returns false, having done nothing, when
+// not. It reads the header and table of contents into a memory-backed
+// file and runs the pre-data section from it. Then up to jobs pg_restore
+// runs go at once (pgPlanBlocks): each loads tables of about as many
+// bytes as the others, largest first, and builds their indexes and
+// constraints as soon as they are loaded (--use-list), reading on standard
+// input the table of contents followed by the blocks of just its tables,
+// read from the snapshot where the list says they are. pg_restore reads an
+// archive without data offsets forward, passing over blocks it was not
+// asked for, so it finds each of its entries' blocks in turn; every COPY
+// is its own (encoding, standard_conforming_strings, search_path). Last,
+// the rest of the post-data section (what needs tables of two runs,
+// materialized view data) runs with jobs from the table of contents.
+//
+// Nothing of the dump but the table of contents is held, in memory or
+// anywhere else. Every byte comes from chunks verified against their
+// keyed ids; the whole-file hash cannot be checked on ranges, so the
+// list is checked against the table of contents before anything runs (the
+// blocks must tile the dump after it, one for each entry with data), and
+// each block, as it is read, must be the block of its entry and end where
+// the list says (pgBlockChecker): a list that does not describe the dump
+// fails the restore, which then leaves no database.
+func pgRestoreBlocks(ctx context.Context, src source.Reader, dump source.Entry, jobs int, budget int64, into string, run pgRunner, res *Result) (bool, error) {
+	rr, ok := src.(source.RangeReader)
+	if !ok || dump.Size < 0 {
+		return false, nil
+	}
+	var db DumpBlocks
+	if err := src.Meta(BlocksMetaKey, &db); errors.Is(err, source.ErrNoMeta) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("source %s: %s: %w", src.Name(), BlocksMetaKey, err)
+	}
+	if db.Version != dumpBlocksVersion || db.TOC > budget {
+		return false, nil
+	}
+	if db.TOC <= 0 || db.TOC > dump.Size {
+		return true, blocksMismatch("the table of contents is %d bytes of a %d-byte dump", db.TOC, dump.Size)
+	}
+	head, err := pgReadRanges(ctx, rr, []source.Range{{Offset: 0, Length: db.TOC}})
+	if err != nil {
+		return true, err
+	}
+	toc, err := pgArchiveReadTOC(bytes.NewReader(head), true)
+	if err != nil {
+		return true, blocksMismatch("the first %d bytes are not a whole table of contents: %v", db.TOC, err)
+	}
+	plan, err := pgPlanBlocks(toc, &db, dump.Size, jobs)
+	if err != nil {
+		return true, err
+	}
+	tocFile, err := pgMemfd(bytes.NewReader(head))
+	if err != nil {
+		return true, err
+	}
+	defer tocFile.Close()
+	res.Jobs = jobs
+	res.DumpBytes = int64(len(head))
+	if err := run(ctx, nil, nil, []*os.File{tocFile}, "--section=pre-data", "/proc/self/fd/3"); err != nil {
+		return true, err
+	}
+	n, err := pgRunBlocks(ctx, rr, plan.runs, head, toc.IntSize, into, run)
+	res.DumpBytes += n
+	if err != nil {
+		return true, err
+	}
+	var more []string
+	if len(plan.post) > 1 {
+		more = []string{"--jobs=" + strconv.Itoa(jobs)}
+	}
+	return true, pgRunPostData(ctx, plan.post, tocFile, run, more...)
+}
+
+// pgRunPostData runs the post-data entries ids from the TOC file.
+func pgRunPostData(ctx context.Context, ids []int64, tocFile *os.File, run pgRunner, more ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	list, err := pgListFile(ids)
+	if err != nil {
+		return err
+	}
+	defer list.Close()
+	// ExtraFiles[0] is fd 3, [1] fd 4.
+	return run(ctx, nil, nil, []*os.File{tocFile, list},
+		append([]string{"--section=post-data", "--use-list=/proc/self/fd/4"}, append(more, "/proc/self/fd/3")...)...)
+}
+
+// pgListFile returns a memory-backed pg_restore --use-list file of ids.
+func pgListFile(ids []int64) (*os.File, error) {
+	var list bytes.Buffer
+	for _, id := range ids {
+		fmt.Fprintf(&list, "%d\n", id)
+	}
+	return pgMemfd(&list)
+}
+
+// pgReadRanges reads ranges of the dump into memory.
+func pgReadRanges(ctx context.Context, rr source.RangeReader, ranges []source.Range) ([]byte, error) {
+	rc, err := rr.OpenRanges(ctx, DumpPath, ranges)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", DumpPath, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", DumpPath, err)
+	}
+	return b, nil
+}
+
+// pgRunBlocks runs the data section's runs at once. The first to fail
+// stops the others. It returns the bytes of blocks read.
+func pgRunBlocks(ctx context.Context, rr source.RangeReader, runs []*pgBlockRun, head []byte, intSize int, into string, run pgRunner) (int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		total int64
+	)
+	for _, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := pgRunBlockRun(ctx, rr, r, head, intSize, into, run)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil && first == nil {
+				first = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return total, first
+}
+
+// pgRunBlockRun runs pg_restore on one run's entries (its data entries
+// and the post-data entries placed after them), listed in a memory-backed
+// file, and feeds it the table of contents and the run's blocks, each
+// checked as it passes.
+func pgRunBlockRun(ctx context.Context, rr source.RangeReader, r *pgBlockRun, head []byte, intSize int, into string, run pgRunner) (int64, error) {
+	listFile, err := pgListFile(r.ids)
+	if err != nil {
+		return 0, err
+	}
+	defer listFile.Close()
+	readers := []io.Reader{bytes.NewReader(head)}
+	if len(r.blocks) > 0 {
+		var ranges []source.Range
+		for _, b := range r.blocks {
+			if k := len(ranges) - 1; k >= 0 && ranges[k].Offset+ranges[k].Length == b.Offset {
+				ranges[k].Length += b.Length
+			} else {
+				ranges = append(ranges, source.Range{Offset: b.Offset, Length: b.Length})
+			}
+		}
+		rc, err := rr.OpenRanges(ctx, DumpPath, ranges)
+		if err != nil {
+			return 0, fmt.Errorf("read %s: %w", DumpPath, err)
+		}
+		defer rc.Close()
+		for _, b := range r.blocks {
+			readers = append(readers, newPgBlockChecker(io.LimitReader(rc, b.Length), b, intSize))
+		}
+	}
+	counter := &pgCountingReader{r: io.MultiReader(readers...)}
+	err = run(ctx, counter, counter, []*os.File{listFile}, "--section=data", "--section=post-data", "--use-list=/proc/self/fd/3")
+	n := max(counter.n-int64(len(head)), 0)
+	switch {
+	case err != nil:
+	case counter.err != nil && counter.err != io.EOF:
+		err = fmt.Errorf("read %s: %w", DumpPath, counter.err)
+	case counter.err == nil:
+		// pg_restore succeeded without reading its blocks to their end.
+		err = fmt.Errorf("pg_restore into %q stopped reading %s after %d of its %d bytes", into, DumpPath, counter.n, int64(len(head))+r.bytes)
+	}
+	return n, err
 }
 
 // pgRestoreWhole restores with pg_restore --jobs from a memory-backed copy

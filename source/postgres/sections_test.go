@@ -16,6 +16,7 @@ import (
 	"github.com/cofferhq/coffer/internal/fingerprint"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/fixture"
+	"github.com/cofferhq/coffer/internal/testing/memsource"
 )
 
 // dbState is what a restore must bring back: the schema as pg_dump
@@ -80,12 +81,14 @@ func stateOf(t *testing.T, dsn string) dbState {
 }
 
 // TestPostgresParallelRestoreSameAsBefore restores a database with many
-// tables, large objects, grants, comments and a materialized view three
-// ways: streamed with one job; from a memory-backed copy of the whole dump
-// with pg_restore --jobs 2 (the dump fits the budget); and, for a dump
-// larger than the budget, with the pre-data and data sections streamed and
-// the post-data section in parallel from the table of contents. All three
-// must give the same database, with the source's data.
+// tables, large objects, grants, comments and a materialized view in every
+// way Restore has: streamed with one job; from the dump's block list with
+// 2 and 3 jobs (blocks.go), within the memory budget and over it; and, for
+// a snapshot without the list (taken before it was recorded), from a
+// memory-backed copy of the whole dump with pg_restore --jobs 2, or, for a
+// dump larger than the budget, with the pre-data and data sections
+// streamed and the post-data section in parallel from the table of
+// contents. All must give the same database, with the source's data.
 func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 	ctx := context.Background()
 	srcDSN := newRichDB(t)
@@ -94,9 +97,10 @@ func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 	if len(want.data) < 124 || !strings.HasPrefix(want.data["large objects"], "3:") {
 		t.Fatalf("source state has %d entries, large objects %q: the fixture is not what this test needs", len(want.data), want.data["large objects"])
 	}
+	old := withoutBlocks(snap)
 
 	dump := int64(len(snap.Files[DumpPath]))
-	restoreWith := func(jobs int, budget int64) dbState {
+	restoreWith := func(snap *memsource.Snap, jobs int, budget int64) dbState {
 		t.Helper()
 		dst, _ := newTarget(t)
 		res, err := Restore(ctx, snap, dst, Options{Jobs: jobs, MemoryBudget: budget})
@@ -108,14 +112,19 @@ func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 		}
 		return stateOf(t, dst)
 	}
-	before := restoreWith(2, 0) // the dump fits the default budget
-	for name, got := range map[string]dbState{"sections, 2 jobs": restoreWith(2, dump-1), "stream, 1 job": restoreWith(1, 0)} {
+	before := restoreWith(snap, 1, 0)
+	for name, got := range map[string]dbState{
+		"blocks, 2 jobs":                    restoreWith(snap, 2, 0),
+		"blocks, 3 jobs, over the budget":   restoreWith(snap, 3, dump-1),
+		"no block list: whole dump, 2 jobs": restoreWith(old, 2, 0),
+		"no block list: sections, 2 jobs":   restoreWith(old, 2, dump-1),
+	} {
 		if got.schema != before.schema {
-			t.Errorf("%s: schema differs from the whole-dump restore:\n%s\nwhole-dump restore:\n%s", name, got.schema, before.schema)
+			t.Errorf("%s: schema differs from the one-job restore:\n%s\none-job restore:\n%s", name, got.schema, before.schema)
 		}
 		for tab, sum := range want.data {
 			if got.data[tab] != sum || before.data[tab] != sum {
-				t.Errorf("%s: %s is %q (whole-dump restore %q), source %q", name, tab, got.data[tab], before.data[tab], sum)
+				t.Errorf("%s: %s is %q (one-job restore %q), source %q", name, tab, got.data[tab], before.data[tab], sum)
 			}
 		}
 	}
@@ -128,10 +137,23 @@ func TestPostgresParallelRestoreSameAsBefore(t *testing.T) {
 	}
 }
 
+// withoutBlocks returns a copy of snap without the dump's block list, as a
+// snapshot taken before it was recorded.
+func withoutBlocks(snap *memsource.Snap) *memsource.Snap {
+	c := memsource.New(snap.Name(), snap.Kind())
+	c.List, c.Files = snap.List, snap.Files
+	for k, v := range snap.MetaJSON {
+		if k != BlocksMetaKey {
+			c.MetaJSON[k] = v
+		}
+	}
+	return c
+}
+
 var pgChecksRich = []fingerprint.Check{{Name: "big", Query: "select count(*), max(id) from big"}}
 
 // TestPostgresParallelRestoreReadsTOCOnly restores a dump larger than the
-// memory budget with 2 jobs, running the real pg_restore through a wrapper
+// memory budget, from a snapshot without a block list, with 2 jobs, running the real pg_restore through a wrapper
 // that records its arguments and the size of the file it is given: the
 // data must arrive on standard input, and the parallel post-data run must
 // get a file that holds only the header and table of contents, never the
@@ -156,7 +178,7 @@ esac
 exec %s "$@"`, log, real))
 
 	dst, _ := newTarget(t)
-	res, err := Restore(ctx, snap, dst, Options{Jobs: 2, PgRestore: wrapper, MemoryBudget: int64(len(dump)) / 2})
+	res, err := Restore(ctx, withoutBlocks(snap), dst, Options{Jobs: 2, PgRestore: wrapper, MemoryBudget: int64(len(dump)) / 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +267,21 @@ func TestPostgresDamagedChunkMidway(t *testing.T) {
 		t.Fatalf("dump has %d chunks, want at least 4", len(e.Chunks))
 	}
 	// Flip a byte of the ciphertext of the chunk three quarters in: past
-	// the header, the TOC and the first tables.
-	c := e.Chunks[len(e.Chunks)*3/4]
+	// the header, the TOC and the first tables, in a data block that the
+	// parallel restore reads by its range.
+	k := len(e.Chunks) * 3 / 4
+	c := e.Chunks[k]
+	var db DumpBlocks
+	if err := p.source(t, m, "invoices").Meta(BlocksMetaKey, &db); err != nil {
+		t.Fatal(err)
+	}
+	var at int64
+	for _, c := range e.Chunks[:k] {
+		at += c.Raw
+	}
+	if at <= db.TOC {
+		t.Fatalf("chunk %d starts at %d, in the table of contents (%d bytes)", k, at, db.TOC)
+	}
 	damagePackAt(t, filepath.Join(p.Dir, "repo", filepath.FromSlash(repo.PackName(c.Pack))), c.Offset+c.Length/2)
 
 	for _, jobs := range []int{1, 2} {

@@ -1,7 +1,7 @@
 // Package countstore is test support: a storage.Store decorator that
-// counts the reads (Open calls) of each object, so that a test can say
-// which objects a command read: catalogs but no data pack, or only the
-// packs of the files it restored.
+// counts the reads (Open calls) of each object and the bytes read, so that
+// a test can say which objects a command read (catalogs but no data pack,
+// or only the packs of the files it restored) and how much of them.
 package countstore
 
 import (
@@ -19,10 +19,13 @@ type Store struct {
 	storage.Store
 	mu    sync.Mutex
 	reads map[string]int
+	bytes map[string]int64
 }
 
 // New wraps st.
-func New(st storage.Store) *Store { return &Store{Store: st, reads: map[string]int{}} }
+func New(st storage.Store) *Store {
+	return &Store{Store: st, reads: map[string]int{}, bytes: map[string]int64{}}
+}
 
 // Unwrap returns the wrapped store.
 func (s *Store) Unwrap() storage.Store { return s.Store }
@@ -32,7 +35,39 @@ func (s *Store) Open(ctx context.Context, name string, off, length int64) (io.Re
 	s.mu.Lock()
 	s.reads[name]++
 	s.mu.Unlock()
-	return s.Store.Open(ctx, name, off, length)
+	rc, err := s.Store.Open(ctx, name, off, length)
+	if err != nil {
+		return nil, err
+	}
+	return &counted{ReadCloser: rc, s: s, name: name}, nil
+}
+
+type counted struct {
+	io.ReadCloser
+	s    *Store
+	name string
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.s.mu.Lock()
+	c.s.bytes[c.name] += int64(n)
+	c.s.mu.Unlock()
+	return n, err
+}
+
+// Bytes returns the bytes read since the last Reset from the objects
+// whose names start with prefix.
+func (s *Store) Bytes(prefix string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for name, b := range s.bytes {
+		if strings.HasPrefix(name, prefix) {
+			n += b
+		}
+	}
+	return n
 }
 
 // Reads returns the objects read since the last Reset, with how often,
@@ -61,4 +96,5 @@ func (s *Store) Reset() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.reads)
+	clear(s.bytes)
 }

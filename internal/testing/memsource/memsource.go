@@ -112,3 +112,21 @@ func (m *Snap) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	}
 	return io.NopCloser(bytes.NewReader(b)), nil
 }
+
+var _ source.RangeReader = (*Snap)(nil)
+
+// OpenRanges implements source.RangeReader.
+func (m *Snap) OpenRanges(ctx context.Context, path string, ranges []source.Range) (io.ReadCloser, error) {
+	b, ok := m.Files[path]
+	if !ok {
+		return nil, fmt.Errorf("open %s: no such file", path)
+	}
+	rs := make([]io.Reader, len(ranges))
+	for i, r := range ranges {
+		if r.Offset < 0 || r.Length < 0 || r.Offset > int64(len(b))-r.Length {
+			return nil, fmt.Errorf("open %s: range of %d bytes at %d is outside its %d bytes", path, r.Length, r.Offset, len(b))
+		}
+		rs[i] = bytes.NewReader(b[r.Offset : r.Offset+r.Length])
+	}
+	return io.NopCloser(io.MultiReader(rs...)), nil
+}
