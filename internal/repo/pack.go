@@ -107,6 +107,14 @@ func writeTrailer(w io.Writer, chunks []IndexChunk) (int64, error) {
 
 const chunkFlagZstd = 1
 
+// PackEntrySize is what a chunk of the given stored and raw lengths adds
+// to its pack's plaintext: its bytes and its entry in a version 2 trailer.
+func PackEntrySize(length, raw int64) int64 {
+	var b [binary.MaxVarintLen64]byte
+	return length + int64(len(ChunkID{})) + int64(binary.PutUvarint(b[:], uint64(length))) +
+		int64(binary.PutUvarint(b[:], uint64(raw))) + 1
+}
+
 // writeChunks writes a version 2 trailer's list of chunks, which must lie
 // back to back from offset 0, and returns its length.
 func writeChunks(w io.Writer, chunks []IndexChunk) (int64, error) {

@@ -117,3 +117,19 @@ func TestPackTrailerDamaged(t *testing.T) {
 		})
 	}
 }
+
+// TestPackEntrySize: a pack's plaintext is its chunks' PackEntrySize and
+// 12 bytes, whatever the lengths' varints take (prune counts a pack's
+// used bytes so).
+func TestPackEntrySize(t *testing.T) {
+	b := NewPackBuilder(1 << 20)
+	want := int64(12)
+	for i, n := range []int{1, 8, 127, 128, 300, 16383, 16384, 70000} {
+		raw := int64(n) * int64(i+1) * 1000
+		b.Add(ChunkID{byte(i)}, bytes.Repeat([]byte{'x'}, n), raw, true)
+		want += PackEntrySize(int64(n), raw)
+	}
+	if got := int64(len(b.Finish())); got != want {
+		t.Fatalf("pack plaintext %d bytes, PackEntrySize says %d", got, want)
+	}
+}

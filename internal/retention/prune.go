@@ -451,13 +451,9 @@ func repacksLive(ctx context.Context, r *repo.Repository, kept []keptSnapshot, l
 	}
 	cands := repackCandidates(u, present, skip, threshold)
 	for _, p := range cands {
-		var used int64
-		for _, c := range u[p.SHA256] {
-			used += c.Length
-		}
 		res.Repack.Candidates++
 		res.Repack.CandidateBytes += p.Size
-		res.Repack.UnusedBytes += p.Size - used
+		res.Repack.UnusedBytes += p.Size - packUsed(u[p.SHA256])
 	}
 	switch {
 	case len(cands) == 0:

@@ -225,8 +225,26 @@ next:
 	return false, nil
 }
 
+// packOverhead is what a pack of used plaintext bytes holds besides its
+// chunks and their trailer entries, at most: the trailer's length and
+// magic, age's 16 bytes a 64 KiB chunk, and an allowance for its header
+// (a stanza a recipient, about 140 bytes for X25519, more for others).
+func packOverhead(used int64) int64 { return 12 + (used/(64<<10)+1)*16 + 4<<10 }
+
+// packUsed is the size of a pack of chunks, at most.
+func packUsed(chunks map[repo.ChunkID]repo.ChunkRef) int64 {
+	var used int64
+	for _, c := range chunks {
+		used += repo.PackEntrySize(c.Length, c.Raw)
+	}
+	return used + packOverhead(used)
+}
+
 // repackCandidates returns the present packs whose unused bytes reach
-// threshold, with the chunks in use in each, sorted by pack.
+// threshold, with the chunks in use in each, sorted by pack. The bytes in
+// use are the chunks' and what a pack of only them would hold besides: a
+// pack of tiny chunks, mostly trailer, is otherwise a candidate with every
+// chunk in use, and its copy one again at every prune.
 func repackCandidates(u usage, present map[string]int64, skip map[string]bool, threshold float64) []repo.PackRef {
 	var out []repo.PackRef
 	for sum, chunks := range u {
@@ -234,10 +252,7 @@ func repackCandidates(u usage, present map[string]int64, skip map[string]bool, t
 		if !ok || skip[sum] || len(chunks) == 0 {
 			continue
 		}
-		var used int64
-		for _, c := range chunks {
-			used += c.Length
-		}
+		used := packUsed(chunks)
 		if float64(size-used) >= threshold*float64(size) {
 			out = append(out, repo.PackRef{SHA256: sum, Size: size})
 		}
