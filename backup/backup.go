@@ -697,12 +697,14 @@ func (w *sourceWriter) WriteEntry(ctx context.Context, e source.Entry) error {
 // the queue is full, and a small chunk may sit in a batch not yet handed
 // over: one changed small file early in a tree otherwise unchanged (no
 // new chunks after it) held every later record in memory until the
-// source's end, 130 MB more for 200,000 files.
+// source's end, 130 MB more for 200,000 files. It is at least twice the
+// chunks that may be in flight, so that a backup of new files never waits
+// sooner than for a full queue.
 const openMax = 4096
 
 // append adds a record, after spilling every earlier one that is complete.
 func (w *sourceWriter) append(rec *fileRec) error {
-	if len(w.open) >= openMax && w.open[0].pending > 0 {
+	if len(w.open) >= max(openMax, 2*(w.inflight+1)*batchChunks) && w.open[0].pending > 0 {
 		if err := w.submit(); err != nil {
 			return err
 		}
