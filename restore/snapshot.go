@@ -387,7 +387,13 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 }
 
 // fileReader streams one file's verified contents, fetching and decrypting
-// up to ahead chunks in parallel while the caller consumes earlier ones.
+// up to ahead chunks while the caller consumes earlier ones. One chunk
+// reader reads them in order, told the file's chunks (Plan): its windows
+// lie on a grid of the file's extents in each pack and serve the chunks
+// that follow and, within its budget, those a backup stored before them.
+// Two readers taking every other chunk each fetched and decrypted the
+// same windows, and windows reaching forward from each chunk fetched
+// again the chunks stored before it: 1.4-1.9x the packs' bytes.
 type fileReader struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -417,15 +423,12 @@ func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (
 	if len(e.Chunks) == 0 {
 		return fr, nil
 	}
-	readers := make([]*repo.ChunkReader, ahead)
-	for i := range readers {
-		cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		readers[i] = cr
+	cr, err := s.Repo.NewChunkReader(ctx, s.Manifest)
+	if err != nil {
+		cancel()
+		return nil, err
 	}
+	cr.Plan(slices.Values(e.Chunks))
 	// A dispatcher hands out chunk indexes in order, holding one slot of
 	// sem per chunk until the reader consumes it: the chunks in flight are
 	// always the lowest unconsumed ones, so memory stays at about `ahead`
@@ -447,15 +450,13 @@ func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (
 			}
 		}
 	}()
-	for _, cr := range readers {
-		go func(cr *repo.ChunkReader) {
-			for i := range jobs {
-				c := e.Chunks[i]
-				data, err := cr.Read(ctx, c.Pack, c)
-				fr.results[i] <- chunkResult{data, err}
-			}
-		}(cr)
-	}
+	go func() {
+		for i := range jobs {
+			c := e.Chunks[i]
+			data, err := cr.Read(ctx, c.Pack, c)
+			fr.results[i] <- chunkResult{data, err}
+		}
+	}()
 	fr.sem = sem
 	return fr, nil
 }
