@@ -2,12 +2,17 @@ package postgres
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 // TestPgBlocksForged plans and checks many forged block lists of a dump:
@@ -94,4 +99,41 @@ func TestPgBlocksForged(t *testing.T) {
 		t.Error("no list was accepted: the true list must be, when no mutation changed it")
 	}
 	t.Logf("%d lists accepted and read as the dump's blocks", accepted)
+}
+
+// TestPostgresBlocksForgedTOCLength restores from a block list whose TOC
+// length is nearly the whole dump: a clear error, and the restore must
+// not read that much into memory to find out (it read the whole claimed
+// length, tens of MB for a TOC of a few KB; up to the memory budget, 1
+// GiB by default, and twice that while io.ReadAll grew its buffer).
+func TestPostgresBlocksForgedTOCLength(t *testing.T) {
+	ctx := context.Background()
+	dsn := fixture.NewPostgresDB(t)
+	pgExec(t, dsn, `create table big (v text)`,
+		`insert into big select repeat(md5(g::text), 16) from generate_series(1, 80000) g`)
+	snap := backupPostgres(t, &Source{SourceName: "big", DSN: dsn})
+	good := dumpBlocksOf(t, snap.MetaJSON)
+	dump := int64(len(snap.Files[DumpPath]))
+	if dump < 32<<20 {
+		t.Fatalf("dump of %d bytes, want at least 32 MiB", dump)
+	}
+	forged := *good
+	forged.TOC = dump - 1
+	dst, name := newTarget(t)
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Restore(ctx, withBlocks(t, snap, &forged), dst, Options{Jobs: 2})
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, errBlocksMismatch) {
+		t.Errorf("err = %v, want a block list mismatch", err)
+	}
+	if fixture.PostgresDatabaseExists(t, name) {
+		t.Errorf("the failed restore left database %s", name)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("TOC %d bytes, list says %d: %v; allocated %d bytes", good.TOC, forged.TOC, err, alloc)
+	if alloc > uint64(dump/2) {
+		t.Errorf("the restore allocated %d bytes for a list claiming a TOC of %d bytes (the TOC is %d)", alloc, forged.TOC, good.TOC)
+	}
 }
