@@ -414,6 +414,14 @@ type chunkResult struct {
 	err  error
 }
 
+// fileBudget is the plaintext a fileReader's windows hold: two of the
+// 4 MiB read-ahead, enough for the chunks a backup stored out of order
+// (1.01-1.06x the packs' bytes fetched; 16 MiB, the default, gave
+// 1.01-1.02x). A database restore from dump blocks has a reader in
+// every run: with 16 MiB each, two runs put the peak RSS of a 256 MB
+// restore at 83-86 MiB; with 8, 62-65 (doc/performance.md).
+const fileBudget = 8 << 20
+
 func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (*fileReader, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	fr := &fileReader{ctx: ctx, cancel: cancel, e: e, h: sha256.New(), results: make([]chan chunkResult, len(e.Chunks))}
@@ -429,6 +437,7 @@ func newFileReader(ctx context.Context, s *Snapshot, e *repo.Entry, ahead int) (
 		return nil, err
 	}
 	cr.Plan(slices.Values(e.Chunks))
+	cr.SetBudget(fileBudget)
 	// A dispatcher hands out chunk indexes in order, holding one slot of
 	// sem per chunk until the reader consumes it: the chunks in flight are
 	// always the lowest unconsumed ones, so memory stays at about `ahead`
