@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -271,7 +270,7 @@ func (k *knownIndex) newTableWriter(n int) (*tableWriter, error) {
 	}
 	f, err := os.CreateTemp("", "coffer-known-*")
 	if err != nil {
-		return nil, fmt.Errorf("index of known chunks: %w", err)
+		return nil, tempFileError("index of known chunks", err)
 	}
 	os.Remove(f.Name())
 	k.serial++
@@ -312,7 +311,7 @@ func (w *tableWriter) seal() error {
 
 func (w *tableWriter) write() error {
 	if _, err := w.t.f.WriteAt(w.out, w.off); err != nil {
-		return fmt.Errorf("index of known chunks: %w", err)
+		return tempFileError("index of known chunks", err)
 	}
 	w.off += int64(len(w.out))
 	w.out = w.out[:0]
@@ -386,7 +385,7 @@ func (k *knownIndex) readBlock(t *knownTable, i int, buf []byte) ([]byte, error)
 	off := int64(i) * int64(knownBlockSize(knownBlock))
 	ct := buf[:knownBlockSize(n)]
 	if _, err := t.f.ReadAt(ct, off); err != nil {
-		return nil, fmt.Errorf("index of known chunks: %w", err)
+		return nil, tempFileError("index of known chunks", err)
 	}
 	p, err := k.aead.Open(ct[:0], t.nonce(off), ct, nil)
 	if err != nil {
@@ -455,7 +454,7 @@ func (r *tableReader) next() ([]byte, error) {
 		}
 		ct := r.ct[:size]
 		if _, err := r.t.f.ReadAt(ct, off); err != nil {
-			return nil, fmt.Errorf("index of known chunks: %w", err)
+			return nil, tempFileError("index of known chunks", err)
 		}
 		r.buf = r.buf[:0]
 		for b := range nb {

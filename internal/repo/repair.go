@@ -350,7 +350,7 @@ func (r *Repository) streamIndex(ctx context.Context, ref ObjectRef, id age.Iden
 	}
 	f, err := os.CreateTemp("", "coffer-index-*")
 	if err != nil {
-		return fmt.Errorf("read %s: %w", ref.Name, err)
+		return fmt.Errorf("read %s: temporary copy in %s (TMPDIR): %w", ref.Name, os.TempDir(), err)
 	}
 	os.Remove(f.Name())
 	defer f.Close()
