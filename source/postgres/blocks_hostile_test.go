@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"testing"
+
+	"github.com/cofferhq/coffer/internal/testing/fixture"
 )
 
 // newHostileDB returns a database whose table of contents has what a
@@ -81,5 +84,24 @@ func TestPostgresBlocksHostileSchema(t *testing.T) {
 				t.Errorf("jobs %d: %s is %q, one job %q, source %q", jobs, tab, got.data[tab], before.data[tab], sum)
 			}
 		}
+	}
+}
+
+// TestPostgresBlocksRunsWithoutBlocks restores a database of one table
+// and three sequences with 4 jobs: runs that load no block (only
+// sequences' values) must read their TOC and end well.
+func TestPostgresBlocksRunsWithoutBlocks(t *testing.T) {
+	ctx := context.Background()
+	dsn := fixture.NewPostgresDB(t)
+	pgExec(t, dsn, `create table one (id int primary key)`, `insert into one select generate_series(1, 10)`,
+		`create sequence s`, `select setval('s', 77)`, `create sequence s2`, `select setval('s2', 5)`, `create sequence s3`)
+	snap := backupPostgres(t, &Source{SourceName: "one", DSN: dsn})
+	want := stateOf(t, dsn)
+	dst, _ := newTarget(t)
+	if _, err := Restore(ctx, snap, dst, Options{Jobs: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateOf(t, dst); got.schema != want.schema || fmt.Sprint(got.data) != fmt.Sprint(want.data) {
+		t.Errorf("restored %v, source %v", got.data, want.data)
 	}
 }
