@@ -142,6 +142,14 @@ func (cr *ChunkReader) SetWindow(n int64) {
 	cr.trim(0)
 }
 
+// SetBudget bounds the plaintext the windows of all its open packs hold
+// together to n bytes (no less than the read-ahead), apart from a chunk
+// larger than that, which is held while it is read.
+func (cr *ChunkReader) SetBudget(n int64) {
+	cr.budget = max(n, cr.ahead)
+	cr.trim(0)
+}
+
 // Plan tells the reader the chunks it reads next (it replaces the last
 // plan). A window fetched in a pack the plan names then reaches no
 // further than the planned chunks around the one being read: a reader

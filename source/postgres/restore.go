@@ -385,13 +385,9 @@ func pgRestoreBlocks(ctx context.Context, src source.Reader, dump source.Entry, 
 	if db.TOC <= 0 || db.TOC > dump.Size {
 		return true, blocksMismatch("the table of contents is %d bytes of a %d-byte dump", db.TOC, dump.Size)
 	}
-	head, err := pgReadRanges(ctx, rr, []source.Range{{Offset: 0, Length: db.TOC}})
+	head, toc, err := pgReadTOCRange(ctx, rr, db.TOC)
 	if err != nil {
 		return true, err
-	}
-	toc, err := pgArchiveReadTOC(bytes.NewReader(head), true)
-	if err != nil {
-		return true, blocksMismatch("the first %d bytes are not a whole table of contents: %v", db.TOC, err)
 	}
 	plan, err := pgPlanBlocks(toc, &db, dump.Size, jobs)
 	if err != nil {
@@ -443,18 +439,28 @@ func pgListFile(ids []int64) (*os.File, error) {
 	return pgMemfd(&list)
 }
 
-// pgReadRanges reads ranges of the dump into memory.
-func pgReadRanges(ctx context.Context, rr source.RangeReader, ranges []source.Range) ([]byte, error) {
-	rc, err := rr.OpenRanges(ctx, DumpPath, ranges)
+// pgReadTOCRange reads the dump's header and table of contents, which
+// the block list says are its first n bytes, and parses them. It holds
+// only the bytes parsed: a list that claims a larger table of contents
+// than the dump has costs no more memory than the true one.
+func pgReadTOCRange(ctx context.Context, rr source.RangeReader, n int64) ([]byte, *pgTOC, error) {
+	rc, err := rr.OpenRanges(ctx, DumpPath, []source.Range{{Offset: 0, Length: n}})
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", DumpPath, err)
+		return nil, nil, fmt.Errorf("read %s: %w", DumpPath, err)
 	}
 	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", DumpPath, err)
+	counter := &pgCountingReader{r: rc}
+	var head bytes.Buffer
+	toc, err := pgArchiveReadTOC(io.TeeReader(counter, &head), true)
+	switch {
+	case counter.err != nil && counter.err != io.EOF:
+		return nil, nil, fmt.Errorf("read %s: %w", DumpPath, counter.err)
+	case err != nil:
+		return nil, nil, blocksMismatch("the first %d bytes are not a whole table of contents: %v", n, err)
+	case toc.Length != n:
+		return nil, nil, blocksMismatch("the table of contents is %d bytes, the list says %d", toc.Length, n)
 	}
-	return b, nil
+	return head.Bytes()[:n], toc, nil
 }
 
 // pgRunBlocks runs the data section's runs at once. The first to fail
