@@ -3,12 +3,12 @@ package backup
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/source"
 )
 
@@ -68,19 +68,9 @@ func (s *smallFiles) Backup(ctx context.Context, w source.Writer) error {
 // flight (a zstd encoder's history, a chunk buffer) comes and goes between
 // samples, what the backup holds per file does not.
 func (s *smallFiles) sample() {
-	if l := liveHeap(); s.live == 0 || l < s.live {
+	if l := testutil.LiveHeap(); s.live == 0 || l < s.live {
 		s.live = l
 	}
-}
-
-// liveHeap collects garbage and returns the heap's live bytes. Twice:
-// what sync.Pools hold survives one collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestBackupMemoryFlat (issue 12): the memory a backup holds does not grow
@@ -116,7 +106,7 @@ func TestBackupMemoryFlat(t *testing.T) {
 		cache := t.TempDir()
 		for _, step := range []string{"first", "unchanged", "first changed"} {
 			src := &smallFiles{n: n, first: step == "first changed"}
-			before := liveHeap()
+			before := testutil.LiveHeap()
 			r := tr.Host(t)
 			r.Config.Packs.TargetSize = 32 << 10
 			res, err := Run(context.Background(), Options{Repo: r, Signing: tr.Signing, CacheDir: cache,

@@ -3,10 +3,10 @@ package restore
 import (
 	"context"
 	"io"
-	"runtime"
 	"testing"
 
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 // TestOpenFetchesPacksOnce: a file read whole through Open (a database's
@@ -26,15 +26,7 @@ func TestOpenFetchesPacksOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var path string
-	if err := s.each(ctx, func(e *repo.Entry) error {
-		if e.Type == "file" {
-			path = e.Path
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	path := onlyFile(t, s)
 	cs.Reset()
 	rc, err := s.Open(ctx, path)
 	if err != nil {
@@ -65,21 +57,8 @@ func TestOpenHeldWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var path string
-	if err := s.each(ctx, func(e *repo.Entry) error {
-		if e.Type == "file" {
-			path = e.Path
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	live := func() int64 {
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapAlloc)
-	}
+	path := onlyFile(t, s)
+	live := func() int64 { return int64(testutil.LiveHeap()) }
 	base := live()
 	rc, err := s.Open(ctx, path)
 	if err != nil {
@@ -102,4 +81,19 @@ func TestOpenHeldWindows(t *testing.T) {
 	if peak > 17<<20 {
 		t.Errorf("reading the file held %.1f MiB, want at most 17 (8 MiB of windows, the chunks in flight)", float64(peak)/(1<<20))
 	}
+}
+
+// onlyFile returns the path of the one file in s.
+func onlyFile(t *testing.T, s *Source) string {
+	t.Helper()
+	var path string
+	if err := s.each(context.Background(), func(e *repo.Entry) error {
+		if e.Type == "file" {
+			path = e.Path
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strings"
 
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/source"
@@ -18,15 +17,9 @@ var _ source.RangeReader = (*Source)(nil)
 // one chunk ahead, and returns only the bytes of the ranges. The file's
 // whole-file hash is not checked.
 func (s *Source) OpenRanges(ctx context.Context, path string, ranges []source.Range) (io.ReadCloser, error) {
-	if err := s.load(ctx); err != nil {
+	e, err := s.file(ctx, path)
+	if err != nil {
 		return nil, err
-	}
-	e, ok := s.byPath[strings.TrimPrefix(path, "/")]
-	if !ok {
-		return nil, fmt.Errorf("source %s has no file %q", s.sc.Name, path)
-	}
-	if e.Type != string(source.TypeFile) {
-		return nil, fmt.Errorf("%q is a %s, not a file", path, e.Type)
 	}
 	// starts[i] is where chunk i begins in the file.
 	starts := make([]int64, len(e.Chunks)+1)

@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/countstore"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/source"
 	dirkind "github.com/cofferhq/coffer/source/dir"
 	"github.com/cofferhq/coffer/storage"
@@ -157,7 +158,7 @@ func (l *livePeak) Start(string, progress.Counts) {}
 func (l *livePeak) Finish(string)                 {}
 func (l *livePeak) Add(_ string, c progress.Counts) {
 	if c.Files > 0 && atomic.AddInt64(&l.done, c.Files)%l.every == 0 {
-		h := liveHeap()
+		h := testutil.LiveHeap()
 		for {
 			p := l.peak.Load()
 			if h <= p || l.peak.CompareAndSwap(p, h) {
@@ -181,7 +182,7 @@ func TestRestoreReadAheadFlat(t *testing.T) {
 	peak := map[int]int64{}
 	for _, files := range []int{192, 512} {
 		_, op, m, _ := packedTree(t, files, 60<<10, 68<<10, 4<<20)
-		before := liveHeap()
+		before := testutil.LiveHeap()
 		s, err := OpenSource(ctx, op, m, "docs")
 		if err != nil {
 			t.Fatal(err)

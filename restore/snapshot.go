@@ -368,6 +368,20 @@ func (s *Source) Entry(path string) (*repo.Entry, bool) {
 }
 
 func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
+	e, err := s.file(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	fr, err := newFileReader(ctx, s.s, e, 2)
+	if err != nil {
+		return nil, err
+	}
+	fr.src = s
+	return fr, nil
+}
+
+// file returns the catalog entry of the file at path.
+func (s *Source) file(ctx context.Context, path string) (*repo.Entry, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
@@ -378,12 +392,7 @@ func (s *Source) Open(ctx context.Context, path string) (io.ReadCloser, error) {
 	if e.Type != string(source.TypeFile) {
 		return nil, fmt.Errorf("%q is a %s, not a file", path, e.Type)
 	}
-	fr, err := newFileReader(ctx, s.s, e, 2)
-	if err != nil {
-		return nil, err
-	}
-	fr.src = s
-	return fr, nil
+	return e, nil
 }
 
 // fileReader streams one file's verified contents, fetching and decrypting

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/cofferhq/coffer/internal/progress"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 	"github.com/cofferhq/coffer/source"
 	"github.com/cofferhq/coffer/storage"
 )
@@ -242,18 +242,8 @@ func (l *liveAtLast) Start(string, progress.Counts) {}
 func (l *liveAtLast) Finish(string)                 {}
 func (l *liveAtLast) Add(_ string, c progress.Counts) {
 	if c.Files > 0 && atomic.AddInt64(&l.done, c.Files) == l.n {
-		l.live.Store(liveHeap())
+		l.live.Store(testutil.LiveHeap())
 	}
-}
-
-// liveHeap collects garbage and returns the heap's live bytes. Twice:
-// what sync.Pools hold survives one collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // TestRestoreMemoryFlat (issue 12): the memory a folder restore holds does
@@ -277,7 +267,7 @@ func TestRestoreMemoryFlat(t *testing.T) {
 		// What the backup left (its zstd encoder's history grows with the
 		// largest chunk it compressed: the catalog's) is not the restore's.
 		op := tr.Operator(t)
-		before := liveHeap()
+		before := testutil.LiveHeap()
 		src, err := OpenSource(context.Background(), op, res.Manifest, "docs")
 		if err != nil {
 			t.Fatal(err)
