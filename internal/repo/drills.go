@@ -7,7 +7,6 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"filippo.io/age"
@@ -143,14 +142,7 @@ func (r *Repository) ReadDrill(ctx context.Context, id string) (*DrillRecord, er
 // DrillIDs lists the ids of the drill records, and the names of objects
 // under drills/ that are not named by an id.
 func (r *Repository) DrillIDs(ctx context.Context) (ids, junk []string, err error) {
-	err = r.Store.List(ctx, DrillsPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, DrillsPrefix); validHex(id, 64) {
-			ids = append(ids, id)
-		} else {
-			junk = append(junk, oi.Name)
-		}
-		return nil
-	})
+	ids, _, junk, err = r.listIDs(ctx, DrillsPrefix)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list drills: %w", err)
 	}

@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"filippo.io/age"
-
-	"github.com/cofferhq/coffer/storage"
 )
 
 // This file is the read side of repacking (doc/design.md, section 6.3):
@@ -174,20 +171,13 @@ func (r *Repository) repackState(ctx context.Context) (*repackState, error) {
 	if r.repacks != nil {
 		return r.repacks, nil
 	}
-	var ids []string
-	var bad []error
-	stored := map[string]time.Time{}
-	err := r.Store.List(ctx, RepacksPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, RepacksPrefix); validHex(id, 64) {
-			ids = append(ids, id)
-			stored[id] = oi.ModTime
-		} else {
-			bad = append(bad, integrity(oi.Name, "not a repack record: its name is not an id (ignored)"))
-		}
-		return nil
-	})
+	ids, stored, junk, err := r.listIDs(ctx, RepacksPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("list repacks: %w", err)
+	}
+	var bad []error
+	for _, name := range junk {
+		bad = append(bad, integrity(name, "not a repack record: its name is not an id (ignored)"))
 	}
 	st := &repackState{byOld: map[string][]*Repack{}, index: map[string]map[ChunkID]Relocation{}}
 	for _, id := range ids {

@@ -124,18 +124,13 @@ func (rp *Repair) signedBy() (string, string, string, int64) {
 // verify are returned as errors beside the good ones; objects under
 // repairs/ not named by an id are errors too.
 func (r *Repository) Repairs(ctx context.Context) ([]*Repair, []error, error) {
-	var ids []string
-	var bad []error
-	err := r.Store.List(ctx, RepairsPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, RepairsPrefix); validHex(id, 64) {
-			ids = append(ids, id)
-		} else {
-			bad = append(bad, integrity(oi.Name, "not a repair record: its name is not an id (ignored)"))
-		}
-		return nil
-	})
+	ids, _, junk, err := r.listIDs(ctx, RepairsPrefix)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list repairs: %w", err)
+	}
+	var bad []error
+	for _, name := range junk {
+		bad = append(bad, integrity(name, "not a repair record: its name is not an id (ignored)"))
 	}
 	var out []*Repair
 	for _, id := range ids {

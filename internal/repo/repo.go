@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"filippo.io/age"
@@ -352,15 +353,25 @@ func (r *Repository) ListSnapshots(ctx context.Context) (ids, junk []string, err
 // ListAllSnapshots is ListSnapshots with the forgotten snapshots whose
 // manifests are still stored.
 func (r *Repository) ListAllSnapshots(ctx context.Context) (ids, junk []string, err error) {
-	err = r.Store.List(ctx, SnapshotsPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, SnapshotsPrefix); validHex(id, 64) {
+	ids, _, junk, err = r.listIDs(ctx, SnapshotsPrefix)
+	return ids, junk, err
+}
+
+// listIDs lists the objects under prefix: those named by an id (64
+// lowercase hex digits), with the time each was stored, and the names of
+// the others.
+func (r *Repository) listIDs(ctx context.Context, prefix string) (ids []string, stored map[string]time.Time, junk []string, err error) {
+	stored = map[string]time.Time{}
+	err = r.Store.List(ctx, prefix, func(oi storage.ObjectInfo) error {
+		if id := strings.TrimPrefix(oi.Name, prefix); validHex(id, 64) {
 			ids = append(ids, id)
+			stored[id] = oi.ModTime
 		} else {
 			junk = append(junk, oi.Name)
 		}
 		return nil
 	})
-	return ids, junk, err
+	return ids, stored, junk, err
 }
 
 // manifestReaders is how many manifests Manifests reads at once: every

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
-
-	"github.com/cofferhq/coffer/storage"
 )
 
 // TombstonesPrefix holds tombstones: tombstones/<snapshot id>, signed by a
@@ -181,20 +178,13 @@ func (r *Repository) Forgotten(ctx context.Context) (map[string]*Tombstone, []er
 	if r.forgotLoaded {
 		return r.forgotten, r.forgotBad, nil
 	}
-	var ids []string
-	var bad []error
-	stored := map[string]time.Time{}
-	err := r.Store.List(ctx, TombstonesPrefix, func(oi storage.ObjectInfo) error {
-		if id := strings.TrimPrefix(oi.Name, TombstonesPrefix); validHex(id, 64) {
-			ids = append(ids, id)
-			stored[id] = oi.ModTime
-		} else {
-			bad = append(bad, integrity(oi.Name, "not a tombstone: its name is not a snapshot id (ignored)"))
-		}
-		return nil
-	})
+	ids, stored, junk, err := r.listIDs(ctx, TombstonesPrefix)
 	if err != nil {
 		return nil, nil, fmt.Errorf("list tombstones: %w", err)
+	}
+	var bad []error
+	for _, name := range junk {
+		bad = append(bad, integrity(name, "not a tombstone: its name is not a snapshot id (ignored)"))
 	}
 	out := map[string]*Tombstone{}
 	for _, id := range ids {
