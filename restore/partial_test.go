@@ -13,15 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cofferhq/coffer/backup"
-	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/pathglob"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/countstore"
-	"github.com/cofferhq/coffer/internal/testing/testrepo"
-	"github.com/cofferhq/coffer/source"
-	dirkind "github.com/cofferhq/coffer/source/dir"
-	"github.com/cofferhq/coffer/storage"
 )
 
 // manyPacks backs up a folder of incompressible files into a repository
@@ -30,60 +24,30 @@ import (
 func manyPacks(t *testing.T) (*countstore.Store, *Source, string) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, owner, signing, ids := testrepo.Keys(t, filepath.Join(dir, "keys"))
-	rs, err := keys.LoadRecipientsFile(g.Recipients)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hp, err := keys.LoadHostPublic(g.SigningPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	small := func(c *repo.Config) { c.Packs.TargetSize = 64 << 10 }
-	if _, err := repo.Init(ctx, st, repo.InitOptions{Owner: owner, Recipients: rs, Hosts: []keys.HostPublic{hp}}, small); err != nil {
-		t.Fatal(err)
-	}
-	src := filepath.Join(dir, "src")
-	rnd := rand.New(rand.NewPCG(7, 11))
-	mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
-	for _, d := range []string{"a", "b", "b/deep", "c"} {
-		if err := os.MkdirAll(filepath.Join(src, d), 0o750); err != nil {
-			t.Fatal(err)
+	cs, op, m, src := backupCounted(t, 64<<10, func(src string) {
+		rnd := rand.New(rand.NewPCG(7, 11))
+		mtime := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+		for _, d := range []string{"a", "b", "b/deep", "c"} {
+			if err := os.MkdirAll(filepath.Join(src, d), 0o750); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	for i := range 12 {
-		data := make([]byte, 100<<10)
-		for j := range data {
-			data[j] = byte(rnd.Uint32())
+		for i := range 12 {
+			data := make([]byte, 100<<10)
+			for j := range data {
+				data[j] = byte(rnd.Uint32())
+			}
+			name := filepath.Join(src, []string{"a", "b", "b/deep", "c"}[i%4], fmt.Sprintf("INV-%02d.pdf", i))
+			if err := os.WriteFile(name, data, 0o640); err != nil {
+				t.Fatal(err)
+			}
+			os.Chtimes(name, mtime, mtime)
 		}
-		name := filepath.Join(src, []string{"a", "b", "b/deep", "c"}[i%4], fmt.Sprintf("INV-%02d.pdf", i))
-		if err := os.WriteFile(name, data, 0o640); err != nil {
-			t.Fatal(err)
+		for _, d := range []string{"b/deep", "a", "b", "c", "."} {
+			os.Chtimes(filepath.Join(src, d), mtime, mtime)
 		}
-		os.Chtimes(name, mtime, mtime)
-	}
-	for _, d := range []string{"b/deep", "a", "b", "c", "."} {
-		os.Chtimes(filepath.Join(src, d), mtime, mtime)
-	}
-	host, err := repo.Open(ctx, st, repo.OpenOptions{Owner: owner.Public(), Signing: signing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := backup.Run(ctx, backup.Options{Repo: host, Signing: signing, Sources: []source.Source{&dirkind.Source{SourceName: "docs", Path: src}}})
-	if err != nil {
-		t.Fatalf("backup: %v", err)
-	}
-	cs := countstore.New(st)
-	op, err := repo.Open(ctx, cs, repo.OpenOptions{Owner: owner.Public(), Identities: ids})
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := Load(ctx, op, res.Manifest)
+	})
+	snap, err := Load(ctx, op, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,35 @@ import (
 // read through a store that counts bytes, and the snapshot.
 func packedTree(t *testing.T, files, lo, hi int, packSize int64) (*countstore.Store, *repo.Repository, *repo.Manifest, string) {
 	t.Helper()
+	return backupCounted(t, packSize, func(src string) {
+		rnd := rand.New(rand.NewPCG(uint64(files), uint64(hi)))
+		for i := range files {
+			d := filepath.Join(src, fmt.Sprintf("d%03d", i/500))
+			if i%500 == 0 {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data := make([]byte, lo+rnd.IntN(hi-lo))
+			for j := 0; j < len(data); j += 8 {
+				v := rnd.Uint64()
+				for k := 0; k < 8 && j+k < len(data); k++ {
+					data[j+k] = byte(v >> (8 * k))
+				}
+			}
+			if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d", i)), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// backupCounted backs up the folder fill writes (src, not yet made) into
+// a local repository whose packs are about packSize, and returns the
+// restoring side's repository, read through a store that counts bytes,
+// the snapshot and src.
+func backupCounted(t *testing.T, packSize int64, fill func(src string)) (*countstore.Store, *repo.Repository, *repo.Manifest, string) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
@@ -50,25 +79,7 @@ func packedTree(t *testing.T, files, lo, hi int, packSize int64) (*countstore.St
 		t.Fatal(err)
 	}
 	src := filepath.Join(dir, "src")
-	rnd := rand.New(rand.NewPCG(uint64(files), uint64(hi)))
-	for i := range files {
-		d := filepath.Join(src, fmt.Sprintf("d%03d", i/500))
-		if i%500 == 0 {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		data := make([]byte, lo+rnd.IntN(hi-lo))
-		for j := 0; j < len(data); j += 8 {
-			v := rnd.Uint64()
-			for k := 0; k < 8 && j+k < len(data); k++ {
-				data[j+k] = byte(v >> (8 * k))
-			}
-		}
-		if err := os.WriteFile(filepath.Join(d, fmt.Sprintf("f%05d", i)), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fill(src)
 	host, err := repo.Open(ctx, st, repo.OpenOptions{Owner: owner.Public(), Signing: signing})
 	if err != nil {
 		t.Fatal(err)
