@@ -116,6 +116,14 @@ func SealTo(dst io.Writer, encode func(io.Writer) error, recipients ...age.Recip
 	return sw.Close()
 }
 
+// sealWindow is the zstd window of a sealed document written as a stream.
+// A backup's index is one, open from its first stored pack to its end:
+// with the chunks' 4 MiB window its encoder held about 4 MiB of history
+// for the whole backup. Its JSON repeats itself within a few hundred
+// bytes (keys, offsets) and its chunk ids do not repeat at all, so a
+// 256 KiB window compresses it as well.
+const sealWindow = 256 << 10
+
 // sealWriter compresses, pads and encrypts a document as it is written.
 type sealWriter struct {
 	aw io.WriteCloser
@@ -131,7 +139,7 @@ func newSealWriter(dst io.Writer, recipients ...age.Recipient) (*sealWriter, err
 	}
 	cw := &countingWriter{w: aw}
 	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
+		zstd.WithWindowSize(sealWindow), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, err
 	}
