@@ -63,18 +63,7 @@ func newIncCLI(t *testing.T, asNobody bool, repoURL string, extraEnv ...string) 
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A hard link, not a copy: a copy is written through a descriptor that
-	// a parallel test's fork may inherit for a moment, and exec of a file
-	// open for writing fails with "text file busy" (ETXTBSY).
-	if err := os.Link(testutil.CofferBinary(t), bin); err != nil {
-		b, err := os.ReadFile(testutil.CofferBinary(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testutil.PlaceBinary(t, testutil.CofferBinary(t), bin)
 	if asNobody {
 		// nobody must reach the binary and own the work folder.
 		for _, d := range []string{filepath.Dir(dir), dir, filepath.Dir(bin)} {
