@@ -51,8 +51,9 @@ func GearTable(seed []byte) *[256]uint64 {
 // long as the caller keeps buf and does not write to it, and the chunker
 // keeps no reference to buf once Next returns. Otherwise the result is a
 // slice of the chunker's own buffer, valid until the next call of Next or
-// Reset. Either way the bytes are read straight into that buffer, not
-// copied after reading (but for the few read past the previous boundary).
+// Reset (at least). The gear chunker reads the bytes straight into that
+// buffer, copying only those read past the previous boundary; the Rabin
+// one copies each chunk out of restic's read buffer.
 //
 // Reset starts a new stream with the same parameters and key.
 type Chunker interface {
