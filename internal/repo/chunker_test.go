@@ -509,6 +509,20 @@ func TestGearReference(t *testing.T) {
 			t.Fatalf("params %+v, %d bytes: cut %v, want %v", p, len(data), got, want)
 		}
 	}
+	// Streams of exactly the sizes at the edges, random and zeros.
+	for _, p := range []repo.ChunkerParams{small, {MinSize: 0, MaxSize: 100, AverageBits: 3}, {MinSize: 64, MaxSize: 64, AverageBits: 5}} {
+		m, M := int(p.MinSize), int(p.MaxSize)
+		for _, n := range []int{0, 1, m - 1, m, m + 1, M - 1, M, M + 1, 2*M - 1, 2 * M, 2*M + 1, m + M} {
+			for _, data := range [][]byte{randBytes(uint64(n), max(n, 0)), make([]byte, max(n, 0))} {
+				for _, eof := range []bool{false, true} {
+					got := chunks(t, repo.NewGearChunker(table(3), p), &randomReads{data: data, rng: rng, eof: eof}, data, nil)
+					if want := gearReference(table(3), p, data); !equal(got, want) {
+						t.Fatalf("params %+v, %d bytes: cut %v, want %v", p, len(data), got, want)
+					}
+				}
+			}
+		}
+	}
 	// Reads of more than 64 KiB are split: sizes past it.
 	for it := range 12 {
 		p := repo.ChunkerParams{Algorithm: repo.ChunkerGear, MinSize: uint(rng.IntN(200 << 10)), AverageBits: 10 + rng.IntN(8)}
