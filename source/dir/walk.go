@@ -21,7 +21,8 @@ import (
 // entry: its names come from getdents(2) on that descriptor, and each
 // entry is examined with fstatat(2), opened with openat(2) and its link
 // read with readlinkat(2) relative to it. A full path made the kernel look
-// every component up again for each file (doc/performance.md: the walk).
+// every component up again for each file (doc/performance.md, "Unchanged
+// second backup, per file").
 //
 // A path of PATH_MAX bytes or more (with the NUL, the kernel's limit for
 // one path) fails as it does through the full path, with ENAMETOOLONG:
