@@ -67,7 +67,7 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
 	ct, _ := w.(source.ChangeTracker)
 	start := time.Now().UTC()
-	wk := &walk{d: d, ctx: ctx, w: w, ct: ct, names: names}
+	wk := &walk{d: d, ctx: ctx, w: w, ct: ct, names: names, maxHeld: heldMax()}
 	err = wk.visit(unix.AT_FDCWD, root, root, ".", true, fi)
 	if err != nil {
 		return err

@@ -35,6 +35,22 @@ type walk struct {
 	ct    source.ChangeTracker
 	names *ownerNames
 	buf   []byte // for getdents
+	// held is how many folder descriptors the walk holds open, one a
+	// level; past maxHeld a folder's descriptor is closed once it is
+	// listed and its entries go by full path, as before: a tree deeper
+	// than the process may open files is still read whole, not left out
+	// for EMFILE.
+	held, maxHeld int
+}
+
+// heldMax is how many folder descriptors a walk holds at most: an eighth
+// of the soft limit on open files, at most 64, at least 1.
+func heldMax() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 16
+	}
+	return int(max(1, min(64, lim.Cur/8)))
 }
 
 // pathMax is PATH_MAX, the terminating NUL included.
@@ -59,8 +75,18 @@ func (wk *walk) visit(parent int, name, p, rel string, isDir bool, info fs.FileI
 		return err
 	}
 	fd, ents, err := wk.readDir(parent, name, p)
+	byPath := false
 	if fd >= 0 {
-		defer syscall.Close(fd)
+		if wk.held >= wk.maxHeld {
+			syscall.Close(fd)
+			fd, byPath = unix.AT_FDCWD, true
+		} else {
+			wk.held++
+			defer func(fd int) {
+				syscall.Close(fd)
+				wk.held--
+			}(fd)
+		}
 	}
 	if err != nil {
 		// The second call for a folder whose entries could not be
@@ -80,7 +106,11 @@ func (wk *walk) visit(parent int, name, p, rel string, isDir bool, info fs.FileI
 		if rel == "." {
 			rel1 = de.name
 		}
-		if err := wk.visit(fd, de.name, p1, rel1, de.dir, nil); err != nil {
+		parent, name := fd, de.name
+		if byPath {
+			name = p1
+		}
+		if err := wk.visit(parent, name, p1, rel1, de.dir, nil); err != nil {
 			if err == filepath.SkipDir {
 				break
 			}

@@ -198,3 +198,117 @@ func TestWalkAsWalkDir(t *testing.T) {
 		}
 	}
 }
+
+// TestWalkDeeperThanDescriptorLimit: the walk holds a descriptor for each
+// folder it is in, but a tree deeper than the process may open files is
+// still backed up whole, as the walk by full paths did: past a depth the
+// folders are read by full path, not left out for EMFILE.
+func TestWalkDeeperThanDescriptorLimit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tree")
+	p := dir
+	for i := range 300 {
+		p = filepath.Join(p, fmt.Sprintf("%c", 'a'+i%26))
+	}
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p, "bottom.txt"), []byte("deep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("bottom.txt", filepath.Join(p, "ln")); err != nil {
+		t.Fatal(err)
+	}
+	d := &Source{SourceName: "deep", Path: dir}
+	var want, got recorder
+	if err := walkReference(context.Background(), d, &want); err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = 128
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	err := d.Backup(context.Background(), &got)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.calls, want.calls) {
+		var diff []string
+		for _, c := range got.calls {
+			if strings.HasPrefix(c, "skip ") {
+				diff = append(diff, c)
+			}
+		}
+		t.Fatalf("the walk made %d calls, the walk by full paths %d; skips: %q", len(got.calls), len(want.calls), diff)
+	}
+}
+
+// TestWalkFolderSwappedForSymlink: a folder replaced by a symlink to /
+// between its stat and its listing is not followed out of the tree (the
+// walk by full paths followed it): it is left out.
+func TestWalkFolderSwappedForSymlink(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tree")
+	if err := os.MkdirAll(filepath.Join(dir, "a/b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"a/in.txt", "a/b/deeper.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, swap := range []string{"a", "a/b"} {
+		t.Run(swap, func(t *testing.T) {
+			w := &swapper{at: swap, do: func() {
+				if err := os.Rename(filepath.Join(dir, swap), filepath.Join(dir, swap+".old")); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink("/", filepath.Join(dir, swap)); err != nil {
+					t.Fatal(err)
+				}
+			}}
+			defer func() {
+				os.Remove(filepath.Join(dir, swap))
+				os.Rename(filepath.Join(dir, swap+".old"), filepath.Join(dir, swap))
+			}()
+			if err := (&Source{SourceName: "s", Path: dir}).Backup(context.Background(), w); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range w.calls {
+				for _, outside := range []string{"/etc", "/proc", "/usr", "/tmp"} {
+					if strings.Contains(c, "Path:"+swap+outside+" ") {
+						t.Fatalf("followed the symlink out of the tree: %s", c)
+					}
+				}
+			}
+			skipped := false
+			for _, c := range w.calls {
+				skipped = skipped || strings.HasPrefix(c, fmt.Sprintf("skip %q", swap))
+			}
+			if !skipped {
+				t.Fatalf("the swapped folder is not reported: %q", w.calls)
+			}
+		})
+	}
+}
+
+// swapper is a recorder that calls do once the entry at is written.
+type swapper struct {
+	recorder
+	at string
+	do func()
+}
+
+func (s *swapper) WriteEntry(ctx context.Context, e source.Entry) error {
+	if e.Path == s.at && s.do != nil {
+		s.do()
+		s.do = nil
+	}
+	return s.recorder.WriteEntry(ctx, e)
+}
