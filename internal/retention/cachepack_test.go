@@ -1,10 +1,13 @@
 package retention
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
+	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/repo"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // TestCacheRefusesChangedPack: the change cache places an unchanged
@@ -25,6 +28,23 @@ func TestCacheRefusesChangedPack(t *testing.T) {
 					e.t.Fatal(err)
 				}
 				gone[p.SHA256] = true
+			}
+			return gone
+		}},
+		// Bytes of the same size: the ledger sees the pack changed since
+		// this host stored it, and drops it.
+		{"overwritten", func(e *env, m *repo.Manifest) map[string]bool {
+			return e.overwritePacks(m)
+		}},
+		// Then a repair names it damaged.
+		{"damaged", func(e *env, m *repo.Manifest) map[string]bool {
+			gone := e.overwritePacks(m)
+			res, err := backup.Repair(context.Background(), backup.RepairOptions{Repo: e.full(), Signing: e.tr.Signing})
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			if len(res.Record.Damaged) != len(gone) {
+				e.t.Fatalf("repair named %d packs damaged, want %d", len(res.Record.Damaged), len(gone))
 			}
 			return gone
 		}},
@@ -58,4 +78,22 @@ func TestCacheRefusesChangedPack(t *testing.T) {
 			e.restoreEqual(e.tr.Operator(t), res.Manifest, dir)
 		})
 	}
+}
+
+// overwritePacks replaces m's packs with as many bytes of garbage.
+func (e *env) overwritePacks(m *repo.Manifest) map[string]bool {
+	e.t.Helper()
+	gone := map[string]bool{}
+	for _, p := range m.Packs {
+		oi, err := e.tr.Store.Stat(context.Background(), p.Name())
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		junk := bytes.Repeat([]byte{0x5a}, int(oi.Size))
+		if err := e.tr.Store.Put(context.Background(), p.Name(), bytes.NewReader(junk), oi.Size, storage.PutOptions{}); err != nil {
+			e.t.Fatal(err)
+		}
+		gone[p.SHA256] = true
+	}
+	return gone
 }
