@@ -198,6 +198,7 @@ type run struct {
 	chunkers   func() repo.Chunker
 	idFunc     func([]byte) repo.ChunkID
 	known      *knownIndex
+	packs      map[string]*packSlot // known's packs by SHA-256, for the change cache
 	cache      *changeCache
 	ledger     *ledger
 	workers    int
@@ -282,7 +283,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
-	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
+	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.packs, b.log)
 	heads := b.heads(ms, bad)
 	id := repo.NewID()
 	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
@@ -319,13 +320,16 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 	for sha := range changed {
 		if s := slots[sha]; s != nil {
 			b.known.drop(s)
+			delete(slots, sha)
 		}
 	}
 	for _, sha := range d.Retracted {
 		if s := slots[sha]; s != nil {
 			b.known.drop(s)
+			delete(slots, sha)
 		}
 	}
+	b.packs = slots
 	if err := b.known.endLoad(); err != nil {
 		b.known.close()
 		return err
