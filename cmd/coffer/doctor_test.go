@@ -122,11 +122,11 @@ func TestDoctorReadOnlyRepository(t *testing.T) {
 
 // TestMemoryLimitSet runs the real coffer binary (main sets the limit,
 // not run): without GOMEMLIMIT, doctor reports coffer's default soft
-// memory limit, 32 MiB + 12 MiB per GOMAXPROCS; with GOMEMLIMIT, Go's.
+// memory limit, 40 MiB + 12 MiB per GOMAXPROCS; with GOMEMLIMIT, Go's.
 func TestMemoryLimitSet(t *testing.T) {
 	bin := testutil.CofferBinary(t)
 	for _, c := range []struct{ env, want string }{
-		{"GOMAXPROCS=3", "OK   memory: soft memory limit 68 MiB (coffer's default: 32 MiB + 12 MiB x GOMAXPROCS 3; GOMEMLIMIT overrides), GOGC 50 (coffer's default)\n"},
+		{"GOMAXPROCS=3", "OK   memory: soft memory limit 76 MiB (coffer's default: 40 MiB + 12 MiB x GOMAXPROCS 3; GOMEMLIMIT overrides), GOGC 50 (coffer's default)\n"},
 		{"GOMEMLIMIT=300MiB", "OK   memory: soft memory limit 300 MiB (GOMEMLIMIT=300MiB), GOGC 50 (coffer's default)\n"},
 		{"GOMEMLIMIT=off", "OK   memory: no soft memory limit (GOMEMLIMIT=off), GOGC 50 (coffer's default)\n"},
 	} {

@@ -24,7 +24,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
-	// A soft memory limit a little above the pipeline's buffers (32 MiB
+	// A soft memory limit a little above the pipeline's buffers (40 MiB
 	// + 12 MiB per GOMAXPROCS) keeps the heap's GC headroom from adding
 	// to the peak RSS (internal/memlimit, doc/deploy.md). GOMEMLIMIT
 	// overrides, "off" for none.

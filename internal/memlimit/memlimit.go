@@ -23,7 +23,7 @@ import (
 const (
 	// Base is the part of the default limit that does not grow with the
 	// cores: metadata, the catalog stage, the runtime.
-	Base = 32 << 20
+	Base = 40 << 20
 	// PerProc is the part per GOMAXPROCS: a worker's chunk buffers, its
 	// zstd encoder and its output buffer.
 	PerProc = 12 << 20

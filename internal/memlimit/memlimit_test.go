@@ -19,7 +19,7 @@ func restore(t *testing.T) {
 
 func TestSetDefault(t *testing.T) {
 	restore(t)
-	want := int64(32<<20 + 12<<20*runtime.GOMAXPROCS(0))
+	want := int64(40<<20 + 12<<20*runtime.GOMAXPROCS(0))
 	if got := Set(env(nil)); got != want {
 		t.Fatalf("Set returned %d, want %d", got, want)
 	}
