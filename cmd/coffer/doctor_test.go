@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cofferhq/coffer/internal/testing/testutil"
 )
 
 func init() {
@@ -61,13 +63,7 @@ func TestDoctorReadOnlyRepository(t *testing.T) {
 			}
 		}
 		bin = filepath.Join(pub, "coffer")
-		data, err := os.ReadFile(e.bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(bin, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		testutil.PlaceBinary(t, e.bin, bin)
 		filepath.Walk(filepath.Join(e.dir, "keys"), func(p string, fi os.FileInfo, err error) error {
 			if err == nil {
 				os.Chown(p, 65534, 65534)

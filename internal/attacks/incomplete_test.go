@@ -60,16 +60,10 @@ func newIncCLI(t *testing.T, asNobody bool, repoURL string, extraEnv ...string) 
 	// A copy of the package's binary in the work folder, which nobody
 	// can reach.
 	bin := filepath.Join(dir, "bin", "coffer")
-	b, err := os.ReadFile(testutil.CofferBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(bin, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	testutil.PlaceBinary(t, testutil.CofferBinary(t), bin)
 	if asNobody {
 		// nobody must reach the binary and own the work folder.
 		for _, d := range []string{filepath.Dir(dir), dir, filepath.Dir(bin)} {

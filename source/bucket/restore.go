@@ -166,7 +166,7 @@ func restoreBucket(ctx context.Context, src source.Reader, target string, opts s
 		case !empty:
 			re.Left = "the prefix held objects before, and --force may have overwritten some: check it"
 		default:
-			re.Removed, re.Left = c.remove(started)
+			re.Removed, re.Left = c.removeAll(kp, started)
 		}
 		return nil, re
 	}
@@ -190,6 +190,43 @@ func overlaps(from, to Location) bool {
 	}
 	a, b := keyPrefix(from.Prefix), keyPrefix(to.Prefix)
 	return strings.HasPrefix(a, b) || strings.HasPrefix(b, a)
+}
+
+// settleTries and settleWait bound removeAll's second look at the prefix.
+const (
+	settleTries = 5
+	settleWait  = 200 * time.Millisecond
+)
+
+// removeAll deletes the keys a failed restore began under the prefix kp,
+// which was empty before it, then lists the prefix again and deletes what
+// it finds, until a listing comes back empty. An upload canceled by the
+// client may still complete on the server after the first delete (the
+// server had its whole body): such an object would be left behind, with
+// the error saying every object was removed.
+func (c *client) removeAll(kp string, keys []string) (bool, string) {
+	for try := 0; ; try++ {
+		if ok, why := c.remove(keys); !ok {
+			return false, why
+		}
+		if try == settleTries {
+			return false, fmt.Sprintf("objects kept appearing under %q after %d removals: check it", kp, settleTries+1)
+		}
+		time.Sleep(settleWait)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		keys = keys[:0]
+		for oi := range c.c.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: kp, Recursive: true}) {
+			if oi.Err != nil {
+				cancel()
+				return false, fmt.Sprintf("could not list %q to check the removal: %v", kp, oi.Err)
+			}
+			keys = append(keys, oi.Key)
+		}
+		cancel()
+		if len(keys) == 0 {
+			return true, ""
+		}
+	}
 }
 
 // remove deletes keys, even when the restore was canceled, and reports

@@ -55,3 +55,22 @@ func RemoveCofferBinary() {
 		os.RemoveAll(cofferBuild.dir)
 	}
 }
+
+// PlaceBinary puts the executable src at dst as a hard link, or as a copy
+// when src is on another file system. A copy is written through a
+// descriptor that a parallel test's fork may inherit for a moment, and
+// exec of a file open for writing fails with "text file busy" (ETXTBSY);
+// a link opens nothing for writing.
+func PlaceBinary(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.Link(src, dst); err == nil {
+		return
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
