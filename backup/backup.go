@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/restic/chunker"
 
 	"github.com/cofferhq/coffer/internal/keys"
 	"github.com/cofferhq/coffer/internal/progress"
@@ -196,9 +195,10 @@ type run struct {
 	start      time.Time
 	recipients []age.Recipient
 	secrets    *keys.Derived
-	pol        chunker.Pol
+	chunkers   func() repo.Chunker
 	idFunc     func([]byte) repo.ChunkID
 	known      *knownIndex
+	packs      map[string]*packSlot // known's packs by SHA-256, for the change cache
 	cache      *changeCache
 	ledger     *ledger
 	workers    int
@@ -259,7 +259,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if b.secrets, err = r.Secrets(ctx); err != nil {
 		return nil, err
 	}
-	if b.pol, err = r.Polynomial(ctx); err != nil {
+	if b.chunkers, err = r.Chunkers(ctx); err != nil {
 		return nil, err
 	}
 	if b.idFunc, err = r.ChunkIDFunc(ctx); err != nil {
@@ -283,7 +283,7 @@ func prepare(ctx context.Context, opts Options) (*run, error) {
 	if err := b.loadDedup(ctx, ms); err != nil {
 		return nil, err
 	}
-	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.known, b.log)
+	b.cache = loadCache(opts.CacheDir, r.Config.ID, b.secrets, b.packs, b.log)
 	heads := b.heads(ms, bad)
 	id := repo.NewID()
 	b.m = &repo.Manifest{Version: repo.Version, ID: id, Repo: r.Config.ID, Time: b.start.UTC(),
@@ -320,13 +320,16 @@ func (b *run) loadDedup(ctx context.Context, ms []*repo.Manifest) error {
 	for sha := range changed {
 		if s := slots[sha]; s != nil {
 			b.known.drop(s)
+			delete(slots, sha)
 		}
 	}
 	for _, sha := range d.Retracted {
 		if s := slots[sha]; s != nil {
 			b.known.drop(s)
+			delete(slots, sha)
 		}
 	}
+	b.packs = slots
 	if err := b.known.endLoad(); err != nil {
 		b.known.close()
 		return err
@@ -420,7 +423,7 @@ func (b *run) newPipeline(ctx context.Context, known *knownIndex) *pipeline {
 func (b *run) inflightBig() int { return 2*b.workers + 1 }
 
 func (b *run) newWriter(p *pipeline, name, kind string) *sourceWriter {
-	return &sourceWriter{p: p, name: name, kind: kind, pol: b.pol, params: b.r.Config.Chunker, spill: b.spill,
+	return &sourceWriter{p: p, name: name, kind: kind, ch: b.chunkers(), spill: b.spill,
 		strict: b.opts.Strict, inflight: 2*b.workers + 2, inflightBig: b.inflightBig(), meta: map[string]json.RawMessage{},
 		cache: b.cache, res: b.res, log: b.log, prog: progress.Or(nil)}
 }
@@ -620,9 +623,7 @@ type sourceWriter struct {
 	p        *pipeline
 	name     string
 	kind     string
-	pol      chunker.Pol
-	params   repo.ChunkerParams
-	ch       *chunker.Chunker
+	ch       repo.Chunker
 	strict   bool
 	inflight int // batches of chunks in flight at most
 	// inflightBig bounds the chunks in flight that hold a chunk buffer:
@@ -773,12 +774,7 @@ func (w *sourceWriter) WriteFile(ctx context.Context, e source.Entry, r io.Reade
 // worker busy), bounded by w.inflight; flush waits for the rest.
 func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) error {
 	p := w.p
-	if w.ch == nil {
-		w.ch = chunker.NewWithBoundaries(r, w.pol, w.params.MinSize, w.params.MaxSize)
-	} else {
-		w.ch.ResetWithBoundaries(r, w.pol, w.params.MinSize, w.params.MaxSize)
-	}
-	w.ch.SetAverageBits(w.params.AverageBits)
+	w.ch.Reset(r)
 	h := sha256.New()
 	var size int64
 	for {
@@ -787,7 +783,8 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			return err
 		}
 		buf := p.bufs.get()
-		c, err := w.ch.Next((*buf)[:0])
+		// The chunk is read into buf (cap MaxSize), which its job holds.
+		data, err := w.ch.Next((*buf)[:0])
 		if err == io.EOF {
 			p.bufs.put(buf)
 			break
@@ -800,7 +797,6 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 		if w.batch == nil {
 			w.batch = w.newBatch()
 		}
-		data := c.Data
 		if len(data) <= smallChunk {
 			// A small file's chunk leaves the buffer for the next one,
 			// copied into its batch: a tree of small files keeps many
@@ -810,9 +806,10 @@ func (w *sourceWriter) chunk(ctx context.Context, r io.Reader, rec *fileRec) err
 			buf = nil
 		}
 		h.Write(data)
-		size += int64(c.Length)
-		p.bytesRead.Add(int64(c.Length))
-		w.prog.Add(w.name, progress.Counts{Bytes: int64(c.Length)})
+		n := int64(len(data))
+		size += n
+		p.bytesRead.Add(n)
+		w.prog.Add(w.name, progress.Counts{Bytes: n})
 		w.batch.jobs = append(w.batch.jobs, chunkJob{data: data, buf: buf})
 		w.batch.recs = append(w.batch.recs, rec)
 		w.batch.bytes += len(data)

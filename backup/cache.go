@@ -52,7 +52,7 @@ type cacheChunk struct {
 type changeCache struct {
 	path     string
 	identity *age.X25519Identity
-	known    *knownIndex
+	packs    map[string]*packSlot // the loaded index's packs, by SHA-256
 	log      *slog.Logger
 	cursors  map[string]*cacheCursor // for lookupMeta
 	ahead    map[string]*cacheCursor // for knownItem
@@ -105,15 +105,16 @@ const (
 	orderBytes
 )
 
-// loadCache prepares the cache; known is the loaded index, which only
-// holds chunks whose pack is present at its recorded size. Nothing is read
+// loadCache prepares the cache; packs are the loaded index's packs, those
+// present at their recorded size and not dropped (changed since this host
+// saw them, replaced by a repack record, named damaged). Nothing is read
 // until the first lookup.
-func loadCache(dir, repoID string, secrets *keys.Derived, known *knownIndex, log *slog.Logger) *changeCache {
+func loadCache(dir, repoID string, secrets *keys.Derived, packs map[string]*packSlot, log *slog.Logger) *changeCache {
 	if dir == "" {
 		return nil
 	}
 	return &changeCache{path: filepath.Join(dir, repoID, "changes.age"), identity: secrets.IndexIdentity,
-		known: known, log: log, cursors: map[string]*cacheCursor{}, ahead: map[string]*cacheCursor{}}
+		packs: packs, log: log, cursors: map[string]*cacheCursor{}, ahead: map[string]*cacheCursor{}}
 }
 
 // open reads the cache file from the start: next returns its entries in
@@ -338,8 +339,8 @@ func walkCompare(a, b string) int {
 }
 
 // lookupMeta returns the chunks of an unchanged file, and the metadata
-// stored with it, when the index still holds every one of them where the
-// cache says (so its pack is present, at the size the index recorded).
+// stored with it, when every pack the cache places them in is still in the
+// loaded index (so present, at the size the index recorded).
 // Paths must come in the source's order for the cursor to find them; one
 // that comes out of order is only a miss.
 func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byte, bool) {
@@ -352,22 +353,10 @@ func (c *changeCache) lookupMeta(source, path string, k fileKey) (fileRec, []byt
 		return fileRec{}, nil, false
 	}
 	rec, meta, ok := c.resolve(cr, k)
-	if ok && sameChunks(rec.locs, cr.Chunks) {
+	if ok {
 		cur.exact++
 	}
 	return rec, meta, ok
-}
-
-// sameChunks reports whether locs, resolved from chunks, would be saved as
-// chunks again: resolve checks the pack, offset and length, not the
-// lengths the index records.
-func sameChunks(locs []idLoc, chunks []cacheChunk) bool {
-	for i, l := range locs {
-		if l.loc.raw != chunks[i].Raw || l.loc.zstd != chunks[i].Zstd {
-			return false
-		}
-	}
-	return true
 }
 
 // knownItem is lookupMeta that records nothing, for a source that asks ahead
@@ -385,17 +374,32 @@ func (c *changeCache) knownItem(source, path string, k fileKey) bool {
 	return ok
 }
 
-// resolve finds a cache record's chunks in the index.
+// resolve places a cache record's chunks where the cache says they are,
+// once each pack it names is found among the loaded index's packs: a pack
+// is named by the SHA-256 of its bytes, so a pack there by that name and
+// at its recorded size holds every chunk an earlier backup stored in it,
+// where it stored it. A pack gone, replaced (by a repack record, or by
+// bytes of another size) or dropped is not there, and the file is read.
+// One map lookup a pack, not an index lookup (a read of a table block) a
+// chunk; a file's chunks are mostly in one pack.
 func (c *changeCache) resolve(cr cacheRec, k fileKey) (fileRec, []byte, bool) {
 	rec := fileRec{entry: repo.Entry{Size: k.Size, SHA256: cr.SHA256}}
+	if len(cr.Chunks) > 0 {
+		rec.locs = make([]idLoc, 0, len(cr.Chunks))
+	}
+	var s *packSlot
 	for _, ch := range cr.Chunks {
-		// An error is a miss here: the file is read, and storing its
-		// chunks meets the error again.
-		l, ok, _ := c.known.get(ch.ID)
-		if !ok || l.pack.sha != ch.Pack || l.offset != ch.Offset || l.length != ch.Length {
+		if s == nil || s.sha != ch.Pack {
+			if s = c.packs[ch.Pack]; s == nil {
+				return fileRec{}, nil, false
+			}
+		}
+		if ch.Offset < 0 || ch.Length <= 0 || ch.Raw < 0 || ch.Offset > s.size-ch.Length ||
+			!fits(loc{length: ch.Length, raw: ch.Raw}) {
 			return fileRec{}, nil, false
 		}
-		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: l})
+		rec.locs = append(rec.locs, idLoc{id: ch.ID, loc: loc{pack: s, offset: ch.Offset, length: ch.Length,
+			raw: ch.Raw, zstd: ch.Zstd}})
 	}
 	return rec, cr.Meta, true
 }

@@ -187,3 +187,49 @@ func TestKnownIndexTables(t *testing.T) {
 		t.Fatal("no Bloom filter false positive tested")
 	}
 }
+
+// TestKnownIndexLoadOrder: of the locations of one chunk loaded before a
+// table is written, the last loaded wins, as the newest, however many
+// copies there are and however they are spread over the load (the sort
+// that makes a table keeps their order); a dropped pack's copy gives way
+// to the one loaded before it.
+func TestKnownIndexLoadOrder(t *testing.T) {
+	k := newKnownIndex()
+	defer k.close()
+	k.memMax = 1 << 12
+	packs := make([]*packSlot, 5)
+	for i := range packs {
+		packs[i] = &packSlot{sha: string(rune('a' + i)), size: int64(i)}
+	}
+	ids := make([]repo.ChunkID, 300)
+	for i := range ids {
+		ids[i][0], ids[i][1] = byte(i), byte(i>>8)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	last := map[repo.ChunkID]loc{}
+	prev := map[repo.ChunkID]loc{}
+	for range 6 {
+		for _, i := range rng.Perm(len(ids)) {
+			p := rng.IntN(len(packs))
+			l := loc{pack: packs[p], offset: rng.Int64N(1 << 30), length: 1 + rng.Int64N(1<<20), raw: 1}
+			if err := k.load(ids[i], l); err != nil {
+				t.Fatal(err)
+			}
+			if p != 4 {
+				prev[ids[i]] = l // the newest copy in a pack not dropped
+			}
+			last[ids[i]] = l
+		}
+	}
+	k.drop(packs[4])
+	if err := k.endLoad(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		want, ok := prev[id]
+		got, found := mustGet(t, k, id)
+		if found != ok || got != want {
+			t.Fatalf("chunk %x: get = %+v %v, want the newest copy not dropped %+v (last loaded %+v)", id[:2], got, found, want, last[id])
+		}
+	}
+}

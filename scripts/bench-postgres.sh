@@ -7,8 +7,9 @@
 #   BENCH_DB_MB=1024   approximate pg_database_size of the invoice database
 #   BENCH_RUNS=3       hyperfine runs per command
 #   BENCH_PG=postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+#   BENCH_DB_PREFIX=coffer_bench   names of the databases it makes (<prefix>_base_<N>mb, ...)
 #
-# The database is generated once per size (coffer_bench_base_<N>mb, by
+# The database is generated once per size (<prefix>_base_<N>mb, by
 # internal/testing/benchutil/cmd/mkinvoicedb) and copied with CREATE DATABASE ...
 # TEMPLATE for each run of this script.
 set -euo pipefail
@@ -21,9 +22,10 @@ psqlc() { psql -X -q -v ON_ERROR_STOP=1 -d "$ADMIN" -c "$1"; }
 bench_tools
 command -v pg_dump >/dev/null && command -v pg_restore >/dev/null || { echo "bench: pg_dump/pg_restore missing" >&2; exit 1; }
 
-BASE="coffer_bench_base_${MB}mb"
-DB="coffer_bench_${MB}mb"
-RDB="coffer_bench_restore_${MB}mb"
+PFX="${BENCH_DB_PREFIX:-coffer_bench}"
+BASE="${PFX}_base_${MB}mb"
+DB="${PFX}_${MB}mb"
+RDB="${PFX}_restore_${MB}mb"
 exists() { [ "$(psql -X -tAq -d "$ADMIN" -c "select 1 from pg_database where datname = '$1'")" = 1 ]; }
 if [ ! -f "$OUT/$BASE.done" ] || ! exists "$BASE"; then
   mkdir -p "$OUT"
@@ -81,7 +83,7 @@ section "database backup, day 2 (1% of invoices changed)" coffer-pg-day2 pg_dump
 # Day 2, scattered: the same 1% of invoices paid, but spread over the whole
 # table (mkinvoicedb -scattered), in a second copy of the database; coffer
 # only, each run from a copy of the day-1 repository.
-DBS="coffer_bench_scattered_${MB}mb"
+DBS="${PFX}_scattered_${MB}mb"
 psqlc "drop database if exists $DBS with (force)"
 psqlc "create database $DBS template $BASE"
 SDSN=$(dsn "$DBS")

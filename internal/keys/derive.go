@@ -19,7 +19,7 @@ const (
 )
 
 // Derived holds a repository's secrets: the key of the chunk ids, the
-// seed of the chunker polynomial and the index identity. They are random,
+// chunker secret (gear table or polynomial) and the index identity. They are random,
 // made once at init and never derived from any key, so that recipients and
 // host keys can change without changing them (and deduplication survives).
 // The name is historical. The repository stores them in its secrets
@@ -27,7 +27,7 @@ const (
 // authorised host's box.
 type Derived struct {
 	ChunkKey      [32]byte // key for chunk ids
-	PolySeed      []byte   // 64 bytes that seed the chunker polynomial
+	PolySeed      []byte   // 64 bytes: the chunker secret (gear table or polynomial)
 	IndexIdentity *age.X25519Identity
 }
 

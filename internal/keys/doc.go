@@ -53,9 +53,9 @@
 //	"coffer owner box v2"  the owner's box ([OwnerKey.BoxIdentity])
 //	"coffer host box v2"   a host's box ([SigningKey.BoxIdentity])
 //
-// The repository secrets ([Derived]: chunk-id key, chunker polynomial
-// seed, index identity) are random ([NewDerived]), never derived from a
-// key. [Derived.MarshalBinary] encodes them as the 18-byte magic
+// The repository secrets ([Derived]: chunk-id key, chunker secret (it keys
+// the gear table or seeds the Rabin polynomial), index identity) are random
+// ([NewDerived]), never derived from a key. [Derived.MarshalBinary] encodes them as the 18-byte magic
 // "coffer-derived-v1\n" followed by ChunkKey (32 bytes), PolySeed (64
 // bytes) and the index identity's scalar (32 bytes).
 package keys

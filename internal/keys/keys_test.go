@@ -470,17 +470,36 @@ func assertNoLeak(t *testing.T, err error, secrets ...string) {
 	}
 }
 
+// otherLast returns s with its last character replaced by another bech32
+// character (a single changed character always fails the checksum).
+func otherLast(s string) string {
+	c := byte('q')
+	if s[len(s)-1] == c {
+		c = 'p'
+	}
+	return s[:len(s)-1] + string(c)
+}
+
 func TestParseRecipientsErrors(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()
 	good := id.Recipient().String()
 	secret := id.String()
+	// A recipient whose last character is already 'q': the "bad age" case
+	// must change it too (it once swapped the last character for 'q',
+	// which left such a recipient valid, about one run in 32).
+	endsInQ := good
+	for endsInQ[len(endsInQ)-1] != 'q' {
+		q, _ := age.GenerateX25519Identity()
+		endsInQ = q.Recipient().String()
+	}
 	for _, tc := range []struct {
 		name, input, want string
 	}{
 		{"identity", "# c\n" + good + "\n\n" + secret + "\n", "keys.txt: line 4: found an identity, not a recipient"},
 		{"lowercase identity", good + "\n" + strings.ToLower(secret) + "\n", "line 2: found an identity, not a recipient"},
 		{"garbage", "hello world\n", "line 1: unknown recipient type"},
-		{"bad age", good[:len(good)-1] + "q\n", "line 1: malformed"},
+		{"bad age", otherLast(good) + "\n", "line 1: malformed"},
+		{"bad age ending in q", otherLast(endsInQ) + "\n", "line 1: malformed"},
 		{"bad ssh", "ssh-ed25519 AAAAnotbase64\n", "line 1: malformed ssh recipient"},
 		{"empty", "# only comments\n\n", "no recipients found"},
 		{"pem", "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", "line 1: found a private key"},

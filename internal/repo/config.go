@@ -30,6 +30,11 @@ var ErrConfigChanged = errors.New("the repository config changed meanwhile (anot
 // of a current recipient: the data keys are handed on through it.
 var ErrNeedRecipientIdentity = errors.New("changing the recipients needs the identity of a current recipient, which hands the data keys on to the new set")
 
+// ErrChunkerChange is returned by UpdateConfig when the edit changes the
+// chunker: every backup of a repository chunks alike, or new backups
+// would deduplicate nothing against older ones.
+var ErrChunkerChange = errors.New("the chunker of a repository cannot change")
+
 // ErrNoHosts is returned by Init without a host key.
 var ErrNoHosts = errors.New("no host key: a repository needs at least one backup host key")
 
@@ -134,12 +139,15 @@ func Init(ctx context.Context, st storage.Store, o InitOptions, opts ...InitOpti
 		Owner:   o.Owner.Public().String(),
 		Revoked: []Revocation{},
 		ChunkID: "hmac-sha256",
-		Chunker: ChunkerParams{Algorithm: "rabin-restic", MinSize: DefaultChunkMin,
+		Chunker: ChunkerParams{Algorithm: ChunkerGear, MinSize: DefaultChunkMin,
 			MaxSize: DefaultChunkMax, AverageBits: DefaultChunkAvgBits},
 		Packs: PackParams{TargetSize: DefaultPackSize, Compression: "zstd"},
 	}
 	for _, opt := range opts {
 		opt(&cfg)
+	}
+	if err := cfg.Chunker.check(); err != nil {
+		return nil, err
 	}
 	if cfg.ObjectLock != nil {
 		if err := CheckObjectLock(ctx, st, cfg.ObjectLock); err != nil {
@@ -620,6 +628,9 @@ func UpdateConfig(ctx context.Context, r *Repository, owner *keys.OwnerKey, edit
 	}
 	if err := edit(next); err != nil {
 		return nil, err
+	}
+	if next.Chunker != r.Config.Chunker {
+		return nil, fmt.Errorf("%w: %+v would become %+v", ErrChunkerChange, r.Config.Chunker, next.Chunker)
 	}
 	if len(next.Recipients) == 0 {
 		return nil, ErrNoRecipients

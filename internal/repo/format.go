@@ -194,8 +194,10 @@ func (c *Config) Revocation(key string) *Revocation {
 	return nil
 }
 
-// ChunkerParams configure content-defined chunking (restic's Rabin chunker
-// with a polynomial derived from the repository secrets).
+// ChunkerParams configure content-defined chunking: Algorithm is
+// ChunkerGear (new repositories) or ChunkerRabin (repositories made
+// before it), both keyed by the repository secrets. It never changes in a
+// repository's life (UpdateConfig refuses it).
 type ChunkerParams struct {
 	Algorithm   string `json:"algorithm"`
 	MinSize     uint   `json:"min_size"`

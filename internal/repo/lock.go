@@ -15,6 +15,12 @@ var ErrNoObjectLock = errors.New("object lock is not available")
 // InitOption tunes Init.
 type InitOption func(*Config)
 
+// WithChunker makes Init record algorithm (ChunkerRabin or ChunkerGear)
+// instead of ChunkerGear, with the default sizes.
+func WithChunker(algorithm string) InitOption {
+	return func(c *Config) { c.Chunker.Algorithm = algorithm }
+}
+
 // WithObjectLock makes Init check that the store can lock objects, record
 // lock in the config, and write every object of the repository (the
 // config and secrets included) with that retention.

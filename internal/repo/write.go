@@ -38,6 +38,7 @@ type CatalogEncoder struct {
 	cur     ManifestSource
 	done    []ManifestSource
 	sizes   []PrivateSource
+	buf     []byte // an entry's JSON
 }
 
 // NewCatalogEncoder starts the catalog of snapshot id on w.
@@ -89,7 +90,13 @@ func (c *CatalogEncoder) Entry(e *Entry) error {
 		c.bw.WriteByte(',')
 	}
 	c.entries++
-	return c.put(e.wire())
+	w := e.wire()
+	var err error
+	if c.buf, err = appendEntryJSON(c.buf[:0], &w); err != nil {
+		return fmt.Errorf("json: %w", err)
+	}
+	_, err = c.bw.Write(c.buf)
+	return err
 }
 
 func (c *CatalogEncoder) endSource() error {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cofferhq/coffer/source"
 )
 
@@ -44,7 +46,7 @@ func (d *Source) Kind() string { return "dir" }
 // WalkOrdered reports that Backup writes in the order of a folder walk.
 func (d *Source) WalkOrdered() bool { return true }
 
-// Backup walks the folder in lexical order.
+// Backup walks the folder in lexical order (see walk).
 func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	root, err := filepath.Abs(d.Path)
 	if err != nil {
@@ -65,45 +67,8 @@ func (d *Source) Backup(ctx context.Context, w source.Writer) error {
 	names := &ownerNames{users: map[int]string{}, groups: map[int]string{}}
 	ct, _ := w.(source.ChangeTracker)
 	start := time.Now().UTC()
-	err = filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if err != nil {
-			// The second call for a folder whose entries could not be
-			// read: its entry is stored, its contents are left out.
-			return unreadable(w, rel, "read folder", err, pathError("read", p, err))
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if rel != "." && d.excluded(rel) {
-			if de.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		info, err := de.Info()
-		if err != nil {
-			return unreadable(w, rel, "stat", err, pathError("stat", p, err))
-		}
-		e := entryFromInfo(rel, info, names)
-		switch {
-		case info.IsDir():
-			e.Type = source.TypeDir
-			return w.WriteEntry(ctx, e)
-		case info.Mode()&fs.ModeSymlink != 0:
-			e.Type = source.TypeSymlink
-			if e.Link, err = os.Readlink(p); err != nil {
-				return unreadable(w, rel, "read link", err, pathError("read link", p, err))
-			}
-			return w.WriteEntry(ctx, e)
-		case info.Mode().IsRegular():
-			e.Type = source.TypeFile
-			return d.file(ctx, w, ct, p, e, info)
-		default:
-			return w.Warn("%q: skipped %s (not a file, folder or symlink)", rel, info.Mode().Type())
-		}
-	})
+	wk := &walk{d: d, ctx: ctx, w: w, ct: ct, names: names, maxHeld: heldMax()}
+	err = wk.visit(unix.AT_FDCWD, root, root, ".", true, fi)
 	if err != nil {
 		return err
 	}
@@ -131,7 +96,9 @@ func unreadable(w source.Writer, rel, op string, err, fail error) error {
 	return fail
 }
 
-func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, p string, e source.Entry, info fs.FileInfo) error {
+// file backs up the regular file name in the folder parent (a
+// descriptor), whose full path is p.
+func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTracker, parent int, name, p string, e source.Entry, info fs.FileInfo) error {
 	st := stateOf(info)
 	if ct != nil {
 		ok, err := ct.Unchanged(e, st)
@@ -139,7 +106,7 @@ func (d *Source) file(ctx context.Context, w source.Writer, ct source.ChangeTrac
 			return err
 		}
 	}
-	f, err := openFile(p, info.Size())
+	f, err := openFileAt(parent, name, p, info.Size())
 	if err != nil {
 		return unreadable(w, e.Path, "open", err, pathError("read", p, err))
 	}

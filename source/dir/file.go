@@ -4,6 +4,8 @@ import (
 	"io"
 	"io/fs"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // A file is a regular file open for reading through its descriptor with
@@ -33,18 +35,22 @@ type file struct {
 }
 
 func openFile(name string, size int64) (*file, error) {
-	var fd int
-	var err error
-	for {
-		fd, err = syscall.Open(name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-		if err != syscall.EINTR {
-			break
-		}
+	return openFileAt(unix.AT_FDCWD, name, name, size)
+}
+
+// openFileAt opens the file name in the folder dirfd (a descriptor, or
+// AT_FDCWD); p is its full path, for errors.
+func openFileAt(dirfd int, name, p string, size int64) (*file, error) {
+	if len(p) >= pathMax {
+		return nil, &fs.PathError{Op: "open", Path: p, Err: syscall.ENAMETOOLONG}
 	}
+	fd, err := retry(func() (int, error) {
+		return syscall.Openat(dirfd, name, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
+	})
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	return &file{fd: fd, name: name, size: size}, nil
+	return &file{fd: fd, name: p, size: size}, nil
 }
 
 func (f *file) Read(p []byte) (int, error) {

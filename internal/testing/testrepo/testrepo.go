@@ -25,26 +25,26 @@ type Repo struct {
 }
 
 // New generates keys and initialises a local repository in a temporary
-// folder.
-func New(t testing.TB) *Repo {
+// folder, with opts.
+func New(t testing.TB, opts ...repo.InitOption) *Repo {
 	t.Helper()
-	return NewIn(t, t.TempDir())
+	return NewIn(t, t.TempDir(), opts...)
 }
 
 // NewIn generates keys in dir/keys and initialises a local repository in
 // dir/repo.
-func NewIn(t testing.TB, dir string) *Repo {
+func NewIn(t testing.TB, dir string, opts ...repo.InitOption) *Repo {
 	t.Helper()
 	st, err := storage.NewLocal(filepath.Join(dir, "repo"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewOn(t, dir, st)
+	return NewOn(t, dir, st, opts...)
 }
 
 // NewOn generates keys in dir/keys and initialises a repository in st (an
 // S3 bucket, say).
-func NewOn(t testing.TB, dir string, st storage.Store) *Repo {
+func NewOn(t testing.TB, dir string, st storage.Store, opts ...repo.InitOption) *Repo {
 	t.Helper()
 	r := &Repo{Dir: dir, Store: st}
 	r.Keys, r.Owner, r.Signing, r.Identities = Keys(t, filepath.Join(dir, "keys"))
@@ -56,7 +56,7 @@ func NewOn(t testing.TB, dir string, st storage.Store) *Repo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Init(context.Background(), st, repo.InitOptions{Owner: r.Owner, Recipients: rs, Hosts: []keys.HostPublic{hp}}); err != nil {
+	if _, err := repo.Init(context.Background(), st, repo.InitOptions{Owner: r.Owner, Recipients: rs, Hosts: []keys.HostPublic{hp}}, opts...); err != nil {
 		t.Fatal(err)
 	}
 	return r
