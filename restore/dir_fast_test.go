@@ -1,9 +1,11 @@
 package restore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -371,5 +373,118 @@ func TestRestoreChecksChunksNotWholeFile(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("verify --decrypt did not report a.txt's SHA-256: %+v", rep.Problems)
+	}
+}
+
+// TestRestoreMissingSubPathInOnePass: a restore of a path the source does
+// not have, without a filter or progress (one pass: the path is found
+// missing only after the whole catalog was read and checked), fails
+// saying so, creates no target, leaves no staging folder, and leaves a
+// target it was forced over as it was.
+func TestRestoreMissingSubPathInOnePass(t *testing.T) {
+	f := newForged(t)
+	m := f.snapshot(t, []repo.Entry{f.entry(t, "."), f.entry(t, "a.txt"), f.entry(t, "d"), f.entry(t, "d/x")}, false)
+	for _, force := range []bool{false, true} {
+		src, err := OpenSource(context.Background(), f.tr.Operator(t), m, "docs")
+		if err != nil {
+			t.Fatal(err)
+		}
+		parent := t.TempDir()
+		target := filepath.Join(parent, "restored")
+		if force {
+			if err := os.MkdirAll(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(target, "keep"), []byte("old"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err = RestoreDir(context.Background(), src, target, DirOptions{SubPath: "nope", Force: force})
+		if err == nil || !strings.Contains(err.Error(), `no such path "/nope"`) {
+			t.Fatalf("force %v: err = %v, want no such path", force, err)
+		}
+		left, _ := os.ReadDir(parent)
+		if !force && len(left) != 0 {
+			t.Fatalf("the failed restore left %v in %s", left, parent)
+		}
+		if force {
+			if len(left) != 1 {
+				t.Fatalf("the failed restore left %v in %s", left, parent)
+			}
+			if got, err := os.ReadFile(filepath.Join(target, "keep")); err != nil || string(got) != "old" {
+				t.Fatalf("the forced target changed: %q, %v", got, err)
+			}
+		}
+	}
+}
+
+// TestRestoreModesUnderMaskedDefaultACL: with a default ACL that has a
+// named user and a mask (the create mode's group bits become the mask),
+// what the probe (a create asking 0777) finds kept still predicts what a
+// create of any mode keeps: every restored file gets its mode, and the
+// same access ACL as main's create 0600 and fchmod gave it.
+func TestRestoreModesUnderMaskedDefaultACL(t *testing.T) {
+	mt := time.Unix(1_700_000_000, 0)
+	src := entriesSource{{Path: ".", Type: source.TypeDir, Mode: fs.ModeDir | 0o755, ModTime: mt}}
+	for i, m := range []fs.FileMode{0o640, 0o755, 0o604, 0o777, 0o000, 0o710, 0o444, 0o070, 0o007, 0o755 | fs.ModeSticky} {
+		src = append(src, source.Entry{Path: fmt.Sprintf("f%d", i), Type: source.TypeFile, Mode: m, ModTime: mt})
+	}
+	s := snapshotOf(t, src)
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	entry := func(b []byte, tag, perm uint16, id uint32) []byte {
+		b = binary.LittleEndian.AppendUint16(b, tag)
+		b = binary.LittleEndian.AppendUint16(b, perm)
+		return binary.LittleEndian.AppendUint32(b, id)
+	}
+	// user::, group::, mask::, other:: (and user:1000:rwx).
+	for _, p := range [][4]uint16{{7, 5, 7, 5}, {7, 5, 5, 0}, {5, 7, 6, 4}, {6, 0, 4, 0}, {7, 7, 0, 7}} {
+		parent := t.TempDir()
+		b := binary.LittleEndian.AppendUint32(nil, 2)
+		b = entry(b, 0x01, p[0], 0xffffffff)
+		b = entry(b, 0x02, 7, 1000)
+		b = entry(b, 0x04, p[1], 0xffffffff)
+		b = entry(b, 0x10, p[2], 0xffffffff)
+		b = entry(b, 0x20, p[3], 0xffffffff)
+		if err := unix.Setxattr(parent, "system.posix_acl_default", b, 0); err != nil {
+			t.Skipf("cannot set a default ACL on %s: %v", parent, err)
+		}
+		target := filepath.Join(parent, "restored")
+		if _, err := RestoreDir(context.Background(), s, target, DirOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ref := filepath.Join(parent, "ref")
+		if err := os.Mkdir(ref, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		acl := func(p string) []byte {
+			buf := make([]byte, 256)
+			n, err := unix.Getxattr(p, "system.posix_acl_access", buf)
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			return buf[:n]
+		}
+		for _, e := range src[1:] {
+			got := filepath.Join(target, e.Path)
+			st, err := os.Lstat(got)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := e.Mode & (fs.ModePerm | fs.ModeSticky); st.Mode()&(fs.ModePerm|fs.ModeSticky) != want {
+				t.Errorf("default ACL %v, %s: mode %v, want %v", p, e.Path, st.Mode(), want)
+			}
+			// What main did: create 0600, then fchmod.
+			rp := filepath.Join(ref, e.Path)
+			fd, err := unix.Open(rp, unix.O_CREAT|unix.O_WRONLY|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unix.Fchmod(fd, posixMode(e.Mode))
+			unix.Close(fd)
+			if a, r := acl(got), acl(rp); !bytes.Equal(a, r) {
+				t.Errorf("default ACL %v, %s: access ACL %x, main's %x", p, e.Path, a, r)
+			}
+		}
 	}
 }
