@@ -499,19 +499,37 @@ type tree struct {
 // bits is created with it; any other gets an explicit fchmod. If the
 // probe fails, every file gets one.
 func (t *tree) probe() {
-	name := ".coffer-probe-" + randomSuffix()
-	fd, err := unix.Openat(t.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o777)
-	if err != nil {
-		return
+	t.keeps = probeKeeps(func(mode uint32) (uint32, bool) {
+		name := ".coffer-probe-" + randomSuffix()
+		fd, err := unix.Openat(t.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err != nil {
+			return 0, false
+		}
+		var st unix.Stat_t
+		serr := unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if unix.Unlinkat(t.fd, name, 0) != nil || serr != nil {
+			return 0, false
+		}
+		return st.Mode & 0o777, true
+	})
+}
+
+// probeKeeps is what probe finds with create, which creates a file asking
+// for a mode and returns the mode it got. A file system that gives a new
+// file bits it did not ask for (one whose inherited NFSv4 ACL sets the
+// mode whatever the create asks, say) keeps nothing: a file created
+// 0000 must get 0000, or every file gets an explicit fchmod, as it would
+// otherwise keep the bits it was given.
+func probeKeeps(create func(mode uint32) (uint32, bool)) uint32 {
+	all, ok := create(0o777)
+	if !ok {
+		return 0
 	}
-	var st unix.Stat_t
-	if unix.Fstat(fd, &st) == nil {
-		t.keeps = st.Mode & 0o777
+	if none, ok := create(0); !ok || none != 0 {
+		return 0
 	}
-	unix.Close(fd)
-	if unix.Unlinkat(t.fd, name, 0) != nil {
-		t.keeps = 0
-	}
+	return all
 }
 
 // resolve keeps every path beneath the staging folder, on its file system,

@@ -488,3 +488,28 @@ func TestRestoreModesUnderMaskedDefaultACL(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeKeepsRefusesAddedBits: a file system whose creates give a new
+// file bits it did not ask for (a mode set by an inherited ACL whatever
+// the create asks) must not let files skip their fchmod: a file asking
+// 0600 there would keep 0644.
+func TestProbeKeepsRefusesAddedBits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		create func(uint32) uint32
+		want   uint32
+	}{
+		{"umask 022", func(m uint32) uint32 { return m &^ 0o022 }, 0o755},
+		{"default ACL, mask r-x", func(m uint32) uint32 { return m & 0o750 }, 0o750},
+		{"mode fixed at 0644", func(uint32) uint32 { return 0o644 }, 0},
+		{"other read added", func(m uint32) uint32 { return m&0o755 | 0o004 }, 0},
+	} {
+		got := probeKeeps(func(m uint32) (uint32, bool) { return tc.create(m), true })
+		if got != tc.want {
+			t.Errorf("%s: keeps %#o, want %#o", tc.name, got, tc.want)
+		}
+	}
+	if got := probeKeeps(func(uint32) (uint32, bool) { return 0o777, false }); got != 0 {
+		t.Errorf("a failed probe keeps %#o, want 0", got)
+	}
+}
