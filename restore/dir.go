@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -88,15 +89,22 @@ var (
 // a write outside it.
 func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions) (*DirResult, error) {
 	target = filepath.Clean(target)
-	// The first pass over the source's entries checks them all and finds
-	// what is selected, before the target is looked at; the second
-	// restores. Neither holds the entries (design.md, section 14.2).
+	// Without a filter or progress, one pass over the source's entries
+	// checks each and writes it (into the staging folder, which becomes
+	// the target only once the whole catalog was checked). A filter needs
+	// to know what is selected, and progress the total, before anything
+	// is written: then a first pass checks them all and finds what is
+	// selected, before the target is looked at, and the second restores.
+	// Neither holds the entries (design.md, section 14.2).
 	sel := newSelection(opts.Filter, opts.SubPath)
-	if err := src.each(ctx, sel.scan); err != nil {
-		return nil, err
-	}
-	if err := sel.result(); err != nil {
-		return nil, err
+	onePass := opts.Filter.Empty() && src.prog == nil
+	if !onePass {
+		if err := src.each(ctx, sel.scan); err != nil {
+			return nil, err
+		}
+		if err := sel.result(); err != nil {
+			return nil, err
+		}
 	}
 	if src.prog != nil {
 		// The total of what was selected (Start again updates it).
@@ -106,9 +114,19 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	if base == "." || base == ".." || base == "/" {
 		return nil, fmt.Errorf("cannot restore into %q: name a folder", target)
 	}
-	if err := os.MkdirAll(parentPath, 0o700); err != nil {
+	made, err := mkdirAll(parentPath)
+	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			// A failed restore leaves no folder it created behind.
+			for i := len(made) - 1; i >= 0; i-- {
+				unix.Rmdir(made[i])
+			}
+		}
+	}()
 	parent, err := unix.Open(parentPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open %q: %w", parentPath, err)
@@ -126,7 +144,6 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	if err := unix.Mkdirat(parent, staging, 0o700); err != nil {
 		return nil, fmt.Errorf("create staging folder: %w", err)
 	}
-	ok := false
 	defer func() {
 		if !ok {
 			removeTree(parent, staging)
@@ -137,7 +154,11 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 		return nil, fmt.Errorf("open staging folder: %w", err)
 	}
 	t := &tree{fd: root, owner: opts.PreserveOwner && os.Geteuid() == 0, src: src}
-	res, err := writeTree(ctx, src, sel, t, opts.Workers)
+	t.probe()
+	res, err := writeTree(ctx, src, sel, t, opts.Workers, onePass)
+	if err == nil && onePass {
+		err = sel.result()
+	}
 	if err == nil {
 		// Make the restored tree durable before it becomes the target.
 		if err = unix.Syncfs(root); err != nil {
@@ -157,6 +178,41 @@ func RestoreDir(ctx context.Context, src *Source, target string, opts DirOptions
 	ok = true
 	res.OwnersRestored = t.owner
 	return res, nil
+}
+
+// mkdirAll is os.MkdirAll(dir, 0o700) that returns the folders it
+// created, parents first.
+func mkdirAll(dir string) ([]string, error) {
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		missing = append(missing, d)
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	var made []string
+	for i := len(missing) - 1; i >= 0; i-- {
+		err := os.Mkdir(missing[i], 0o700)
+		if err == nil {
+			made = append(made, missing[i])
+			continue
+		}
+		if errors.Is(err, fs.ErrExist) {
+			if st, serr := os.Stat(missing[i]); serr == nil && st.IsDir() {
+				continue // made meanwhile, by someone else
+			}
+		}
+		for j := len(made) - 1; j >= 0; j-- {
+			unix.Rmdir(made[j])
+		}
+		return nil, err
+	}
+	return made, nil
 }
 
 func randomSuffix() string {
@@ -428,6 +484,52 @@ type tree struct {
 	owner bool
 	// src is told the progress (Source.SetProgress).
 	src *Source
+	// keeps is the mode bits a file created in the tree keeps of those
+	// it is created with (probe): the umask, or a default ACL inherited
+	// from the target's folder, take the others away.
+	keeps uint32
+}
+
+// probe finds which mode bits a file created in the tree keeps: it
+// creates a file asking for 0777 and looks at what it got. The umask
+// and a default ACL (which then replaces the umask) each clear bits of
+// the mode asked at creation, the same bits whatever the mode, and every
+// folder of the tree is created by the restore beneath the staging folder,
+// so inherits the same default ACL. A file whose mode keeps within these
+// bits is created with it; any other gets an explicit fchmod. If the
+// probe fails, every file gets one.
+func (t *tree) probe() {
+	t.keeps = probeKeeps(func(mode uint32) (uint32, bool) {
+		name := ".coffer-probe-" + randomSuffix()
+		fd, err := unix.Openat(t.fd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+		if err != nil {
+			return 0, false
+		}
+		var st unix.Stat_t
+		serr := unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if unix.Unlinkat(t.fd, name, 0) != nil || serr != nil {
+			return 0, false
+		}
+		return st.Mode & 0o777, true
+	})
+}
+
+// probeKeeps is what probe finds with create, which creates a file asking
+// for a mode and returns the mode it got. A file system that gives a new
+// file bits it did not ask for (one whose inherited NFSv4 ACL sets the
+// mode whatever the create asks, say) keeps nothing: a file created
+// 0000 must get 0000, or every file gets an explicit fchmod, as it would
+// otherwise keep the bits it was given.
+func probeKeeps(create func(mode uint32) (uint32, bool)) uint32 {
+	all, ok := create(0o777)
+	if !ok {
+		return 0
+	}
+	if none, ok := create(0); !ok || none != 0 {
+		return 0
+	}
+	return all
 }
 
 // resolve keeps every path beneath the staging folder, on its file system,
@@ -476,10 +578,11 @@ func (t *tree) open(rel string, flags int, mode uint32) (int, error) {
 	return fd, swapped(err)
 }
 
-// swapped names what ELOOP, ENOTDIR and EXDEV mean here: a folder the
-// restore created is no longer that folder.
+// swapped names what ELOOP, ENOTDIR, EXDEV and ENOENT mean here: a
+// folder the restore created is no longer that folder (or is gone,
+// moved away).
 func swapped(err error) error {
-	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("%w (%v)", ErrPathSwapped, err)
 	}
 	return err
@@ -563,25 +666,43 @@ func posixMode(m fs.FileMode) uint32 {
 	return out
 }
 
+// restoreFile creates e and writes it. A small file costs four system
+// calls: openat2 (beneath the staging folder, created with its final
+// mode), write, futimens, close. Its mode needs an fchmod only when the
+// umask or a default ACL would not keep it (tree.probe), or it has
+// setuid, setgid or sticky bits (which a chown clears, and which a
+// create may drop).
 func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.Entry, t *tree) error {
-	fd, err := t.open(e.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o600)
+	mode := e.Mode
+	if !t.owner {
+		mode &^= fs.ModeSetuid | fs.ModeSetgid
+	}
+	perm := posixMode(mode)
+	fd, err := t.open(e.Path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, perm&0o777)
 	if err != nil {
 		if ierr := listedTwice(e.Path, err); ierr != nil {
 			return ierr
 		}
 		return fmt.Errorf("create %q: %w", e.Path, err)
 	}
-	f := os.NewFile(uintptr(fd), e.Path)
-	var w io.Writer = f
+	w := &fdWriter{fd: fd, path: e.Path}
 	if t.src != nil && t.src.prog != nil {
-		w = &countingWriter{w: f, src: t.src}
+		w.src = t.src
 	}
-	if err := copyChunks(ctx, s, cr, e, w); err != nil {
-		f.Close()
+	if err := copyChunks(ctx, s, cr, e, w, false); err != nil {
+		unix.Close(fd)
 		return err
 	}
-	t.setMeta(fd, e)
-	if err := f.Close(); err != nil {
+	if t.owner {
+		if unix.Fchown(fd, e.UID, e.GID) != nil {
+			perm &^= unix.S_ISUID | unix.S_ISGID
+		}
+	}
+	if perm&^0o777 != 0 || perm&^t.keeps != 0 {
+		unix.Fchmod(fd, perm)
+	}
+	unix.UtimesNanoAt(fd, "", times(e), unix.AT_EMPTY_PATH)
+	if err := unix.Close(fd); err != nil {
 		return fmt.Errorf("write %q: %w", e.Path, err)
 	}
 	if t.src != nil {
@@ -590,34 +711,62 @@ func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo
 	return nil
 }
 
-// countingWriter tells a source's progress the bytes written.
-type countingWriter struct {
-	w   io.Writer
-	src *Source
+// fdWriter writes to a file descriptor (no os.File: that asks the
+// descriptor's flags, a system call a file) and tells a source's progress
+// the bytes written, if src is set.
+type fdWriter struct {
+	fd   int
+	path string
+	src  *Source
 }
 
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.src.add(int64(n), 0)
-	return n, err
+func (w *fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(w.fd, p[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if m == 0 {
+			return n, io.ErrShortWrite
+		}
+		n += m
+	}
+	if w.src != nil {
+		w.src.add(int64(n), 0)
+	}
+	return n, nil
 }
 
-// copyChunks writes e's verified contents to w.
-func copyChunks(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.Entry, w io.Writer) error {
-	h := sha256.New()
+// copyChunks writes e's verified contents to w. Each chunk is checked
+// against its keyed id as it is read (repo.ChunkReader), and the
+// catalog, which lists the chunks in order, is signed and checked: the
+// contents are the file's. wholeHash also checks the file's SHA-256 as
+// the catalog states it (verify --decrypt), which a restore leaves out
+// (design.md, section 12).
+func copyChunks(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo.Entry, w io.Writer, wholeHash bool) error {
+	var h hash.Hash
+	if wholeHash {
+		h = sha256.New()
+	}
 	var n int64
 	for _, c := range e.Chunks {
 		data, err := cr.Read(ctx, c.Pack, c)
 		if err != nil {
 			return err
 		}
-		h.Write(data)
+		if h != nil {
+			h.Write(data)
+		}
 		n += int64(len(data))
 		if _, err := w.Write(data); err != nil {
 			return fmt.Errorf("write %q: %w", e.Path, err)
 		}
 	}
-	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.SHA256 {
+	if n != e.Size || (h != nil && hex.EncodeToString(h.Sum(nil)) != e.SHA256) {
 		return &repo.IntegrityError{Object: s.Manifest.Catalog.Name, Err: fmt.Errorf("%q: content does not match the catalog", e.Path)}
 	}
 	return nil

@@ -293,6 +293,10 @@ type Source struct {
 	streamed bool
 	once     sync.Once
 	loadErr  error
+	// held is the catalog stream OpenSource left at the source's
+	// entries, for the first reader of them (stream).
+	mu   sync.Mutex
+	held *repo.CatalogStream
 }
 
 // SetProgress makes the source tell r what it restores (the source's

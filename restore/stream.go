@@ -21,31 +21,68 @@ import (
 
 // OpenSource opens the named source of m for a restore that streams its
 // catalog (repo.CatalogStream): it reads the catalog up to the source's
-// name, kind and metadata, and holds none of its entries. RestoreDir and
-// Size read the entries again, one at a time, each time they are called;
-// Entries, Entry, Open and Catalog read and hold the source's entries
-// the first time one of them is called. It needs the identity.
+// name, kind and metadata, and holds none of its entries. The stream stays
+// open where it stopped: the first reader of the entries (RestoreDir,
+// Size, or the first of Entries, Entry, Open and Catalog, which read and
+// hold them) goes on from there, so a restore without a filter or
+// progress reads the catalog once; later ones read it again, one entry at
+// a time. It needs the identity.
 func OpenSource(ctx context.Context, r *repo.Repository, m *repo.Manifest, name string) (*Source, error) {
 	cs, err := r.OpenCatalog(ctx, m)
 	if err != nil {
 		return nil, err
 	}
-	defer cs.Close()
+	h, err := toSource(cs, m, name, true)
+	if err != nil {
+		cs.Close()
+		return nil, err
+	}
+	return &Source{s: &Snapshot{Repo: r, Manifest: m},
+		sc: &repo.SourceCatalog{Name: h.Name, Kind: h.Kind, Meta: h.Meta}, streamed: true, held: cs}, nil
+}
+
+// toSource reads cs up to the header of the source named name; its
+// entries come next. listing: a source not found is named as a
+// missing source with the list of the others, not as an integrity error.
+func toSource(cs *repo.CatalogStream, m *repo.Manifest, name string, listing bool) (*repo.SourceHeader, error) {
 	var names []string
 	for {
 		h, err := cs.NextSource()
 		if err == io.EOF {
+			if !listing {
+				return nil, &repo.IntegrityError{Object: m.Catalog.Name, Err: fmt.Errorf("source %q is gone from the catalog", name)}
+			}
 			return nil, fmt.Errorf("snapshot %s has no source %q (it has: %s)", repo.ShortID(m.ID), name, strings.Join(names, ", "))
 		}
 		if err != nil {
 			return nil, err
 		}
 		if h.Name == name {
-			return &Source{s: &Snapshot{Repo: r, Manifest: m},
-				sc: &repo.SourceCatalog{Name: h.Name, Kind: h.Kind, Meta: h.Meta}, streamed: true}, nil
+			return h, nil
 		}
 		names = append(names, h.Name)
 	}
+}
+
+// stream returns the source's catalog stream positioned at its entries:
+// the one OpenSource left open, the first time, or a new one.
+func (s *Source) stream(ctx context.Context) (*repo.CatalogStream, error) {
+	s.mu.Lock()
+	cs := s.held
+	s.held = nil
+	s.mu.Unlock()
+	if cs != nil {
+		return cs, nil
+	}
+	cs, err := s.s.Repo.OpenCatalog(ctx, s.s.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := toSource(cs, s.s.Manifest, s.sc.Name, false); err != nil {
+		cs.Close()
+		return nil, err
+	}
+	return cs, nil
 }
 
 // each calls fn with a copy of every entry of the source, in catalog
@@ -63,23 +100,11 @@ func (s *Source) each(ctx context.Context, fn func(*repo.Entry) error) error {
 		}
 		return nil
 	}
-	cs, err := s.s.Repo.OpenCatalog(ctx, s.s.Manifest)
+	cs, err := s.stream(ctx)
 	if err != nil {
 		return err
 	}
 	defer cs.Close()
-	for {
-		h, err := cs.NextSource()
-		if err == io.EOF {
-			return &repo.IntegrityError{Object: s.s.Manifest.Catalog.Name, Err: fmt.Errorf("source %q is gone from the catalog", s.sc.Name)}
-		}
-		if err != nil {
-			return err
-		}
-		if h.Name == s.sc.Name {
-			break
-		}
-	}
 	for {
 		var e repo.Entry
 		err := cs.NextEntry(&e)
@@ -199,12 +224,19 @@ func (s *selection) rebase(e *repo.Entry) bool {
 // through a symlink or in a folder the catalog does not describe), and
 // counts what is selected.
 func (s *selection) scan(e *repo.Entry) error {
+	_, err := s.scanOne(e)
+	return err
+}
+
+// scanOne is scan that rebases e (see rebase) and reports whether it is
+// under sub: a restore in one pass (no filter) writes what it checked.
+func (s *selection) scanOne(e *repo.Entry) (bool, error) {
 	if err := s.check.Check(e); err != nil {
-		return &repo.IntegrityError{Object: "catalog", Err: err}
+		return false, &repo.IntegrityError{Object: "catalog", Err: err}
 	}
 	if s.sub != "." && e.Path == s.sub {
 		if s.atSub++; s.atSub > 1 {
-			return &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q is listed twice", e.Path)}
+			return false, &repo.IntegrityError{Object: "catalog", Err: fmt.Errorf("%q is listed twice", e.Path)}
 		}
 	}
 	selected := s.selects(e.Path)
@@ -215,7 +247,7 @@ func (s *selection) scan(e *repo.Entry) error {
 		}
 	}
 	if !s.rebase(e) {
-		return nil
+		return false, nil
 	}
 	s.inSub++
 	if selected {
@@ -225,7 +257,7 @@ func (s *selection) scan(e *repo.Entry) error {
 			s.total.Files++
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // result says why nothing would be restored, after the scan.
@@ -273,6 +305,10 @@ const (
 	runWindow = 2 << 20
 )
 
+// testHookFilesWritten, if set, runs once every file was written, before
+// symlinks and folder modes.
+var testHookFilesWritten func()
+
 // chunksOf yields the chunks of a run's files, in order.
 func chunksOf(run []repo.Entry) iter.Seq[repo.ChunkRef] {
 	return func(yield func(repo.ChunkRef) bool) {
@@ -287,12 +323,14 @@ func chunksOf(run []repo.Entry) iter.Seq[repo.ChunkRef] {
 }
 
 // writeTree is the second pass: it reads the source's entries again and
-// restores what sel keeps. Folders are created as they come, files are
+// restores what sel keeps. With onePass (no filter) it is the only pass:
+// it checks and selects each entry (sel.scanOne) before it writes it, and
+// the caller asks sel.result afterwards. Folders are created as they come, files are
 // handed to the workers in runs as they come, symlinks are created after
 // every file, and folder modes and times are set last, deepest first. It
 // holds the folders and symlinks (for those last two steps) and at most a
 // run of files per worker, never the list of files.
-func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, workers int) (*DirResult, error) {
+func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, workers int, onePass bool) (*DirResult, error) {
 	if workers <= 0 {
 		workers = 4
 	}
@@ -367,11 +405,17 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 		if ctx.Err() != nil {
 			return context.Cause(ctx)
 		}
-		if err := check.Check(e); err != nil {
-			return &repo.IntegrityError{Object: "catalog", Err: err}
-		}
-		if !sel.keep(e.Path) || !sel.rebase(e) {
-			return nil
+		if onePass {
+			if in, err := sel.scanOne(e); err != nil || !in {
+				return err
+			}
+		} else {
+			if err := check.Check(e); err != nil {
+				return &repo.IntegrityError{Object: "catalog", Err: err}
+			}
+			if !sel.keep(e.Path) || !sel.rebase(e) {
+				return nil
+			}
 		}
 		switch e.Type {
 		case "dir":
@@ -411,6 +455,9 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 	}
 	if err != nil {
 		return nil, err
+	}
+	if testHookFilesWritten != nil {
+		testHookFilesWritten()
 	}
 	for i := range links {
 		if err := t.symlink(&links[i]); err != nil {

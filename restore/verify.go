@@ -577,7 +577,7 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 			}
 			rep.Files++
 			prog.Add(part, progress.Counts{Bytes: e.Size, Files: 1})
-			if err := copyChunks(ctx, s, cr, e, io.Discard); err != nil {
+			if err := copyChunks(ctx, s, cr, e, io.Discard, true); err != nil {
 				var ie *repo.IntegrityError
 				if !errors.As(err, &ie) {
 					return err
