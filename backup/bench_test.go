@@ -9,6 +9,8 @@ package backup_test
 // BenchmarkBackupRSS runs a 100 MB and a 1 GB backup each in a child process
 // (this test binary, re-executed) and reports the child's peak RSS as
 // peakRSS-MiB: the pipeline's memory bound must not grow with the input.
+// The child collects as the coffer command does (GOGC 50, the soft memory
+// limit of internal/memlimit; GOGC and GOMEMLIMIT override).
 // BenchmarkBackupSmallFiles is the per-file path: a first backup of 10,000
 // files of 150-700 bytes (benchutil.GenerateSmallFiles), reported as
 // files/s with the allocations per file.
@@ -26,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -35,6 +38,7 @@ import (
 
 	"github.com/cofferhq/coffer/backup"
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/memlimit"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/testing/benchutil"
 	"github.com/cofferhq/coffer/internal/testing/testrepo"
@@ -117,6 +121,11 @@ func TestBackupRSSChild(t *testing.T) {
 	if err != nil {
 		t.Skip("child process of BenchmarkBackupRSS only")
 	}
+	// The collector's settings of the coffer command (cmd/coffer main).
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	memlimit.Set(os.Getenv)
 	res := runBackup(t, t.TempDir(), streamSource{benchutil.Stream(n, 2, false)})
 	if got := res.Private.Stats.BytesRead; got != n {
 		t.Fatalf("read %d bytes, want %d", got, n)

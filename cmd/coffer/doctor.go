@@ -13,14 +13,15 @@ import (
 func doctorCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:  "doctor",
-		Usage: "check this host's coffer setup: config, keys, repository, database clients, Airflow, clock, space",
+		Usage: "check this host's coffer setup: config, keys, repository, database clients, Airflow, clock, space, memory limit",
 		Description: "Each check prints OK, WARN or FAIL, and for WARN and FAIL the fix. The checks: the\n" +
 			"configuration (every problem); the key files and their permissions (group- or world-readable\n" +
 			"is FAIL); which keys sit on this host (an identity or the owner key on a backup host is WARN);\n" +
 			"the repository's reach, write permission (a probe object under doctor/, deleted when the\n" +
 			"credentials allow), Object Lock and the clock against the S3 server's; pg_dump against each\n" +
 			"PostgreSQL server (older is FAIL) and each MySQL/MariaDB server's reach; each Airflow source's\n" +
-			"discovery and Fernet key against its metadata database; free space for drills in TMPDIR.\n\n" +
+			"discovery and Fernet key against its metadata database; free space for drills in TMPDIR;\n" +
+			"the soft memory limit and GOGC in force (always OK; GOMEMLIMIT and GOGC override coffer's defaults).\n\n" +
 			"Exit code: 0 when every check is OK or WARN, 1 when any is FAIL.",
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {

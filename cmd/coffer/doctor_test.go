@@ -119,3 +119,22 @@ func TestDoctorReadOnlyRepository(t *testing.T) {
 		t.Errorf("the repository should be reachable (read) in:\n%s", out)
 	}
 }
+
+// TestMemoryLimitSet runs the real coffer binary (main sets the limit,
+// not run): without GOMEMLIMIT, doctor reports coffer's default soft
+// memory limit, 40 MiB + 12 MiB per GOMAXPROCS; with GOMEMLIMIT, Go's.
+func TestMemoryLimitSet(t *testing.T) {
+	bin := testutil.CofferBinary(t)
+	for _, c := range []struct{ env, want string }{
+		{"GOMAXPROCS=3", "OK   memory: soft memory limit 76 MiB (coffer's default: 40 MiB + 12 MiB x GOMAXPROCS 3; GOMEMLIMIT overrides), GOGC 50 (coffer's default)\n"},
+		{"GOMEMLIMIT=300MiB", "OK   memory: soft memory limit 300 MiB (GOMEMLIMIT=300MiB), GOGC 50 (coffer's default)\n"},
+		{"GOMEMLIMIT=off", "OK   memory: no soft memory limit (GOMEMLIMIT=off), GOGC 50 (coffer's default)\n"},
+	} {
+		cmd := exec.Command(bin, "doctor")
+		cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH"), c.env}
+		out, _ := cmd.Output() // no repository: doctor exits 1
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%s: doctor printed\n%s\nwant the line\n%s", c.env, out, c.want)
+		}
+	}
+}

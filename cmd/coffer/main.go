@@ -13,6 +13,8 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/cofferhq/coffer/internal/memlimit"
 )
 
 func main() {
@@ -22,6 +24,11 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// A soft memory limit a little above the pipeline's buffers (40 MiB
+	// + 12 MiB per GOMAXPROCS) keeps the heap's GC headroom from adding
+	// to the peak RSS (internal/memlimit, doc/deploy.md). GOMEMLIMIT
+	// overrides, "off" for none.
+	memlimit.Set(os.Getenv)
 	// COFFER_MEMPROFILE=FILE writes a heap profile near the peak of the
 	// live heap, for benchmarks.
 	if p := os.Getenv("COFFER_MEMPROFILE"); p != "" {

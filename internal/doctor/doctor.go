@@ -25,6 +25,7 @@ import (
 
 	"github.com/cofferhq/coffer/internal/config"
 	"github.com/cofferhq/coffer/internal/keys"
+	"github.com/cofferhq/coffer/internal/memlimit"
 	"github.com/cofferhq/coffer/internal/repo"
 	"github.com/cofferhq/coffer/internal/units"
 	"github.com/cofferhq/coffer/source/airflow"
@@ -84,6 +85,8 @@ type Options struct {
 	HTTP *http.Client
 	// Now is the local clock (default time.Now).
 	Now func() time.Time
+	// Getenv reads the environment (default os.Getenv).
+	Getenv func(string) string
 }
 
 // MaxSkew is the clock difference to the S3 server that is a FAIL: a
@@ -107,14 +110,24 @@ func Run(ctx context.Context, o Options) []Result {
 	var out []Result
 	out = append(out, checkConfig(o)...)
 	if o.Config == nil {
-		return append(out, checkTemp(o))
+		return append(out, checkTemp(o), checkMemory(o))
 	}
 	out = append(out, checkKeys(o.Config)...)
 	out = append(out, checkRoles(o.Config)...)
 	out = append(out, checkRepository(ctx, o)...)
 	out = append(out, checkDatabases(ctx, o.Config)...)
 	out = append(out, checkAirflow(ctx, o.Config, o.ConfigFile)...)
-	return append(out, checkTemp(o))
+	return append(out, checkTemp(o), checkMemory(o))
+}
+
+// checkMemory says which soft memory limit and GOGC this process runs
+// with (internal/memlimit); always OK.
+func checkMemory(o Options) Result {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return Result{"memory", OK, memlimit.Describe(getenv), ""}
 }
 
 func checkConfig(o Options) []Result {

@@ -23,17 +23,22 @@ var (
 	// needs one internal encoder per core or the workers take turns.
 	// SpeedFastest compresses invoice-like data within 4% of SpeedDefault
 	// at almost twice the speed (doc/benchmarks.md).
-	// A window of the default chunk's largest size finds every match in
-	// such a chunk, and the lower-memory history holds one window (about
-	// 4 MiB an encoder) rather than two of the default 8 MiB window.
+	// A window of 1 MiB, the default chunk's average size, and the
+	// lower-memory history: about 1.2 MiB an encoder rather than 4.2 MiB
+	// with a window of the largest chunk (4 MiB) or 16 MiB with the
+	// default 8 MiB window. Only matches more than 1 MiB back inside one
+	// chunk are lost (doc/performance.md, "Soft memory limit").
 	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)),
-		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true),
+		zstd.WithWindowSize(chunkWindow), zstd.WithLowerEncoderMem(true),
 		zstd.WithEncoderCRC(false)) // every chunk is checked by its keyed id; documents by their SHA-256
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDocument))
 	// chunkDec decodes chunks; a chunk is never larger than maxChunk, so a
 	// hostile frame cannot make a reader allocate more.
 	chunkDec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxChunk))
 )
+
+// chunkWindow is the zstd window of chunks (see zenc).
+const chunkWindow = 1 << 20
 
 // maxChunk bounds any chunk's plaintext, whatever a config says.
 const maxChunk = 64 << 20
@@ -116,6 +121,14 @@ func SealTo(dst io.Writer, encode func(io.Writer) error, recipients ...age.Recip
 	return sw.Close()
 }
 
+// sealWindow is the zstd window of a sealed document written as a stream.
+// A backup's index is one, open from its first stored pack to its end:
+// with the chunks' 4 MiB window its encoder held about 4 MiB of history
+// for the whole backup. Its JSON repeats itself within a few hundred
+// bytes (keys, offsets) and its chunk ids do not repeat at all, so a
+// 256 KiB window compresses it as well.
+const sealWindow = 256 << 10
+
 // sealWriter compresses, pads and encrypts a document as it is written.
 type sealWriter struct {
 	aw io.WriteCloser
@@ -131,7 +144,7 @@ func newSealWriter(dst io.Writer, recipients ...age.Recipient) (*sealWriter, err
 	}
 	cw := &countingWriter{w: aw}
 	zw, err := zstd.NewWriter(cw, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-		zstd.WithWindowSize(DefaultChunkMax), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
+		zstd.WithWindowSize(sealWindow), zstd.WithLowerEncoderMem(true), zstd.WithEncoderCRC(false))
 	if err != nil {
 		return nil, err
 	}
