@@ -126,7 +126,7 @@ func TestDoctorReadOnlyRepository(t *testing.T) {
 func TestMemoryLimitSet(t *testing.T) {
 	bin := testutil.CofferBinary(t)
 	for _, c := range []struct{ env, want string }{
-		{"GOMAXPROCS=3", "OK   memory: soft memory limit 76 MiB (coffer's default: 40 MiB + 12 MiB x GOMAXPROCS 3; GOMEMLIMIT overrides), GOGC 50 (coffer's default)\n"},
+		{"GOMAXPROCS=3", "OK   memory: soft memory limit 76 MiB (coffer's default: 40 MiB + 12 MiB x GOMAXPROCS 3, raised as the live heap grows; GOMEMLIMIT overrides), GOGC 50 (coffer's default)\n"},
 		{"GOMEMLIMIT=300MiB", "OK   memory: soft memory limit 300 MiB (GOMEMLIMIT=300MiB), GOGC 50 (coffer's default)\n"},
 		{"GOMEMLIMIT=off", "OK   memory: no soft memory limit (GOMEMLIMIT=off), GOGC 50 (coffer's default)\n"},
 	} {
