@@ -302,8 +302,10 @@ func TestAttackUnreadablePaths(t *testing.T) {
 		lost = true
 	}
 	for i, snap := range []string{before, after} {
-		target := fixture.WithDatabase(fixture.AdminDSN(), fmt.Sprintf("coffer_attack_unreadable_%s_%d", incRandom(), i))
-		name := target[strings.LastIndexByte(target, '/')+1:]
+		// The name, not the DSN's last path element: that holds the
+		// query too (?sslmode=disable), and the drop found nothing.
+		name := fmt.Sprintf("coffer_attack_unreadable_%s_%d", incRandom(), i)
+		target := fixture.WithDatabase(fixture.AdminDSN(), name)
 		t.Cleanup(func() { fixture.DropPostgresDB(t, name) })
 		out, e, code := c.run("restore", snap+":metadb", "--to-postgres", target)
 		if code != 0 || !strings.Contains(out, "fingerprints match the backup") {
