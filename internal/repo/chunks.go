@@ -251,14 +251,15 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 }
 
 // ReuseBuffers makes the reader reuse its memory: the bytes Read and
-// ReadStored return are valid only until the next Read or ReadStored on
-// cr, which may overwrite them (with another chunk's plaintext or a
-// window's). It is for callers that are done with each chunk before they
-// read the next (a restore writing it to a file); a caller that holds
-// chunks (a stream with chunks in flight) must not call it. The reader
-// then holds, besides its windows, the memory of windows it dropped (up
-// to the budget, and one window fetched for a chunk larger than the
-// budget) and of the largest compressed chunk read so far.
+// ReadStored return are valid only until the next Read, ReadStored or
+// Plan on cr, which may overwrite them (with another chunk's plaintext
+// or a window's). It is for callers that are done with each chunk before
+// they read the next (a restore writing it to a file); a caller that
+// holds chunks (a stream with chunks in flight) must not call it. A
+// window the reader drops is used for the next window when the sizes
+// fit; the reader holds, besides its windows, at most the windows Plan
+// dropped until its next window, and the largest compressed chunk read
+// so far.
 func (cr *ChunkReader) ReuseBuffers() { cr.reuse = true }
 
 // ReadStored is Read that returns the chunk's bytes as stored (a zstd
