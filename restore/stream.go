@@ -355,6 +355,8 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 			return nil, err
 		}
 		cr.SetWindow(runWindow)
+		// restoreFile writes each chunk before it reads the next.
+		cr.ReuseBuffers()
 		readers[i] = cr
 	}
 	for _, cr := range readers {

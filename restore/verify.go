@@ -552,6 +552,8 @@ func verifyContents(ctx context.Context, r *repo.Repository, m *repo.Manifest, r
 	if err != nil {
 		return err
 	}
+	// copyChunks is done with each chunk before it reads the next.
+	cr.ReuseBuffers()
 	part := ContentsPart(m.ID)
 	var total progress.Counts
 	for _, sc := range s.Catalog.Sources {

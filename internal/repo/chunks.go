@@ -58,6 +58,19 @@ type ChunkReader struct {
 	// decrypted.
 	cipher []byte
 
+	// reuse is set by ReuseBuffers: the bytes a read returns live only
+	// until the next read, so that windows and decompressed chunks are
+	// not allocated anew for every read.
+	reuse bool
+	// spare are memories of dropped windows that no window and no
+	// returned chunk uses, at most budget bytes of them, for the next
+	// window (fill): those it does not use are left to the collector,
+	// so that reuse holds no memory between reads. A window fetched for
+	// a chunk larger than the budget (shrink) is left to it too.
+	spare [][]byte
+	// plain holds the decompressed chunk the last read returned.
+	plain []byte
+
 	// Fetched counts ciphertext bytes read from storage.
 	Fetched int64
 	// FetchTime is the time spent in storage reads (opening a range and
@@ -168,7 +181,11 @@ func (cr *ChunkReader) Plan(chunks iter.Seq[ChunkRef]) {
 	}
 	// Windows the new plan does not reach into are not kept for it.
 	cr.wins = slices.DeleteFunc(cr.wins, func(w *window) bool {
-		return !cr.planned(w.pack, w.off, w.off+int64(len(w.data)))
+		if !cr.planned(w.pack, w.off, w.off+int64(len(w.data))) {
+			cr.release(w.data)
+			return true
+		}
+		return false
 	})
 	for pack, xs := range cr.plan {
 		slices.SortFunc(xs, func(a, b extent) int { return cmp.Compare(a.off, b.off) })
@@ -232,6 +249,18 @@ func (cr *ChunkReader) Read(ctx context.Context, pack string, c ChunkRef) ([]byt
 	_, data, _, err := cr.read(ctx, pack, c)
 	return data, err
 }
+
+// ReuseBuffers makes the reader reuse its memory: the bytes Read and
+// ReadStored return are valid only until the next Read, ReadStored or
+// Plan on cr, which may overwrite them (with another chunk's plaintext
+// or a window's). It is for callers that are done with each chunk before
+// they read the next (a restore writing it to a file); a caller that
+// holds chunks (a stream with chunks in flight) must not call it. A
+// window the reader drops is used for the next window when the sizes
+// fit; the reader holds, besides its windows, at most the windows Plan
+// dropped until its next window, and the largest compressed chunk read
+// so far.
+func (cr *ChunkReader) ReuseBuffers() { cr.reuse = true }
 
 // ReadStored is Read that returns the chunk's bytes as stored (a zstd
 // frame when z is set), after checking its id, and the reference to where
@@ -308,7 +337,14 @@ func (cr *ChunkReader) read(ctx context.Context, pack string, c ChunkRef) (store
 	}
 	// stored is the window's memory.
 	if c.Zstd {
-		data, err = Decompress(nil, stored, c.Raw)
+		var dst []byte
+		if cr.reuse && c.Raw <= maxChunk {
+			if int64(cap(cr.plain)) < c.Raw {
+				cr.plain = make([]byte, 0, c.Raw)
+			}
+			dst = cr.plain[:0]
+		}
+		data, err = Decompress(dst, stored, c.Raw)
 		if err != nil {
 			return nil, nil, c, integrity(name, "chunk %s: %v", ShortID(c.ID.String()), err)
 		}
@@ -425,8 +461,13 @@ func (cr *ChunkReader) fill(ctx context.Context, pack string, p *openPack, off, 
 	}
 	keep := min(int64(len(old)), end-start)
 	cr.trim(end - start)
-	win := make([]byte, end-start)
+	// win may be the memory of a window trim just dropped, and old a
+	// part of it: copy moves overlapping bytes correctly.
+	win := cr.buffer(end - start)
 	copy(win, old[:keep])
+	// Spare memory that did not fit is not held past the fill.
+	clear(cr.spare)
+	cr.spare = cr.spare[:0]
 	from := start + keep
 	if from == end {
 		w := &window{pack: pack, off: start, data: win}
@@ -472,6 +513,7 @@ func (cr *ChunkReader) trim(size int64) {
 	}
 	for len(cr.wins) > 0 && held > cr.budget {
 		held -= int64(cap(cr.wins[0].data))
+		cr.release(cr.wins[0].data)
 		cr.wins[0] = nil
 		cr.wins = cr.wins[1:]
 	}
@@ -491,11 +533,58 @@ func (cr *ChunkReader) shrink() {
 	w.data, w.off = slices.Clone(w.data[last:]), w.off+last
 }
 
+// release keeps the memory of a dropped window for later windows, when
+// the reader reuses its memory (ReuseBuffers) and it fits the budget of
+// spare memory. Windows are dropped (trim, close, Plan) before the read
+// that drops them has found its chunk, so nothing a caller may still use
+// lies in them: what an earlier read returned expired when this one
+// began.
+func (cr *ChunkReader) release(b []byte) {
+	if !cr.reuse || int64(cap(b)) > cr.budget {
+		return
+	}
+	held := int64(cap(b))
+	for _, s := range cr.spare {
+		held += int64(cap(s))
+	}
+	if held <= cr.budget {
+		cr.spare = append(cr.spare, b[:0])
+	}
+}
+
+// buffer returns n bytes for a window: spare memory when the reader
+// reuses it and some fits closely (the smallest that does: a window
+// counts in the budget at its capacity, so a much larger memory would
+// crowd out other windows), else new memory. The bytes are not cleared.
+func (cr *ChunkReader) buffer(n int64) []byte {
+	if !cr.reuse {
+		return make([]byte, n)
+	}
+	best := -1
+	for i, s := range cr.spare {
+		if c := int64(cap(s)); c >= n && c-n <= max(n/4, ageChunk) && (best < 0 || cap(s) < cap(cr.spare[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]byte, n)
+	}
+	b := cr.spare[best][:n]
+	cr.spare = slices.Delete(cr.spare, best, best+1)
+	return b
+}
+
 // close forgets an open pack and its windows.
 func (cr *ChunkReader) close(pack string) {
 	delete(cr.open, pack)
 	cr.order = slices.DeleteFunc(cr.order, func(p string) bool { return p == pack })
-	cr.wins = slices.DeleteFunc(cr.wins, func(w *window) bool { return w.pack == pack })
+	cr.wins = slices.DeleteFunc(cr.wins, func(w *window) bool {
+		if w.pack == pack {
+			cr.release(w.data)
+			return true
+		}
+		return false
+	})
 }
 
 // cipherRange maps a plaintext range of an age file to the ciphertext
