@@ -64,14 +64,9 @@ func Set(getenv func(string) string) int64 {
 // without a limit (doc/performance.md, "Soft memory limit").
 const Slack = 16 << 20
 
-var samples = []metrics.Sample{
-	{Name: "/gc/heap/live:bytes"},
-	{Name: "/memory/classes/total:bytes"},
-	{Name: "/memory/classes/heap/released:bytes"},
-	{Name: "/memory/classes/heap/objects:bytes"},
-	{Name: "/memory/classes/heap/unused:bytes"},
-	{Name: "/memory/classes/heap/free:bytes"},
-}
+// raising makes Raise's read and set of the limit one step, so that two
+// calls never lower what the other raised.
+var raising sync.Mutex
 
 // raisedFrom is the default limit Set put in force, which Raise may have
 // raised since (0: Set did not set one).
@@ -82,9 +77,19 @@ var raisedFrom atomic.Int64
 // the memory the limit counts outside the heap (stacks, the runtime's
 // own), and returns the limit in force. It never lowers the limit.
 func Raise() int64 {
+	raising.Lock()
+	defer raising.Unlock()
 	cur := debug.SetMemoryLimit(-1)
 	if cur == math.MaxInt64 {
 		return cur
+	}
+	samples := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
 	}
 	metrics.Read(samples)
 	var v [6]int64
