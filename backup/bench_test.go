@@ -28,7 +28,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -122,10 +121,7 @@ func TestBackupRSSChild(t *testing.T) {
 		t.Skip("child process of BenchmarkBackupRSS only")
 	}
 	// The collector's settings of the coffer command (cmd/coffer main).
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
-	memlimit.Set(os.Getenv)
+	memlimit.Configure(os.Getenv)
 	res := runBackup(t, t.TempDir(), streamSource{benchutil.Stream(n, 2, false)})
 	if got := res.Private.Stats.BytesRead; got != n {
 		t.Fatalf("read %d bytes, want %d", got, n)

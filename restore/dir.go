@@ -631,8 +631,10 @@ func (t *tree) symlink(e *repo.Entry) error {
 
 // setMeta applies owner (with PreserveOwner, as root), mode and times to
 // the open file or folder fd. Setuid and setgid bits come back only with
-// the owner they were recorded with.
-func (t *tree) setMeta(fd int, e *repo.Entry) {
+// the owner they were recorded with. created says fd was created with
+// e's permission bits: the mode is then set only when the create did not
+// keep all of them (t.keeps) or there are setuid, setgid or sticky bits.
+func (t *tree) setMeta(fd int, e *repo.Entry, created bool) {
 	mode := e.Mode
 	owned := false
 	if t.owner {
@@ -641,7 +643,9 @@ func (t *tree) setMeta(fd int, e *repo.Entry) {
 	if !owned {
 		mode &^= fs.ModeSetuid | fs.ModeSetgid
 	}
-	unix.Fchmod(fd, posixMode(mode))
+	if perm := posixMode(mode); !created || perm&^0o777 != 0 || perm&^t.keeps != 0 {
+		unix.Fchmod(fd, perm)
+	}
 	unix.UtimesNanoAt(fd, "", times(e), unix.AT_EMPTY_PATH)
 }
 
@@ -693,15 +697,7 @@ func restoreFile(ctx context.Context, s *Snapshot, cr *repo.ChunkReader, e *repo
 		unix.Close(fd)
 		return err
 	}
-	if t.owner {
-		if unix.Fchown(fd, e.UID, e.GID) != nil {
-			perm &^= unix.S_ISUID | unix.S_ISGID
-		}
-	}
-	if perm&^0o777 != 0 || perm&^t.keeps != 0 {
-		unix.Fchmod(fd, perm)
-	}
-	unix.UtimesNanoAt(fd, "", times(e), unix.AT_EMPTY_PATH)
+	t.setMeta(fd, e, true)
 	if err := unix.Close(fd); err != nil {
 		return fmt.Errorf("write %q: %w", e.Path, err)
 	}

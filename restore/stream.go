@@ -477,13 +477,13 @@ func writeTree(ctx context.Context, src *Source, sel *selection, t *tree, worker
 	for i := range dirs {
 		d := &dirs[i]
 		if d.Path == "." {
-			t.setMeta(t.fd, d)
+			t.setMeta(t.fd, d, false)
 		} else {
 			fd, err := t.open(d.Path, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 			if err != nil {
 				return nil, fmt.Errorf("folder %q: %w", d.Path, err)
 			}
-			t.setMeta(fd, d)
+			t.setMeta(fd, d, false)
 			unix.Close(fd)
 		}
 		res.Dirs++

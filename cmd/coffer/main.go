@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -18,17 +17,11 @@ import (
 )
 
 func main() {
-	// Backups hold large, short-lived buffers (chunks, packs); collecting
-	// at 50% heap growth instead of 100% keeps peak memory well lower for
-	// a few percent of CPU. GOGC still overrides.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
-	}
-	// A soft memory limit a little above the pipeline's buffers (40 MiB
-	// + 12 MiB per GOMAXPROCS) keeps the heap's GC headroom from adding
-	// to the peak RSS (internal/memlimit, doc/deploy.md). GOMEMLIMIT
-	// overrides, "off" for none.
-	memlimit.Set(os.Getenv)
+	// GOGC 50, and a soft memory limit a little above the pipeline's
+	// buffers (40 MiB + 12 MiB per GOMAXPROCS) that keeps the heap's GC
+	// headroom from adding to the peak RSS (internal/memlimit,
+	// doc/deploy.md). GOGC and GOMEMLIMIT override, "off" for none.
+	memlimit.Configure(os.Getenv)
 	// COFFER_MEMPROFILE=FILE writes a heap profile near the peak of the
 	// live heap, for benchmarks.
 	if p := os.Getenv("COFFER_MEMPROFILE"); p != "" {

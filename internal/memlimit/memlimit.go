@@ -35,6 +35,22 @@ const (
 // Default is the soft memory limit for procs = GOMAXPROCS.
 func Default(procs int) int64 { return Base + PerProc*int64(procs) }
 
+// GOGC is the collector's target heap growth coffer commands use instead
+// of Go's 100: backups hold large, short-lived buffers (chunks, packs),
+// and collecting at 50% growth keeps peak memory well lower for a few
+// percent of CPU. GOGC in the environment overrides.
+const GOGC = 50
+
+// Configure sets the collector as a coffer command runs: GOGC unless the
+// environment sets it, and the soft memory limit (Set). It returns the
+// limit in force.
+func Configure(getenv func(string) string) int64 {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(GOGC)
+	}
+	return Set(getenv)
+}
+
 // Set sets the soft memory limit to Default(GOMAXPROCS) unless the
 // environment (getenv) sets GOMEMLIMIT, which the Go runtime has applied
 // already ("off" for none). It returns the limit in force.
@@ -152,7 +168,7 @@ func Describe(getenv func(string) string) string {
 	}
 	gogc := getenv("GOGC")
 	if gogc == "" {
-		gogc = "50 (coffer's default)"
+		gogc = fmt.Sprintf("%d (coffer's default)", GOGC)
 	}
 	return s + ", GOGC " + gogc
 }

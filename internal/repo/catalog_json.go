@@ -2,6 +2,7 @@ package repo
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"strconv"
 	"unicode/utf8"
 )
@@ -10,7 +11,7 @@ import (
 // byte (TestCatalogJSON, FuzzCatalogJSON): the fields in order, those
 // tagged omitempty left out when empty, strings escaped as Marshal escapes
 // them (<, > and & too, U+2028 and U+2029, U+FFFD for bytes that are not
-// UTF-8), []byte in standard base64, the time as time.Time's MarshalJSON.
+// UTF-8), []byte in standard base64, the time as time.Time's MarshalJSON (AppendText, quoted).
 // A backup writes one entry a file, and reflection was most of the cost of
 // writing a catalog (doc/performance.md).
 func appendEntryJSON(b []byte, w *entryJSON) ([]byte, error) {
@@ -30,11 +31,12 @@ func appendEntryJSON(b []byte, w *entryJSON) ([]byte, error) {
 	b = append(b, `,"mode":`...)
 	b = strconv.AppendUint(b, uint64(w.Mode), 10)
 	b = append(b, `,"mtime":`...)
-	t, err := w.ModTime.MarshalJSON()
+	b = append(b, '"')
+	b, err := w.ModTime.AppendText(b)
 	if err != nil {
 		return b, err
 	}
-	b = append(b, t...)
+	b = append(b, '"')
 	if w.UID != 0 {
 		b = append(b, `,"uid":`...)
 		b = strconv.AppendInt(b, int64(w.UID), 10)
@@ -76,7 +78,7 @@ func appendEntryJSON(b []byte, w *entryJSON) ([]byte, error) {
 				b = append(b, ',')
 			}
 			b = append(b, `{"id":"`...)
-			b = appendHex(b, c.ID[:])
+			b = hex.AppendEncode(b, c.ID[:])
 			b = append(b, `","p":`...)
 			b = appendJSONString(b, c.Pack)
 			b = append(b, `,"o":`...)
@@ -96,13 +98,6 @@ func appendEntryJSON(b []byte, w *entryJSON) ([]byte, error) {
 }
 
 const hexDigits = "0123456789abcdef"
-
-func appendHex(b, src []byte) []byte {
-	for _, c := range src {
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
-	}
-	return b
-}
 
 // jsonSafe marks the ASCII bytes encoding/json writes as they are (with
 // HTML escaping, as Marshal does): not a control byte, quote, backslash,
