@@ -214,7 +214,7 @@ func (c *client) removeAll(kp string, keys []string) (bool, string) {
 		}
 		time.Sleep(settleWait)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		keys = keys[:0]
+		keys = nil // not the caller's slice, which may still be read
 		for oi := range c.c.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: kp, Recursive: true}) {
 			if oi.Err != nil {
 				cancel()
